@@ -1,0 +1,753 @@
+// The only file that knows N-API. Each function checks that every length,
+// offset and leading dimension fits the buffers it was handed (the TypeScript
+// ops have already checked shapes; this is the second door), then forwards raw
+// pointers to a kernel. Errors surface as JavaScript TypeError / RangeError.
+#include <napi.h>
+
+#include <cmath>
+#include <cstdint>
+#include <new>
+#include <string>
+
+#include "conv.h"
+#include "elementwise.h"
+#include "gemm.h"
+#include "norm.h"
+#include "parallel.h"
+#include "pool.h"
+#include "rowwise.h"
+
+namespace ms = modelslice;
+
+namespace {
+
+// 2^53: every integer below is exact in a double.
+constexpr double kMaxSafe = 9007199254740992.0;
+
+struct Span {
+  float* data;
+  int64_t length;
+};
+
+[[noreturn]] void ThrowRange(Napi::Env env, const std::string& msg) {
+  throw Napi::RangeError::New(env, msg);
+}
+[[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) {
+  throw Napi::TypeError::New(env, msg);
+}
+
+Span GetFloats(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsTypedArray() ||
+      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    ThrowType(env, std::string(fn) + ": " + name + " must be a Float32Array");
+  auto arr = info[i].As<Napi::Float32Array>();
+  return {arr.Data(), static_cast<int64_t>(arr.ElementLength())};
+}
+
+int64_t GetIndex(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsNumber())
+    ThrowType(env, std::string(fn) + ": " + name + " must be a number");
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= 0) || v > kMaxSafe || std::floor(v) != v)
+    ThrowRange(env, std::string(fn) + ": " + name + " must be a non-negative integer, got " +
+                        std::to_string(v));
+  return static_cast<int64_t>(v);
+}
+
+double GetNumber(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsNumber())
+    ThrowType(env, std::string(fn) + ": " + name + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+bool GetBool(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsBoolean())
+    ThrowType(env, std::string(fn) + ": " + name + " must be a boolean");
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+Span GetOptionalFloats(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  if (i < info.Length() && (info[i].IsNull() || info[i].IsUndefined())) return {nullptr, 0};
+  return GetFloats(info, i, fn, name);
+}
+
+// Reads `count` non-negative integers from a JavaScript array argument.
+void GetIndexArray(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name,
+                   int64_t* out, uint32_t count) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsArray())
+    ThrowType(env, std::string(fn) + ": " + name + " must be an array");
+  auto arr = info[i].As<Napi::Array>();
+  if (arr.Length() != count)
+    ThrowRange(env,
+               std::string(fn) + ": " + name + " must have " + std::to_string(count) + " entries");
+  for (uint32_t d = 0; d < count; ++d) {
+    Napi::Value v = arr.Get(d);
+    double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(x >= 0) || x > kMaxSafe || std::floor(x) != x)
+      ThrowRange(env, std::string(fn) + ": " + name + " entries must be non-negative integers");
+    out[d] = static_cast<int64_t>(x);
+  }
+}
+
+// Kernels allocate scratch on the C++ heap; a failed allocation becomes a
+// JavaScript RangeError instead of terminating the process.
+template <typename F>
+void RunKernel(Napi::Env env, const char* fn, F&& kernel) {
+  try {
+    kernel();
+  } catch (const std::bad_alloc&) {
+    ThrowRange(env, std::string(fn) + ": out of memory for the kernel's scratch space");
+  }
+}
+
+// Products of sizes that could overflow int64 are refused before use.
+int64_t CheckedMul(Napi::Env env, int64_t a, int64_t b, const char* fn) {
+  if (a != 0 && b > INT64_MAX / a) ThrowRange(env, std::string(fn) + ": size overflow");
+  return a * b;
+}
+
+int64_t CheckedAdd(Napi::Env env, int64_t a, int64_t b, const char* fn) {
+  if (b > INT64_MAX - a) ThrowRange(env, std::string(fn) + ": size overflow");
+  return a + b;
+}
+
+// A rows x cols matrix at `offset` with leading dimension ld must fit in span.
+void CheckMatrix(Napi::Env env, const Span& s, int64_t offset, int64_t rows, int64_t cols,
+                 int64_t ld, const char* fn, const char* name) {
+  std::string where = std::string(fn) + ": " + name;
+  if (ld < cols || ld < 1)
+    ThrowRange(env, where + " leading dimension " + std::to_string(ld) + " is smaller than its " +
+                        std::to_string(cols) + " columns");
+  if (rows == 0 || cols == 0) return;
+  int64_t last = CheckedAdd(env, CheckedMul(env, rows - 1, ld, fn), cols, fn);
+  if (offset > s.length || last > s.length - offset)
+    ThrowRange(env, where + " of " + std::to_string(rows) + "x" + std::to_string(cols) +
+                        " (leading dimension " + std::to_string(ld) + ", offset " +
+                        std::to_string(offset) + ") does not fit its buffer of " +
+                        std::to_string(s.length) + " elements");
+}
+
+void CheckLength(Napi::Env env, const Span& s, int64_t need, const char* fn, const char* name) {
+  if (s.length < need)
+    ThrowRange(env, std::string(fn) + ": " + name + " has " + std::to_string(s.length) +
+                        " elements, needs " + std::to_string(need));
+}
+
+// gemm(transA, transB, M, N, K, alpha, A, aOffset, lda, B, bOffset, ldb, beta, C, cOffset, ldc)
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  const char* fn = "gemm";
+  Napi::Env env = info.Env();
+  bool ta = GetBool(info, 0, fn, "transA"), tb = GetBool(info, 1, fn, "transB");
+  int64_t M = GetIndex(info, 2, fn, "M"), N = GetIndex(info, 3, fn, "N"),
+          K = GetIndex(info, 4, fn, "K");
+  float alpha = static_cast<float>(GetNumber(info, 5, fn, "alpha"));
+  Span A = GetFloats(info, 6, fn, "A");
+  int64_t aOff = GetIndex(info, 7, fn, "aOffset"), lda = GetIndex(info, 8, fn, "lda");
+  Span B = GetFloats(info, 9, fn, "B");
+  int64_t bOff = GetIndex(info, 10, fn, "bOffset"), ldb = GetIndex(info, 11, fn, "ldb");
+  float beta = static_cast<float>(GetNumber(info, 12, fn, "beta"));
+  Span C = GetFloats(info, 13, fn, "C");
+  int64_t cOff = GetIndex(info, 14, fn, "cOffset"), ldc = GetIndex(info, 15, fn, "ldc");
+  if (ta)
+    CheckMatrix(env, A, aOff, K, M, lda, fn, "A");
+  else
+    CheckMatrix(env, A, aOff, M, K, lda, fn, "A");
+  if (tb)
+    CheckMatrix(env, B, bOff, N, K, ldb, fn, "B");
+  else
+    CheckMatrix(env, B, bOff, K, N, ldb, fn, "B");
+  CheckMatrix(env, C, cOff, M, N, ldc, fn, "C");
+  if (M == 0 || N == 0) return env.Undefined();
+  RunKernel(env, fn, [&] {
+    ms::sgemm(ta, tb, M, N, K, alpha, A.data + aOff, lda, B.data + bOff, ldb, beta, C.data + cOff,
+              ldc);
+  });
+  return env.Undefined();
+}
+
+// Reads a shape and strides given as JavaScript arrays into fixed arrays and
+// returns the largest element offset the strides can reach (+1).
+int ReadShape(const Napi::CallbackInfo& info, size_t i, const char* fn, int64_t* shape,
+              int64_t* count) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsArray())
+    ThrowType(env, std::string(fn) + ": shape must be an array");
+  auto arr = info[i].As<Napi::Array>();
+  if (arr.Length() > static_cast<uint32_t>(ms::kMaxDims))
+    ThrowRange(env, std::string(fn) + ": at most " + std::to_string(ms::kMaxDims) + " dimensions");
+  int rank = static_cast<int>(arr.Length());
+  int64_t n = 1;
+  for (int d = 0; d < rank; ++d) {
+    Napi::Value v = arr.Get(static_cast<uint32_t>(d));
+    double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(x >= 0) || x > kMaxSafe || std::floor(x) != x)
+      ThrowRange(env, std::string(fn) + ": shape entries must be non-negative integers");
+    shape[d] = static_cast<int64_t>(x);
+    n = CheckedMul(env, n, shape[d], fn);
+  }
+  *count = n;
+  return rank;
+}
+
+// Strides for an operand of `rank` dims; returns the extent (max offset + 1) it
+// reaches over `shape`, or 0 when the shape is empty.
+int64_t ReadStrides(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name,
+                    int rank, const int64_t* shape, int64_t* strides) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsArray())
+    ThrowType(env, std::string(fn) + ": " + name + " must be an array");
+  auto arr = info[i].As<Napi::Array>();
+  if (static_cast<int>(arr.Length()) != rank)
+    ThrowRange(env, std::string(fn) + ": " + name + " must have one entry per dimension");
+  int64_t extent = 0;
+  for (int d = 0; d < rank; ++d) {
+    Napi::Value v = arr.Get(static_cast<uint32_t>(d));
+    double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(x >= 0) || x > kMaxSafe || std::floor(x) != x)
+      ThrowRange(env, std::string(fn) + ": " + name + " entries must be non-negative integers");
+    strides[d] = static_cast<int64_t>(x);
+    if (shape[d] == 0) return 0;
+    extent = CheckedAdd(env, extent, CheckedMul(env, strides[d], shape[d] - 1, fn), fn);
+  }
+  return CheckedAdd(env, extent, 1, fn);
+}
+
+// binary(op, shape, a, aStrides, b, bStrides, out)
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  const char* fn = "binary";
+  Napi::Env env = info.Env();
+  int64_t op = GetIndex(info, 0, fn, "op");
+  if (op > 1) ThrowRange(env, "binary: unknown op");
+  int64_t shape[ms::kMaxDims], sa[ms::kMaxDims], sb[ms::kMaxDims], count;
+  int rank = ReadShape(info, 1, fn, shape, &count);
+  Span a = GetFloats(info, 2, fn, "a");
+  int64_t ea = ReadStrides(info, 3, fn, "aStrides", rank, shape, sa);
+  Span b = GetFloats(info, 4, fn, "b");
+  int64_t eb = ReadStrides(info, 5, fn, "bStrides", rank, shape, sb);
+  Span out = GetFloats(info, 6, fn, "out");
+  CheckLength(env, a, ea, fn, "a");
+  CheckLength(env, b, eb, fn, "b");
+  CheckLength(env, out, count, fn, "out");
+  if (count == 0) return env.Undefined();
+  RunKernel(env, fn, [&] {
+    ms::binary_broadcast(static_cast<ms::BinaryOp>(op), rank, shape, a.data, sa, b.data, sb,
+                         out.data);
+  });
+  return env.Undefined();
+}
+
+// sumTo(shape, g, scale, acc, accStrides): acc[strided] += scale * g
+Napi::Value SumTo(const Napi::CallbackInfo& info) {
+  const char* fn = "sumTo";
+  Napi::Env env = info.Env();
+  int64_t shape[ms::kMaxDims], sacc[ms::kMaxDims], count;
+  int rank = ReadShape(info, 0, fn, shape, &count);
+  Span g = GetFloats(info, 1, fn, "g");
+  float scale = static_cast<float>(GetNumber(info, 2, fn, "scale"));
+  Span acc = GetFloats(info, 3, fn, "acc");
+  int64_t e = ReadStrides(info, 4, fn, "accStrides", rank, shape, sacc);
+  CheckLength(env, g, count, fn, "g");
+  CheckLength(env, acc, e, fn, "acc");
+  if (count == 0) return env.Undefined();
+  RunKernel(env, fn, [&] { ms::sum_to_strided(rank, shape, g.data, scale, acc.data, sacc); });
+  return env.Undefined();
+}
+
+// mulGrad(shape, g, other, otherStrides, acc, accStrides): acc[strided] += g * other[strided]
+Napi::Value MulGrad(const Napi::CallbackInfo& info) {
+  const char* fn = "mulGrad";
+  Napi::Env env = info.Env();
+  int64_t shape[ms::kMaxDims], so[ms::kMaxDims], sacc[ms::kMaxDims], count;
+  int rank = ReadShape(info, 0, fn, shape, &count);
+  Span g = GetFloats(info, 1, fn, "g");
+  Span other = GetFloats(info, 2, fn, "other");
+  int64_t eo = ReadStrides(info, 3, fn, "otherStrides", rank, shape, so);
+  Span acc = GetFloats(info, 4, fn, "acc");
+  int64_t ea = ReadStrides(info, 5, fn, "accStrides", rank, shape, sacc);
+  CheckLength(env, g, count, fn, "g");
+  CheckLength(env, other, eo, fn, "other");
+  CheckLength(env, acc, ea, fn, "acc");
+  if (count == 0) return env.Undefined();
+  RunKernel(env, fn,
+            [&] { ms::mul_grad_strided(rank, shape, g.data, other.data, so, acc.data, sacc); });
+  return env.Undefined();
+}
+
+// relu(x, y)
+Napi::Value Relu(const Napi::CallbackInfo& info) {
+  const char* fn = "relu";
+  Napi::Env env = info.Env();
+  Span x = GetFloats(info, 0, fn, "x"), y = GetFloats(info, 1, fn, "y");
+  CheckLength(info.Env(), y, x.length, fn, "y");
+  RunKernel(env, fn, [&] { ms::relu_forward(x.length, x.data, y.data); });
+  return info.Env().Undefined();
+}
+
+// reluBackward(x, gy, gx): gx += gy * (x > 0)
+Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "reluBackward";
+  Napi::Env env = info.Env();
+  Span x = GetFloats(info, 0, fn, "x"), gy = GetFloats(info, 1, fn, "gy"),
+       gx = GetFloats(info, 2, fn, "gx");
+  CheckLength(info.Env(), gy, x.length, fn, "gy");
+  CheckLength(info.Env(), gx, x.length, fn, "gx");
+  RunKernel(env, fn, [&] { ms::relu_backward(x.length, x.data, gy.data, gx.data); });
+  return info.Env().Undefined();
+}
+
+// axpy(n, alpha, x, y): y[:n] += alpha * x[:n]
+Napi::Value Axpy(const Napi::CallbackInfo& info) {
+  const char* fn = "axpy";
+  Napi::Env env = info.Env();
+  int64_t n = GetIndex(info, 0, fn, "n");
+  float alpha = static_cast<float>(GetNumber(info, 1, fn, "alpha"));
+  Span x = GetFloats(info, 2, fn, "x"), y = GetFloats(info, 3, fn, "y");
+  CheckLength(info.Env(), x, n, fn, "x");
+  CheckLength(info.Env(), y, n, fn, "y");
+  RunKernel(env, fn, [&] { ms::axpy(n, alpha, x.data, y.data); });
+  return info.Env().Undefined();
+}
+
+// addRowBias(rows, cols, bias, y, ldy)
+Napi::Value AddRowBias(const Napi::CallbackInfo& info) {
+  const char* fn = "addRowBias";
+  Napi::Env env = info.Env();
+  int64_t rows = GetIndex(info, 0, fn, "rows"), cols = GetIndex(info, 1, fn, "cols");
+  Span bias = GetFloats(info, 2, fn, "bias"), y = GetFloats(info, 3, fn, "y");
+  int64_t ldy = GetIndex(info, 4, fn, "ldy");
+  CheckLength(env, bias, cols, fn, "bias");
+  CheckMatrix(env, y, 0, rows, cols, ldy, fn, "y");
+  RunKernel(env, fn, [&] { ms::add_row_bias(rows, cols, bias.data, y.data, ldy); });
+  return env.Undefined();
+}
+
+// columnSums(rows, cols, g, ldg, acc): acc[:cols] += column sums of g
+Napi::Value ColumnSums(const Napi::CallbackInfo& info) {
+  const char* fn = "columnSums";
+  Napi::Env env = info.Env();
+  int64_t rows = GetIndex(info, 0, fn, "rows"), cols = GetIndex(info, 1, fn, "cols");
+  Span g = GetFloats(info, 2, fn, "g");
+  int64_t ldg = GetIndex(info, 3, fn, "ldg");
+  Span acc = GetFloats(info, 4, fn, "acc");
+  CheckMatrix(env, g, 0, rows, cols, ldg, fn, "g");
+  CheckLength(env, acc, cols, fn, "acc");
+  RunKernel(env, fn, [&] { ms::column_sums(rows, cols, g.data, ldg, acc.data); });
+  return env.Undefined();
+}
+
+// softmax(rows, cols, x, y, log)
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  const char* fn = "softmax";
+  Napi::Env env = info.Env();
+  int64_t rows = GetIndex(info, 0, fn, "rows"), cols = GetIndex(info, 1, fn, "cols");
+  Span x = GetFloats(info, 2, fn, "x"), y = GetFloats(info, 3, fn, "y");
+  bool log = GetBool(info, 4, fn, "log");
+  int64_t n = CheckedMul(env, rows, cols, fn);
+  CheckLength(env, x, n, fn, "x");
+  CheckLength(env, y, n, fn, "y");
+  RunKernel(env, fn, [&] { ms::softmax_rows(rows, cols, x.data, y.data, log); });
+  return env.Undefined();
+}
+
+// softmaxBackward(rows, cols, y, gy, gx, log)
+Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "softmaxBackward";
+  Napi::Env env = info.Env();
+  int64_t rows = GetIndex(info, 0, fn, "rows"), cols = GetIndex(info, 1, fn, "cols");
+  Span y = GetFloats(info, 2, fn, "y"), gy = GetFloats(info, 3, fn, "gy"),
+       gx = GetFloats(info, 4, fn, "gx");
+  bool log = GetBool(info, 5, fn, "log");
+  int64_t n = CheckedMul(env, rows, cols, fn);
+  CheckLength(env, y, n, fn, "y");
+  CheckLength(env, gy, n, fn, "gy");
+  CheckLength(env, gx, n, fn, "gx");
+  RunKernel(env, fn, [&] { ms::softmax_rows_backward(rows, cols, y.data, gy.data, gx.data, log); });
+  return env.Undefined();
+}
+
+// Conv params: [N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW,
+// groups, weightInPerGroup]. Validates them against every buffer.
+ms::ConvShape ReadConvShape(const Napi::CallbackInfo& info, const char* fn) {
+  Napi::Env env = info.Env();
+  int64_t p[15];
+  GetIndexArray(info, 0, fn, "params", p, 15);
+  ms::ConvShape s{p[0], p[1],  p[2],  p[3],  p[4],  p[5],  p[6], p[7], p[8],
+                  p[9], p[10], p[11], p[12], p[13], p[14], 0,    0};
+  if (s.kh < 1 || s.kw < 1 || s.strideH < 1 || s.strideW < 1 || s.dilationH < 1 ||
+      s.dilationW < 1 || s.groups < 1 || s.weightInPerGroup < 1)
+    ThrowRange(env, std::string(fn) + ": kernel, stride, dilation and groups must be >= 1");
+  if (s.inChannels % s.groups != 0 || s.outChannels % s.groups != 0)
+    ThrowRange(env, std::string(fn) + ": channels must be divisible by groups");
+  if (s.inChannels / s.groups > s.weightInPerGroup)
+    ThrowRange(env, std::string(fn) + ": more input channels per group than the weight has");
+  s.outH = ms::conv_out_size(s.inH, s.kh, s.strideH, s.padH, s.dilationH);
+  s.outW = ms::conv_out_size(s.inW, s.kw, s.strideW, s.padW, s.dilationW);
+  if (s.outH < 0 || s.outW < 0)
+    ThrowRange(env, std::string(fn) + ": kernel larger than the padded input");
+  // Bound every size so the products below cannot overflow.
+  for (int64_t v : p)
+    if (v > (int64_t{1} << 31)) ThrowRange(env, std::string(fn) + ": size too large");
+  return s;
+}
+
+int64_t ConvWeightNeed(Napi::Env env, const ms::ConvShape& s, const char* fn) {
+  if (s.outChannels == 0) return 0;
+  int64_t ldw = CheckedMul(env, s.weightInPerGroup, CheckedMul(env, s.kh, s.kw, fn), fn);
+  return CheckedAdd(env, CheckedMul(env, s.outChannels - 1, ldw, fn),
+                    CheckedMul(env, s.inChannels / s.groups, CheckedMul(env, s.kh, s.kw, fn), fn),
+                    fn);
+}
+
+int64_t ConvInputSize(Napi::Env env, const ms::ConvShape& s, const char* fn) {
+  return CheckedMul(env, CheckedMul(env, s.batch, s.inChannels, fn),
+                    CheckedMul(env, s.inH, s.inW, fn), fn);
+}
+
+int64_t ConvOutputSize(Napi::Env env, const ms::ConvShape& s, const char* fn) {
+  return CheckedMul(env, CheckedMul(env, s.batch, s.outChannels, fn),
+                    CheckedMul(env, s.outH, s.outW, fn), fn);
+}
+
+// conv2dForward(params, x, w, bias | null, y)
+Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dForward";
+  Napi::Env env = info.Env();
+  ms::ConvShape s = ReadConvShape(info, fn);
+  Span x = GetFloats(info, 1, fn, "x"), w = GetFloats(info, 2, fn, "w");
+  Span bias = GetOptionalFloats(info, 3, fn, "bias");
+  Span y = GetFloats(info, 4, fn, "y");
+  CheckLength(env, x, ConvInputSize(env, s, fn), fn, "x");
+  CheckLength(env, w, ConvWeightNeed(env, s, fn), fn, "w");
+  if (bias.data) CheckLength(env, bias, s.outChannels, fn, "bias");
+  CheckLength(env, y, ConvOutputSize(env, s, fn), fn, "y");
+  if (ConvOutputSize(env, s, fn) == 0) return env.Undefined();
+  RunKernel(env, fn, [&] { ms::conv2d_forward(s, x.data, w.data, bias.data, y.data); });
+  return env.Undefined();
+}
+
+// conv2dBackwardInput(params, gy, w, gx)
+Napi::Value Conv2dBackwardInput(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dBackwardInput";
+  Napi::Env env = info.Env();
+  ms::ConvShape s = ReadConvShape(info, fn);
+  Span gy = GetFloats(info, 1, fn, "gy"), w = GetFloats(info, 2, fn, "w"),
+       gx = GetFloats(info, 3, fn, "gx");
+  CheckLength(env, gy, ConvOutputSize(env, s, fn), fn, "gy");
+  CheckLength(env, w, ConvWeightNeed(env, s, fn), fn, "w");
+  CheckLength(env, gx, ConvInputSize(env, s, fn), fn, "gx");
+  if (ConvOutputSize(env, s, fn) == 0 || ConvInputSize(env, s, fn) == 0) return env.Undefined();
+  RunKernel(env, fn, [&] { ms::conv2d_backward_input(s, gy.data, w.data, gx.data); });
+  return env.Undefined();
+}
+
+// conv2dBackwardWeight(params, gy, x, gw)
+Napi::Value Conv2dBackwardWeight(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dBackwardWeight";
+  Napi::Env env = info.Env();
+  ms::ConvShape s = ReadConvShape(info, fn);
+  Span gy = GetFloats(info, 1, fn, "gy"), x = GetFloats(info, 2, fn, "x"),
+       gw = GetFloats(info, 3, fn, "gw");
+  CheckLength(env, gy, ConvOutputSize(env, s, fn), fn, "gy");
+  CheckLength(env, x, ConvInputSize(env, s, fn), fn, "x");
+  CheckLength(env, gw, ConvWeightNeed(env, s, fn), fn, "gw");
+  if (ConvOutputSize(env, s, fn) == 0) return env.Undefined();
+  RunKernel(env, fn, [&] { ms::conv2d_backward_weight(s, gy.data, x.data, gw.data); });
+  return env.Undefined();
+}
+
+// conv2dBackwardBias(params, gy, gb)
+Napi::Value Conv2dBackwardBias(const Napi::CallbackInfo& info) {
+  const char* fn = "conv2dBackwardBias";
+  Napi::Env env = info.Env();
+  ms::ConvShape s = ReadConvShape(info, fn);
+  Span gy = GetFloats(info, 1, fn, "gy"), gb = GetFloats(info, 2, fn, "gb");
+  CheckLength(env, gy, ConvOutputSize(env, s, fn), fn, "gy");
+  CheckLength(env, gb, s.outChannels, fn, "gb");
+  RunKernel(env, fn, [&] { ms::conv2d_backward_bias(s, gy.data, gb.data); });
+  return env.Undefined();
+}
+
+// Pool params at argument `index`: [planes, H, W, kh, kw, strideH, strideW, padH, padW].
+ms::PoolShape ReadPoolShape(const Napi::CallbackInfo& info, size_t index, const char* fn) {
+  Napi::Env env = info.Env();
+  int64_t p[9];
+  GetIndexArray(info, index, fn, "params", p, 9);
+  for (int64_t v : p)
+    if (v > (int64_t{1} << 31)) ThrowRange(env, std::string(fn) + ": size too large");
+  ms::PoolShape s{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], 0, 0};
+  if (s.kh < 1 || s.kw < 1 || s.strideH < 1 || s.strideW < 1)
+    ThrowRange(env, std::string(fn) + ": kernel and stride must be >= 1");
+  if (s.padH * 2 > s.kh || s.padW * 2 > s.kw)
+    ThrowRange(env, std::string(fn) + ": padding must be at most half the kernel");
+  s.outH = ms::conv_out_size(s.inH, s.kh, s.strideH, s.padH, 1);
+  s.outW = ms::conv_out_size(s.inW, s.kw, s.strideW, s.padW, 1);
+  if (s.outH < 0 || s.outW < 0)
+    ThrowRange(env, std::string(fn) + ": kernel larger than the padded input");
+  return s;
+}
+
+// poolForward(kind, params, x, y): kind 0 = max, 1 = average
+Napi::Value PoolForward(const Napi::CallbackInfo& info) {
+  const char* fn = "poolForward";
+  Napi::Env env = info.Env();
+  int64_t kind = GetIndex(info, 0, fn, "kind");
+  if (kind > 1) ThrowRange(env, std::string(fn) + ": unknown kind");
+  ms::PoolShape s = ReadPoolShape(info, 1, fn);
+  Span x = GetFloats(info, 2, fn, "x"), y = GetFloats(info, 3, fn, "y");
+  CheckLength(env, x, CheckedMul(env, s.planes, s.inH * s.inW, fn), fn, "x");
+  CheckLength(env, y, CheckedMul(env, s.planes, s.outH * s.outW, fn), fn, "y");
+  RunKernel(env, fn, [&] {
+    if (kind == 0)
+      ms::max_pool_forward(s, x.data, y.data);
+    else
+      ms::avg_pool_forward(s, x.data, y.data);
+  });
+  return env.Undefined();
+}
+
+// poolBackward(kind, params, x, gy, gx): gx += the pooled gradient
+Napi::Value PoolBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "poolBackward";
+  Napi::Env env = info.Env();
+  int64_t kind = GetIndex(info, 0, fn, "kind");
+  if (kind > 1) ThrowRange(env, std::string(fn) + ": unknown kind");
+  ms::PoolShape s = ReadPoolShape(info, 1, fn);
+  Span x = GetFloats(info, 2, fn, "x"), gy = GetFloats(info, 3, fn, "gy"),
+       gx = GetFloats(info, 4, fn, "gx");
+  int64_t inSize = CheckedMul(env, s.planes, s.inH * s.inW, fn);
+  CheckLength(env, x, inSize, fn, "x");
+  CheckLength(env, gy, CheckedMul(env, s.planes, s.outH * s.outW, fn), fn, "gy");
+  CheckLength(env, gx, inSize, fn, "gx");
+  RunKernel(env, fn, [&] {
+    if (kind == 0)
+      ms::max_pool_backward(s, x.data, gy.data, gx.data);
+    else
+      ms::avg_pool_backward(s, gy.data, gx.data);
+  });
+  return env.Undefined();
+}
+
+// globalAvgPool(planes, size, x, y)
+Napi::Value GlobalAvgPool(const Napi::CallbackInfo& info) {
+  const char* fn = "globalAvgPool";
+  Napi::Env env = info.Env();
+  int64_t planes = GetIndex(info, 0, fn, "planes"), size = GetIndex(info, 1, fn, "size");
+  Span x = GetFloats(info, 2, fn, "x"), y = GetFloats(info, 3, fn, "y");
+  if (size == 0) ThrowRange(env, std::string(fn) + ": planes must not be empty");
+  CheckLength(env, x, CheckedMul(env, planes, size, fn), fn, "x");
+  CheckLength(env, y, planes, fn, "y");
+  RunKernel(env, fn, [&] { ms::global_avg_pool_forward(planes, size, x.data, y.data); });
+  return env.Undefined();
+}
+
+// globalAvgPoolBackward(planes, size, gy, gx)
+Napi::Value GlobalAvgPoolBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "globalAvgPoolBackward";
+  Napi::Env env = info.Env();
+  int64_t planes = GetIndex(info, 0, fn, "planes"), size = GetIndex(info, 1, fn, "size");
+  Span gy = GetFloats(info, 2, fn, "gy"), gx = GetFloats(info, 3, fn, "gx");
+  if (size == 0) ThrowRange(env, std::string(fn) + ": planes must not be empty");
+  CheckLength(env, gy, planes, fn, "gy");
+  CheckLength(env, gx, CheckedMul(env, planes, size, fn), fn, "gx");
+  RunKernel(env, fn, [&] { ms::global_avg_pool_backward(planes, size, gy.data, gx.data); });
+  return env.Undefined();
+}
+
+// Norm dims at arguments 0..2: batch, channels, spatial; returns their product.
+int64_t ReadNormDims(const Napi::CallbackInfo& info, const char* fn, int64_t* n, int64_t* c,
+                     int64_t* sp) {
+  Napi::Env env = info.Env();
+  *n = GetIndex(info, 0, fn, "batch");
+  *c = GetIndex(info, 1, fn, "channels");
+  *sp = GetIndex(info, 2, fn, "spatial");
+  return CheckedMul(env, CheckedMul(env, *n, *c, fn), *sp, fn);
+}
+
+// groupNormForward(N, C, S, G, x, gamma|null, beta|null, eps, y, mean, rstd)
+Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
+  const char* fn = "groupNormForward";
+  Napi::Env env = info.Env();
+  int64_t n, c, sp;
+  int64_t total = ReadNormDims(info, fn, &n, &c, &sp);
+  int64_t g = GetIndex(info, 3, fn, "groups");
+  if (g < 1 || c % g != 0) ThrowRange(env, std::string(fn) + ": groups must divide channels");
+  Span x = GetFloats(info, 4, fn, "x");
+  Span gamma = GetOptionalFloats(info, 5, fn, "gamma"),
+       beta = GetOptionalFloats(info, 6, fn, "beta");
+  float eps = static_cast<float>(GetNumber(info, 7, fn, "eps"));
+  Span y = GetFloats(info, 8, fn, "y"), mean = GetFloats(info, 9, fn, "mean"),
+       rstd = GetFloats(info, 10, fn, "rstd");
+  CheckLength(env, x, total, fn, "x");
+  CheckLength(env, y, total, fn, "y");
+  if (gamma.data) CheckLength(env, gamma, c, fn, "gamma");
+  if (beta.data) CheckLength(env, beta, c, fn, "beta");
+  CheckLength(env, mean, CheckedMul(env, n, g, fn), fn, "mean");
+  CheckLength(env, rstd, CheckedMul(env, n, g, fn), fn, "rstd");
+  if (total == 0) return env.Undefined();
+  RunKernel(env, fn, [&] {
+    ms::group_norm_forward(n, c, sp, g, x.data, gamma.data, beta.data, eps, y.data, mean.data,
+                           rstd.data);
+  });
+  return env.Undefined();
+}
+
+// groupNormBackward(N, C, S, G, x, gy, gamma|null, mean, rstd, gx|null, ggamma|null, gbeta|null)
+Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "groupNormBackward";
+  Napi::Env env = info.Env();
+  int64_t n, c, sp;
+  int64_t total = ReadNormDims(info, fn, &n, &c, &sp);
+  int64_t g = GetIndex(info, 3, fn, "groups");
+  if (g < 1 || c % g != 0) ThrowRange(env, std::string(fn) + ": groups must divide channels");
+  Span x = GetFloats(info, 4, fn, "x"), gy = GetFloats(info, 5, fn, "gy");
+  Span gamma = GetOptionalFloats(info, 6, fn, "gamma");
+  Span mean = GetFloats(info, 7, fn, "mean"), rstd = GetFloats(info, 8, fn, "rstd");
+  Span gx = GetOptionalFloats(info, 9, fn, "gx"),
+       ggamma = GetOptionalFloats(info, 10, fn, "ggamma"),
+       gbeta = GetOptionalFloats(info, 11, fn, "gbeta");
+  CheckLength(env, x, total, fn, "x");
+  CheckLength(env, gy, total, fn, "gy");
+  if (gamma.data) CheckLength(env, gamma, c, fn, "gamma");
+  CheckLength(env, mean, CheckedMul(env, n, g, fn), fn, "mean");
+  CheckLength(env, rstd, CheckedMul(env, n, g, fn), fn, "rstd");
+  if (gx.data) CheckLength(env, gx, total, fn, "gx");
+  if (ggamma.data) CheckLength(env, ggamma, c, fn, "ggamma");
+  if (gbeta.data) CheckLength(env, gbeta, c, fn, "gbeta");
+  if (total == 0) return env.Undefined();
+  RunKernel(env, fn, [&] {
+    ms::group_norm_backward(n, c, sp, g, x.data, gy.data, gamma.data, mean.data, rstd.data, gx.data,
+                            ggamma.data, gbeta.data);
+  });
+  return env.Undefined();
+}
+
+// channelMoments(N, C, S, x, mean, var)
+Napi::Value ChannelMoments(const Napi::CallbackInfo& info) {
+  const char* fn = "channelMoments";
+  Napi::Env env = info.Env();
+  int64_t n, c, sp;
+  int64_t total = ReadNormDims(info, fn, &n, &c, &sp);
+  Span x = GetFloats(info, 3, fn, "x"), mean = GetFloats(info, 4, fn, "mean"),
+       var = GetFloats(info, 5, fn, "var");
+  if (n * sp == 0) ThrowRange(env, std::string(fn) + ": no values per channel");
+  CheckLength(env, x, total, fn, "x");
+  CheckLength(env, mean, c, fn, "mean");
+  CheckLength(env, var, c, fn, "var");
+  RunKernel(env, fn, [&] { ms::channel_moments(n, c, sp, x.data, mean.data, var.data); });
+  return env.Undefined();
+}
+
+// channelAffine(N, C, S, x, scale, shift, y)
+Napi::Value ChannelAffine(const Napi::CallbackInfo& info) {
+  const char* fn = "channelAffine";
+  Napi::Env env = info.Env();
+  int64_t n, c, sp;
+  int64_t total = ReadNormDims(info, fn, &n, &c, &sp);
+  Span x = GetFloats(info, 3, fn, "x"), scale = GetFloats(info, 4, fn, "scale"),
+       shift = GetFloats(info, 5, fn, "shift"), y = GetFloats(info, 6, fn, "y");
+  CheckLength(env, x, total, fn, "x");
+  CheckLength(env, scale, c, fn, "scale");
+  CheckLength(env, shift, c, fn, "shift");
+  CheckLength(env, y, total, fn, "y");
+  RunKernel(env, fn, [&] { ms::channel_affine(n, c, sp, x.data, scale.data, shift.data, y.data); });
+  return env.Undefined();
+}
+
+// batchNormBackward(N, C, S, x, gy, mean, rstd, gamma|null, training, gx|null, ggamma|null,
+// gbeta|null)
+Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "batchNormBackward";
+  Napi::Env env = info.Env();
+  int64_t n, c, sp;
+  int64_t total = ReadNormDims(info, fn, &n, &c, &sp);
+  Span x = GetFloats(info, 3, fn, "x"), gy = GetFloats(info, 4, fn, "gy"),
+       mean = GetFloats(info, 5, fn, "mean"), rstd = GetFloats(info, 6, fn, "rstd");
+  Span gamma = GetOptionalFloats(info, 7, fn, "gamma");
+  bool training = GetBool(info, 8, fn, "training");
+  Span gx = GetOptionalFloats(info, 9, fn, "gx"),
+       ggamma = GetOptionalFloats(info, 10, fn, "ggamma"),
+       gbeta = GetOptionalFloats(info, 11, fn, "gbeta");
+  CheckLength(env, x, total, fn, "x");
+  CheckLength(env, gy, total, fn, "gy");
+  CheckLength(env, mean, c, fn, "mean");
+  CheckLength(env, rstd, c, fn, "rstd");
+  if (gamma.data) CheckLength(env, gamma, c, fn, "gamma");
+  if (gx.data) CheckLength(env, gx, total, fn, "gx");
+  if (ggamma.data) CheckLength(env, ggamma, c, fn, "ggamma");
+  if (gbeta.data) CheckLength(env, gbeta, c, fn, "gbeta");
+  if (total == 0) return env.Undefined();
+  RunKernel(env, fn, [&] {
+    ms::batch_norm_backward(n, c, sp, x.data, gy.data, mean.data, rstd.data, gamma.data, training,
+                            gx.data, ggamma.data, gbeta.data);
+  });
+  return env.Undefined();
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), ms::get_num_threads());
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  int64_t n = GetIndex(info, 0, "setNumThreads", "n");
+  if (n < 1 || n > 1024) ThrowRange(info.Env(), "setNumThreads: n must be in [1, 1024]");
+  ms::set_num_threads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
+Napi::Value KernelInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("gemm", ms::sgemm_kernel_name());
+#ifdef _OPENMP
+  o.Set("openmp", true);
+#else
+  o.Set("openmp", false);
+#endif
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
+  exports.Set("binary", Napi::Function::New(env, Binary, "binary"));
+  exports.Set("sumTo", Napi::Function::New(env, SumTo, "sumTo"));
+  exports.Set("mulGrad", Napi::Function::New(env, MulGrad, "mulGrad"));
+  exports.Set("relu", Napi::Function::New(env, Relu, "relu"));
+  exports.Set("reluBackward", Napi::Function::New(env, ReluBackward, "reluBackward"));
+  exports.Set("axpy", Napi::Function::New(env, Axpy, "axpy"));
+  exports.Set("addRowBias", Napi::Function::New(env, AddRowBias, "addRowBias"));
+  exports.Set("columnSums", Napi::Function::New(env, ColumnSums, "columnSums"));
+  exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
+  exports.Set("softmaxBackward", Napi::Function::New(env, SoftmaxBackward, "softmaxBackward"));
+  exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward, "conv2dForward"));
+  exports.Set("conv2dBackwardInput",
+              Napi::Function::New(env, Conv2dBackwardInput, "conv2dBackwardInput"));
+  exports.Set("conv2dBackwardWeight",
+              Napi::Function::New(env, Conv2dBackwardWeight, "conv2dBackwardWeight"));
+  exports.Set("conv2dBackwardBias",
+              Napi::Function::New(env, Conv2dBackwardBias, "conv2dBackwardBias"));
+  exports.Set("poolForward", Napi::Function::New(env, PoolForward, "poolForward"));
+  exports.Set("poolBackward", Napi::Function::New(env, PoolBackward, "poolBackward"));
+  exports.Set("globalAvgPool", Napi::Function::New(env, GlobalAvgPool, "globalAvgPool"));
+  exports.Set("globalAvgPoolBackward",
+              Napi::Function::New(env, GlobalAvgPoolBackward, "globalAvgPoolBackward"));
+  exports.Set("groupNormForward", Napi::Function::New(env, GroupNormForward, "groupNormForward"));
+  exports.Set("groupNormBackward",
+              Napi::Function::New(env, GroupNormBackward, "groupNormBackward"));
+  exports.Set("channelMoments", Napi::Function::New(env, ChannelMoments, "channelMoments"));
+  exports.Set("channelAffine", Napi::Function::New(env, ChannelAffine, "channelAffine"));
+  exports.Set("batchNormBackward",
+              Napi::Function::New(env, BatchNormBackward, "batchNormBackward"));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("kernelInfo", Napi::Function::New(env, KernelInfo, "kernelInfo"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(modelslice, Init)

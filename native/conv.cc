@@ -1,0 +1,298 @@
+#include "conv.h"
+
+#include <cstring>
+#include <vector>
+
+#include "gemm.h"
+#include "parallel.h"
+
+namespace modelslice {
+
+namespace {
+
+// Column buffers are per calling thread and grow only, so repeated
+// convolutions of one shape do not allocate.
+float* column_scratch(int64_t elements) {
+  thread_local std::vector<float> buffer;
+  if (static_cast<int64_t>(buffer.size()) < elements) buffer.resize(static_cast<size_t>(elements));
+  return buffer.data();
+}
+
+bool is_pointwise(const ConvShape& s) {
+  return s.kh == 1 && s.kw == 1 && s.strideH == 1 && s.strideW == 1 && s.padH == 0 && s.padW == 0;
+}
+
+// col[(c * kh + i) * kw + j][oh * outW + ow] = x[c][oh * sh - ph + i * dh][ow * sw - pw + j * dw]
+// for the `channels` planes starting at x (one image, one group).
+void im2col(const ConvShape& s, int64_t channels, const float* x, float* col) {
+  const int64_t rows = channels * s.kh * s.kw;
+  const int64_t plane = s.outH * s.outW;
+  const int threads = rows * plane < (1 << 16) ? 1 : get_num_threads();
+  parallel_run(threads, [&](int t, int nt) {
+    int64_t lo, hi;
+    split_range(rows, 1, t, nt, &lo, &hi);
+    for (int64_t r = lo; r < hi; ++r) {
+      const int64_t c = r / (s.kh * s.kw), i = (r / s.kw) % s.kh, j = r % s.kw;
+      const float* xc = x + c * s.inH * s.inW;
+      float* out = col + r * plane;
+      for (int64_t oh = 0; oh < s.outH; ++oh) {
+        const int64_t ih = oh * s.strideH - s.padH + i * s.dilationH;
+        float* o = out + oh * s.outW;
+        if (ih < 0 || ih >= s.inH) {
+          std::memset(o, 0, sizeof(float) * s.outW);
+          continue;
+        }
+        const float* xr = xc + ih * s.inW;
+        const int64_t off = j * s.dilationW - s.padW;
+        if (s.strideW == 1) {
+          // Valid ow satisfy 0 <= ow + off < inW.
+          int64_t begin = off < 0 ? -off : 0;
+          int64_t end = s.inW - off < s.outW ? s.inW - off : s.outW;
+          if (end < begin) end = begin;
+          for (int64_t ow = 0; ow < begin; ++ow) o[ow] = 0;
+          if (end > begin) std::memcpy(o + begin, xr + begin + off, sizeof(float) * (end - begin));
+          for (int64_t ow = end; ow < s.outW; ++ow) o[ow] = 0;
+        } else {
+          for (int64_t ow = 0; ow < s.outW; ++ow) {
+            const int64_t iw = ow * s.strideW + off;
+            o[ow] = iw >= 0 && iw < s.inW ? xr[iw] : 0.0f;
+          }
+        }
+      }
+    }
+  });
+}
+
+// The adjoint of im2col: x[c][ih][iw] += col[...] over every tap that read it.
+// Split over channels so no two threads add into the same plane.
+void col2im_add(const ConvShape& s, int64_t channels, const float* col, float* x) {
+  const int64_t plane = s.outH * s.outW;
+  const int threads = channels * s.kh * s.kw * plane < (1 << 16) ? 1 : get_num_threads();
+  parallel_run(threads, [&](int t, int nt) {
+    int64_t lo, hi;
+    split_range(channels, 1, t, nt, &lo, &hi);
+    for (int64_t c = lo; c < hi; ++c) {
+      float* xc = x + c * s.inH * s.inW;
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j) {
+          const float* in = col + ((c * s.kh + i) * s.kw + j) * plane;
+          for (int64_t oh = 0; oh < s.outH; ++oh) {
+            const int64_t ih = oh * s.strideH - s.padH + i * s.dilationH;
+            if (ih < 0 || ih >= s.inH) continue;
+            float* xr = xc + ih * s.inW;
+            const float* r = in + oh * s.outW;
+            for (int64_t ow = 0; ow < s.outW; ++ow) {
+              const int64_t iw = ow * s.strideW - s.padW + j * s.dilationW;
+              if (iw >= 0 && iw < s.inW) xr[iw] += r[ow];
+            }
+          }
+        }
+    }
+  });
+}
+
+bool is_depthwise(const ConvShape& s) {
+  return s.groups == s.inChannels && s.groups == s.outChannels && s.groups > 1;
+}
+
+// Direct depthwise convolution: one plane per (image, channel).
+void depthwise_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
+                       float* y) {
+  const int64_t planes = s.batch * s.inChannels;
+  const int64_t taps = s.weightInPerGroup * s.kh * s.kw;
+  const int threads = planes * s.outH * s.outW * s.kh * s.kw < (1 << 15) ? 1 : get_num_threads();
+  parallel_run(threads, [&](int t, int nt) {
+    int64_t lo, hi;
+    split_range(planes, 1, t, nt, &lo, &hi);
+    for (int64_t p = lo; p < hi; ++p) {
+      const int64_t c = p % s.inChannels;
+      const float* xp = x + p * s.inH * s.inW;
+      const float* wc = w + c * taps;
+      float* yp = y + p * s.outH * s.outW;
+      const float b = bias ? bias[c] : 0.0f;
+      for (int64_t oh = 0; oh < s.outH; ++oh)
+        for (int64_t ow = 0; ow < s.outW; ++ow) {
+          float acc = 0;
+          for (int64_t i = 0; i < s.kh; ++i) {
+            const int64_t ih = oh * s.strideH - s.padH + i * s.dilationH;
+            if (ih < 0 || ih >= s.inH) continue;
+            for (int64_t j = 0; j < s.kw; ++j) {
+              const int64_t iw = ow * s.strideW - s.padW + j * s.dilationW;
+              if (iw >= 0 && iw < s.inW) acc += xp[ih * s.inW + iw] * wc[i * s.kw + j];
+            }
+          }
+          yp[oh * s.outW + ow] = acc + b;
+        }
+    }
+  });
+}
+
+void depthwise_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx) {
+  const int64_t planes = s.batch * s.inChannels;
+  const int64_t taps = s.weightInPerGroup * s.kh * s.kw;
+  const int threads = planes * s.outH * s.outW * s.kh * s.kw < (1 << 15) ? 1 : get_num_threads();
+  parallel_run(threads, [&](int t, int nt) {
+    int64_t lo, hi;
+    split_range(planes, 1, t, nt, &lo, &hi);
+    for (int64_t p = lo; p < hi; ++p) {
+      const int64_t c = p % s.inChannels;
+      float* gxp = gx + p * s.inH * s.inW;
+      const float* wc = w + c * taps;
+      const float* gyp = gy + p * s.outH * s.outW;
+      for (int64_t oh = 0; oh < s.outH; ++oh)
+        for (int64_t ow = 0; ow < s.outW; ++ow) {
+          const float g = gyp[oh * s.outW + ow];
+          for (int64_t i = 0; i < s.kh; ++i) {
+            const int64_t ih = oh * s.strideH - s.padH + i * s.dilationH;
+            if (ih < 0 || ih >= s.inH) continue;
+            for (int64_t j = 0; j < s.kw; ++j) {
+              const int64_t iw = ow * s.strideW - s.padW + j * s.dilationW;
+              if (iw >= 0 && iw < s.inW) gxp[ih * s.inW + iw] += g * wc[i * s.kw + j];
+            }
+          }
+        }
+    }
+  });
+}
+
+void depthwise_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw) {
+  const int64_t taps = s.weightInPerGroup * s.kh * s.kw;
+  const int threads =
+      s.batch * s.inChannels * s.outH * s.outW * s.kh * s.kw < (1 << 15) ? 1 : get_num_threads();
+  // Split over channels: each weight tap has one owner and a fixed summation order.
+  parallel_run(threads, [&](int t, int nt) {
+    int64_t lo, hi;
+    split_range(s.inChannels, 1, t, nt, &lo, &hi);
+    for (int64_t c = lo; c < hi; ++c) {
+      float* gwc = gw + c * taps;
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j) {
+          double acc = 0;
+          for (int64_t n = 0; n < s.batch; ++n) {
+            const float* xp = x + (n * s.inChannels + c) * s.inH * s.inW;
+            const float* gyp = gy + (n * s.inChannels + c) * s.outH * s.outW;
+            for (int64_t oh = 0; oh < s.outH; ++oh) {
+              const int64_t ih = oh * s.strideH - s.padH + i * s.dilationH;
+              if (ih < 0 || ih >= s.inH) continue;
+              for (int64_t ow = 0; ow < s.outW; ++ow) {
+                const int64_t iw = ow * s.strideW - s.padW + j * s.dilationW;
+                if (iw >= 0 && iw < s.inW) acc += gyp[oh * s.outW + ow] * xp[ih * s.inW + iw];
+              }
+            }
+          }
+          gwc[i * s.kw + j] += static_cast<float>(acc);
+        }
+    }
+  });
+}
+
+}  // namespace
+
+int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
+  const int64_t span = dilation * (kernel - 1) + 1;
+  const int64_t padded = in + 2 * pad;
+  if (stride < 1 || padded < span) return -1;
+  return (padded - span) / stride + 1;
+}
+
+void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
+                    float* y) {
+  if (is_depthwise(s)) {
+    depthwise_forward(s, x, w, bias, y);
+    return;
+  }
+  const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
+  const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
+  const int64_t plane = s.outH * s.outW;
+  const bool pointwise = is_pointwise(s);
+  float* col = pointwise ? nullptr : column_scratch(k * plane);
+  for (int64_t n = 0; n < s.batch; ++n)
+    for (int64_t g = 0; g < s.groups; ++g) {
+      const float* xg = x + (n * s.inChannels + g * cg) * s.inH * s.inW;
+      const float* b = xg;
+      if (!pointwise) {
+        im2col(s, cg, xg, col);
+        b = col;
+      }
+      float* yg = y + (n * s.outChannels + g * og) * plane;
+      sgemm(false, false, og, plane, k, 1.0f, w + g * og * ldw, ldw, b, plane, 0.0f, yg, plane);
+    }
+  if (bias) {
+    const int64_t planes = s.batch * s.outChannels;
+    parallel_run(planes * plane < (1 << 16) ? 1 : get_num_threads(), [&](int t, int nt) {
+      int64_t lo, hi;
+      split_range(planes, 1, t, nt, &lo, &hi);
+      for (int64_t p = lo; p < hi; ++p) {
+        const float bv = bias[p % s.outChannels];
+        float* yp = y + p * plane;
+        for (int64_t i = 0; i < plane; ++i) yp[i] += bv;
+      }
+    });
+  }
+}
+
+void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx) {
+  if (is_depthwise(s)) {
+    depthwise_backward_input(s, gy, w, gx);
+    return;
+  }
+  const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
+  const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
+  const int64_t plane = s.outH * s.outW;
+  const bool pointwise = is_pointwise(s);
+  float* col = pointwise ? nullptr : column_scratch(k * plane);
+  for (int64_t n = 0; n < s.batch; ++n)
+    for (int64_t g = 0; g < s.groups; ++g) {
+      const float* gyg = gy + (n * s.outChannels + g * og) * plane;
+      float* gxg = gx + (n * s.inChannels + g * cg) * s.inH * s.inW;
+      const float* wg = w + g * og * ldw;
+      if (pointwise) {
+        sgemm(true, false, k, plane, og, 1.0f, wg, ldw, gyg, plane, 1.0f, gxg, plane);
+      } else {
+        sgemm(true, false, k, plane, og, 1.0f, wg, ldw, gyg, plane, 0.0f, col, plane);
+        col2im_add(s, cg, col, gxg);
+      }
+    }
+}
+
+void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw) {
+  if (is_depthwise(s)) {
+    depthwise_backward_weight(s, gy, x, gw);
+    return;
+  }
+  const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
+  const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
+  const int64_t plane = s.outH * s.outW;
+  const bool pointwise = is_pointwise(s);
+  float* col = pointwise ? nullptr : column_scratch(k * plane);
+  for (int64_t n = 0; n < s.batch; ++n)
+    for (int64_t g = 0; g < s.groups; ++g) {
+      const float* xg = x + (n * s.inChannels + g * cg) * s.inH * s.inW;
+      const float* b = xg;
+      if (!pointwise) {
+        im2col(s, cg, xg, col);
+        b = col;
+      }
+      const float* gyg = gy + (n * s.outChannels + g * og) * plane;
+      sgemm(false, true, og, k, plane, 1.0f, gyg, plane, b, plane, 1.0f, gw + g * og * ldw, ldw);
+    }
+}
+
+void conv2d_backward_bias(const ConvShape& s, const float* gy, float* gb) {
+  const int64_t plane = s.outH * s.outW;
+  parallel_run(s.batch * s.outChannels * plane < (1 << 16) ? 1 : get_num_threads(),
+               [&](int t, int nt) {
+                 int64_t lo, hi;
+                 split_range(s.outChannels, 1, t, nt, &lo, &hi);
+                 for (int64_t o = lo; o < hi; ++o) {
+                   double acc = 0;
+                   for (int64_t n = 0; n < s.batch; ++n) {
+                     const float* p = gy + (n * s.outChannels + o) * plane;
+                     for (int64_t i = 0; i < plane; ++i) acc += p[i];
+                   }
+                   gb[o] += static_cast<float>(acc);
+                 }
+               });
+}
+
+}  // namespace modelslice

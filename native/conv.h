@@ -1,0 +1,39 @@
+// 2-D convolution on channel prefixes, NCHW activations and OIHW weights.
+//
+// A call uses the first `outChannels` filters of the full weight and, within
+// each group, the first `inChannels / groups` of the weight's
+// `weightInPerGroup` input channels. Filter o's used taps are then the first
+// (inChannels / groups) * kh * kw values of its row, so the weight is a
+// row-major matrix with leading dimension weightInPerGroup * kh * kw whose
+// prefix the GEMM reads in place.
+#pragma once
+#include <cstdint>
+
+namespace modelslice {
+
+struct ConvShape {
+  int64_t batch, inChannels, inH, inW;
+  int64_t outChannels, kh, kw;
+  int64_t strideH, strideW, padH, padW, dilationH, dilationW;
+  int64_t groups;
+  int64_t weightInPerGroup;  // weight.shape[1]
+  int64_t outH, outW;        // derived by conv_out_size
+};
+
+// Output size along one axis, or -1 when the (dilated) kernel does not fit the padded input.
+int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation);
+
+// y = conv(x, w) + bias (bias may be null); y is written, not accumulated.
+void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
+                    float* y);
+
+// gx += conv_transpose(gy, w).
+void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx);
+
+// gw[prefix] += correlation of gy with x (the rest of gw is untouched).
+void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw);
+
+// gb[:outChannels] += sums of gy over batch and space.
+void conv2d_backward_bias(const ConvShape& s, const float* gy, float* gb);
+
+}  // namespace modelslice

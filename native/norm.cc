@@ -1,0 +1,180 @@
+#include "norm.h"
+
+#include <cmath>
+
+#include "parallel.h"
+
+namespace modelslice {
+
+namespace {
+
+int threads_for(int64_t work) { return work < (1 << 15) ? 1 : get_num_threads(); }
+
+template <typename Body>
+void for_range(int64_t count, int64_t work, Body&& body) {
+  parallel_run(threads_for(work), [&](int t, int nt) {
+    int64_t lo, hi;
+    split_range(count, 1, t, nt, &lo, &hi);
+    for (int64_t i = lo; i < hi; ++i) body(i);
+  });
+}
+
+}  // namespace
+
+void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
+                        const float* x, const float* gamma, const float* beta, float eps, float* y,
+                        float* mean, float* rstd) {
+  const int64_t cpg = channels / groups;
+  const int64_t count = cpg * spatial;
+  for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
+    const int64_t n = ng / groups, g = ng % groups;
+    const float* xg = x + (n * channels + g * cpg) * spatial;
+    float* yg = y + (n * channels + g * cpg) * spatial;
+    double sum = 0;
+    for (int64_t i = 0; i < count; ++i) sum += xg[i];
+    const double mu = sum / static_cast<double>(count);
+    double sq = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const double d = xg[i] - mu;
+      sq += d * d;
+    }
+    const double r = 1.0 / std::sqrt(sq / static_cast<double>(count) + eps);
+    mean[ng] = static_cast<float>(mu);
+    rstd[ng] = static_cast<float>(r);
+    for (int64_t c = 0; c < cpg; ++c) {
+      const int64_t ch = g * cpg + c;
+      // Centre first, then scale: folding the mean into the shift (x * a + (beta - a * mu))
+      // cancels catastrophically when |mu| * rstd is large (an offset, or one value per group).
+      // muf + (mu - muf) is the exact mean: the shift carries the rounding of muf.
+      const double a = gamma ? gamma[ch] * r : r;
+      const float af = static_cast<float>(a);
+      const float muf = static_cast<float>(mu);
+      const float bf = static_cast<float>((beta ? beta[ch] : 0.0) - a * (mu - muf));
+      const float* xc = xg + c * spatial;
+      float* yc = yg + c * spatial;
+      for (int64_t i = 0; i < spatial; ++i) yc[i] = (xc[i] - muf) * af + bf;
+    }
+  });
+}
+
+void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
+                         const float* x, const float* gy, const float* gamma, const float* mean,
+                         const float* rstd, float* gx, float* ggamma, float* gbeta) {
+  const int64_t cpg = channels / groups;
+  const int64_t count = cpg * spatial;
+  if (gx) {
+    for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
+      const int64_t n = ng / groups, g = ng % groups;
+      const int64_t base = (n * channels + g * cpg) * spatial;
+      const double mu = mean[ng], r = rstd[ng];
+      // dxhat = gy * gamma; gx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+      double sdx = 0, sdxx = 0;
+      for (int64_t c = 0; c < cpg; ++c) {
+        const double gm = gamma ? gamma[g * cpg + c] : 1.0;
+        const float* xc = x + base + c * spatial;
+        const float* gc = gy + base + c * spatial;
+        for (int64_t i = 0; i < spatial; ++i) {
+          const double d = gc[i] * gm;
+          sdx += d;
+          sdxx += d * (xc[i] - mu) * r;
+        }
+      }
+      const double mdx = sdx / static_cast<double>(count), mdxx = sdxx / static_cast<double>(count);
+      for (int64_t c = 0; c < cpg; ++c) {
+        const double gm = gamma ? gamma[g * cpg + c] : 1.0;
+        const float* xc = x + base + c * spatial;
+        const float* gc = gy + base + c * spatial;
+        float* oc = gx + base + c * spatial;
+        for (int64_t i = 0; i < spatial; ++i) {
+          const double xhat = (xc[i] - mu) * r;
+          oc[i] += static_cast<float>(r * (gc[i] * gm - mdx - xhat * mdxx));
+        }
+      }
+    });
+  }
+  if (ggamma || gbeta) {
+    for_range(channels, batch * channels * spatial, [&](int64_t c) {
+      const int64_t g = c / cpg;
+      double sg = 0, sb = 0;
+      for (int64_t n = 0; n < batch; ++n) {
+        const double mu = mean[n * groups + g], r = rstd[n * groups + g];
+        const float* xc = x + (n * channels + c) * spatial;
+        const float* gc = gy + (n * channels + c) * spatial;
+        for (int64_t i = 0; i < spatial; ++i) {
+          sg += gc[i] * (xc[i] - mu) * r;
+          sb += gc[i];
+        }
+      }
+      if (ggamma) ggamma[c] += static_cast<float>(sg);
+      if (gbeta) gbeta[c] += static_cast<float>(sb);
+    });
+  }
+}
+
+void channel_moments(int64_t batch, int64_t channels, int64_t spatial, const float* x, float* mean,
+                     float* var) {
+  const double count = static_cast<double>(batch * spatial);
+  for_range(channels, batch * channels * spatial, [&](int64_t c) {
+    double sum = 0;
+    for (int64_t n = 0; n < batch; ++n) {
+      const float* xc = x + (n * channels + c) * spatial;
+      for (int64_t i = 0; i < spatial; ++i) sum += xc[i];
+    }
+    const double mu = sum / count;
+    double sq = 0;
+    for (int64_t n = 0; n < batch; ++n) {
+      const float* xc = x + (n * channels + c) * spatial;
+      for (int64_t i = 0; i < spatial; ++i) {
+        const double d = xc[i] - mu;
+        sq += d * d;
+      }
+    }
+    mean[c] = static_cast<float>(mu);
+    var[c] = static_cast<float>(sq / count);
+  });
+}
+
+void channel_affine(int64_t batch, int64_t channels, int64_t spatial, const float* x,
+                    const float* scale, const float* shift, float* y) {
+  for_range(batch * channels, batch * channels * spatial, [&](int64_t p) {
+    const int64_t c = p % channels;
+    const float a = scale[c], b = shift[c];
+    const float* xp = x + p * spatial;
+    float* yp = y + p * spatial;
+    for (int64_t i = 0; i < spatial; ++i) yp[i] = xp[i] * a + b;
+  });
+}
+
+void batch_norm_backward(int64_t batch, int64_t channels, int64_t spatial, const float* x,
+                         const float* gy, const float* mean, const float* rstd, const float* gamma,
+                         bool training, float* gx, float* ggamma, float* gbeta) {
+  const double count = static_cast<double>(batch * spatial);
+  for_range(channels, batch * channels * spatial, [&](int64_t c) {
+    const double mu = mean[c], r = rstd[c];
+    const double gm = gamma ? gamma[c] : 1.0;
+    double sg = 0, sgx = 0;
+    for (int64_t n = 0; n < batch; ++n) {
+      const float* xc = x + (n * channels + c) * spatial;
+      const float* gc = gy + (n * channels + c) * spatial;
+      for (int64_t i = 0; i < spatial; ++i) {
+        sg += gc[i];
+        sgx += gc[i] * (xc[i] - mu) * r;
+      }
+    }
+    if (ggamma) ggamma[c] += static_cast<float>(sgx);
+    if (gbeta) gbeta[c] += static_cast<float>(sg);
+    if (!gx) return;
+    const double mg = training ? sg / count : 0.0, mgx = training ? sgx / count : 0.0;
+    for (int64_t n = 0; n < batch; ++n) {
+      const float* xc = x + (n * channels + c) * spatial;
+      const float* gc = gy + (n * channels + c) * spatial;
+      float* oc = gx + (n * channels + c) * spatial;
+      for (int64_t i = 0; i < spatial; ++i) {
+        const double xhat = (xc[i] - mu) * r;
+        oc[i] += static_cast<float>(gm * r * (gc[i] - mg - xhat * mgx));
+      }
+    }
+  });
+}
+
+}  // namespace modelslice

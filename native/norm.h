@@ -1,0 +1,33 @@
+// Normalization kernels over [batch, channels, spatial] activations. Statistics
+// are accumulated in double; gamma/beta may be null (no affine transform).
+#pragma once
+#include <cstdint>
+
+namespace modelslice {
+
+// Group norm over `groups` contiguous channel groups per image. Writes y and
+// the per-(image, group) mean and reciprocal standard deviation.
+void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
+                        const float* x, const float* gamma, const float* beta, float eps, float* y,
+                        float* mean, float* rstd);
+
+// gx += dL/dx; ggamma, gbeta (nullable) += their gradients.
+void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
+                         const float* x, const float* gy, const float* gamma, const float* mean,
+                         const float* rstd, float* gx, float* ggamma, float* gbeta);
+
+// Per-channel mean and biased variance over batch and space.
+void channel_moments(int64_t batch, int64_t channels, int64_t spatial, const float* x, float* mean,
+                     float* var);
+
+// y = x * scale[c] + shift[c].
+void channel_affine(int64_t batch, int64_t channels, int64_t spatial, const float* x,
+                    const float* scale, const float* shift, float* y);
+
+// Batch norm backward. With `training`, mean/rstd are the batch statistics and
+// flow into gx; otherwise they are constants (running statistics).
+void batch_norm_backward(int64_t batch, int64_t channels, int64_t spatial, const float* x,
+                         const float* gy, const float* mean, const float* rstd, const float* gamma,
+                         bool training, float* gx, float* ggamma, float* gbeta);
+
+}  // namespace modelslice

@@ -1,0 +1,134 @@
+#include "pool.h"
+
+#include <cmath>
+
+#include "parallel.h"
+
+namespace modelslice {
+
+namespace {
+
+int threads_for(int64_t work) { return work < (1 << 15) ? 1 : get_num_threads(); }
+
+// Runs body(plane) for every plane, split across threads by plane.
+template <typename Body>
+void for_planes(int64_t planes, int64_t work, Body&& body) {
+  parallel_run(threads_for(work), [&](int t, int nt) {
+    int64_t lo, hi;
+    split_range(planes, 1, t, nt, &lo, &hi);
+    for (int64_t p = lo; p < hi; ++p) body(p);
+  });
+}
+
+}  // namespace
+
+void max_pool_forward(const PoolShape& s, const float* x, float* y) {
+  for_planes(s.planes, s.planes * s.outH * s.outW * s.kh * s.kw, [&](int64_t p) {
+    const float* xp = x + p * s.inH * s.inW;
+    float* yp = y + p * s.outH * s.outW;
+    for (int64_t oh = 0; oh < s.outH; ++oh)
+      for (int64_t ow = 0; ow < s.outW; ++ow) {
+        float m = -INFINITY;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t ih = oh * s.strideH - s.padH + i;
+          if (ih < 0 || ih >= s.inH) continue;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t iw = ow * s.strideW - s.padW + j;
+            if (iw < 0 || iw >= s.inW) continue;
+            const float v = xp[ih * s.inW + iw];
+            // NaN wins, as in PyTorch.
+            if (v > m || std::isnan(v)) m = v;
+            if (std::isnan(m)) break;
+          }
+        }
+        yp[oh * s.outW + ow] = m;
+      }
+  });
+}
+
+void max_pool_backward(const PoolShape& s, const float* x, const float* gy, float* gx) {
+  for_planes(s.planes, s.planes * s.outH * s.outW * s.kh * s.kw, [&](int64_t p) {
+    const float* xp = x + p * s.inH * s.inW;
+    const float* gp = gy + p * s.outH * s.outW;
+    float* gxp = gx + p * s.inH * s.inW;
+    for (int64_t oh = 0; oh < s.outH; ++oh)
+      for (int64_t ow = 0; ow < s.outW; ++ow) {
+        float m = -INFINITY;
+        int64_t arg = -1;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t ih = oh * s.strideH - s.padH + i;
+          if (ih < 0 || ih >= s.inH) continue;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t iw = ow * s.strideW - s.padW + j;
+            if (iw < 0 || iw >= s.inW) continue;
+            const float v = xp[ih * s.inW + iw];
+            if (arg < 0 || v > m || (std::isnan(v) && !std::isnan(m))) {
+              m = v;
+              arg = ih * s.inW + iw;
+            }
+          }
+        }
+        if (arg >= 0) gxp[arg] += gp[oh * s.outW + ow];
+      }
+  });
+}
+
+void avg_pool_forward(const PoolShape& s, const float* x, float* y) {
+  const float inv = 1.0f / static_cast<float>(s.kh * s.kw);
+  for_planes(s.planes, s.planes * s.outH * s.outW * s.kh * s.kw, [&](int64_t p) {
+    const float* xp = x + p * s.inH * s.inW;
+    float* yp = y + p * s.outH * s.outW;
+    for (int64_t oh = 0; oh < s.outH; ++oh)
+      for (int64_t ow = 0; ow < s.outW; ++ow) {
+        float acc = 0;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t ih = oh * s.strideH - s.padH + i;
+          if (ih < 0 || ih >= s.inH) continue;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t iw = ow * s.strideW - s.padW + j;
+            if (iw >= 0 && iw < s.inW) acc += xp[ih * s.inW + iw];
+          }
+        }
+        yp[oh * s.outW + ow] = acc * inv;
+      }
+  });
+}
+
+void avg_pool_backward(const PoolShape& s, const float* gy, float* gx) {
+  const float inv = 1.0f / static_cast<float>(s.kh * s.kw);
+  for_planes(s.planes, s.planes * s.outH * s.outW * s.kh * s.kw, [&](int64_t p) {
+    const float* gp = gy + p * s.outH * s.outW;
+    float* gxp = gx + p * s.inH * s.inW;
+    for (int64_t oh = 0; oh < s.outH; ++oh)
+      for (int64_t ow = 0; ow < s.outW; ++ow) {
+        const float g = gp[oh * s.outW + ow] * inv;
+        for (int64_t i = 0; i < s.kh; ++i) {
+          const int64_t ih = oh * s.strideH - s.padH + i;
+          if (ih < 0 || ih >= s.inH) continue;
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t iw = ow * s.strideW - s.padW + j;
+            if (iw >= 0 && iw < s.inW) gxp[ih * s.inW + iw] += g;
+          }
+        }
+      }
+  });
+}
+
+void global_avg_pool_forward(int64_t planes, int64_t size, const float* x, float* y) {
+  for_planes(planes, planes * size, [&](int64_t p) {
+    const float* xp = x + p * size;
+    double acc = 0;
+    for (int64_t i = 0; i < size; ++i) acc += xp[i];
+    y[p] = static_cast<float>(acc / static_cast<double>(size));
+  });
+}
+
+void global_avg_pool_backward(int64_t planes, int64_t size, const float* gy, float* gx) {
+  for_planes(planes, planes * size, [&](int64_t p) {
+    const float g = gy[p] / static_cast<float>(size);
+    float* gxp = gx + p * size;
+    for (int64_t i = 0; i < size; ++i) gxp[i] += g;
+  });
+}
+
+}  // namespace modelslice

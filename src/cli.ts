@@ -1,0 +1,282 @@
+// modelslice train | eval: reproducible runs from flags. With --json the last
+// line printed is one JSON object.
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import { DataLoader } from './data/loader.js';
+import { pixelStats, sample, standardize, type Dataset } from './data/dataset.js';
+import { DATASETS, loadDataset, type DatasetName } from './data/registry.js';
+import { load, save } from './io/model-file.js';
+import { mlp } from './models/mlp.js';
+import { resnet } from './models/resnet.js';
+import { vgg } from './models/vgg.js';
+import type { Module } from './nn/module.js';
+import { Adam, AdamW } from './optim/adam.js';
+import { CosineLR, MultiStepLR, WarmupLR, type LrSchedule } from './optim/lr.js';
+import type { Optimizer } from './optim/optimizer.js';
+import { SGD } from './optim/sgd.js';
+import { manualSeed } from './random.js';
+import type { ScheduleName } from './slicing/schedules.js';
+import { setNumThreads } from './threads.js';
+import { evaluate, type EvalRow } from './train/evaluate.js';
+import { fit } from './train/fit.js';
+import { rateTradeoffSvg } from './train/plot.js';
+
+const USAGE = `usage: modelslice <command> [flags]
+
+commands:
+  train   train a sliceable model and print accuracy and cost per rate
+  eval    evaluate a saved model at each rate
+
+train flags:
+  --model mlp|resnet|vgg     architecture (default mlp)
+  --hidden 1024,1024         MLP hidden sizes (default 256,256)
+  --depth N                  ResNet depth (6n+2 basic, 9n+2 bottleneck) or VGG 11/13/16/19
+  --norm group|batch         normalization of ResNet/VGG (default group)
+  --dataset NAME             mnist (built-in digits, default), fashion-mnist, cifar10
+  --data-dir DIR             folder of the dataset's files
+  --limit N                  use only the first N training images
+  --rates 1,0.75,0.5,0.25    rates to train and report
+  --schedule NAME            random | random_min_max (default) | round_robin | uniform
+  --schedule-k N             random rates per batch besides min/max (default 1)
+  --distill                  in-place distillation from the widest rate
+  --epochs N                 (default 5)
+  --batch-size N             (default 128)
+  --optimizer sgd|adam|adamw (default sgd)
+  --lr X                     (default 0.05)
+  --momentum X               SGD momentum (default 0.9)
+  --nesterov                 Nesterov momentum
+  --weight-decay X           (default 5e-4)
+  --lr-milestones 5,7        multiply the rate by 0.1 at these epochs
+  --cosine                   cosine learning-rate decay
+  --warmup N                 linear warm-up over N epochs
+  --clip X                   clip the gradients' global norm at X
+  --augment                  random crop (padding 4) and flip (for CIFAR)
+  --seed N                   (default 1)
+  --threads N                kernel threads
+  --out FILE                 save the model (safetensors) and a checkpoint each epoch; FILE.svg plots the trade-off
+  --resume FILE              continue a run from its checkpoint
+  --json                     the last line printed is one JSON object
+
+eval flags:
+  --checkpoint FILE          the saved model
+  --dataset, --data-dir, --rates, --batch-size, --threads, --json as above
+`;
+
+const options = {
+  model: { type: 'string' },
+  hidden: { type: 'string' },
+  depth: { type: 'string' },
+  norm: { type: 'string' },
+  dataset: { type: 'string' },
+  'data-dir': { type: 'string' },
+  limit: { type: 'string' },
+  rates: { type: 'string' },
+  schedule: { type: 'string' },
+  'schedule-k': { type: 'string' },
+  distill: { type: 'boolean' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  optimizer: { type: 'string' },
+  lr: { type: 'string' },
+  momentum: { type: 'string' },
+  nesterov: { type: 'boolean' },
+  'weight-decay': { type: 'string' },
+  'lr-milestones': { type: 'string' },
+  cosine: { type: 'boolean' },
+  warmup: { type: 'string' },
+  clip: { type: 'string' },
+  augment: { type: 'boolean' },
+  seed: { type: 'string' },
+  threads: { type: 'string' },
+  out: { type: 'string' },
+  resume: { type: 'string' },
+  checkpoint: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Flags = Partial<Record<keyof typeof options, string | boolean>>;
+
+class UsageError extends Error {}
+
+function num(flags: Flags, name: keyof typeof options, fallback: number, integer = false): number {
+  const raw = flags[name];
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
+    throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'}, got ${String(raw)}`);
+  }
+  return v;
+}
+
+function list(flags: Flags, name: keyof typeof options, fallback: number[]): number[] {
+  const raw = flags[name];
+  if (raw === undefined) return fallback;
+  const values = String(raw).split(',').map((s) => Number(s.trim()));
+  if (values.some((v) => !Number.isFinite(v))) throw new UsageError(`--${name} must be a comma-separated list of numbers, got ${String(raw)}`);
+  return values;
+}
+
+function str<T extends string>(flags: Flags, name: keyof typeof options, allowed: readonly T[], fallback: T): T {
+  const raw = flags[name];
+  if (raw === undefined) return fallback;
+  if (!allowed.includes(raw as T)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got ${String(raw)}`);
+  return raw as T;
+}
+
+function printTable(rows: EvalRow[], log: (s: string) => void): void {
+  const full = rows.find((r) => r.rate === 1) ?? rows[0];
+  log('rate    accuracy     loss      MACs/input     params   cost vs r=1');
+  for (const r of rows) {
+    log(
+      `${r.rate.toFixed(3).padEnd(6)} ${(100 * r.accuracy).toFixed(2).padStart(8)} %  ${r.loss.toFixed(4).padStart(7)}  ${String(r.macs).padStart(13)}  ${String(r.params).padStart(9)}   ${(r.macs / full.macs).toFixed(3)}`,
+    );
+  }
+}
+
+async function loadData(flags: Flags, split: 'train' | 'test'): Promise<Dataset> {
+  const name = str(flags, 'dataset', DATASETS, 'mnist') as DatasetName;
+  const dataDir = flags['data-dir'] as string | undefined;
+  return loadDataset(name, split, dataDir === undefined ? {} : { dataDir });
+}
+
+function buildModel(flags: Flags, ds: Dataset): Module {
+  const kind = str(flags, 'model', ['mlp', 'resnet', 'vgg'] as const, 'mlp');
+  const [c, h, w] = ds.shape;
+  const norm = str(flags, 'norm', ['group', 'batch'] as const, 'group');
+  if (kind === 'mlp') return mlp({ inputs: c * h * w, hidden: list(flags, 'hidden', [256, 256]), classes: ds.classes });
+  if (kind === 'resnet') return resnet({ depth: num(flags, 'depth', 20, true), classes: ds.classes, inChannels: c, norm });
+  return vgg({ depth: num(flags, 'depth', 11, true), classes: ds.classes, inChannels: c, norm });
+}
+
+async function train(flags: Flags, log: (s: string) => void): Promise<Record<string, unknown>> {
+  const seed = num(flags, 'seed', 1, true);
+  manualSeed(seed);
+  const rawTrain = await loadData(flags, 'train');
+  const limit = num(flags, 'limit', rawTrain.length, true);
+  const trainSet0 = limit < rawTrain.length ? sample(rawTrain, limit, seed) : rawTrain;
+  const stats = pixelStats(trainSet0);
+  const trainSet = standardize(trainSet0, stats);
+  const testSet = standardize(await loadData(flags, 'test'), stats);
+  const batchSize = num(flags, 'batch-size', 128, true);
+  const augment = flags.augment === true;
+  const loader = new DataLoader(trainSet, { batchSize, shuffle: true, seed, cropPadding: augment ? 4 : 0, horizontalFlip: augment });
+  const testLoader = new DataLoader(testSet, { batchSize: 500 });
+  const model = buildModel(flags, trainSet);
+  model.preprocess = stats;
+  const epochs = num(flags, 'epochs', 5, true);
+  const lr = num(flags, 'lr', 0.05);
+  const weightDecay = num(flags, 'weight-decay', 5e-4);
+  const optName = str(flags, 'optimizer', ['sgd', 'adam', 'adamw'] as const, 'sgd');
+  const optimizer: Optimizer =
+    optName === 'sgd'
+      ? new SGD(model.parameters(), { lr, momentum: num(flags, 'momentum', 0.9), nesterov: flags.nesterov === true, weightDecay })
+      : optName === 'adam'
+        ? new Adam(model.parameters(), { lr, weightDecay })
+        : new AdamW(model.parameters(), { lr, weightDecay });
+  let lrSchedule: LrSchedule | undefined;
+  if (flags.cosine) lrSchedule = new CosineLR(optimizer, { totalEpochs: epochs });
+  else if (flags['lr-milestones'] !== undefined) lrSchedule = new MultiStepLR(optimizer, { milestones: list(flags, 'lr-milestones', []) });
+  const warmup = num(flags, 'warmup', 0);
+  if (warmup > 0) lrSchedule = new WarmupLR(optimizer, { warmupEpochs: warmup, after: lrSchedule });
+  const rates = list(flags, 'rates', [1, 0.75, 0.5, 0.25]);
+  const schedule = str(flags, 'schedule', ['random', 'random_min_max', 'round_robin', 'uniform'] as const, 'random_min_max') as ScheduleName;
+  const out = flags.out as string | undefined;
+  const json = flags.json === true;
+  const bar =
+    !json && process.stderr.isTTY
+      ? new cliProgress.SingleBar(
+          { format: 'epoch {epoch} |{bar}| {value}/{total} batches  loss {loss}  acc {acc}%  {ips} img/s', hideCursor: true, stream: process.stderr },
+          cliProgress.Presets.shades_classic,
+        )
+      : null;
+  log(`training ${model.config!.kind} on ${trainSet.length} ${trainSet.name.replace(/-train$/, '')} images, rates ${rates.join(', ')} (${schedule}), ${epochs} epochs`);
+  const started = performance.now();
+  let images = 0;
+  const result = await fit(model, loader, {
+    epochs,
+    optimizer,
+    rates,
+    schedule,
+    scheduleK: num(flags, 'schedule-k', 1, true),
+    seed,
+    lrSchedule,
+    distill: flags.distill === true,
+    clipGradNorm: flags.clip === undefined ? undefined : num(flags, 'clip', 0),
+    checkpoint: out === undefined ? undefined : `${out}.ckpt`,
+    resume: flags.resume as string | undefined,
+    callbacks: {
+      onEpochBegin: (epoch) => {
+        images = 0;
+        bar?.start(loader.length, 0, { epoch, loss: '-', acc: '-', ips: '-' });
+      },
+      onBatchEnd: (info) => {
+        images += info.images;
+        bar?.update(info.batch + 1, { epoch: info.epoch, loss: info.loss.toFixed(4), acc: (100 * info.accuracy).toFixed(1), ips: (images / Math.max(1e-9, info.seconds)).toFixed(0) });
+      },
+      onEpochEnd: (rec) => {
+        bar?.stop();
+        log(`epoch ${rec.epoch}/${epochs}  loss ${rec.loss.toFixed(4)}  train accuracy ${(100 * rec.accuracy).toFixed(2)}%  ${rec.seconds.toFixed(1)} s`);
+      },
+    },
+  });
+  const trainSeconds = (performance.now() - started) / 1000;
+  const rows = await evaluate(model, testLoader, { rates });
+  log(`\ntest set (${testSet.length} images), ${trainSeconds.toFixed(1)} s of training:`);
+  printTable(rows, log);
+  if (out !== undefined) {
+    await save(model, out, { preprocess: stats });
+    const svg = `${out}.svg`;
+    await writeFile(svg, rateTradeoffSvg(rows, `${model.config!.kind} on ${testSet.name}: accuracy and cost per slice rate`));
+    log(`saved ${out} (checkpoint ${out}.ckpt, plot ${svg})`);
+  }
+  return { rates: rows, trainSeconds, epochs: result.epochs.map(({ eval: _e, ...r }) => r) };
+}
+
+async function evalCommand(flags: Flags, log: (s: string) => void): Promise<Record<string, unknown>> {
+  const path = flags.checkpoint as string | undefined;
+  if (path === undefined) throw new UsageError('eval needs --checkpoint FILE');
+  const model = await load(path);
+  const stats = model.preprocess;
+  const raw = await loadData(flags, 'test');
+  const testSet = stats ? standardize(raw, stats) : raw;
+  const rates = list(flags, 'rates', model.trainedRates ?? [1, 0.75, 0.5, 0.25]);
+  const rows = await evaluate(model, new DataLoader(testSet, { batchSize: num(flags, 'batch-size', 500, true) }), { rates });
+  log(`${path} on ${testSet.name} (${testSet.length} images):`);
+  printTable(rows, log);
+  return { rates: rows };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  let flags: Flags;
+  try {
+    flags = parseArgs({ args: rest, options, strict: true, allowPositionals: false }).values as Flags;
+  } catch (err) {
+    process.stderr.write(`modelslice: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (command === undefined || command === 'help' || flags.help) {
+    process.stdout.write(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  const json = flags.json === true;
+  const log = json ? () => {} : (s: string) => console.log(s);
+  try {
+    if (flags.threads !== undefined) setNumThreads(num(flags, 'threads', 1, true));
+    let result: Record<string, unknown>;
+    if (command === 'train') result = await train(flags, log);
+    else if (command === 'eval') result = await evalCommand(flags, log);
+    else throw new UsageError(`unknown command ${command}`);
+    if (json) console.log(JSON.stringify(result));
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`modelslice: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    process.stderr.write(`modelslice ${command}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,2 @@
+export { save, load, loadFile, FORMAT, type SaveOptions, type LoadedFile, type Preprocess } from './model-file.js';
+export { parseSafetensors, serializeSafetensors, writeFileAtomic, type SafetensorsFile } from './safetensors.js';

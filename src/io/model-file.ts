@@ -1,0 +1,122 @@
+// save / load: a model's state dict as safetensors, with its architecture,
+// trained rates and (for checkpoints) training state in the header metadata,
+// so loading rebuilds the model without the caller restating its config.
+import { readFile } from 'node:fs/promises';
+import { buildModel } from '../models/build.js';
+import type { ModelConfig } from '../models/config.js';
+import type { Module } from '../nn/module.js';
+import { BatchNorm2d } from '../nn/norm.js';
+import { useSwitchableBatchNorm } from '../slicing/calibrate.js';
+import { setTrainedRates, trainedRatesOf } from '../slicing/select.js';
+import type { Tensor } from '../tensor.js';
+import { parseSafetensors, serializeSafetensors, writeFileAtomic } from './safetensors.js';
+
+export const FORMAT = 'modelslice/1';
+
+interface Configured {
+  config?: ModelConfig & { sliceChain?: number[] };
+}
+
+export interface SaveOptions {
+  /** More tensors to store (optimizer buffers of a checkpoint), by name. */
+  extraTensors?: Record<string, Tensor>;
+  /** JSON-serializable training state of a checkpoint. */
+  training?: unknown;
+  /** Input standardisation the model expects: (x - mean) / std. */
+  preprocess?: Preprocess;
+}
+
+export interface Preprocess {
+  mean: number;
+  std: number;
+}
+
+function hasBatchNorm(model: Module): boolean {
+  return model.modules().some((m) => m instanceof BatchNorm2d);
+}
+
+/** Writes the model (and optional checkpoint state) to `path` atomically. */
+export async function save(model: Module, path: string, options: SaveOptions = {}): Promise<void> {
+  const config = model.config;
+  if (config === undefined) throw new TypeError('save: the model has no config (build it with ms.models.* to save it)');
+  if (typeof path !== 'string' || path.length === 0) throw new TypeError('save: path must be a non-empty string');
+  const tensors: Record<string, Tensor> = { ...model.stateDict() };
+  for (const [name, t] of Object.entries(options.extraTensors ?? {})) {
+    if (name in tensors) throw new RangeError(`save: extra tensor ${name} clashes with a model tensor`);
+    tensors[name] = t;
+  }
+  const metadata: Record<string, string> = {
+    format: FORMAT,
+    config: JSON.stringify(config),
+    trainedRates: JSON.stringify(trainedRatesOf(model)),
+  };
+  const calibrated = model.modules().flatMap((m) => (m instanceof BatchNorm2d ? m.calibratedRates : []));
+  if (calibrated.length > 0) metadata.calibratedRates = JSON.stringify([...new Set(calibrated)]);
+  if (options.training !== undefined) metadata.training = JSON.stringify(options.training);
+  const preprocess = options.preprocess ?? model.preprocess;
+  if (preprocess !== undefined) metadata.preprocess = JSON.stringify(preprocess);
+  await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+}
+
+export interface LoadedFile {
+  model: Module;
+  /** Stored tensors that are not the model's (a checkpoint's optimizer state). */
+  extraTensors: Record<string, Tensor>;
+  training: unknown;
+  preprocess?: Preprocess;
+}
+
+function parseJson(path: string, key: string, text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new RangeError(`load: ${path} has malformed ${key} metadata`);
+  }
+}
+
+/** Reads a file written by save(): the rebuilt model plus any checkpoint state. */
+export async function loadFile(path: string): Promise<LoadedFile> {
+  if (typeof path !== 'string' || path.length === 0) throw new TypeError('load: path must be a non-empty string');
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new Error(`load: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const { tensors, metadata } = parseSafetensors(bytes, path);
+  if (metadata.format !== FORMAT) {
+    throw new RangeError(`load: ${path} is not a modelslice file (metadata.format is ${JSON.stringify(metadata.format)}); import foreign weights with loadStateDict`);
+  }
+  const config = parseJson(path, 'config', metadata.config) as ModelConfig & { sliceChain?: number[] };
+  const rates = parseJson(path, 'trainedRates', metadata.trainedRates) as number[] | undefined;
+  const calibrated = (parseJson(path, 'calibratedRates', metadata.calibratedRates) as number[] | undefined) ?? [];
+  let model: Module;
+  try {
+    // Switchable batch norm must exist before slicing or loading its statistics.
+    const { sliceChain, ...full } = config;
+    model = buildModel(full);
+    if (rates) setTrainedRates(model, rates);
+    if (hasBatchNorm(model) && rates && rates.length > 1) useSwitchableBatchNorm(model, rates);
+    for (const r of calibrated) for (const m of model.modules()) if (m instanceof BatchNorm2d) m.beginCalibration(r);
+    for (const r of sliceChain ?? []) model = model.slice(r);
+  } catch (err) {
+    throw new RangeError(`load: ${path} has an unusable model config: ${(err as Error).message}`);
+  }
+  const own = new Set([...model.namedParameters(), ...model.namedBuffers()].map(([n]) => n));
+  const modelTensors: Record<string, Tensor> = {};
+  const extraTensors: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(tensors)) (own.has(name) ? modelTensors : extraTensors)[name] = t;
+  const stray = Object.keys(extraTensors).filter((n) => !n.startsWith('optimizer.'));
+  if (stray.length > 0) throw new RangeError(`load: ${path} holds tensors the model does not have: ${stray.slice(0, 5).join(', ')}`);
+  model.loadStateDict(modelTensors);
+  if (rates) setTrainedRates(model, rates);
+  const preprocess = parseJson(path, 'preprocess', metadata.preprocess) as Preprocess | undefined;
+  if (preprocess !== undefined) model.preprocess = preprocess;
+  return { model, extraTensors, training: parseJson(path, 'training', metadata.training), preprocess };
+}
+
+/** Reads a model written by save(). */
+export async function load(path: string): Promise<Module> {
+  return (await loadFile(path)).model;
+}

@@ -1,0 +1,5 @@
+export { mlp, Mlp, type MlpOptions } from './mlp.js';
+export { resnet, ResNet, PreActBasicBlock, PreActBottleneck, type ResNetOptions } from './resnet.js';
+export { vgg, Vgg, type VggOptions } from './vgg.js';
+export type { ModelConfig, MlpConfig, ResNetConfig, VggConfig, NormKind } from './config.js';
+export { buildModel } from './build.js';

@@ -1,0 +1,52 @@
+// A sliceable multi-layer perceptron: Linear + ReLU per hidden layer, then a
+// full-width classifier. Parameter names follow nn.Sequential: 0.weight, 2.weight, ...
+import { Linear } from '../nn/linear.js';
+import { ReLU, Sequential } from '../nn/layers.js';
+import type { Module } from '../nn/module.js';
+import { markSliceBoundaries } from '../nn/sliceable.js';
+import { flatten } from '../ops/reshape.js';
+import type { Tensor } from '../tensor.js';
+import { positiveInt, type MlpConfig } from './config.js';
+
+export interface MlpOptions {
+  inputs: number;
+  hidden: number[];
+  classes: number;
+  sliceGroups?: number;
+}
+
+export class Mlp extends Sequential {
+  override readonly config: MlpConfig;
+
+  constructor(config: MlpConfig) {
+    const layers: Module[] = [];
+    let inF = config.inputs;
+    for (const h of config.hidden) {
+      layers.push(new Linear(inF, h, { sliceGroups: config.sliceGroups }), new ReLU());
+      inF = h;
+    }
+    layers.push(new Linear(inF, config.classes, { sliceGroups: config.sliceGroups }));
+    super(...layers);
+    this.config = config;
+    markSliceBoundaries(this);
+  }
+
+  override forward(x: Tensor): Tensor {
+    // Images arrive as [N, C, H, W]; the MLP sees their pixels as features.
+    return super.forward(x.rank > 2 ? flatten(x) : x);
+  }
+}
+
+export function mlp(options: MlpOptions): Mlp {
+  const op = 'mlp';
+  if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object`);
+  const hidden = options.hidden ?? [];
+  if (!Array.isArray(hidden)) throw new TypeError(`${op}: hidden must be an array of layer sizes`);
+  return new Mlp({
+    kind: 'mlp',
+    inputs: positiveInt(op, 'inputs', options.inputs),
+    hidden: hidden.map((h, i) => positiveInt(op, `hidden[${i}]`, h)),
+    classes: positiveInt(op, 'classes', options.classes),
+    sliceGroups: positiveInt(op, 'sliceGroups', options.sliceGroups, 8),
+  });
+}

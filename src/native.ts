@@ -1,0 +1,75 @@
+// The only module that imports the addon. It finds a prebuilt binary for this
+// platform or the local build (node-gyp-build decides) and types its functions.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The raw kernel entry points. Arguments are validated again on the C++ side. */
+export interface NativeAddon {
+  gemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, aOffset: number, lda: number,
+    B: Float32Array, bOffset: number, ldb: number,
+    beta: number, C: Float32Array, cOffset: number, ldc: number,
+  ): void;
+  /** op 0 = add, 1 = mul; element strides with 0 on broadcast axes. */
+  binary(op: 0 | 1, shape: number[], a: Float32Array, aStrides: number[],
+    b: Float32Array, bStrides: number[], out: Float32Array): void;
+  sumTo(shape: number[], g: Float32Array, scale: number, acc: Float32Array, accStrides: number[]): void;
+  mulGrad(shape: number[], g: Float32Array, other: Float32Array, otherStrides: number[],
+    acc: Float32Array, accStrides: number[]): void;
+  relu(x: Float32Array, y: Float32Array): void;
+  reluBackward(x: Float32Array, gy: Float32Array, gx: Float32Array): void;
+  axpy(n: number, alpha: number, x: Float32Array, y: Float32Array): void;
+  addRowBias(rows: number, cols: number, bias: Float32Array, y: Float32Array, ldy: number): void;
+  columnSums(rows: number, cols: number, g: Float32Array, ldg: number, acc: Float32Array): void;
+  softmax(rows: number, cols: number, x: Float32Array, y: Float32Array, log: boolean): void;
+  softmaxBackward(rows: number, cols: number, y: Float32Array, gy: Float32Array, gx: Float32Array,
+    log: boolean): void;
+  /** params: [N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup] */
+  conv2dForward(params: number[], x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array): void;
+  conv2dBackwardInput(params: number[], gy: Float32Array, w: Float32Array, gx: Float32Array): void;
+  conv2dBackwardWeight(params: number[], gy: Float32Array, x: Float32Array, gw: Float32Array): void;
+  conv2dBackwardBias(params: number[], gy: Float32Array, gb: Float32Array): void;
+  /** kind 0 = max, 1 = average; params: [planes, H, W, kh, kw, strideH, strideW, padH, padW] */
+  poolForward(kind: 0 | 1, params: number[], x: Float32Array, y: Float32Array): void;
+  poolBackward(kind: 0 | 1, params: number[], x: Float32Array, gy: Float32Array, gx: Float32Array): void;
+  globalAvgPool(planes: number, size: number, x: Float32Array, y: Float32Array): void;
+  globalAvgPoolBackward(planes: number, size: number, gy: Float32Array, gx: Float32Array): void;
+  groupNormForward(batch: number, channels: number, spatial: number, groups: number, x: Float32Array,
+    gamma: Float32Array | null, beta: Float32Array | null, eps: number, y: Float32Array, mean: Float32Array,
+    rstd: Float32Array): void;
+  groupNormBackward(batch: number, channels: number, spatial: number, groups: number, x: Float32Array,
+    gy: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
+    gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null): void;
+  channelMoments(batch: number, channels: number, spatial: number, x: Float32Array, mean: Float32Array,
+    variance: Float32Array): void;
+  channelAffine(batch: number, channels: number, spatial: number, x: Float32Array, scale: Float32Array,
+    shift: Float32Array, y: Float32Array): void;
+  batchNormBackward(batch: number, channels: number, spatial: number, x: Float32Array, gy: Float32Array,
+    mean: Float32Array, rstd: Float32Array, gamma: Float32Array | null, training: boolean,
+    gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null): void;
+  getNumThreads(): number;
+  setNumThreads(n: number): void;
+  kernelInfo(): { gemm: string; openmp: boolean };
+}
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function loadAddon(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+  try {
+    return nodeGypBuild(packageRoot) as NativeAddon;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new Error(
+      `modelslice: could not load the native kernels for ${process.platform}-${process.arch} ` +
+        `(Node ${process.versions.node}, N-API ${process.versions.napi}). ` +
+        `Build them from source with \`npm rebuild modelslice\` (needs python3, make and a C++17 compiler). ` +
+        `Cause: ${reason}`,
+    );
+  }
+}
+
+export const native: NativeAddon = loadAddon();

@@ -1,0 +1,186 @@
+// Module: parameters, buffers and children with PyTorch-style dotted names, a
+// training flag, and one slice rate that drives every sliceable layer below it.
+import type { ModelConfig } from '../models/config.js';
+import type { LatencyProfile } from '../slicing/select.js';
+import { Tensor } from '../tensor.js';
+import { checkRate } from '../slicing/width.js';
+
+export type StateDict = Record<string, Tensor>;
+
+export interface LoadStateDictOptions {
+  /** Refuse missing or unexpected keys (default true). */
+  strict?: boolean;
+}
+
+type SliceImplementation = (model: Module, rate: number, options?: { inputShape?: readonly number[] }) => Module;
+let sliceImplementation: SliceImplementation | null = null;
+
+/** @internal Installed by slicing/compact.ts, which builds on the layer classes (avoiding an import cycle). */
+export function setSliceImplementation(fn: SliceImplementation): void {
+  sliceImplementation = fn;
+}
+
+/** A model's architecture, plus the slices that made a compact model from it. */
+export type SavedConfig = ModelConfig & { sliceChain?: number[] };
+
+export abstract class Module {
+  training = true;
+  /** Architecture of a built-in model (what a checkpoint stores to rebuild it). */
+  config?: SavedConfig;
+  /** Rates the model was trained at, widest first (set by fit). */
+  trainedRates?: number[];
+  /** Measured forward latency per batch size and rate (set by profileLatency). */
+  latencyProfile?: LatencyProfile;
+  /** Input standardisation the model expects, (x - mean) / std. */
+  preprocess?: { mean: number; std: number };
+  private rate = 1;
+  private readonly params = new Map<string, Tensor | null>();
+  private readonly buffers = new Map<string, Tensor>();
+  private readonly children_ = new Map<string, Module>();
+
+  abstract forward(x: Tensor): Tensor;
+
+  /** Registers (or replaces) a parameter; it will require grad. */
+  protected registerParameter(name: string, t: Tensor | null): Tensor | null {
+    if (t !== null) t.requiresGrad = true;
+    this.params.set(name, t);
+    return t;
+  }
+
+  /** Registers state that is saved and loaded but not trained (running statistics). */
+  protected registerBuffer(name: string, t: Tensor): Tensor {
+    this.buffers.set(name, t);
+    return t;
+  }
+
+  protected registerModule<M extends Module>(name: string, m: M): M {
+    this.children_.set(name, m);
+    return m;
+  }
+
+  /** Forgets every registered parameter, buffer and child (for layers that rebuild their state). */
+  protected clearRegistrations(): void {
+    this.params.clear();
+    this.buffers.clear();
+    this.children_.clear();
+  }
+
+  /** Direct children with their names. */
+  namedChildren(): [string, Module][] {
+    return [...this.children_.entries()];
+  }
+
+  /** This module and all below it, depth first, with dotted names ('' for this one). */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [name, child] of this.children_) out.push(...child.namedModules(prefix === '' ? name : `${prefix}.${name}`));
+    return out;
+  }
+
+  modules(): Module[] {
+    return this.namedModules().map(([, m]) => m);
+  }
+
+  namedParameters(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    const seen = new Set<Tensor>();
+    for (const [modName, m] of this.namedModules(prefix)) {
+      for (const [name, p] of m.params) {
+        if (p === null || seen.has(p)) continue;
+        seen.add(p);
+        out.push([modName === '' ? name : `${modName}.${name}`, p]);
+      }
+    }
+    return out;
+  }
+
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
+
+  namedBuffers(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [modName, m] of this.namedModules(prefix)) {
+      for (const [name, b] of m.buffers) out.push([modName === '' ? name : `${modName}.${name}`, b]);
+    }
+    return out;
+  }
+
+  train(mode = true): this {
+    for (const m of this.modules()) m.training = mode;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Parameters and buffers by dotted name; the tensors are detached views of the live values. */
+  stateDict(): StateDict {
+    const out: StateDict = {};
+    for (const [name, p] of this.namedParameters()) out[name] = p.detach();
+    for (const [name, b] of this.namedBuffers()) out[name] = b.detach();
+    return out;
+  }
+
+  /** Copies values in by name; shapes must match exactly. */
+  loadStateDict(state: StateDict, options: LoadStateDictOptions = {}): void {
+    if (state === null || typeof state !== 'object') throw new TypeError('loadStateDict: state must be an object of tensors');
+    const strict = options.strict ?? true;
+    const targets = new Map<string, Tensor>([...this.namedParameters(), ...this.namedBuffers()]);
+    const missing = [...targets.keys()].filter((k) => !(k in state));
+    const unexpected = Object.keys(state).filter((k) => !targets.has(k));
+    if (strict && (missing.length > 0 || unexpected.length > 0)) {
+      throw new RangeError(
+        `loadStateDict: keys do not match the model` +
+          (missing.length > 0 ? `; missing: ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}` : '') +
+          (unexpected.length > 0 ? `; unexpected: ${unexpected.slice(0, 10).join(', ')}${unexpected.length > 10 ? ', ...' : ''}` : ''),
+      );
+    }
+    // Check every shape before writing anything, so a bad dict changes nothing.
+    for (const [name, target] of targets) {
+      const src = state[name];
+      if (src === undefined) continue;
+      if (!(src instanceof Tensor)) throw new TypeError(`loadStateDict: ${name} must be a Tensor`);
+      if (src.shape.length !== target.shape.length || src.shape.some((d, i) => d !== target.shape[i])) {
+        throw new RangeError(`loadStateDict: ${name} has shape [${src.shape.join(', ')}] but the model expects [${target.shape.join(', ')}]`);
+      }
+    }
+    for (const [name, target] of targets) {
+      const src = state[name];
+      if (src !== undefined && src.data !== target.data) target.data.set(src.data);
+    }
+  }
+
+  /** The slice rate every sliceable layer below this module follows. */
+  get sliceRate(): number {
+    return this.rate;
+  }
+
+  /** Sets the slice rate of this module and everything below it; r in (0, 1]. */
+  setSliceRate(r: number): this {
+    checkRate('setSliceRate', r);
+    for (const m of this.modules()) m.rate = r;
+    return this;
+  }
+
+  /**
+   * A new, independent model holding copies of the prefix weights used at rate
+   * r (its full width is that width, its rate 1); the same outputs as
+   * setSliceRate(r) on this one, which stays unchanged.
+   */
+  slice(rate: number, options?: { inputShape?: readonly number[] }): this {
+    if (sliceImplementation === null) throw new Error('slice: the slicing module is not loaded');
+    return sliceImplementation(this, rate, options) as this;
+  }
+
+  /** Sets .grad of every parameter to null. */
+  zeroGrad(): void {
+    for (const p of this.parameters()) p.grad = null;
+  }
+
+  /** Number of parameter values (at full width). */
+  numParameters(): number {
+    return this.parameters().reduce((n, p) => n + p.size, 0);
+  }
+}

@@ -1,0 +1,42 @@
+// What sliceable layers share: G slice groups, whether the output shrinks with
+// the rate ('auto' until the model's structure decides), and the width rule.
+import { sliceWidth } from '../slicing/width.js';
+import { Module } from './module.js';
+
+export interface SliceOptions {
+  /** Number of slice groups G (default 8). */
+  sliceGroups?: number;
+  /** false keeps this layer's output at full width at every rate (a classifier, say). */
+  slice?: boolean;
+}
+
+export abstract class SliceableLayer extends Module {
+  readonly sliceGroups: number;
+  /** Whether the output narrows with the rate; 'auto' until decided from the model's structure. */
+  sliceOutput: boolean | 'auto';
+
+  constructor(op: string, options: SliceOptions = {}) {
+    super();
+    const g = options.sliceGroups ?? 8;
+    if (!Number.isInteger(g) || g < 1) throw new RangeError(`${op}: sliceGroups must be a positive integer, got ${String(g)}`);
+    this.sliceGroups = g;
+    this.sliceOutput = options.slice === false ? false : 'auto';
+  }
+
+  /** How many of `units` outputs to compute at the current rate. */
+  protected outWidth(units: number): number {
+    return this.sliceOutput === false ? units : sliceWidth(units, this.sliceRate, this.sliceGroups);
+  }
+}
+
+/**
+ * Decides the slicing boundaries of a model from its structure: the last
+ * sliceable layer (in registration order, which follows the forward order of
+ * the built-in models) keeps its full output. Layers set explicitly stay as set.
+ */
+export function markSliceBoundaries(model: Module): void {
+  const layers = model.modules().filter((m): m is SliceableLayer => m instanceof SliceableLayer);
+  layers.forEach((layer, i) => {
+    if (layer.sliceOutput === 'auto') layer.sliceOutput = i < layers.length - 1;
+  });
+}

@@ -1,0 +1,32 @@
+// groupNorm: normalizes each of numGroups contiguous channel groups per image,
+// then applies gamma[:C], beta[:C] of possibly longer (full-width) vectors.
+import { native } from '../native.js';
+import { gradSink, record, Tensor } from '../tensor.js';
+import { checkInt, checkOptions, checkTensor, fmt } from './check.js';
+import { checkChannelVector, checkEps, normDims } from './norm-args.js';
+
+export interface GroupNormOptions {
+  eps?: number;
+}
+
+export function groupNorm(x: Tensor, numGroups: number, gamma: Tensor | null, beta: Tensor | null, options?: GroupNormOptions): Tensor {
+  const op = 'groupNorm';
+  checkTensor(op, 'x', x);
+  const opts = checkOptions(op, options);
+  const { batch, channels, spatial } = normDims(op, x);
+  const groups = checkInt(op, 'numGroups', numGroups, 1, 2 ** 31 - 1);
+  if (channels % groups !== 0) {
+    throw new RangeError(`${op}: numGroups ${groups} must divide the ${channels} channels of x ${fmt(x.shape)}`);
+  }
+  const g = checkChannelVector(op, 'gamma', gamma, channels, x.shape);
+  const b = checkChannelVector(op, 'beta', beta, channels, x.shape);
+  const eps = checkEps(op, opts.eps);
+  const y = new Float32Array(x.size);
+  const mean = new Float32Array(batch * groups);
+  const rstd = new Float32Array(batch * groups);
+  native.groupNormForward(batch, channels, spatial, groups, x.data, g?.data ?? null, b?.data ?? null, eps, y, mean, rstd);
+  return record(new Tensor(y, x.shape), op, [x, g, b], (gy) => {
+    native.groupNormBackward(batch, channels, spatial, groups, x.data, gy, g?.data ?? null, mean, rstd,
+      gradSink(x), gradSink(g), gradSink(b));
+  });
+}

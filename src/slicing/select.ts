@@ -1,0 +1,92 @@
+// Choosing a rate under a budget: the largest trained rate whose cost (from
+// the cost table) or measured latency (from the model's latency profile) fits.
+import type { Module } from '../nn/module.js';
+import { noGrad, randn } from '../tensor.js';
+import { costs } from './compact.js';
+import { checkRate } from './width.js';
+
+export interface LatencyProfile {
+  /** Milliseconds per forward pass, by batch size, then by rate. */
+  byBatch: Record<number, Record<number, number>>;
+}
+
+export const DEFAULT_RATES = [1, 0.75, 0.5, 0.25];
+
+export function trainedRatesOf(model: Module): number[] {
+  const rates = model.trainedRates;
+  return [...(rates ?? DEFAULT_RATES)].sort((a, b) => b - a);
+}
+
+/** Records the rates a model was trained at (used by selectRate and BatchNorm models). */
+export function setTrainedRates(model: Module, rates: readonly number[]): void {
+  model.trainedRates = [...rates].map((r) => checkRate('setTrainedRates', r)).sort((a, b) => b - a);
+}
+
+export interface ProfileOptions {
+  inputShape: readonly number[];
+  batchSizes?: number[];
+  rates?: number[];
+  /** Timed repetitions per (batch, rate); the median is kept. */
+  repeats?: number;
+}
+
+/** Measures each rate's forward latency per batch size on this machine and keeps it with the model. */
+export function profileLatency(model: Module, options: ProfileOptions): LatencyProfile {
+  const rates = options.rates ?? trainedRatesOf(model);
+  const batchSizes = options.batchSizes ?? [1];
+  const repeats = options.repeats ?? 5;
+  const previous = model.sliceRate;
+  const flags = model.modules().map((m) => m.training);
+  model.eval();
+  const profile: LatencyProfile = { byBatch: {} };
+  try {
+    for (const b of batchSizes) {
+      const x = randn([b, ...options.inputShape], { seed: 1 });
+      profile.byBatch[b] = {};
+      for (const r of rates) {
+        model.setSliceRate(r);
+        noGrad(() => model.forward(x)); // warm-up
+        const times: number[] = [];
+        for (let i = 0; i < repeats; i++) {
+          const t0 = performance.now();
+          noGrad(() => model.forward(x));
+          times.push(performance.now() - t0);
+        }
+        times.sort((p, q) => p - q);
+        profile.byBatch[b][r] = times[Math.floor(times.length / 2)];
+      }
+    }
+  } finally {
+    model.setSliceRate(previous);
+    model.modules().forEach((m, i) => (m.training = flags[i]));
+  }
+  model.latencyProfile = profile;
+  return profile;
+}
+
+export type RateBudget = { budgetMacs: number; inputShape?: readonly number[] } | { budgetMs: number; batchSize?: number };
+
+/**
+ * The largest trained rate that fits the budget; the narrowest trained rate
+ * when none does.
+ */
+export function selectRate(model: Module, budget: RateBudget): number {
+  const op = 'selectRate';
+  const rates = trainedRatesOf(model);
+  if (budget !== null && typeof budget === 'object' && 'budgetMacs' in budget) {
+    if (!(budget.budgetMacs >= 0)) throw new RangeError(`${op}: budgetMacs must be a non-negative number, got ${String(budget.budgetMacs)}`);
+    const table = costs(model, budget.inputShape, rates);
+    return table.find((row) => row.macs <= budget.budgetMacs)?.rate ?? rates[rates.length - 1];
+  }
+  if (budget !== null && typeof budget === 'object' && 'budgetMs' in budget) {
+    if (!(budget.budgetMs >= 0)) throw new RangeError(`${op}: budgetMs must be a non-negative number, got ${String(budget.budgetMs)}`);
+    const profile = model.latencyProfile;
+    const batch = budget.batchSize ?? 1;
+    const row = profile?.byBatch[batch];
+    if (!row) {
+      throw new RangeError(`${op}: the model has no latency profile for batch size ${batch}; run profileLatency(model, {inputShape, batchSizes: [${batch}]}) first`);
+    }
+    return rates.find((r) => row[r] !== undefined && row[r] <= budget.budgetMs) ?? rates[rates.length - 1];
+  }
+  throw new TypeError(`${op}: budget must be {budgetMacs} or {budgetMs, batchSize?}`);
+}

@@ -1,0 +1,18 @@
+// Kernel thread count. MODELSLICE_NUM_THREADS sets the default (read by the addon).
+import { native } from './native.js';
+
+export function setNumThreads(n: number): void {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) {
+    throw new RangeError(`setNumThreads: n must be an integer in [1, 1024], got ${String(n)}`);
+  }
+  native.setNumThreads(n);
+}
+
+export function getNumThreads(): number {
+  return native.getNumThreads();
+}
+
+/** Which kernels this process runs: the GEMM instruction set and whether OpenMP is on. */
+export function kernelInfo(): { gemm: string; openmp: boolean } {
+  return native.kernelInfo();
+}
