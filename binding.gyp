@@ -5,8 +5,8 @@
       "sources": ["<!@(node -p \"require('./native/sources.json').join(' ')\")"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
-      "cflags!": ["-fno-exceptions", "-O2", "-O3"],
-      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-O2", "-O3", "-std=gnu++17"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
       "cflags": ["-O3", "-fno-math-errno"],
       "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-fno-math-errno"],
       "conditions": [
