@@ -1,6 +1,7 @@
 // modelslice train | eval: reproducible runs from flags. With --json the last
 // line printed is one JSON object.
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { DataLoader } from './data/loader.js';
@@ -150,6 +151,39 @@ function buildModel(flags: Flags, ds: Dataset): Module {
   return vgg({ depth: num(flags, 'depth', 11, true), classes: ds.classes, inChannels: c, norm });
 }
 
+/** Checks every flag's form and range before any data is read, so a bad flag fails fast with exit 2. */
+function checkFlags(flags: Flags): void {
+  const atLeast = (name: keyof typeof options, min: number, integer: boolean, strict = false) => {
+    if (flags[name] === undefined) return;
+    const v = num(flags, name, 0, integer);
+    if (strict ? !(v > min) : !(v >= min)) throw new UsageError(`--${name} must be ${strict ? 'greater than' : 'at least'} ${min}, got ${String(flags[name])}`);
+  };
+  atLeast('epochs', 0, true);
+  atLeast('limit', 1, true);
+  atLeast('batch-size', 1, true);
+  atLeast('schedule-k', 0, true);
+  atLeast('threads', 1, true);
+  atLeast('depth', 1, true);
+  atLeast('lr', 0, false);
+  atLeast('momentum', 0, false);
+  atLeast('weight-decay', 0, false);
+  atLeast('warmup', 0, false);
+  atLeast('clip', 0, false, true);
+  num(flags, 'seed', 1, true);
+  for (const r of list(flags, 'rates', [1])) {
+    if (!(r > 0 && r <= 1)) throw new UsageError(`--rates must be slice rates in (0, 1], got ${String(flags.rates)}`);
+  }
+  if (list(flags, 'hidden', [1]).some((h) => !Number.isInteger(h) || h < 1)) throw new UsageError(`--hidden must be positive integers, got ${String(flags.hidden)}`);
+  if (list(flags, 'lr-milestones', []).some((m) => !Number.isInteger(m) || m < 0)) {
+    throw new UsageError(`--lr-milestones must be non-negative integer epochs, got ${String(flags['lr-milestones'])}`);
+  }
+  str(flags, 'model', ['mlp', 'resnet', 'vgg'] as const, 'mlp');
+  str(flags, 'norm', ['group', 'batch'] as const, 'group');
+  str(flags, 'dataset', DATASETS, 'mnist');
+  str(flags, 'optimizer', ['sgd', 'adam', 'adamw'] as const, 'sgd');
+  str(flags, 'schedule', ['random', 'random_min_max', 'round_robin', 'uniform'] as const, 'random_min_max');
+}
+
 async function train(flags: Flags, log: (s: string) => void): Promise<Record<string, unknown>> {
   const seed = num(flags, 'seed', 1, true);
   manualSeed(seed);
@@ -191,6 +225,7 @@ async function train(flags: Flags, log: (s: string) => void): Promise<Record<str
           cliProgress.Presets.shades_classic,
         )
       : null;
+  if (out !== undefined) await mkdir(dirname(out), { recursive: true });
   log(`training ${model.config!.kind} on ${trainSet.length} ${trainSet.name.replace(/-train$/, '')} images, rates ${rates.join(', ')} (${schedule}), ${epochs} epochs`);
   const started = performance.now();
   let images = 0;
@@ -250,6 +285,10 @@ async function evalCommand(flags: Flags, log: (s: string) => void): Promise<Reco
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === '--help' || command === '-h') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   let flags: Flags;
   try {
     flags = parseArgs({ args: rest, options, strict: true, allowPositionals: false }).values as Flags;
@@ -264,6 +303,7 @@ export async function main(argv: string[]): Promise<number> {
   const json = flags.json === true;
   const log = json ? () => {} : (s: string) => console.log(s);
   try {
+    checkFlags(flags);
     if (flags.threads !== undefined) setNumThreads(num(flags, 'threads', 1, true));
     let result: Record<string, unknown>;
     if (command === 'train') result = await train(flags, log);

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { makeDataset, type Dataset } from './dataset.js';
 
-const MAX_BYTES = 2 ** 31 - 1;
+// Decompressed size cap: far above any real IDX file (Fashion-MNIST train is 47 MB),
+// low enough that a hostile .gz cannot force a huge allocation.
+const MAX_BYTES = 512 * 1024 * 1024;
 
 async function readMaybeGzip(path: string): Promise<Buffer> {
   let raw: Buffer;
@@ -61,6 +63,8 @@ export async function readIdxDataset(imagesPath: string, labelsPath: string, nam
   if (images.dims[0] !== labels.dims[0]) {
     throw new RangeError(`readIdx: ${imagesPath} has ${images.dims[0]} images but ${labelsPath} has ${labels.dims[0]} labels`);
   }
+  const bad = labels.values.findIndex((l) => l >= classes);
+  if (bad >= 0) throw new RangeError(`readIdx: ${labelsPath} has label ${labels.values[bad]} at index ${bad}; expected 0 to ${classes - 1}`);
   const pixels = new Float32Array(images.values.length);
   for (let i = 0; i < pixels.length; i++) pixels[i] = images.values[i] / 255;
   return makeDataset(name, pixels, Int32Array.from(labels.values), [1, images.dims[1], images.dims[2]], classes);

@@ -1,7 +1,7 @@
 // Batches from an in-memory dataset: seeded shuffling, drop-last, and image
-// augmentation (random crop with zero padding, horizontal flip). The
-// generator's state at the start of each epoch is kept so a run can resume
-// with exactly the same data order.
+// augmentation (random crop with zero padding, horizontal flip). Its state
+// (epochs started and the generator) taken between epochs lets a run resume
+// with exactly the same data order; fit checkpoints there.
 import { Generator, type GeneratorState } from '../random.js';
 import { Tensor } from '../tensor.js';
 import type { Dataset } from './dataset.js';

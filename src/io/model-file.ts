@@ -13,10 +13,6 @@ import { parseSafetensors, serializeSafetensors, writeFileAtomic } from './safet
 
 export const FORMAT = 'modelslice/1';
 
-interface Configured {
-  config?: ModelConfig & { sliceChain?: number[] };
-}
-
 export interface SaveOptions {
   /** More tensors to store (optimizer buffers of a checkpoint), by name. */
   extraTensors?: Record<string, Tensor>;
@@ -42,6 +38,7 @@ export async function save(model: Module, path: string, options: SaveOptions = {
   if (typeof path !== 'string' || path.length === 0) throw new TypeError('save: path must be a non-empty string');
   const tensors: Record<string, Tensor> = { ...model.stateDict() };
   for (const [name, t] of Object.entries(options.extraTensors ?? {})) {
+    if (!name.startsWith('optimizer.')) throw new RangeError(`save: extra tensor ${name} must be named optimizer.* (checkpoint state)`);
     if (name in tensors) throw new RangeError(`save: extra tensor ${name} clashes with a model tensor`);
     tensors[name] = t;
   }
@@ -55,7 +52,12 @@ export async function save(model: Module, path: string, options: SaveOptions = {
   if (options.training !== undefined) metadata.training = JSON.stringify(options.training);
   const preprocess = options.preprocess ?? model.preprocess;
   if (preprocess !== undefined) metadata.preprocess = JSON.stringify(preprocess);
-  await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+  try {
+    await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(`save: cannot write ${path}${code ? ` (${code})` : `: ${(err as Error).message}`}`);
+  }
 }
 
 export interface LoadedFile {
@@ -109,7 +111,11 @@ export async function loadFile(path: string): Promise<LoadedFile> {
   for (const [name, t] of Object.entries(tensors)) (own.has(name) ? modelTensors : extraTensors)[name] = t;
   const stray = Object.keys(extraTensors).filter((n) => !n.startsWith('optimizer.'));
   if (stray.length > 0) throw new RangeError(`load: ${path} holds tensors the model does not have: ${stray.slice(0, 5).join(', ')}`);
-  model.loadStateDict(modelTensors);
+  try {
+    model.loadStateDict(modelTensors);
+  } catch (err) {
+    throw new RangeError(`load: ${path} does not match its model config: ${(err as Error).message}`);
+  }
   if (rates) setTrainedRates(model, rates);
   const preprocess = parseJson(path, 'preprocess', metadata.preprocess) as Preprocess | undefined;
   if (preprocess !== undefined) model.preprocess = preprocess;

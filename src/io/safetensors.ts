@@ -68,6 +68,11 @@ function halfToFloat(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+/** obj[key] = value as an own property, even for a key such as "__proto__" (names come from the file). */
+function ownEntry<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 export function parseSafetensors(buf: Uint8Array, source = 'data'): SafetensorsFile {
   if (buf.length < 8) fail(source, `${buf.length} bytes is shorter than the 8-byte header length`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -91,13 +96,13 @@ export function parseSafetensors(buf: Uint8Array, source = 'data'): SafetensorsF
       if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(source, '__metadata__ must be an object of strings');
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
         if (typeof v !== 'string') fail(source, `__metadata__.${k} is not a string`);
-        metadata[k] = v;
+        ownEntry(metadata, k, v);
       }
       continue;
     }
     const e = value as HeaderEntry;
     if (e === null || typeof e !== 'object') fail(source, `entry ${name} is not an object`);
-    if (!(e.dtype in DTYPE_BYTES)) fail(source, `tensor ${name} has dtype ${String(e.dtype)}; supported: ${Object.keys(DTYPE_BYTES).join(', ')}`);
+    if (typeof e.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, e.dtype)) fail(source, `tensor ${name} has dtype ${String(e.dtype)}; supported: ${Object.keys(DTYPE_BYTES).join(', ')}`);
     if (!Array.isArray(e.shape) || e.shape.length > 8 || e.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
       fail(source, `tensor ${name} has an invalid shape ${JSON.stringify(e.shape)}`);
     }
@@ -113,7 +118,9 @@ export function parseSafetensors(buf: Uint8Array, source = 'data'): SafetensorsF
     entries.push([name, e]);
   }
   // The byte ranges must tile the data exactly: no overlaps, no gaps.
-  const sorted = [...entries].sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0]);
+  // Sorted by (start, end) as the reference implementation does, so an empty
+  // tensor may share the start offset of the next one.
+  const sorted = [...entries].sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0] || a[1].data_offsets[1] - b[1].data_offsets[1]);
   let expect = 0;
   for (const [name, e] of sorted) {
     if (e.data_offsets[0] !== expect) fail(source, `tensor ${name} starts at byte ${e.data_offsets[0]}, expected ${expect} (overlap or gap)`);
@@ -132,7 +139,7 @@ export function parseSafetensors(buf: Uint8Array, source = 'data'): SafetensorsF
       else if (e.dtype === 'F16') values[i] = halfToFloat(dv.getUint16(2 * i, true));
       else values[i] = new Float32Array(new Uint32Array([dv.getUint16(2 * i, true) << 16]).buffer)[0];
     }
-    tensors[name] = new Tensor(values, e.shape);
+    ownEntry(tensors, name, new Tensor(values, e.shape));
   }
   return { tensors, metadata };
 }

@@ -57,6 +57,7 @@ export class MultiStepLR extends LrSchedule {
     }
     this.milestones = [...options.milestones].sort((a, b) => a - b);
     this.gamma = checkHyper('MultiStepLR', 'gamma', options.gamma ?? 0.1, 0, Infinity);
+    this.setEpoch(0); // like PyTorch, the epoch-0 rate applies from construction
   }
 
   factor(t: number): number {
@@ -74,6 +75,7 @@ export class CosineLR extends LrSchedule {
     super(optimizer);
     this.totalEpochs = checkHyper('CosineLR', 'totalEpochs', options?.totalEpochs, 1e-9, Infinity);
     this.minLr = checkHyper('CosineLR', 'minLr', options.minLr ?? 0, 0, Infinity);
+    this.setEpoch(0);
   }
 
   factor(t: number): number {
@@ -93,6 +95,7 @@ export class WarmupLR extends LrSchedule {
     this.warmupEpochs = checkHyper('WarmupLR', 'warmupEpochs', options?.warmupEpochs, 0, Infinity);
     this.after = options.after ?? null;
     if (this.after) this.baseLr = this.after.baseLr;
+    this.setEpoch(0); // the first epoch already warms up
   }
 
   factor(t: number): number {

@@ -32,6 +32,17 @@ export abstract class Optimizer {
     this.paramSteps = this.params.map(() => 0);
   }
 
+  /** Adds parameters created after the optimizer (switchable batch norm's per-rate ones), with fresh state. */
+  addParams(params: Iterable<Tensor>): void {
+    for (const p of params) {
+      if (!(p instanceof Tensor)) throw new TypeError('addParams: every parameter must be a Tensor');
+      if (this.params.includes(p)) continue;
+      this.params.push(p);
+      this.paramSteps.push(0);
+      this.buffers.push(new Map());
+    }
+  }
+
   /** Applies one update from the parameters' .grad (parameters without a gradient are skipped). */
   step(): void {
     this.stepCount++;

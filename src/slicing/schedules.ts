@@ -62,8 +62,8 @@ export function rateSchedule(name: ScheduleName, rates: readonly number[], optio
   switch (name) {
     case 'random': {
       const probs = options.probabilities ?? sorted.map(() => 1);
-      if (probs.length !== sorted.length || probs.some((p) => !(p >= 0)) || probs.every((p) => p === 0)) {
-        throw new RangeError(`${op}: probabilities must hold ${sorted.length} non-negative weights, not all zero`);
+      if (probs.length !== sorted.length || probs.some((p) => typeof p !== 'number' || !(p >= 0 && p < Infinity)) || probs.every((p) => p === 0)) {
+        throw new RangeError(`${op}: probabilities must hold ${sorted.length} finite non-negative weights, not all zero`);
       }
       // Probabilities are given in the caller's rate order; map them onto the sorted rates.
       const byRate = new Map((rates as number[]).map((r, i) => [r, probs[i]]));

@@ -19,7 +19,8 @@ export function trainedRatesOf(model: Module): number[] {
 
 /** Records the rates a model was trained at (used by selectRate and BatchNorm models). */
 export function setTrainedRates(model: Module, rates: readonly number[]): void {
-  model.trainedRates = [...rates].map((r) => checkRate('setTrainedRates', r)).sort((a, b) => b - a);
+  if (!Array.isArray(rates) || rates.length === 0) throw new RangeError('setTrainedRates: rates must be a non-empty array of slice rates');
+  model.trainedRates = [...new Set(rates.map((r) => checkRate('setTrainedRates', r)))].sort((a, b) => b - a);
 }
 
 export interface ProfileOptions {

@@ -137,16 +137,27 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
   setTrainedRates(model, schedule.rates);
   if (model.modules().some((m) => m instanceof BatchNorm2d) && schedule.rates.length > 1) {
     const bn = model.modules().find((m): m is BatchNorm2d => m instanceof BatchNorm2d)!;
-    if (bn.statRates.join() !== schedule.rates.join()) useSwitchableBatchNorm(model, schedule.rates);
+    if (bn.statRates.join() !== schedule.rates.join()) {
+      const norms = model.modules().filter((m): m is BatchNorm2d => m instanceof BatchNorm2d);
+      const before = norms.map((n) => new Set(n.parameters()));
+      useSwitchableBatchNorm(model, schedule.rates);
+      // The per-rate affine parameters are new tensors the caller's optimizer
+      // has never seen: without this they would never be trained.
+      const known = new Set(optimizer.params);
+      norms.forEach((n, i) => {
+        if (!n.parameters().some((p) => before[i].has(p) && known.has(p))) return;
+        optimizer.addParams(n.parameters().filter((p) => !before[i].has(p) && !known.has(p)));
+      });
+    }
   }
 
   let history: EpochRecord[] = [];
   let startEpoch = 1;
   if (options.resume !== undefined) {
     const file = await loadFile(options.resume);
-    model.loadStateDict(file.model.stateDict());
     const state = file.training as TrainingState | undefined;
     if (state === undefined || typeof state.epoch !== 'number') throw new RangeError(`${op}: ${options.resume} is a model file, not a training checkpoint`);
+    model.loadStateDict(file.model.stateDict());
     const buffers: Record<string, Tensor> = {};
     for (const [name, t] of Object.entries(file.extraTensors)) if (name.startsWith('optimizer.')) buffers[name.slice('optimizer.'.length)] = t;
     optimizer.loadStateDict({ ...state.optimizer, buffers });
@@ -162,6 +173,7 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
   const batchesPerEpoch = typeof dataLength === 'number' ? dataLength : null;
   model.train();
   for (let epoch = startEpoch; epoch <= epochs; epoch++) {
+    if (options.signal?.aborted) throw abortError(options.signal);
     await cb.onEpochBegin?.(epoch);
     const started = performance.now();
     let lossSum = 0;
@@ -171,6 +183,7 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
     for await (const { x, y } of data as AsyncIterable<{ x: Tensor; y: Int32Array }>) {
       if (options.signal?.aborted) throw abortError(options.signal);
       await cb.onBatchBegin?.(epoch, batch);
+      if (options.signal?.aborted) throw abortError(options.signal);
       if (options.lrSchedule) options.lrSchedule.setEpoch(epoch - 1 + (batchesPerEpoch ? batch / batchesPerEpoch : 0));
       const rates = schedule.next();
       const results = slicedStep(model, x, y, rates, { distill, distillMix });

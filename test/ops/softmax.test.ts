@@ -60,17 +60,12 @@ for (const { name, fn, ref } of OPS) {
   });
 
   t.test(`${name}: shift invariance, f(x + 1e4) == f(x) to float32 accuracy`, async (t) => {
-    // A known defect, reported: the assertion runs and shows, but does not fail the suite.
-    const todo = name === 'logSoftmax'
-      ? 'native/rowwise.cc softmax_rows (log) forms lse = m + log(sum) in float and returns x - lse, ' +
-        'losing about ulp(1e4)/2 = 2.8e-4 absolute; (x - m) - log(sum) would be exact to float32'
-      : undefined;
     const gen = rng(name === 'softmax' ? 55 : 56);
     const base = randn32(gen, 4 * 10);
     const shifted = base.map((v) => v + 1e4);
     const y = fn(ms.tensor(shifted, [4, 10]));
     // The reference of the shifted (float32-rounded) values: the shift itself is exact in float64.
-    assertClose(t, y.data, ref(shifted, 10), 'f(x + 1e4) vs reference', { rtol: 1e-5, atol: 1e-6, todo });
+    assertClose(t, y.data, ref(shifted, 10), 'f(x + 1e4) vs reference', { rtol: 1e-5, atol: 1e-6 });
   });
 
   t.test(`${name}: gradients by finite differences`, async (t) => {
