@@ -61,8 +61,7 @@ CpuIsa detect() {
   const uint32_t ebx7 = r[1];
   const bool avx2 = (ebx7 >> 5) & 1;
   if (!avx2) return CpuIsa::kGeneric;
-  const bool avx512f = (ebx7 >> 16) & 1, avx512dq = (ebx7 >> 17) & 1,
-             avx512vl = (ebx7 >> 31) & 1;
+  const bool avx512f = (ebx7 >> 16) & 1, avx512dq = (ebx7 >> 17) & 1, avx512vl = (ebx7 >> 31) & 1;
   // XCR0 bits 5..7 = opmask, upper half of zmm0-15, zmm16-31.
   const bool os_avx512 = (xcr0 & 0xE6) == 0xE6;
   if (avx512f && avx512dq && avx512vl && os_avx512) return CpuIsa::kAvx512;
@@ -99,9 +98,12 @@ CpuIsa cpu_isa() {
 
 const char* cpu_isa_name(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kAvx512: return "avx512";
-    case CpuIsa::kAvx2: return "avx2";
-    default: return "generic";
+    case CpuIsa::kAvx512:
+      return "avx512";
+    case CpuIsa::kAvx2:
+      return "avx2";
+    default:
+      return "generic";
   }
 }
 
@@ -115,11 +117,16 @@ bool parse_cpu_isa(const char* s, CpuIsa* out) {
   char buf[16];
   size_t n = std::strlen(s);
   if (n == 0 || n >= sizeof buf) return false;
-  for (size_t i = 0; i <= n; ++i) buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
-  if (!std::strcmp(buf, "avx512")) *out = CpuIsa::kAvx512;
-  else if (!std::strcmp(buf, "avx2")) *out = CpuIsa::kAvx2;
-  else if (!std::strcmp(buf, "generic")) *out = CpuIsa::kGeneric;
-  else return false;
+  for (size_t i = 0; i <= n; ++i)
+    buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
+  if (!std::strcmp(buf, "avx512"))
+    *out = CpuIsa::kAvx512;
+  else if (!std::strcmp(buf, "avx2"))
+    *out = CpuIsa::kAvx2;
+  else if (!std::strcmp(buf, "generic"))
+    *out = CpuIsa::kGeneric;
+  else
+    return false;
   return true;
 }
 

@@ -207,9 +207,9 @@ void gemv(const SgemmKernel& kern, const Problem& p, int threads) {
 
 }  // namespace
 
-void sgemm_ex(const SgemmKernel& kern0, int threads, bool transA, bool transB, int64_t M,
-              int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-              int64_t ldb, float beta, float* C, int64_t ldc) {
+void sgemm_ex(const SgemmKernel& kern0, int threads, bool transA, bool transB, int64_t M, int64_t N,
+              int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+              float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (threads <= 0) threads = get_num_threads();
   const Problem p{transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
@@ -239,7 +239,8 @@ void sgemm_ex(const SgemmKernel& kern0, int threads, bool transA, bool transB, i
     for (int a = 1; a <= nt; ++a) {
       if (nt % a) continue;
       const int b = nt / a;
-      const int64_t mt = ceil_div(ceil_div(M, MR), a) * MR, ntile = ceil_div(ceil_div(N, NR), b) * NR;
+      const int64_t mt = ceil_div(ceil_div(M, MR), a) * MR,
+                    ntile = ceil_div(ceil_div(N, NR), b) * NR;
       if (ceil_div(M, MR) < a || ceil_div(N, NR) < b) continue;
       const double compute = static_cast<double>(mt) * ntile * K;
       const double packB = static_cast<double>(ntile) * K;
@@ -279,9 +280,8 @@ const gemm::SgemmKernel& active_kernel() {
 }
 }  // namespace
 
-void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc) {
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   gemm::sgemm_ex(active_kernel(), 0, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

@@ -13,9 +13,8 @@ namespace modelslice {
 // Likewise for B. beta == 0 means C is written without being read (NaNs in C
 // do not propagate). Threads are split over rows and columns of C only, so the
 // result does not depend on the thread count.
-void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc);
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // Name of the micro-kernel family chosen at load time: "avx512", "avx2" or "generic".
 const char* sgemm_kernel_name();

@@ -16,10 +16,15 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define MS_INLINE inline __attribute__((always_inline))
 #define MS_RESTRICT __restrict__
+// Per-function ISA (the build uses no -march flag; callers check cpu_isa() first).
+#define MS_TARGET(isa) __attribute__((target(isa)))
 #else
 #define MS_INLINE inline
 #define MS_RESTRICT
+#define MS_TARGET(isa)  // MSVC: intrinsics are usable without per-function targets
 #endif
+#define MS_TGT256 MS_TARGET("avx2,fma")
+#define MS_TGT512 MS_TARGET("avx512f,avx512vl,avx512dq,avx2,fma")
 
 namespace modelslice {
 namespace gemm {
@@ -83,9 +88,9 @@ const SgemmKernel& kernel_for(CpuIsa isa);
 
 // sgemm with an explicit kernel and thread count (threads <= 0: get_num_threads()).
 // Results are bitwise identical for every thread count.
-void sgemm_ex(const SgemmKernel& kern, int threads, bool transA, bool transB, int64_t M,
-              int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-              int64_t ldb, float beta, float* C, int64_t ldc);
+void sgemm_ex(const SgemmKernel& kern, int threads, bool transA, bool transB, int64_t M, int64_t N,
+              int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+              float beta, float* C, int64_t ldc);
 
 // Fills table[1..M] with F<m>::fn for m = 1..M.
 template <template <int> class F, int... I>

@@ -6,10 +6,6 @@
 #ifdef MODELSLICE_X86
 #include <immintrin.h>
 
-#ifndef MS_TGT256
-#define MS_TGT256 __attribute__((target("avx2,fma")))
-#endif
-
 namespace modelslice {
 namespace gemm {
 namespace {
@@ -24,7 +20,8 @@ MS_TGT256 void micro_avx2(int64_t kc, const float* MS_RESTRICT A, const float* M
     for (int j = 0; j < NV; ++j) acc[i][j] = _mm256_setzero_ps();
 
 #pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
+  for (int i = 0; i < MR; ++i)
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
 
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
@@ -46,7 +43,8 @@ MS_TGT256 void micro_avx2(int64_t kc, const float* MS_RESTRICT A, const float* M
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) _mm256_storeu_ps(C + i * ldc + 8 * j, _mm256_mul_ps(va, acc[i][j]));
+      for (int j = 0; j < NV; ++j)
+        _mm256_storeu_ps(C + i * ldc + 8 * j, _mm256_mul_ps(va, acc[i][j]));
   } else {
     const __m256 vb = _mm256_set1_ps(beta);
 #pragma GCC unroll 8
@@ -78,7 +76,8 @@ MS_TGT256 MS_INLINE float hsum(__m256 v) {
 }
 
 template <int R>
-MS_TGT256 MS_INLINE void dot_rows(int64_t K, const float* S, int64_t ld, const float* x, float* out) {
+MS_TGT256 MS_INLINE void dot_rows(int64_t K, const float* S, int64_t ld, const float* x,
+                                  float* out) {
   __m256 a0[R], a1[R];
   for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm256_setzero_ps();
   int64_t k = 0;
@@ -130,7 +129,8 @@ MS_TGT256 MS_INLINE void axpy_cols(int64_t K, const float* S, int64_t ld, const 
   for (int64_t k = 0; k < K; ++k) {
     const __m256 xk = _mm256_set1_ps(x[k]);
     const float* s = S + k * ld;
-    for (int v = 0; v < NV - 1; ++v) acc[v] = _mm256_fmadd_ps(xk, _mm256_loadu_ps(s + 8 * v), acc[v]);
+    for (int v = 0; v < NV - 1; ++v)
+      acc[v] = _mm256_fmadd_ps(xk, _mm256_loadu_ps(s + 8 * v), acc[v]);
     acc[NV - 1] = _mm256_fmadd_ps(xk, _mm256_maskload_ps(s + 8 * (NV - 1), last), acc[NV - 1]);
   }
 }

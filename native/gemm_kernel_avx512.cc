@@ -1,18 +1,16 @@
 // AVX-512 SGEMM micro-kernels, packing and matrix-vector routines.
 // Compiled without -march: every function carries its own target attribute, and is only
 // called after cpu.cc has verified CPU and OS (XCR0) support.
-#include "gemm_internal.h"
-#include "gemm_pack_x86.h"
-
-#ifdef MODELSLICE_X86
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12 reports false "may be used uninitialized" warnings from inside its own AVX-512
 // intrinsic headers (the _mm512_undefined_* pass-through operands; GCC bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-#include <immintrin.h>
+#include "gemm_internal.h"
+#include "gemm_pack_x86.h"
 
-#define MS_TGT512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+#ifdef MODELSLICE_X86
+#include <immintrin.h>
 
 namespace modelslice {
 namespace gemm {
@@ -30,7 +28,8 @@ MS_TGT512 void micro_avx512(int64_t kc, const float* MS_RESTRICT A, const float*
     for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_ps();
 
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
+  for (int i = 0; i < MR; ++i)
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
 
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
@@ -52,7 +51,8 @@ MS_TGT512 void micro_avx512(int64_t kc, const float* MS_RESTRICT A, const float*
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) _mm512_storeu_ps(C + i * ldc + 16 * j, _mm512_mul_ps(va, acc[i][j]));
+      for (int j = 0; j < NV; ++j)
+        _mm512_storeu_ps(C + i * ldc + 16 * j, _mm512_mul_ps(va, acc[i][j]));
   } else {
     const __m512 vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 16
@@ -94,8 +94,9 @@ MS_TGT512 MS_INLINE void transpose16(__m512* r) {
 }
 
 MS_TGT512 MS_INLINE __mmask16 lanes(int64_t n) {  // first n (0..16) lanes
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF)
-                 : n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1u);
+  return n >= 16  ? static_cast<__mmask16>(0xFFFF)
+         : n <= 0 ? static_cast<__mmask16>(0)
+                  : static_cast<__mmask16>((1u << n) - 1u);
 }
 
 // One P x kc micro-panel (P = 14 or a multiple of 16), rows >= P zero-filled.
@@ -111,7 +112,8 @@ MS_TGT512 MS_INLINE void pack_panel_avx512(const float* MS_RESTRICT src, int64_t
       const float* s = src + k * ld;
       float* d = dst + k * P;
       if (P % 16 == 0) {
-        for (int v = 0; v < V; ++v) _mm512_store_ps(d + 16 * v, _mm512_maskz_loadu_ps(m[v], s + 16 * v));
+        for (int v = 0; v < V; ++v)
+          _mm512_store_ps(d + 16 * v, _mm512_maskz_loadu_ps(m[v], s + 16 * v));
       } else {
         _mm512_mask_storeu_ps(d, lanes(P), _mm512_maskz_loadu_ps(m[0], s));
       }
@@ -127,7 +129,8 @@ MS_TGT512 MS_INLINE void pack_panel_avx512(const float* MS_RESTRICT src, int64_t
       const __mmask16 km = lanes(kn);
       __m512 r[16];
       for (int i = 0; i < 16; ++i)
-        r[i] = (rb + i < rows) ? _mm512_maskz_loadu_ps(km, src + (rb + i) * ld + k0) : _mm512_setzero_ps();
+        r[i] = (rb + i < rows) ? _mm512_maskz_loadu_ps(km, src + (rb + i) * ld + k0)
+                               : _mm512_setzero_ps();
       transpose16(r);
       float* d = dst + k0 * P + rb;
       if (w == 16) {
@@ -167,7 +170,8 @@ MS_TGT512 MS_INLINE __m512 store_formula(__m512 acc, __m512 va, __m512 vb, bool 
 }
 
 MS_TGT512 MS_INLINE float hsum512(__m512 v) {
-  const __m256 h = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 0), _mm512_maskz_extractf32x8_ps(0xFF, v, 1));
+  const __m256 h = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 0),
+                                 _mm512_maskz_extractf32x8_ps(0xFF, v, 1));
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
   const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
@@ -175,7 +179,8 @@ MS_TGT512 MS_INLINE float hsum512(__m512 v) {
 
 // R rows at once; every row's arithmetic is identical to the R = 1 case.
 template <int R>
-MS_TGT512 MS_INLINE void dot_rows(int64_t K, const float* S, int64_t ld, const float* x, float* out) {
+MS_TGT512 MS_INLINE void dot_rows(int64_t K, const float* S, int64_t ld, const float* x,
+                                  float* out) {
   __m512 a0[R], a1[R];
   for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
   int64_t k = 0;
@@ -229,7 +234,8 @@ MS_TGT512 MS_INLINE void axpy_cols(int64_t K, const float* S, int64_t ld, const 
   for (int64_t k = 0; k < K; ++k) {
     const __m512 xk = _mm512_set1_ps(x[k]);
     const float* s = S + k * ld;
-    for (int v = 0; v < NV - 1; ++v) acc[v] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(s + 16 * v), acc[v]);
+    for (int v = 0; v < NV - 1; ++v)
+      acc[v] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(s + 16 * v), acc[v]);
     acc[NV - 1] = _mm512_fmadd_ps(xk, _mm512_maskz_loadu_ps(last, s + 16 * (NV - 1)), acc[NV - 1]);
   }
 }
@@ -295,8 +301,8 @@ SgemmKernel make_avx512(int kc, int mc, int nc) {
 }  // namespace
 
 const SgemmKernel& kernel_avx512() {
-  // Narrow 14 x 16 tile for N <= 32 (e.g. a classifier head): 14 zmm accumulators.
-  static const SgemmKernel narrow = make_avx512<14, 1>(/*kc=*/512, /*mc=*/14 * 8, /*nc=*/2048);
+  // Narrow 16 x 16 tile for N <= 32 (e.g. a classifier head): 16 zmm accumulators.
+  static const SgemmKernel narrow = make_avx512<16, 1>(/*kc=*/512, /*mc=*/16 * 6, /*nc=*/2048);
   // Main tile 6 x 64 (24 zmm accumulators): measured best on Zen 4 against 14x32, 12x32,
   // 8x48 (kc = 512, mc = 48; B micro-panels stream from L2, A micro-panels stay in L1).
   static const SgemmKernel k = [] {
@@ -312,11 +318,16 @@ const SgemmKernel& kernel_avx512() {
 SgemmKernel avx512_variant(int mr, int nv) {
   const SgemmKernel& d = kernel_avx512();
   switch (mr * 10 + nv) {
-    case 142: return make_avx512<14, 2>(d.kc, 14 * 6, d.nc);
-    case 122: return make_avx512<12, 2>(d.kc, 12 * 14, d.nc);
-    case 64: return make_avx512<6, 4>(d.kc, d.mc, d.nc);
-    case 83: return make_avx512<8, 3>(d.kc, 8 * 21, d.nc);
-    default: return d;
+    case 142:
+      return make_avx512<14, 2>(d.kc, 14 * 6, d.nc);
+    case 122:
+      return make_avx512<12, 2>(d.kc, 12 * 14, d.nc);
+    case 64:
+      return make_avx512<6, 4>(d.kc, d.mc, d.nc);
+    case 83:
+      return make_avx512<8, 3>(d.kc, 8 * 21, d.nc);
+    default:
+      return d;
   }
 }
 

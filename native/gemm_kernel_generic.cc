@@ -33,7 +33,8 @@ void micro_generic(int64_t kc, const float* MS_RESTRICT A, const float* MS_RESTR
 }
 
 template <int P>
-void pack_generic(const float* src, int64_t ld, bool kcontig, int64_t rows, int64_t kc, float* dst) {
+void pack_generic(const float* src, int64_t ld, bool kcontig, int64_t rows, int64_t kc,
+                  float* dst) {
   pack_panels<P>(src, ld, kcontig, rows, kc, dst);
 }
 

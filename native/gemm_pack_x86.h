@@ -7,10 +7,6 @@
 #ifdef MODELSLICE_X86
 #include <immintrin.h>
 
-#ifndef MS_TGT256
-#define MS_TGT256 __attribute__((target("avx2,fma")))
-#endif
-
 namespace modelslice {
 namespace gemm {
 namespace {
@@ -45,7 +41,8 @@ MS_TGT256 MS_INLINE void pack_panel_avx2(const float* MS_RESTRICT src, int64_t l
     for (int64_t k0 = 0; k0 < kfull; k0 += 8) {
       __m256 r[8];
       for (int i = 0; i < 8; ++i)
-        r[i] = (rb + i < rows && rb + i < P) ? _mm256_loadu_ps(src + (rb + i) * ld + k0) : _mm256_setzero_ps();
+        r[i] = (rb + i < rows && rb + i < P) ? _mm256_loadu_ps(src + (rb + i) * ld + k0)
+                                             : _mm256_setzero_ps();
       transpose8(r);
       float* d = dst + k0 * P + rb;
       for (int kk = 0; kk < 8; ++kk) {
@@ -65,8 +62,8 @@ MS_TGT256 MS_INLINE void pack_panel_avx2(const float* MS_RESTRICT src, int64_t l
 }
 
 template <int P>
-MS_TGT256 MS_INLINE void pack_x86(const float* src, int64_t ld, bool kcontig, int64_t rows, int64_t kc,
-                         float* dst) {
+MS_TGT256 MS_INLINE void pack_x86(const float* src, int64_t ld, bool kcontig, int64_t rows,
+                                  int64_t kc, float* dst) {
   static_assert(P == 6 || P % 8 == 0, "panel width");
   if (!kcontig && P < 8) {
     // Narrow panels from k-major storage: walk each source row across all panels.
@@ -102,7 +99,8 @@ MS_TGT256 MS_INLINE void pack_x86(const float* src, int64_t ld, bool kcontig, in
             _mm256_storeu_ps(dst + p * P * kc + k * P + 8 * v, _mm256_loadu_ps(s + p * P + 8 * v));
       }
     }
-    if (full * P < rows) pack_panel<P>(src + full * P, ld, false, rows - full * P, kc, dst + full * P * kc);
+    if (full * P < rows)
+      pack_panel<P>(src + full * P, ld, false, rows - full * P, kc, dst + full * P * kc);
     return;
   }
   for (int64_t r0 = 0; r0 < rows; r0 += P) {

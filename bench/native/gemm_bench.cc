@@ -48,13 +48,13 @@ double now() {
 
 struct Opts {
   bool json = false, quick = false, tune = false;
-  int reps = 7;
+  int reps = 9;
   std::vector<int> threads = {1, 2};
-  double min_time = 0.03;  // seconds per timed trial
+  double min_time = 0.02;  // seconds per timed trial
   // Pause between trials of different libraries: OpenBLAS worker threads busy-wait for a
   // while after each call (and OpenMP's for a shorter while), which would steal one of
   // the 2 cores from the other library's next trial.
-  int gap_ms = 150;
+  int gap_ms = 250;
   bool no_blas = false;
   std::string variants;  // default: NN,NT,TN (NN with --quick)
   // tuning overrides
@@ -76,8 +76,8 @@ void run_ours(const Gemm& g, int threads) {
   if (g_use_public)
     sgemm(g.ta, g.tb, g.M, g.N, g.K, 1.0f, g.A, g.lda, g.B, g.ldb, 0.0f, g.C, g.ldc);
   else
-    gemm::sgemm_ex(g_kernel, threads, g.ta, g.tb, g.M, g.N, g.K, 1.0f, g.A, g.lda, g.B, g.ldb,
-                   0.0f, g.C, g.ldc);
+    gemm::sgemm_ex(g_kernel, threads, g.ta, g.tb, g.M, g.N, g.K, 1.0f, g.A, g.lda, g.B, g.ldb, 0.0f,
+                   g.C, g.ldc);
 }
 void run_blas(const Gemm& g) {
   g_cblas(101, g.ta ? 112 : 111, g.tb ? 112 : 111, (int)g.M, (int)g.N, (int)g.K, 1.0f, g.A,
@@ -125,7 +125,8 @@ Result bench(const char* tag, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
   if (!lda) lda = ta ? M : K;
   if (!ldb) ldb = tb ? K : N;
   const int64_t Ar = ta ? K : M, Br = tb ? N : K;
-  std::vector<float> A = random_matrix(static_cast<size_t>(Ar * lda), 1), B = random_matrix(static_cast<size_t>(Br * ldb), 2);
+  std::vector<float> A = random_matrix(static_cast<size_t>(Ar * lda), 1),
+                     B = random_matrix(static_cast<size_t>(Br * ldb), 2);
   std::vector<float> C1(static_cast<size_t>(M * N)), C2(C1.size());
   Gemm g{ta, tb, M, N, K, lda, ldb, N, A.data(), B.data(), C1.data()};
   Gemm h = g;
@@ -154,12 +155,13 @@ Result bench(const char* tag, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
       md = std::max(md, (double)std::fabs(C1[i] - C2[i]));
       mr = std::max(mr, (double)std::fabs(C2[i]));
     }
-    if (md > 1e-4 * std::max(1.0, mr) * std::sqrt((double)K)) std::printf("  !! mismatch vs OpenBLAS: %g\n", md);
+    if (md > 1e-4 * std::max(1.0, mr) * std::sqrt((double)K))
+      std::printf("  !! mismatch vs OpenBLAS: %g\n", md);
   }
   if (!g_opt.json || true) {
     if (g_cblas)
-      std::printf("  %-34s t=%d  ours %7.1f  openblas %7.1f  ratio %.3f\n", tag, threads, res.ours, res.blas,
-                  res.ours / res.blas);
+      std::printf("  %-34s t=%d  ours %7.1f  openblas %7.1f  ratio %.3f\n", tag, threads, res.ours,
+                  res.blas, res.ours / res.blas);
     else
       std::printf("  %-34s t=%d  ours %7.1f GFLOP/s\n", tag, threads, res.ours);
     std::fflush(stdout);
@@ -190,8 +192,8 @@ double sliced_vs_dense(int64_t M, int threads, double* sliced_gf, double* dense_
   const double flop = 2.0 * M * n * n;
   *sliced_gf = flop / bs * 1e-9;
   *dense_gf = flop / bd * 1e-9;
-  std::printf("  sliced-vs-dense M=%-5lld t=%d  sliced %7.1f  dense %7.1f  time ratio %.3f\n", (long long)M,
-              threads, *sliced_gf, *dense_gf, bs / bd);
+  std::printf("  sliced-vs-dense M=%-5lld t=%d  sliced %7.1f  dense %7.1f  time ratio %.3f\n",
+              (long long)M, threads, *sliced_gf, *dense_gf, bs / bd);
   std::fflush(stdout);
   return bs / bd;
 }
@@ -202,9 +204,12 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--json") g_opt.json = true;
-    else if (a == "--quick") g_opt.quick = true;
-    else if (a == "--reps") g_opt.reps = std::max(1, std::atoi(next()));
+    if (a == "--json")
+      g_opt.json = true;
+    else if (a == "--quick")
+      g_opt.quick = true;
+    else if (a == "--reps")
+      g_opt.reps = std::max(1, std::atoi(next()));
     else if (a == "--threads") {
       g_opt.threads.clear();
       std::string s = next();
@@ -218,16 +223,27 @@ int main(int argc, char** argv) {
     } else if (a == "--tile") {
       g_opt.mr = std::atoi(next());
       g_opt.nv = std::atoi(next());
-    } else if (a == "--kc") g_opt.kc = std::atoi(next());
-    else if (a == "--mc") g_opt.mc = std::atoi(next());
-    else if (a == "--nc") g_opt.nc = std::atoi(next());
-    else if (a == "--tune") g_opt.tune = true;
-    else if (a == "--gap-ms") g_opt.gap_ms = std::atoi(next());
-    else if (a == "--min-time-ms") g_opt.min_time = std::atoi(next()) * 1e-3;
-    else if (a == "--no-openblas") g_opt.no_blas = true;
-    else if (a == "--variants") g_opt.variants = next();
+    } else if (a == "--kc")
+      g_opt.kc = std::atoi(next());
+    else if (a == "--mc")
+      g_opt.mc = std::atoi(next());
+    else if (a == "--nc")
+      g_opt.nc = std::atoi(next());
+    else if (a == "--tune")
+      g_opt.tune = true;
+    else if (a == "--gap-ms")
+      g_opt.gap_ms = std::atoi(next());
+    else if (a == "--min-time-ms")
+      g_opt.min_time = std::atoi(next()) * 1e-3;
+    else if (a == "--no-openblas")
+      g_opt.no_blas = true;
+    else if (a == "--variants")
+      g_opt.variants = next();
     else {
-      std::fprintf(stderr, "usage: gemm_bench [--json] [--quick] [--reps N] [--threads 1,2] [--tile MR NV] [--kc N] [--mc N] [--nc N] [--gap-ms N] [--min-time-ms N] [--no-openblas] [--variants NN,NT,TN]\n");
+      std::fprintf(stderr,
+                   "usage: gemm_bench [--json] [--quick] [--reps N] [--threads 1,2] [--tile MR NV] "
+                   "[--kc N] [--mc N] [--nc N] [--gap-ms N] [--min-time-ms N] [--no-openblas] "
+                   "[--variants NN,NT,TN]\n");
       return 2;
     }
   }
@@ -241,13 +257,16 @@ int main(int argc, char** argv) {
   if (g_opt.mc) g_kernel.mc = g_opt.mc;
   if (g_opt.nc) g_kernel.nc = g_opt.nc;
   g_use_public = !(g_opt.mr || g_opt.kc || g_opt.mc || g_opt.nc);
-  std::printf("sgemm kernel: %s (%dx%d, kc=%d mc=%d nc=%d)%s; openblas: %s\n", g_kernel.name, g_kernel.mr,
-              g_kernel.nr, g_kernel.kc, g_kernel.mc, g_kernel.nc, g_use_public ? "" : " [tuning override]",
-              g_cblas ? "yes" : "not found");
+  std::printf("sgemm kernel: %s (%dx%d, kc=%d mc=%d nc=%d)%s; openblas: %s\n", g_kernel.name,
+              g_kernel.mr, g_kernel.nr, g_kernel.kc, g_kernel.mc, g_kernel.nc,
+              g_use_public ? "" : " [tuning override]", g_cblas ? "yes" : "not found");
 
-  struct Shape { int64_t M, N, K; };
+  struct Shape {
+    int64_t M, N, K;
+  };
   const Shape shapes[] = {{1024, 1024, 1024}, {64, 1024, 1024}, {4096, 64, 576}, {256, 256, 2304}};
-  std::string json = "{\"kernel\":\"" + std::string(g_kernel.name) + "\",\"openblas\":" + (g_cblas ? "true" : "false");
+  std::string json = "{\"kernel\":\"" + std::string(g_kernel.name) +
+                     "\",\"openblas\":" + (g_cblas ? "true" : "false");
   char buf[512];
   for (int t : g_opt.threads) {
     for (int variant = 0; variant < 3; ++variant) {
@@ -259,31 +278,38 @@ int main(int argc, char** argv) {
       int n = 0;
       for (const Shape& s : shapes) {
         char tag[64];
-        std::snprintf(tag, sizeof tag, "%s %lldx%lldx%lld", vname, (long long)s.M, (long long)s.N, (long long)s.K);
+        std::snprintf(tag, sizeof tag, "%s %lldx%lldx%lld", vname, (long long)s.M, (long long)s.N,
+                      (long long)s.K);
         Result r = bench(tag, ta, tb, s.M, s.N, s.K, t);
         lo += std::log(r.ours);
         lb += std::log(r.blas > 0 ? r.blas : 1);
         ++n;
-        std::snprintf(buf, sizeof buf, ",\"%s_t%d\":{\"ours\":%.2f,\"openblas\":%.2f}", tag, t, r.ours, r.blas);
+        std::snprintf(buf, sizeof buf, ",\"%s_t%d\":{\"ours\":%.2f,\"openblas\":%.2f}", tag, t,
+                      r.ours, r.blas);
         json += buf;
       }
       const double go = std::exp(lo / n), gb = std::exp(lb / n);
       if (g_cblas)
-        std::printf("  geomean %s t=%d: ours %.1f  openblas %.1f  ratio %.3f\n", vname, t, go, gb, go / gb);
+        std::printf("  geomean %s t=%d: ours %.1f  openblas %.1f  ratio %.3f\n", vname, t, go, gb,
+                    go / gb);
       else
         std::printf("  geomean %s t=%d: ours %.1f\n", vname, t, go);
-      std::snprintf(buf, sizeof buf, ",\"geomean_%s_t%d\":{\"ours\":%.2f,\"openblas\":%.2f,\"ratio\":%.4f}", vname, t,
-                    go, gb, g_cblas ? go / gb : 0.0);
+      std::snprintf(buf, sizeof buf,
+                    ",\"geomean_%s_t%d\":{\"ours\":%.2f,\"openblas\":%.2f,\"ratio\":%.4f}", vname,
+                    t, go, gb, g_cblas ? go / gb : 0.0);
       json += buf;
     }
     if (!g_opt.quick) {
       // Batch-1 inference (matrix-vector), a small-N layer (classifier head), a large square.
-      for (const Shape& s : {Shape{1, 1024, 1024}, Shape{1024, 10, 1024}, Shape{2048, 2048, 2048}}) {
+      for (const Shape& s :
+           {Shape{1, 1024, 1024}, Shape{1024, 10, 1024}, Shape{2048, 2048, 2048}}) {
         char tag[64];
         const bool tb = s.M == 1 || s.N == 10;
-        std::snprintf(tag, sizeof tag, "%s %lldx%lldx%lld", tb ? "NT" : "NN", (long long)s.M, (long long)s.N, (long long)s.K);
+        std::snprintf(tag, sizeof tag, "%s %lldx%lldx%lld", tb ? "NT" : "NN", (long long)s.M,
+                      (long long)s.N, (long long)s.K);
         Result r = bench(tag, false, tb, s.M, s.N, s.K, t);
-        std::snprintf(buf, sizeof buf, ",\"%s_t%d\":{\"ours\":%.2f,\"openblas\":%.2f}", tag, t, r.ours, r.blas);
+        std::snprintf(buf, sizeof buf, ",\"%s_t%d\":{\"ours\":%.2f,\"openblas\":%.2f}", tag, t,
+                      r.ours, r.blas);
         json += buf;
       }
     }
@@ -291,8 +317,10 @@ int main(int argc, char** argv) {
       if (g_opt.quick && M == 256) break;
       double gs, gd;
       const double ratio = sliced_vs_dense(M, t, &gs, &gd);
-      std::snprintf(buf, sizeof buf, ",\"sliced_vs_dense_M%lld_t%d\":{\"sliced\":%.2f,\"dense\":%.2f,\"time_ratio\":%.4f}",
-                    (long long)M, t, gs, gd, ratio);
+      std::snprintf(
+          buf, sizeof buf,
+          ",\"sliced_vs_dense_M%lld_t%d\":{\"sliced\":%.2f,\"dense\":%.2f,\"time_ratio\":%.4f}",
+          (long long)M, t, gs, gd, ratio);
       json += buf;
     }
   }

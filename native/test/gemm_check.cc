@@ -55,8 +55,8 @@ struct Guarded {
     const size_t bytes = total * sizeof(float);
     const size_t body = (bytes + page - 1) / page * page;
     map_bytes = body + page;
-    map = static_cast<char*>(mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE,
-                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    map = static_cast<char*>(
+        mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (map == MAP_FAILED) {
       std::perror("mmap");
       std::exit(2);
@@ -148,9 +148,10 @@ void run_case(const Case& c, const std::vector<CpuIsa>& isas, bool also_public) 
   std::vector<float> first;  // result of the first thread count, per ISA
   auto run_one = [&](const char* isa_name, int threads, bool use_public) -> std::vector<float> {
     Guarded C(cext);
-    std::memcpy(C.data, C0.data(), cext * sizeof(float));
+    if (cext) std::memcpy(C.data, C0.data(), cext * sizeof(float));
     if (use_public)
-      sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data, c.lda, B.data, c.ldb, c.beta, C.data, c.ldc);
+      sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data, c.lda, B.data, c.ldb, c.beta, C.data,
+            c.ldc);
     else
       gemm::sgemm_ex(gemm::kernel_for(*isas.begin()), threads, c.ta, c.tb, c.M, c.N, c.K, c.alpha,
                      A.data, c.lda, B.data, c.ldb, c.beta, C.data, c.ldc);
@@ -165,7 +166,7 @@ void run_case(const Case& c, const std::vector<CpuIsa>& isas, bool also_public) 
     std::vector<float> base;
     for (int threads : {1, 2, 3}) {
       Guarded C(cext);
-      std::memcpy(C.data, C0.data(), cext * sizeof(float));
+      if (cext) std::memcpy(C.data, C0.data(), cext * sizeof(float));
       gemm::sgemm_ex(kern, threads, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data, c.lda, B.data,
                      c.ldb, c.beta, C.data, c.ldc);
       const std::string d = describe(c, kern.name, threads);
@@ -178,7 +179,8 @@ void run_case(const Case& c, const std::vector<CpuIsa>& isas, bool also_public) 
           const float v = C.data[idx];
           if (j >= c.N) {
             if (!is_sentinel(v)) {
-              fail("wrote into the gap of C at (" + std::to_string(i) + "," + std::to_string(j) + "): " + d);
+              fail("wrote into the gap of C at (" + std::to_string(i) + "," + std::to_string(j) +
+                   "): " + d);
               bad = true;
             }
             continue;
@@ -195,7 +197,7 @@ void run_case(const Case& c, const std::vector<CpuIsa>& isas, bool also_public) 
       }
       if (threads == 1) {
         base.assign(C.data, C.data + cext);
-      } else if (std::memcmp(base.data(), C.data, cext * sizeof(float)) != 0) {
+      } else if (cext && std::memcmp(base.data(), C.data, cext * sizeof(float)) != 0) {
         fail("thread count changes the result (1 vs " + std::to_string(threads) + "): " + d);
       }
     }
@@ -205,12 +207,12 @@ void run_case(const Case& c, const std::vector<CpuIsa>& isas, bool also_public) 
     std::vector<float> direct;
     {
       Guarded C(cext);
-      std::memcpy(C.data, C0.data(), cext * sizeof(float));
+      if (cext) std::memcpy(C.data, C0.data(), cext * sizeof(float));
       gemm::sgemm_ex(gemm::kernel_for(cpu_isa()), 1, c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data,
                      c.lda, B.data, c.ldb, c.beta, C.data, c.ldc);
       direct.assign(C.data, C.data + cext);
     }
-    if (std::memcmp(pub.data(), direct.data(), cext * sizeof(float)) != 0)
+    if (cext && std::memcmp(pub.data(), direct.data(), cext * sizeof(float)) != 0)
       fail("public sgemm differs from the selected kernel: " + describe(c, cpu_isa_name(), 0));
   }
 }
@@ -222,32 +224,40 @@ int64_t pick(const std::vector<int64_t>& v) { return v[g_rng() % v.size()]; }
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "quick") == 0;
   std::vector<CpuIsa> isas;
-  for (int i = static_cast<int>(cpu_isa_detected()); i >= 0; --i) isas.push_back(static_cast<CpuIsa>(i));
-  std::printf("cpu detected: %s, selected: %s, sgemm kernel: %s\n", cpu_isa_name(cpu_isa_detected()),
-              cpu_isa_name(), sgemm_kernel_name());
-  if (std::strcmp(sgemm_kernel_name(), cpu_isa_name()) != 0) fail("sgemm_kernel_name != cpu_isa_name");
+  for (int i = static_cast<int>(cpu_isa_detected()); i >= 0; --i)
+    isas.push_back(static_cast<CpuIsa>(i));
+  std::printf("cpu detected: %s, selected: %s, sgemm kernel: %s\n",
+              cpu_isa_name(cpu_isa_detected()), cpu_isa_name(), sgemm_kernel_name());
+  if (std::strcmp(sgemm_kernel_name(), cpu_isa_name()) != 0)
+    fail("sgemm_kernel_name != cpu_isa_name");
   std::printf("testing kernels:");
-  for (CpuIsa i : isas) std::printf(" %s(%dx%d)", gemm::kernel_for(i).name, gemm::kernel_for(i).mr, gemm::kernel_for(i).nr);
+  for (CpuIsa i : isas)
+    std::printf(" %s(%dx%d)", gemm::kernel_for(i).name, gemm::kernel_for(i).mr,
+                gemm::kernel_for(i).nr);
   std::printf("\n");
 
   // Interesting sizes: around micro-tile sizes (6, 8, 14, 16, 32, 48, 64), cache-block
   // sizes (KC = 256) and primes.
-  const std::vector<int64_t> sizes = {1,  2,  3,  5,  6,  7,  8,  9,  13, 14,  15,  16,  17,  23, 29,
-                                      31, 32, 33, 41, 47, 48, 49, 63, 64, 65,  97,  127, 128, 129,
-                                      167, 168, 169, 255, 256, 257, 263, 300};
+  const std::vector<int64_t> sizes = {1,   2,   3,   5,   6,   7,   8,   9,   13,  14,  15, 16, 17,
+                                      23,  29,  31,  32,  33,  41,  47,  48,  49,  63,  64, 65, 97,
+                                      127, 128, 129, 167, 168, 169, 255, 256, 257, 263, 300};
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
   const float alphas[] = {1.0f, -0.5f, 2.0f, 0.0f};
   const float betas[] = {0.0f, 1.0f, 0.5f, -1.5f};
 
   // Degenerate shapes.
-  for (int64_t M : {0, 1, 3}) for (int64_t N : {0, 1, 5}) for (int64_t K : {0, 1, 4})
-    for (bool ta : {false, true}) for (bool tb : {false, true}) for (float beta : {0.0f, 0.5f}) {
-      Case c{ta, tb, M, N, K, 1.5f, beta, 0, 0, 0};
-      c.lda = std::max<int64_t>(1, (ta ? M : K) + 1);
-      c.ldb = std::max<int64_t>(1, (tb ? K : N) + 2);
-      c.ldc = std::max<int64_t>(1, N + 3);
-      run_case(c, isas, true);
-    }
+  for (int64_t M : {0, 1, 3})
+    for (int64_t N : {0, 1, 5})
+      for (int64_t K : {0, 1, 4})
+        for (bool ta : {false, true})
+          for (bool tb : {false, true})
+            for (float beta : {0.0f, 0.5f}) {
+              Case c{ta, tb, M, N, K, 1.5f, beta, 0, 0, 0};
+              c.lda = std::max<int64_t>(1, (ta ? M : K) + 1);
+              c.ldb = std::max<int64_t>(1, (tb ? K : N) + 2);
+              c.ldc = std::max<int64_t>(1, N + 3);
+              run_case(c, isas, true);
+            }
 
   const int n_random = quick ? 150 : 700;
   for (int it = 0; it < n_random; ++it) {
@@ -286,7 +296,8 @@ int main(int argc, char** argv) {
     const bool ta = g_rng() & 1, tb = g_rng() & 1;
     const int64_t M = 2 + g_rng() % 120, N = 2 + g_rng() % 120, K = 1 + g_rng() % 600;
     const int64_t lda = ta ? M : K, ldb = tb ? K : N;
-    std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N)), C(static_cast<size_t>(M * N));
+    std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N)),
+        C(static_cast<size_t>(M * N));
     fill_matrix(A.data(), 1, M * K, M * K);
     fill_matrix(B.data(), 1, K * N, K * N);
     const float beta = (g_rng() & 1) ? 0.0f : 0.75f;
@@ -296,15 +307,21 @@ int main(int argc, char** argv) {
     for (CpuIsa isa : isas) {
       const gemm::SgemmKernel& kern = gemm::kernel_for(isa);
       std::vector<float> full = C, sub = C;
-      gemm::sgemm_ex(kern, 2, ta, tb, M, N, K, 1.25f, A.data(), lda, B.data(), ldb, beta, full.data(), N);
+      gemm::sgemm_ex(kern, 2, ta, tb, M, N, K, 1.25f, A.data(), lda, B.data(), ldb, beta,
+                     full.data(), N);
       const float* As = ta ? A.data() + r0 : A.data() + r0 * lda;
       const float* Bs = tb ? B.data() + c0 * ldb : B.data() + c0;
-      gemm::sgemm_ex(kern, 1, ta, tb, m, n, K, 1.25f, As, lda, Bs, ldb, beta, sub.data() + r0 * N + c0, N);
+      gemm::sgemm_ex(kern, 1, ta, tb, m, n, K, 1.25f, As, lda, Bs, ldb, beta,
+                     sub.data() + r0 * N + c0, N);
       for (int64_t i = 0; i < m; ++i)
-        if (std::memcmp(&full[(r0 + i) * N + c0], &sub[(r0 + i) * N + c0], n * sizeof(float)) != 0) {
+        if (std::memcmp(&full[(r0 + i) * N + c0], &sub[(r0 + i) * N + c0], n * sizeof(float)) !=
+            0) {
           char buf[200];
-          std::snprintf(buf, sizeof buf, "sub-block differs from full product: isa=%s ta=%d tb=%d M=%lld N=%lld K=%lld block (%lld,%lld) %lldx%lld",
-                        kern.name, ta, tb, (long long)M, (long long)N, (long long)K, (long long)r0, (long long)c0, (long long)m, (long long)n);
+          std::snprintf(buf, sizeof buf,
+                        "sub-block differs from full product: isa=%s ta=%d tb=%d M=%lld N=%lld "
+                        "K=%lld block (%lld,%lld) %lldx%lld",
+                        kern.name, ta, tb, (long long)M, (long long)N, (long long)K, (long long)r0,
+                        (long long)c0, (long long)m, (long long)n);
           fail(buf);
           break;
         }
