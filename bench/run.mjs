@@ -3,7 +3,7 @@
 // bench/results/, and, where OpenBLAS is installed, runs it side by side
 // through the native harness bench/native/gemm_bench.cc.
 //
-//   npm run bench [-- --suite gemm|linear|all] [--quick] [--json]
+//   npm run bench [-- --suite gemm|linear|conv|peer|all] [--quick] [--json]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -42,7 +42,7 @@ function filled(n, gen) {
   return a;
 }
 
-const results = { machine: { kernels: ms.kernelInfo(), node: process.version, date: new Date().toISOString() }, gemm: [], linear: [], peer: null };
+const results = { machine: { kernels: ms.kernelInfo(), node: process.version, date: new Date().toISOString() }, gemm: [], linear: [], conv: [], peer: null };
 
 // --- GEMM: the four reference shapes, NN and NT, 1 and 2 threads -------------
 const shapes = [
@@ -105,6 +105,35 @@ function linearSuite() {
   }
 }
 
+// --- conv2d: 3x3, 32x32, batch 64 at widths 64/32/16 of one 64 -> 64 weight ------
+function convSuite() {
+  const gen = new ms.Generator(13);
+  const batch = quick ? 16 : 64;
+  const full = 64;
+  const wFull = ms.tensor(filled(full * full * 9, gen), [full, full, 3, 3]);
+  log(`\nconv2d 3x3 pad 1, 32x32, batch ${batch}, 2 threads: prefixes of a ${full} -> ${full} weight`);
+  log('width    sliced (ms)  GFLOP/s  dense (ms)  masked (ms)  sliced/dense  time vs full  ideal');
+  ms.setNumThreads(2);
+  let fullMs = 0;
+  for (const width of [64, 48, 32, 16]) {
+    const x = ms.tensor(filled(batch * width * 1024, gen), [batch, width, 32, 32]);
+    const wDense = ms.tensor(filled(width * width * 9, gen), [width, width, 3, 3]);
+    // Masked: the full-width convolution on zero-padded channels.
+    const xPadded = ms.zeros([batch, full, 32, 32]);
+    for (let n = 0; n < batch; n++) xPadded.data.set(x.data.subarray(n * width * 1024, (n + 1) * width * 1024), n * full * 1024);
+    const sliced = runOne('sliced', () => ms.conv2d(x, wFull, null, { padding: 1, outWidth: width }));
+    const dense = runOne('dense', () => ms.conv2d(x, wDense, null, { padding: 1 }));
+    const masked = width === full ? sliced : runOne('masked', () => ms.conv2d(xPadded, wFull, null, { padding: 1 }));
+    const flops = 2 * batch * width * width * 9 * 1024;
+    if (width === full) fullMs = sliced.best * 1e3;
+    const row = { width, batch, slicedMs: sliced.best * 1e3, denseMs: dense.best * 1e3, maskedMs: masked.best * 1e3, gflops: flops / sliced.best / 1e9 };
+    results.conv.push(row);
+    log(
+      `${String(width).padEnd(8)} ${row.slicedMs.toFixed(2).padStart(11)} ${row.gflops.toFixed(1).padStart(8)} ${row.denseMs.toFixed(2).padStart(11)} ${row.maskedMs.toFixed(2).padStart(12)} ${(row.slicedMs / row.denseMs).toFixed(3).padStart(13)} ${(row.slicedMs / fullMs).toFixed(4).padStart(13)} ${((width / full) ** 2).toFixed(4).padStart(6)}`,
+    );
+  }
+}
+
 // --- OpenBLAS side by side, through the native harness -------------------------
 function peerSuite() {
   const src = join(here, 'native', 'gemm_bench.cc');
@@ -140,6 +169,7 @@ function peerSuite() {
 const threadsBefore = ms.getNumThreads();
 if (suiteArg === 'all' || suiteArg === 'gemm') gemmSuite();
 if (suiteArg === 'all' || suiteArg === 'linear') linearSuite();
+if (suiteArg === 'all' || suiteArg === 'conv') convSuite();
 if (suiteArg === 'all' || suiteArg === 'peer') peerSuite();
 ms.setNumThreads(threadsBefore);
 

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "conv_implicit.h"
 #include "gemm.h"
 #include "parallel.h"
 
@@ -201,6 +202,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
     depthwise_forward(s, x, w, bias, y);
     return;
   }
+  if (conv_implicit_forward(s, x, w, bias, y)) return;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t plane = s.outH * s.outW;
@@ -236,6 +238,7 @@ void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, 
     depthwise_backward_input(s, gy, w, gx);
     return;
   }
+  if (conv_implicit_backward_input(s, gy, w, gx)) return;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t plane = s.outH * s.outW;
@@ -260,6 +263,7 @@ void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x,
     depthwise_backward_weight(s, gy, x, gw);
     return;
   }
+  if (conv_implicit_backward_weight(s, gy, x, gw)) return;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t plane = s.outH * s.outW;

@@ -18,7 +18,7 @@ export {
 } from './tensor.js';
 export { Generator, manualSeed, type GeneratorState } from './random.js';
 export * from './ops/index.js';
-export { setNumThreads, getNumThreads, kernelInfo } from './threads.js';
+export { setNumThreads, getNumThreads, kernelInfo, startKernelProfile, stopKernelProfile, type KernelProfile } from './threads.js';
 export * as nn from './nn/index.js';
 export * as models from './models/index.js';
 export * from './slicing/index.js';

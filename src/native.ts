@@ -56,6 +56,16 @@ export interface NativeAddon {
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
+// libgomp reads its wait policy when the addon loads it. Its default spins
+// ~300k iterations at every barrier, which turns into long stalls whenever the
+// machine runs more busy threads than cores (other processes, a server's
+// workers); a short spin keeps most of the quiet-machine speed and avoids them.
+// An explicit user setting wins.
+const SPIN_DEFAULT = '1000';
+if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) {
+  process.env.GOMP_SPINCOUNT = SPIN_DEFAULT;
+}
+
 function loadAddon(): NativeAddon {
   const require = createRequire(import.meta.url);
   const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
@@ -72,4 +82,45 @@ function loadAddon(): NativeAddon {
   }
 }
 
-export const native: NativeAddon = loadAddon();
+/** Calls and milliseconds per kernel entry point while profiling is on. */
+export type KernelProfile = Record<string, { calls: number; ms: number }>;
+
+let profile: KernelProfile | null = null;
+
+// Each entry point is wrapped once; while no profile is open the wrapper is one branch.
+function instrument(addon: NativeAddon): NativeAddon {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(addon as unknown as Record<string, unknown>)) {
+    if (typeof fn !== 'function') {
+      wrapped[name] = fn;
+      continue;
+    }
+    const f = fn as (...a: unknown[]) => unknown;
+    wrapped[name] = (...a: unknown[]) => {
+      if (profile === null) return f(...a);
+      const t0 = performance.now();
+      try {
+        return f(...a);
+      } finally {
+        const entry = (profile[name] ??= { calls: 0, ms: 0 });
+        entry.calls++;
+        entry.ms += performance.now() - t0;
+      }
+    };
+  }
+  return wrapped as unknown as NativeAddon;
+}
+
+export const native: NativeAddon = instrument(loadAddon());
+
+/** Starts recording time per kernel entry point (for finding where time goes). */
+export function startKernelProfile(): void {
+  profile = {};
+}
+
+/** Stops recording and returns calls and milliseconds per kernel. */
+export function stopKernelProfile(): KernelProfile {
+  const p = profile ?? {};
+  profile = null;
+  return p;
+}

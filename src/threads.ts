@@ -1,6 +1,8 @@
 // Kernel thread count. MODELSLICE_NUM_THREADS sets the default (read by the addon).
 import { native } from './native.js';
 
+export { startKernelProfile, stopKernelProfile, type KernelProfile } from './native.js';
+
 export function setNumThreads(n: number): void {
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) {
     throw new RangeError(`setNumThreads: n must be an integer in [1, 1024], got ${String(n)}`);

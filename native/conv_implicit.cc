@@ -1,0 +1,419 @@
+// Implicit-GEMM convolution (see conv_implicit.h for the contract).
+//
+// Forward, for one group:  y[n, o, p] = sum_k W[o, k] * patch(k, (n, p)), a GEMM with
+//   M = output channels, K = input channels * kh * kw, N = batch * output pixels.
+//   The weight prefix (row-major, the full weight's leading dimension) is packed once into
+//   the micro-kernel's MR-row panels and shared by all threads. Each thread owns a run of
+//   NR-column panels of N; for each it packs the patch columns (kc x NR, straight from x,
+//   zero where the window leaves the image) and runs every MR-row tile against it. A tile
+//   inside one image is stored straight into y (ldc = output plane); one that spans two
+//   images goes through a stack tile.
+// Backward-input (stride 1) is the same GEMM on gy with the weight flipped in space and
+//   transposed (M = input channels, K = output channels * kh * kw, padding
+//   dilation * (k - 1) - padding), accumulated into gx (beta = 1).
+// Backward-weight: gw[o, k] += sum over (n, p) of gy[n, o, p] * patch(k, (n, p)), a GEMM
+//   with M = output channels, N = taps and the batch's pixels as its depth, walked in
+//   chunks of at most kWeightDepth pixels of one image, always in the same order. Threads
+//   own disjoint MR x NR tiles of gw; for each chunk a thread packs gy's rows (A) and,
+//   per panel of NR taps it owns, the transposed patch rows (B).
+//
+// Every C element gets the same arithmetic whatever thread computes it (the depth blocks
+// depend only on the shape), so results do not depend on the thread count.
+#include "conv_implicit.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "conv_pack.h"
+#include "cpu.h"
+#include "gemm_internal.h"
+#include "parallel.h"
+
+namespace modelslice {
+
+#ifdef MODELSLICE_X86
+
+namespace conv {
+
+int make_segments(const PatchSource& s, int64_t q0, int count, Segment* out) {
+  const int64_t plane = s.outH * s.outW;
+  int n = 0;
+  int t = 0;
+  while (t < count) {
+    const int64_t q = q0 + t;
+    const int64_t img = q / plane, p = q % plane;
+    const int64_t oh = p / s.outW, ow = p % s.outW;
+    const int64_t room = s.outW - ow;
+    const int len = static_cast<int>(room < count - t ? room : count - t);
+    out[n++] = Segment{t, len, img, oh, ow};
+    t += len;
+  }
+  return n;
+}
+
+}  // namespace conv
+
+namespace {
+
+using gemm::SgemmKernel;
+using conv::PatchSource;
+using conv::Segment;
+
+// Depth of the forward GEMM's summation blocks (K split into equal-ish blocks of at most
+// this many taps) and of backward-weight's pixel chunks.
+constexpr int64_t kForwardDepth = 512;
+constexpr int64_t kWeightDepth = 512;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// 64-byte aligned, grow-only scratch (one per thread and purpose).
+class Scratch {
+ public:
+  ~Scratch() { std::free(raw_); }
+  float* get(size_t floats) {
+    if (floats > cap_) {
+      std::free(raw_);
+      raw_ = nullptr;
+      cap_ = 0;
+      raw_ = std::malloc(floats * sizeof(float) + 64);
+      if (!raw_) throw std::bad_alloc();
+      cap_ = floats;
+    }
+    uintptr_t p = reinterpret_cast<uintptr_t>(raw_);
+    return reinterpret_cast<float*>((p + 63) & ~static_cast<uintptr_t>(63));
+  }
+
+ private:
+  void* raw_ = nullptr;
+  size_t cap_ = 0;
+};
+
+thread_local Scratch tl_panel_a, tl_panel_b, tl_weight;
+thread_local std::vector<Segment> tl_segments;
+
+// The micro-kernel for M output rows, or null when the fast path is unavailable. The
+// 8 x 48 tile fits widths that are multiples of 8 exactly; 6 x 64 wastes less otherwise.
+const SgemmKernel* conv_kernel(int64_t M) {
+  if (cpu_isa() != CpuIsa::kAvx512) return nullptr;
+  static const SgemmKernel k48 = gemm::avx512_variant(8, 3);
+  const SgemmKernel& k64 = gemm::kernel_avx512();
+  static const int forced = [] {
+    const char* e = std::getenv("MODELSLICE_CONV_TILE");
+    return e ? std::atoi(e) : 0;
+  }();
+  if (forced == 48) return &k48;
+  if (forced == 64) return &k64;
+  return ceil_div(M, 8) * 8 <= ceil_div(M, 6) * 6 ? &k48 : &k64;
+}
+
+int64_t env_or(const char* name, int64_t dflt) {
+  const char* e = std::getenv(name);
+  return e ? std::atoll(e) : dflt;
+}
+
+// Threads for a GEMM of this many multiply-adds (small problems stay on one thread).
+int threads_for(double macs, int64_t units) {
+  int nt = get_num_threads();
+  if (macs < double(1 << 20)) nt = 1;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, units)));
+}
+
+// ---- forward and backward-input: C(r, (n, p)) = beta * C + sum_k A(r, k) patch(k, (n, p))
+struct ColumnGemm {
+  const SgemmKernel* kern;
+  int64_t M, K, kcb;
+  const float* Apack;  // ceil(M / MR) * MR rows, packed per depth block
+  PatchSource src;
+  int64_t columns;  // batch * src.outH * src.outW
+  float* C;
+  int64_t cImageStride;  // C(r, (n, p)) = C[n * cImageStride + r * plane + p]
+  float beta;
+  const float* bias;  // added after the last depth block (forward only), may be null
+};
+
+void column_panels(const ColumnGemm& g, int64_t panel0, int64_t panel1) {
+  const SgemmKernel& kern = *g.kern;
+  const int MR = kern.mr, NR = kern.nr;
+  const int64_t plane = g.src.outH * g.src.outW;
+  const int64_t Mp = ceil_div(g.M, MR) * MR;
+  float* Bp = tl_panel_b.get(static_cast<size_t>(NR * g.kcb));
+  Segment seg[gemm::kMaxNR];
+  alignas(64) float tile[gemm::kMaxMR * gemm::kMaxNR];
+  for (int64_t jp = panel0; jp < panel1; ++jp) {
+    const int64_t q0 = jp * NR;
+    const int filled = static_cast<int>(std::min<int64_t>(NR, g.columns - q0));
+    const int nseg = conv::make_segments(g.src, q0, filled, seg);
+    bool direct = filled == NR;
+    for (int i = 1; i < nseg && direct; ++i) direct = seg[i].n == seg[0].n;
+    float* Cdirect = g.C + seg[0].n * g.cImageStride + (q0 - seg[0].n * plane);
+    for (int64_t pc = 0; pc < g.K; pc += g.kcb) {
+      const int64_t kc = std::min(g.kcb, g.K - pc);
+      conv::pack_patch_columns_avx512(g.src, seg, nseg, filled, pc, kc, NR, Bp);
+      const float beta = pc == 0 ? g.beta : 1.0f;
+      for (int64_t ir = 0; ir < g.M; ir += MR) {
+        const int mr = static_cast<int>(std::min<int64_t>(MR, g.M - ir));
+        const float* Ap = g.Apack + Mp * pc + ir * kc;
+        if (direct) {
+          kern.micro_rows[mr](kc, Ap, Bp, Cdirect + ir * plane, plane, 1.0f, beta);
+          continue;
+        }
+        if (beta != 0.0f) {
+          for (int r = 0; r < mr; ++r)
+            for (int i = 0; i < nseg; ++i) {
+              const float* c = g.C + seg[i].n * g.cImageStride + (ir + r) * plane +
+                               seg[i].oh * g.src.outW + seg[i].ow0;
+              std::memcpy(tile + r * NR + seg[i].t0, c, sizeof(float) * seg[i].len);
+            }
+        }
+        kern.micro_rows[mr](kc, Ap, Bp, tile, NR, 1.0f, beta);
+        for (int r = 0; r < mr; ++r)
+          for (int i = 0; i < nseg; ++i) {
+            float* c = g.C + seg[i].n * g.cImageStride + (ir + r) * plane +
+                       seg[i].oh * g.src.outW + seg[i].ow0;
+            std::memcpy(c, tile + r * NR + seg[i].t0, sizeof(float) * seg[i].len);
+          }
+      }
+    }
+    if (g.bias) {
+      for (int64_t r = 0; r < g.M; ++r) {
+        const float b = g.bias[r];
+        for (int i = 0; i < nseg; ++i) {
+          float* c = g.C + seg[i].n * g.cImageStride + r * plane + seg[i].oh * g.src.outW +
+                     seg[i].ow0;
+          for (int l = 0; l < seg[i].len; ++l) c[l] += b;
+        }
+      }
+    }
+  }
+}
+
+// Packs the row-major M x K matrix A (leading dimension lda) into MR-row panels, one set
+// per depth block of kcb; returns the buffer (the calling thread's scratch).
+const float* pack_weight_rows(const SgemmKernel& kern, int64_t M, int64_t K, int64_t kcb,
+                              const float* A, int64_t lda) {
+  const int64_t Mp = ceil_div(M, kern.mr) * kern.mr;
+  float* Ap = tl_panel_a.get(static_cast<size_t>(Mp * K));
+  for (int64_t pc = 0; pc < K; pc += kcb) {
+    const int64_t kc = std::min(kcb, K - pc);
+    kern.pack_a(A + pc, lda, true, M, kc, Ap + Mp * pc);
+  }
+  return Ap;
+}
+
+void run_column_gemm(ColumnGemm& g, int64_t batch) {
+  const int NR = g.kern->nr;
+  g.columns = batch * g.src.outH * g.src.outW;
+  const int64_t blocks = ceil_div(g.K, env_or("MODELSLICE_CONV_KC", kForwardDepth));
+  g.kcb = ceil_div(g.K, blocks);
+  const int64_t panels = ceil_div(g.columns, NR);
+  const int nt = threads_for(double(g.M) * g.K * g.columns, panels);
+  parallel_run(nt, [&](int t, int n) {
+    int64_t lo, hi;
+    split_range(panels, 1, t, n, &lo, &hi);
+    if (lo < hi) column_panels(g, lo, hi);
+  });
+}
+
+// ---- backward-weight --------------------------------------------------------------------
+struct WeightGemm {
+  const SgemmKernel* kern;
+  int64_t M, N;  // output channels, taps
+  const float* gy;
+  int64_t gyImageStride, plane;  // gy(r, (n, p)) = gy[n * gyImageStride + r * plane + p]
+  PatchSource src;
+  int64_t batch, chunk;  // pixels per depth chunk (the last chunk of an image may be shorter)
+  float* gw;
+  int64_t ldw;
+};
+
+// Tiles [t0, t1) in panel-major order (tile = panel * rowTiles + rowTile).
+void weight_tiles(const WeightGemm& g, int64_t t0, int64_t t1) {
+  const SgemmKernel& kern = *g.kern;
+  const int MR = kern.mr, NR = kern.nr;
+  const int64_t rowTiles = ceil_div(g.M, MR);
+  const int64_t firstPanel = t0 / rowTiles, lastPanel = (t1 - 1) / rowTiles;
+  // Rows of gy this thread needs.
+  const int64_t r0 = firstPanel == lastPanel ? (t0 % rowTiles) * MR : 0;
+  const int64_t r1 = firstPanel == lastPanel ? std::min(g.M, ((t1 - 1) % rowTiles + 1) * MR) : g.M;
+  float* Ap = tl_panel_a.get(static_cast<size_t>(ceil_div(r1 - r0, MR) * MR * g.chunk));
+  float* Bp = tl_panel_b.get(static_cast<size_t>(NR * g.chunk));
+  std::vector<Segment>& seg = tl_segments;
+  seg.resize(static_cast<size_t>(g.chunk + 1));
+  alignas(64) float tile[gemm::kMaxMR * gemm::kMaxNR];
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t p0 = 0; p0 < g.plane; p0 += g.chunk) {
+      const int64_t L = std::min(g.chunk, g.plane - p0);
+      kern.pack_a(g.gy + n * g.gyImageStride + r0 * g.plane + p0, g.plane, true, r1 - r0, L, Ap);
+      const int nseg = conv::make_segments(g.src, n * g.plane + p0, static_cast<int>(L), seg.data());
+      for (int64_t jp = firstPanel; jp <= lastPanel; ++jp) {
+        const int rows = static_cast<int>(std::min<int64_t>(NR, g.N - jp * NR));
+        conv::pack_patch_rows_t_avx512(g.src, seg.data(), nseg, jp * NR, rows, NR, Bp);
+        const int64_t ir0 = jp == firstPanel ? t0 % rowTiles : 0;
+        const int64_t ir1 = jp == lastPanel ? (t1 - 1) % rowTiles + 1 : rowTiles;
+        for (int64_t it = ir0; it < ir1; ++it) {
+          const int64_t ir = it * MR;
+          const int mr = static_cast<int>(std::min<int64_t>(MR, g.M - ir));
+          const float* A = Ap + (ir - r0) * L;
+          float* C = g.gw + ir * g.ldw + jp * NR;
+          if (rows == NR) {
+            kern.micro_rows[mr](L, A, Bp, C, g.ldw, 1.0f, 1.0f);
+          } else {
+            for (int r = 0; r < mr; ++r)
+              std::memcpy(tile + r * NR, C + r * g.ldw, sizeof(float) * rows);
+            kern.micro_rows[mr](L, A, Bp, tile, NR, 1.0f, 1.0f);
+            for (int r = 0; r < mr; ++r)
+              std::memcpy(C + r * g.ldw, tile + r * NR, sizeof(float) * rows);
+          }
+        }
+      }
+    }
+}
+
+bool is_depthwise(const ConvShape& s) {
+  return s.groups == s.inChannels && s.groups == s.outChannels && s.groups > 1;
+}
+
+PatchSource patch_source(const float* data, int64_t imageStride, int64_t H, int64_t W,
+                         const ConvShape& s, int64_t padH, int64_t padW, int64_t strideH,
+                         int64_t outH, int64_t outW) {
+  PatchSource p{};
+  p.data = data;
+  p.imageStride = imageStride;
+  p.channelStride = H * W;
+  p.H = H;
+  p.W = W;
+  p.kh = s.kh;
+  p.kw = s.kw;
+  p.strideH = strideH;
+  p.strideW = 1;
+  p.padH = padH;
+  p.padW = padW;
+  p.dilationH = s.dilationH;
+  p.dilationW = s.dilationW;
+  p.outH = outH;
+  p.outW = outW;
+  return p;
+}
+
+}  // namespace
+
+bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
+                           float* y) {
+  if (is_depthwise(s) || s.strideW != 1) return false;
+  const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
+  // Degenerate shapes (nothing to sum or nothing to write) stay on the im2col path.
+  if (cg == 0 || og == 0 || s.batch == 0 || s.outH * s.outW == 0 || s.inH * s.inW == 0)
+    return false;
+  const SgemmKernel* kern = conv_kernel(og);
+  if (!kern) return false;
+  const int64_t K = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
+  const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    ColumnGemm cg_{};
+    cg_.kern = kern;
+    cg_.M = og;
+    cg_.K = K;
+    cg_.src = patch_source(x + g * cg * inPlane, s.inChannels * inPlane, s.inH, s.inW, s, s.padH,
+                           s.padW, s.strideH, s.outH, s.outW);
+    cg_.C = y + g * og * plane;
+    cg_.cImageStride = s.outChannels * plane;
+    cg_.beta = 0.0f;
+    cg_.bias = bias ? bias + g * og : nullptr;
+    const int64_t blocks = ceil_div(K, env_or("MODELSLICE_CONV_KC", kForwardDepth));
+    cg_.Apack = pack_weight_rows(*kern, og, K, ceil_div(K, blocks), w + g * og * ldw, ldw);
+    run_column_gemm(cg_, s.batch);
+  }
+  return true;
+}
+
+bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx) {
+  if (is_depthwise(s) || s.strideW != 1 || s.strideH != 1) return false;
+  const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
+  // Degenerate shapes (nothing to sum or nothing to write) stay on the im2col path.
+  if (cg == 0 || og == 0 || s.batch == 0 || s.outH * s.outW == 0 || s.inH * s.inW == 0)
+    return false;
+  const SgemmKernel* kern = conv_kernel(cg);
+  if (!kern) return false;
+  const int64_t taps = s.kh * s.kw, K = og * taps, ldw = s.weightInPerGroup * taps;
+  const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    // A(c, (o, i, j)) = w[o, c, kh - 1 - i, kw - 1 - j]: flipped in space, transposed.
+    float* At = tl_weight.get(static_cast<size_t>(cg * K));
+    const float* wg = w + g * og * ldw;
+    for (int64_t c = 0; c < cg; ++c)
+      for (int64_t o = 0; o < og; ++o)
+        for (int64_t t = 0; t < taps; ++t) At[c * K + o * taps + t] = wg[o * ldw + c * taps + (taps - 1 - t)];
+    ColumnGemm cg_{};
+    cg_.kern = kern;
+    cg_.M = cg;
+    cg_.K = K;
+    cg_.src = patch_source(gy + g * og * plane, s.outChannels * plane, s.outH, s.outW, s,
+                           s.dilationH * (s.kh - 1) - s.padH, s.dilationW * (s.kw - 1) - s.padW,
+                           1, s.inH, s.inW);
+    cg_.C = gx + g * cg * inPlane;
+    cg_.cImageStride = s.inChannels * inPlane;
+    cg_.beta = 1.0f;
+    cg_.bias = nullptr;
+    const int64_t blocks = ceil_div(K, env_or("MODELSLICE_CONV_KC", kForwardDepth));
+    cg_.Apack = pack_weight_rows(*kern, cg, K, ceil_div(K, blocks), At, K);
+    run_column_gemm(cg_, s.batch);
+  }
+  return true;
+}
+
+bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw) {
+  if (is_depthwise(s) || s.strideW != 1) return false;
+  const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
+  // Degenerate shapes (nothing to sum or nothing to write) stay on the im2col path.
+  if (cg == 0 || og == 0 || s.batch == 0 || s.outH * s.outW == 0 || s.inH * s.inW == 0)
+    return false;
+  const SgemmKernel* kern = conv_kernel(og);
+  if (!kern || kern->nr % 16 != 0) return false;
+  const int64_t N = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
+  const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
+  const int64_t depth = env_or("MODELSLICE_CONV_WKC", kWeightDepth);
+  const int64_t chunks = ceil_div(plane, depth);
+  const int64_t chunk = ceil_div(ceil_div(plane, chunks), 16) * 16;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    WeightGemm wg{};
+    wg.kern = kern;
+    wg.M = og;
+    wg.N = N;
+    wg.gy = gy + g * og * plane;
+    wg.gyImageStride = s.outChannels * plane;
+    wg.plane = plane;
+    wg.src = patch_source(x + g * cg * inPlane, s.inChannels * inPlane, s.inH, s.inW, s, s.padH,
+                          s.padW, s.strideH, s.outH, s.outW);
+    wg.batch = s.batch;
+    wg.chunk = std::min(chunk, plane);
+    wg.gw = gw + g * og * ldw;
+    wg.ldw = ldw;
+    const int64_t tiles = ceil_div(N, kern->nr) * ceil_div(og, kern->mr);
+    const int nt = threads_for(double(og) * N * s.batch * plane, tiles);
+    parallel_run(nt, [&](int t, int n) {
+      int64_t lo, hi;
+      split_range(tiles, 1, t, n, &lo, &hi);
+      if (lo < hi) weight_tiles(wg, lo, hi);
+    });
+  }
+  return true;
+}
+
+#else  // not x86: the im2col path only
+
+bool conv_implicit_forward(const ConvShape&, const float*, const float*, const float*, float*) {
+  return false;
+}
+bool conv_implicit_backward_input(const ConvShape&, const float*, const float*, float*) {
+  return false;
+}
+bool conv_implicit_backward_weight(const ConvShape&, const float*, const float*, float*) {
+  return false;
+}
+
+#endif  // MODELSLICE_X86
+
+}  // namespace modelslice
