@@ -16,9 +16,34 @@ int threads_for(int64_t n) {
 
 // Walks a contiguous index space over `shape`, keeping strided offsets for two
 // operands. Dimension rank-1 is the innermost; the inner loop is handed to `body`.
+// Merges neighbouring axes along which both operands are contiguous with each
+// other, so a same-shape add walks one long inner loop instead of rows of W.
+int coalesce(int rank, const int64_t* shape, const int64_t* sa, const int64_t* sb, int64_t* oshape,
+             int64_t* osa, int64_t* osb) {
+  int r = 0;
+  for (int d = 0; d < rank; ++d) {
+    if (shape[d] == 1) continue;  // a unit axis contributes nothing
+    if (r > 0 && osa[r - 1] == sa[d] * shape[d] && osb[r - 1] == sb[d] * shape[d]) {
+      oshape[r - 1] *= shape[d];
+      osa[r - 1] = sa[d];
+      osb[r - 1] = sb[d];
+      continue;
+    }
+    oshape[r] = shape[d];
+    osa[r] = sa[d];
+    osb[r] = sb[d];
+    ++r;
+  }
+  return r;
+}
+
 template <typename Body>
-void for_each_strided(int rank, const int64_t* shape, const int64_t* sa, const int64_t* sb,
-                      Body&& body) {
+void for_each_strided(int rank_in, const int64_t* shape_in, const int64_t* sa_in,
+                      const int64_t* sb_in, Body&& body) {
+  int64_t shape[kMaxDims], sa[kMaxDims], sb[kMaxDims];
+  for (int d = 0; d < rank_in; ++d)
+    if (shape_in[d] == 0) return;
+  const int rank = coalesce(rank_in, shape_in, sa_in, sb_in, shape, sa, sb);
   if (rank == 0) {
     body(0, 0, 0, 1, 0, 0);
     return;

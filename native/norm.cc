@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "parallel.h"
+#include "reduce.h"
 
 namespace modelslice {
 
@@ -30,15 +31,12 @@ void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_
     const int64_t n = ng / groups, g = ng % groups;
     const float* xg = x + (n * channels + g * cpg) * spatial;
     float* yg = y + (n * channels + g * cpg) * spatial;
-    double sum = 0;
-    for (int64_t i = 0; i < count; ++i) sum += xg[i];
-    const double mu = sum / static_cast<double>(count);
-    double sq = 0;
-    for (int64_t i = 0; i < count; ++i) {
-      const double d = xg[i] - mu;
-      sq += d * d;
-    }
-    const double r = 1.0 / std::sqrt(sq / static_cast<double>(count) + eps);
+    const double mu = sum_of(xg, count) / static_cast<double>(count);
+    // Deviations from the float mean; the float mean's rounding is added back exactly.
+    const float mu0 = static_cast<float>(mu);
+    const double off = mu - mu0;
+    const double var = sum_sq_dev(xg, count, mu0) / static_cast<double>(count) - off * off;
+    const double r = 1.0 / std::sqrt((var > 0 ? var : 0.0) + eps);
     mean[ng] = static_cast<float>(mu);
     rstd[ng] = static_cast<float>(r);
     for (int64_t c = 0; c < cpg; ++c) {
@@ -66,29 +64,29 @@ void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64
     for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
       const int64_t n = ng / groups, g = ng % groups;
       const int64_t base = (n * channels + g * cpg) * spatial;
-      const double mu = mean[ng], r = rstd[ng];
+      const float mu = mean[ng];
+      const double r = rstd[ng];
       // dxhat = gy * gamma; gx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
       double sdx = 0, sdxx = 0;
       for (int64_t c = 0; c < cpg; ++c) {
         const double gm = gamma ? gamma[g * cpg + c] : 1.0;
         const float* xc = x + base + c * spatial;
         const float* gc = gy + base + c * spatial;
-        for (int64_t i = 0; i < spatial; ++i) {
-          const double d = gc[i] * gm;
-          sdx += d;
-          sdxx += d * (xc[i] - mu) * r;
-        }
+        sdx += gm * sum_of(gc, spatial);
+        sdxx += gm * r * sum_prod_dev(gc, xc, spatial, mu);
       }
       const double mdx = sdx / static_cast<double>(count), mdxx = sdxx / static_cast<double>(count);
+      // Inside the bracket first, then times r: with one value per group gamma * gy and
+      // mean(dxhat) are the same float and cancel exactly.
+      const float mdxf = static_cast<float>(mdx), slope = static_cast<float>(r * mdxx);
+      const float rf = static_cast<float>(r);
       for (int64_t c = 0; c < cpg; ++c) {
-        const double gm = gamma ? gamma[g * cpg + c] : 1.0;
+        const float gm = gamma ? gamma[g * cpg + c] : 1.0f;
         const float* xc = x + base + c * spatial;
         const float* gc = gy + base + c * spatial;
         float* oc = gx + base + c * spatial;
-        for (int64_t i = 0; i < spatial; ++i) {
-          const double xhat = (xc[i] - mu) * r;
-          oc[i] += static_cast<float>(r * (gc[i] * gm - mdx - xhat * mdxx));
-        }
+        for (int64_t i = 0; i < spatial; ++i)
+          oc[i] += rf * (gc[i] * gm - mdxf - (xc[i] - mu) * slope);
       }
     });
   }
@@ -97,13 +95,10 @@ void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64
       const int64_t g = c / cpg;
       double sg = 0, sb = 0;
       for (int64_t n = 0; n < batch; ++n) {
-        const double mu = mean[n * groups + g], r = rstd[n * groups + g];
         const float* xc = x + (n * channels + c) * spatial;
         const float* gc = gy + (n * channels + c) * spatial;
-        for (int64_t i = 0; i < spatial; ++i) {
-          sg += gc[i] * (xc[i] - mu) * r;
-          sb += gc[i];
-        }
+        sg += rstd[n * groups + g] * sum_prod_dev(gc, xc, spatial, mean[n * groups + g]);
+        sb += sum_of(gc, spatial);
       }
       if (ggamma) ggamma[c] += static_cast<float>(sg);
       if (gbeta) gbeta[c] += static_cast<float>(sb);
@@ -116,21 +111,16 @@ void channel_moments(int64_t batch, int64_t channels, int64_t spatial, const flo
   const double count = static_cast<double>(batch * spatial);
   for_range(channels, batch * channels * spatial, [&](int64_t c) {
     double sum = 0;
-    for (int64_t n = 0; n < batch; ++n) {
-      const float* xc = x + (n * channels + c) * spatial;
-      for (int64_t i = 0; i < spatial; ++i) sum += xc[i];
-    }
+    for (int64_t n = 0; n < batch; ++n) sum += sum_of(x + (n * channels + c) * spatial, spatial);
     const double mu = sum / count;
+    const float mu0 = static_cast<float>(mu);
+    const double off = mu - mu0;
     double sq = 0;
-    for (int64_t n = 0; n < batch; ++n) {
-      const float* xc = x + (n * channels + c) * spatial;
-      for (int64_t i = 0; i < spatial; ++i) {
-        const double d = xc[i] - mu;
-        sq += d * d;
-      }
-    }
+    for (int64_t n = 0; n < batch; ++n)
+      sq += sum_sq_dev(x + (n * channels + c) * spatial, spatial, mu0);
+    const double v = sq / count - off * off;
     mean[c] = static_cast<float>(mu);
-    var[c] = static_cast<float>(sq / count);
+    var[c] = static_cast<float>(v > 0 ? v : 0.0);
   });
 }
 
@@ -150,29 +140,27 @@ void batch_norm_backward(int64_t batch, int64_t channels, int64_t spatial, const
                          bool training, float* gx, float* ggamma, float* gbeta) {
   const double count = static_cast<double>(batch * spatial);
   for_range(channels, batch * channels * spatial, [&](int64_t c) {
-    const double mu = mean[c], r = rstd[c];
+    const float mu = mean[c];
+    const double r = rstd[c];
     const double gm = gamma ? gamma[c] : 1.0;
     double sg = 0, sgx = 0;
     for (int64_t n = 0; n < batch; ++n) {
       const float* xc = x + (n * channels + c) * spatial;
       const float* gc = gy + (n * channels + c) * spatial;
-      for (int64_t i = 0; i < spatial; ++i) {
-        sg += gc[i];
-        sgx += gc[i] * (xc[i] - mu) * r;
-      }
+      sg += sum_of(gc, spatial);
+      sgx += r * sum_prod_dev(gc, xc, spatial, mu);
     }
     if (ggamma) ggamma[c] += static_cast<float>(sgx);
     if (gbeta) gbeta[c] += static_cast<float>(sg);
     if (!gx) return;
     const double mg = training ? sg / count : 0.0, mgx = training ? sgx / count : 0.0;
+    const float scale = static_cast<float>(gm * r), mgf = static_cast<float>(mg),
+                slope = static_cast<float>(r * mgx);
     for (int64_t n = 0; n < batch; ++n) {
       const float* xc = x + (n * channels + c) * spatial;
       const float* gc = gy + (n * channels + c) * spatial;
       float* oc = gx + (n * channels + c) * spatial;
-      for (int64_t i = 0; i < spatial; ++i) {
-        const double xhat = (xc[i] - mu) * r;
-        oc[i] += static_cast<float>(gm * r * (gc[i] - mg - xhat * mgx));
-      }
+      for (int64_t i = 0; i < spatial; ++i) oc[i] += scale * (gc[i] - mgf - (xc[i] - mu) * slope);
     }
   });
 }
