@@ -568,7 +568,7 @@ int64_t ReadNormDims(const Napi::CallbackInfo& info, const char* fn, int64_t* n,
   return CheckedMul(env, CheckedMul(env, *n, *c, fn), *sp, fn);
 }
 
-// groupNormForward(N, C, S, G, x, gamma|null, beta|null, eps, y, mean, rstd)
+// groupNormForward(N, C, S, G, x, gamma|null, beta|null, eps, y, mean, rstd, relu?)
 Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
   const char* fn = "groupNormForward";
   Napi::Env env = info.Env();
@@ -582,6 +582,7 @@ Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
   float eps = static_cast<float>(GetNumber(info, 7, fn, "eps"));
   Span y = GetFloats(info, 8, fn, "y"), mean = GetFloats(info, 9, fn, "mean"),
        rstd = GetFloats(info, 10, fn, "rstd");
+  const bool relu = info.Length() > 11 && !info[11].IsUndefined() && GetBool(info, 11, fn, "relu");
   CheckLength(env, x, total, fn, "x");
   CheckLength(env, y, total, fn, "y");
   if (gamma.data) CheckLength(env, gamma, c, fn, "gamma");
@@ -591,7 +592,7 @@ Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
   if (total == 0) return env.Undefined();
   RunKernel(env, fn, [&] {
     ms::group_norm_forward(n, c, sp, g, x.data, gamma.data, beta.data, eps, y.data, mean.data,
-                           rstd.data);
+                           rstd.data, relu);
   });
   return env.Undefined();
 }

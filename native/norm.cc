@@ -24,7 +24,7 @@ void for_range(int64_t count, int64_t work, Body&& body) {
 
 void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
                         const float* x, const float* gamma, const float* beta, float eps, float* y,
-                        float* mean, float* rstd) {
+                        float* mean, float* rstd, bool relu) {
   const int64_t cpg = channels / groups;
   const int64_t count = cpg * spatial;
   for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
@@ -50,7 +50,14 @@ void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_
       const float bf = static_cast<float>((beta ? beta[ch] : 0.0) - a * (mu - muf));
       const float* xc = xg + c * spatial;
       float* yc = yg + c * spatial;
-      for (int64_t i = 0; i < spatial; ++i) yc[i] = (xc[i] - muf) * af + bf;
+      if (relu) {
+        for (int64_t i = 0; i < spatial; ++i) {
+          const float v = (xc[i] - muf) * af + bf;
+          yc[i] = v > 0.0f ? v : 0.0f;
+        }
+      } else {
+        for (int64_t i = 0; i < spatial; ++i) yc[i] = (xc[i] - muf) * af + bf;
+      }
     }
   });
 }

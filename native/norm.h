@@ -9,7 +9,7 @@ namespace modelslice {
 // the per-(image, group) mean and reciprocal standard deviation.
 void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
                         const float* x, const float* gamma, const float* beta, float eps, float* y,
-                        float* mean, float* rstd);
+                        float* mean, float* rstd, bool relu = false);
 
 // gx += dL/dx; ggamma, gbeta (nullable) += their gradients.
 void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,

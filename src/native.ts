@@ -38,7 +38,7 @@ export interface NativeAddon {
   globalAvgPoolBackward(planes: number, size: number, gy: Float32Array, gx: Float32Array): void;
   groupNormForward(batch: number, channels: number, spatial: number, groups: number, x: Float32Array,
     gamma: Float32Array | null, beta: Float32Array | null, eps: number, y: Float32Array, mean: Float32Array,
-    rstd: Float32Array): void;
+    rstd: Float32Array, relu?: boolean): void;
   groupNormBackward(batch: number, channels: number, spatial: number, groups: number, x: Float32Array,
     gy: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
     gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null): void;

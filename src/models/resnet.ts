@@ -26,6 +26,11 @@ function makeNorm(ctx: BlockContext, channels: number): Module {
   return new GroupNorm(Math.min(ctx.normGroups, channels), channels);
 }
 
+/** relu(norm(x)), fused into one pass for GroupNorm. */
+function normRelu(norm: Module, x: Tensor): Tensor {
+  return norm instanceof GroupNorm ? norm.forwardRelu(x) : relu(norm.forward(x));
+}
+
 function conv(ctx: BlockContext, inC: number, outC: number, k: number, stride = 1): Conv2d {
   const c = new Conv2d(inC, outC, k, { stride, padding: (k - 1) >> 1, bias: false, sliceGroups: ctx.sliceGroups });
   c.weight.data.set(kaimingNormalFanOut([outC, inC, k, k], k * k * outC).data);
@@ -51,9 +56,9 @@ export class PreActBasicBlock extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    let out = relu(this.bn1.forward(x));
+    let out = normRelu(this.bn1, x);
     out = this.conv1.forward(out);
-    out = relu(this.bn2.forward(out));
+    out = normRelu(this.bn2, out);
     out = this.conv2.forward(out);
     const residual = this.downsample ? this.downsample.forward(x) : x;
     return add(out, residual);
@@ -84,11 +89,11 @@ export class PreActBottleneck extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    let out = relu(this.bn1.forward(x));
+    let out = normRelu(this.bn1, x);
     out = this.conv1.forward(out);
-    out = relu(this.bn2.forward(out));
+    out = normRelu(this.bn2, out);
     out = this.conv2.forward(out);
-    out = relu(this.bn3.forward(out));
+    out = normRelu(this.bn3, out);
     out = this.conv3.forward(out);
     const residual = this.downsample ? this.downsample.forward(x) : x;
     return add(out, residual);
@@ -142,7 +147,7 @@ export class ResNet extends Module {
   forward(x: Tensor): Tensor {
     let h = this.conv1.forward(x);
     h = this.layer3.forward(this.layer2.forward(this.layer1.forward(h)));
-    h = relu(this.bn.forward(h));
+    h = normRelu(this.bn, h);
     return this.fc.forward(globalAvgPool2d(h));
   }
 }

@@ -45,10 +45,19 @@ export class GroupNorm extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    return this.normalize(x, false);
+  }
+
+  /** relu(forward(x)) in one pass. */
+  forwardRelu(x: Tensor): Tensor {
+    return this.normalize(x, true);
+  }
+
+  private normalize(x: Tensor, relu: boolean): Tensor {
     const channels = x.rank >= 2 ? x.shape[1] : 0;
     const groups = scaledNormGroups(this.numChannels, this.numGroups, channels);
     if (tracing()) reportUse({ module: this, macs: 0, params: this.weight ? 2 * channels : 0, widths: { channels, groups } });
-    return groupNorm(x, groups, this.weight, this.bias, { eps: this.eps });
+    return groupNorm(x, groups, this.weight, this.bias, { eps: this.eps, relu });
   }
 }
 

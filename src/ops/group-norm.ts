@@ -7,6 +7,8 @@ import { checkChannelVector, checkEps, normDims } from './norm-args.js';
 
 export interface GroupNormOptions {
   eps?: number;
+  /** Apply ReLU to the result in the same pass (saves a pass over memory and a buffer). */
+  relu?: boolean;
 }
 
 export function groupNorm(x: Tensor, numGroups: number, gamma: Tensor | null, beta: Tensor | null, options?: GroupNormOptions): Tensor {
@@ -24,9 +26,16 @@ export function groupNorm(x: Tensor, numGroups: number, gamma: Tensor | null, be
   const y = new Float32Array(x.size);
   const mean = new Float32Array(batch * groups);
   const rstd = new Float32Array(batch * groups);
-  native.groupNormForward(batch, channels, spatial, groups, x.data, g?.data ?? null, b?.data ?? null, eps, y, mean, rstd);
-  return record(new Tensor(y, x.shape), op, [x, g, b], (gy) => {
-    native.groupNormBackward(batch, channels, spatial, groups, x.data, gy, g?.data ?? null, mean, rstd,
+  const fuseRelu = opts.relu === true;
+  native.groupNormForward(batch, channels, spatial, groups, x.data, g?.data ?? null, b?.data ?? null, eps, y, mean, rstd, fuseRelu);
+  return record(new Tensor(y, x.shape), fuseRelu ? 'groupNormRelu' : op, [x, g, b], (gy) => {
+    let grad = gy;
+    if (fuseRelu) {
+      // The ReLU passes the gradient where its output is positive.
+      grad = new Float32Array(gy.length);
+      native.reluBackward(y, gy, grad);
+    }
+    native.groupNormBackward(batch, channels, spatial, groups, x.data, grad, g?.data ?? null, mean, rstd,
       gradSink(x), gradSink(g), gradSink(b));
   });
 }
