@@ -44,7 +44,8 @@ export class Vgg extends Module {
         layers.push(new MaxPool2d(2));
         continue;
       }
-      const c = new Conv2d(inC, v, 3, { padding: 1, bias: false, sliceGroups: config.sliceGroups });
+      // Biased convolutions, as the reference code's VGG has them (so its weights import as they are).
+      const c = new Conv2d(inC, v, 3, { padding: 1, sliceGroups: config.sliceGroups });
       c.weight.data.set(kaimingNormalFanOut([v, inC, 3, 3], 9 * v).data);
       const norm = config.norm === 'batch' ? new BatchNorm2d(v) : new GroupNorm(Math.min(config.normGroups, v), v);
       layers.push(c, norm, new ReLU());
