@@ -1,15 +1,11 @@
-// Implicit-GEMM convolution: the packed GEMM of gemm.cc with its B operand packed
-// straight from NCHW activations (im2col indexing, never materialised) and its C
-// tiles stored straight into NCHW outputs, over the whole batch at once.
+// Fast convolution paths on AVX-512 (conv_implicit.cc): direct register tiles over a
+// zero-padded copy of each image where output rows are a multiple of 16 pixels long, an
+// implicit GEMM (sgemm micro-kernels, activations packed straight from NCHW, the whole
+// batch as one GEMM) for other stride-1 rows. Threads never split a sum, so results do
+// not depend on the thread count.
 //
-// Forward and backward-input are one GEMM each with M = channels produced, K = taps
-// (channels read * kh * kw) and N = batch * output pixels; threads own disjoint runs of
-// N (output pixels), never a part of K. Backward-weight is a GEMM whose reduction runs
-// over batch * pixels: threads own disjoint tiles of the weight gradient and each tile
-// sums its pixels in one fixed order. Results therefore do not depend on the thread count.
-//
-// Each entry returns false (doing nothing) where the fast path does not apply (no
-// AVX-512, a horizontal stride other than 1 ...); the caller then uses the im2col path.
+// Each entry returns false (doing nothing) where no fast path applies (no AVX-512, a
+// horizontal stride other than 1, degenerate shapes ...); the caller then uses im2col.
 #pragma once
 #include "conv.h"
 

@@ -2,10 +2,10 @@
 // Compiled without -march: functions carry their own target attribute and are only
 // called after cpu.cc has found AVX-512 (conv_implicit.cc checks cpu_isa()).
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593 (see gemm_kernel_avx512.cc)
+#pragma GCC diagnostic ignored \
+    "-Wmaybe-uninitialized"  // GCC bug 105593 (see gemm_kernel_avx512.cc)
 #endif
 #include "conv_pack.h"
-
 #include "gemm_internal.h"
 
 #ifdef MODELSLICE_X86
@@ -76,7 +76,8 @@ MS_TGT512 void pack_patch_columns_avx512(const PatchSource& s, const Segment* se
       float* o = d + sg.t0;
       const int64_t ih = sg.oh * s.strideH + dI;
       if (ih < 0 || ih >= s.H) {
-        for (int l0 = 0; l0 < sg.len; l0 += 16) _mm512_mask_storeu_ps(o + l0, lanes16(sg.len - l0), zero);
+        for (int l0 = 0; l0 < sg.len; l0 += 16)
+          _mm512_mask_storeu_ps(o + l0, lanes16(sg.len - l0), zero);
         continue;
       }
       const int64_t iw0 = sg.ow0 + dJ;  // strideW == 1

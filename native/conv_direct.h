@@ -1,0 +1,64 @@
+// Direct convolution tiles for stride-1 rows (see conv_implicit.cc).
+//
+// The source image is a zero-padded copy (channels x Hp x Wp), so every kernel tap of a
+// run of 16 output pixels inside one output row is one contiguous (unaligned) vector:
+// no im2col, no per-tap masks. A tile is MR channels produced x NV such vectors:
+//   C[r * ldc + cOff[v] + l] (=, +=, or = ... + bias[r])
+//     sum over c < channels, t < taps of Ap[(c * taps + t) * MR + r]
+//                                       * src[c * chanStride + tapOff[t] + vecOff[v] + l]
+// Ap is an MR-row panel of the packed weight (gemm pack_a layout, rows beyond mr zero);
+// only the first mr rows are stored.
+#pragma once
+#include <cstdint>
+
+namespace modelslice {
+namespace conv {
+
+struct DirectArgs {
+  int64_t channels, taps;
+  const int64_t* tapOff;
+  int64_t chanStride;
+  const float* src;
+  const int64_t* vecOff;  // NV entries
+  const float* Ap;
+  float* C;
+  int64_t ldc;
+  const int64_t* cOff;  // NV entries
+  int mr;
+  const float* bias;  // per row, or null (ignored when accumulating)
+  bool accumulate;
+};
+
+using DirectFn = void (*)(const DirectArgs&);
+
+// The tile kernel for (MR, NV) in {8} x {1..3} or {6} x {1..4}; null otherwise.
+DirectFn direct_tile_avx512(int mr, int nv);
+
+// Copies channels x H x W (contiguous) into the interior of a padded buffer: channel c,
+// row ih lands at dst[c * padded + (ih + padH) * Wp + padW]; the borders are not touched.
+void pad_copy_avx512(const float* src, int64_t channels, int64_t H, int64_t W, int64_t Wp,
+                     int64_t padH, int64_t padW, int64_t padded, float* dst);
+
+// Weight gradient over one padded image: for r < mr, t < nt,
+//   gw[r * ldw + t] += sum over v < vectors, l < 16 of gy[r * plane + 16 v + l]
+//                                                   * xp[rowOff[t] + vecOff[v] + l]
+// (rowOff: a patch row's channel and tap offset in the padded image).
+struct WeightArgs {
+  int64_t vectors;
+  const int64_t* vecOff;
+  const float* gy;
+  int64_t plane;
+  const float* xp;
+  const int64_t* rowOff;
+  int mr, nt;
+  float* gw;
+  int64_t ldw;
+};
+
+using WeightFn = void (*)(const WeightArgs&);
+
+// (MR, NT) in {(4, 6), (6, 4), (8, 3), (4, 5)}; null otherwise.
+WeightFn weight_tile_avx512(int mr, int nt);
+
+}  // namespace conv
+}  // namespace modelslice

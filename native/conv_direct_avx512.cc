@@ -1,0 +1,152 @@
+// AVX-512 direct-convolution tiles over a zero-padded copy of one image (see
+// conv_direct.h). Compiled without -march: functions carry their own target attribute and
+// are only called after cpu.cc has found AVX-512.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored \
+    "-Wmaybe-uninitialized"  // GCC bug 105593 (see gemm_kernel_avx512.cc)
+#endif
+#include "conv_direct.h"
+#include "gemm_internal.h"
+
+#ifdef MODELSLICE_X86
+#include <immintrin.h>
+
+namespace modelslice {
+namespace conv {
+namespace {
+
+// MR rows x NV vectors of 16 pixels; every row and vector gets the same fma chain over
+// (channel, tap) in order, so a C element's value does not depend on its tile.
+template <int MR, int NV>
+MS_TGT512 void direct_tile(const DirectArgs& d) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  int64_t off[NV];
+  for (int v = 0; v < NV; ++v) off[v] = d.vecOff[v];
+  const float* A = d.Ap;
+  const int64_t taps = d.taps;
+  for (int64_t c = 0; c < d.channels; ++c) {
+    const float* xc = d.src + c * d.chanStride;
+    for (int64_t t = 0; t < taps; ++t) {
+      const float* p = xc + d.tapOff[t];
+      __m512 b[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(p + off[v]);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const __m512 a = _mm512_set1_ps(A[r]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+      }
+      A += MR;
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    if (r >= d.mr) break;
+    float* c = d.C + r * d.ldc;
+    if (d.accumulate) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* q = c + d.cOff[v];
+        _mm512_storeu_ps(q, _mm512_add_ps(_mm512_loadu_ps(q), acc[r][v]));
+      }
+    } else if (d.bias) {
+      const __m512 bv = _mm512_set1_ps(d.bias[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + d.cOff[v], _mm512_add_ps(acc[r][v], bv));
+    } else {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + d.cOff[v], acc[r][v]);
+    }
+  }
+}
+
+// Weight-gradient tile: MR output channels x NT patch rows (channel, tap), summed over the
+// pixel vectors of one image in order, then added to gw. Lanes are combined by
+// _mm512_reduce_add_ps (a fixed tree), so the result does not depend on the tile's place.
+template <int MR, int NT>
+MS_TGT512 void weight_tile(const WeightArgs& d) {
+  __m512 acc[MR][NT];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  const float* g[MR];
+  const float* x[NT];
+  for (int r = 0; r < MR; ++r) g[r] = d.gy + (r < d.mr ? r : d.mr - 1) * d.plane;
+  for (int t = 0; t < NT; ++t) x[t] = d.xp + d.rowOff[t < d.nt ? t : d.nt - 1];
+  for (int64_t v = 0; v < d.vectors; ++v) {
+    const int64_t xo = d.vecOff[v], go = v * 16;
+    __m512 b[NT];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) b[t] = _mm512_loadu_ps(x[t] + xo);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512 a = _mm512_loadu_ps(g[r] + go);
+#pragma GCC unroll 8
+      for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_fmadd_ps(a, b[t], acc[r][t]);
+    }
+  }
+  for (int r = 0; r < d.mr; ++r)
+    for (int t = 0; t < d.nt; ++t) d.gw[r * d.ldw + t] += _mm512_reduce_add_ps(acc[r][t]);
+}
+
+}  // namespace
+
+MS_TGT512 void pad_copy_avx512(const float* src, int64_t channels, int64_t H, int64_t W, int64_t Wp,
+                               int64_t padH, int64_t padW, int64_t padded, float* dst) {
+  const int64_t full = W / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (W - full)) - 1u);
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* s = src + c * H * W;
+    float* d = dst + c * padded + padH * Wp + padW;
+    for (int64_t ih = 0; ih < H; ++ih, s += W, d += Wp) {
+      int64_t l = 0;
+      for (; l < full; l += 16) _mm512_storeu_ps(d + l, _mm512_loadu_ps(s + l));
+      if (tail) _mm512_mask_storeu_ps(d + l, tail, _mm512_maskz_loadu_ps(tail, s + l));
+    }
+  }
+}
+
+DirectFn direct_tile_avx512(int mr, int nv) {
+  if (mr == 8) {
+    static const DirectFn t[] = {nullptr, &direct_tile<8, 1>, &direct_tile<8, 2>,
+                                 &direct_tile<8, 3>};
+    return nv >= 1 && nv <= 3 ? t[nv] : nullptr;
+  }
+  if (mr == 6) {
+    static const DirectFn t[] = {nullptr, &direct_tile<6, 1>, &direct_tile<6, 2>,
+                                 &direct_tile<6, 3>, &direct_tile<6, 4>};
+    return nv >= 1 && nv <= 4 ? t[nv] : nullptr;
+  }
+  return nullptr;
+}
+
+WeightFn weight_tile_avx512(int mr, int nt) {
+  switch (mr * 100 + nt) {
+    case 406:
+      return &weight_tile<4, 6>;
+    case 604:
+      return &weight_tile<6, 4>;
+    case 803:
+      return &weight_tile<8, 3>;
+    case 405:
+      return &weight_tile<4, 5>;
+    case 308:
+      return &weight_tile<3, 8>;
+    case 210:
+      return &weight_tile<2, 10>;
+    case 307:
+      return &weight_tile<3, 7>;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace conv
+}  // namespace modelslice
+
+#endif  // MODELSLICE_X86

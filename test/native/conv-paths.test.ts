@@ -1,0 +1,186 @@
+// The convolution's fast paths (native/conv_implicit.cc): direct tiles over a padded image
+// (stride-1 rows whose output width is a multiple of 16) and the implicit GEMM (other
+// stride-1 rows, and every weight gradient), each against a float64 reference through the
+// raw addon: channel prefixes of a larger weight, row tails (widths that are not a
+// multiple of the register tile), partial pixel tiles, panels spanning two images, depth
+// blocks, dilation, vertical stride, groups, padding wider than the kernel, accumulation
+// into gx / the gw prefix (the rest of gw untouched), and bitwise equality for 1 and 2 threads.
+import t from 'tap';
+import * as ms from '../../src/index.js';
+import { native } from '../../src/native.js';
+
+// [N, C, H, W, O, kh, kw, sH, sW, pH, pW, dH, dW, groups, weightInPerGroup]
+type Params = [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
+
+interface Case {
+  name: string;
+  p: Params;
+  outFull: number;
+  bias: boolean;
+}
+
+let seed = 987654321;
+function rand(): number {
+  seed = (seed * 1103515245 + 12345) % 2147483648;
+  return seed / 2147483648 - 0.5;
+}
+function randArray(n: number): Float32Array {
+  return Float32Array.from({ length: n }, rand);
+}
+
+function outSize(size: number, k: number, s: number, pad: number, d: number): number {
+  return Math.floor((size + 2 * pad - d * (k - 1) - 1) / s) + 1;
+}
+
+interface Geometry {
+  n: number; c: number; h: number; w: number; o: number; kh: number; kw: number;
+  sh: number; sw: number; ph: number; pw: number; dh: number; dw: number; groups: number; ipg: number;
+  oh: number; ow: number; cg: number; og: number;
+}
+function geometry(p: Params): Geometry {
+  const [n, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups, ipg] = p;
+  return {
+    n, c, h, w, o, kh, kw, sh, sw, ph, pw, dh, dw, groups, ipg,
+    oh: outSize(h, kh, sh, ph, dh), ow: outSize(w, kw, sw, pw, dw), cg: c / groups, og: o / groups,
+  };
+}
+
+// Visits every (output, input, weight) index triple of the convolution.
+function forEachTap(g: Geometry, fn: (yi: number, xi: number, wi: number) => void): void {
+  for (let b = 0; b < g.n; b++)
+    for (let o = 0; o < g.o; o++) {
+      const grp = Math.floor(o / g.og);
+      for (let yh = 0; yh < g.oh; yh++)
+        for (let yw = 0; yw < g.ow; yw++) {
+          const yi = ((b * g.o + o) * g.oh + yh) * g.ow + yw;
+          for (let ci = 0; ci < g.cg; ci++)
+            for (let i = 0; i < g.kh; i++) {
+              const ih = yh * g.sh - g.ph + i * g.dh;
+              if (ih < 0 || ih >= g.h) continue;
+              for (let j = 0; j < g.kw; j++) {
+                const iw = yw * g.sw - g.pw + j * g.dw;
+                if (iw < 0 || iw >= g.w) continue;
+                fn(yi, ((b * g.c + grp * g.cg + ci) * g.h + ih) * g.w + iw, ((o * g.ipg + ci) * g.kh + i) * g.kw + j);
+              }
+            }
+        }
+    }
+}
+
+// Accumulates value and |terms| per output element in float64.
+class Acc {
+  v: Float64Array;
+  a: Float64Array;
+  constructor(init: ArrayLike<number>) {
+    this.v = Float64Array.from(init);
+    this.a = Float64Array.from(init, Math.abs);
+  }
+  add(i: number, term: number): void {
+    this.v[i] += term;
+    this.a[i] += Math.abs(term);
+  }
+}
+
+function checkClose(tt: { ok: (ok: boolean, message: string) => unknown }, got: Float32Array, ref: Acc, depth: number, what: string): void {
+  let bad = -1;
+  for (let i = 0; i < got.length; i++) {
+    const tol = 1e-6 + (depth + 8) * 2 ** -23 * ref.a[i];
+    if (!(Math.abs(got[i] - ref.v[i]) <= tol)) {
+      bad = i;
+      break;
+    }
+  }
+  tt.ok(bad < 0, bad < 0 ? `${what} matches the float64 reference` : `${what}: [${bad}] ${got[bad]} vs ${ref.v[bad]}`);
+}
+
+const cases: Case[] = [
+  // Direct tiles (output width a multiple of 16).
+  { name: 'direct: prefixes, 11 of 13 filters (row tail), bias', p: [3, 5, 16, 16, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 13, bias: true },
+  { name: 'direct: 16 -> 16 of 24, 32x32', p: [2, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 24], outFull: 24, bias: false },
+  { name: 'direct: dilation 2, padding 2', p: [2, 6, 16, 16, 8, 3, 3, 1, 1, 2, 2, 2, 2, 1, 6], outFull: 8, bias: true },
+  { name: 'direct: vertical stride 2', p: [2, 4, 15, 16, 6, 3, 3, 2, 1, 1, 1, 1, 1, 1, 4], outFull: 6, bias: false },
+  { name: 'direct: 2 groups', p: [2, 8, 16, 16, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, 5], outFull: 10, bias: true },
+  { name: 'direct: 5x5, partial pixel tiles (6 vectors per image)', p: [3, 3, 3, 32, 24, 5, 5, 1, 1, 2, 2, 1, 1, 1, 3], outFull: 24, bias: false },
+  { name: 'direct: 9x9 kernel (81 taps)', p: [2, 2, 16, 16, 7, 9, 9, 1, 1, 4, 4, 1, 1, 1, 2], outFull: 7, bias: false },
+  { name: 'direct: 24 filters, 5 vectors per image', p: [3, 4, 5, 16, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4], outFull: 32, bias: true },
+  { name: 'direct: 1x1 kernel with padding 1', p: [2, 33, 4, 30, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 40], outFull: 20, bias: true },
+  // Implicit GEMM (other widths), including a depth of two blocks and panels across images.
+  { name: 'implicit: 70 channels (two depth blocks), 9x9 images', p: [3, 70, 9, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 12, bias: true },
+  { name: 'implicit: 20x7, no padding, 16 filters', p: [3, 6, 7, 20, 16, 3, 3, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 16, bias: true },
+  { name: 'implicit: padding wider than the kernel', p: [2, 3, 6, 16, 5, 3, 3, 1, 1, 3, 3, 1, 1, 1, 3], outFull: 5, bias: false },
+  { name: 'implicit: 1x1 kernel with padding 1, 7x7', p: [3, 33, 7, 7, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 33], outFull: 17, bias: false },
+  { name: 'direct: 16x16 images (6 x 4 tiles), 64 filters', p: [2, 8, 16, 16, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 64, bias: true },
+  { name: 'implicit: vertical stride 2, dilation 2, groups 3', p: [2, 6, 11, 13, 9, 3, 3, 2, 1, 2, 1, 2, 2, 3, 2], outFull: 9, bias: true },
+  // Weight gradient with several pixel chunks per image.
+  { name: 'implicit: 15x40 images (600 pixels: two weight-gradient chunks)', p: [2, 3, 40, 15, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false },
+  { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false },
+];
+
+function run(c: Case): { y: Float32Array; gx: Float32Array; gw: Float32Array } & Record<string, unknown> {
+  const g = geometry(c.p);
+  const x = randArray(g.n * g.c * g.h * g.w);
+  const w = randArray(c.outFull * g.ipg * g.kh * g.kw);
+  const bias = c.bias ? randArray(c.outFull) : null;
+  const gy = randArray(g.n * g.o * g.oh * g.ow);
+  const gx0 = randArray(x.length);
+  const gw0 = randArray(w.length);
+  const y = new Float32Array(gy.length).fill(NaN);
+  native.conv2dForward(c.p, x, w, bias, y);
+  const gx = gx0.slice();
+  native.conv2dBackwardInput(c.p, gy, w, gx);
+  const gw = gw0.slice();
+  native.conv2dBackwardWeight(c.p, gy, x, gw);
+  return { y, gx, gw, x, w, bias, gy, gx0, gw0 };
+}
+
+for (const c of cases) {
+  t.test(c.name, async (tt) => {
+    const g = geometry(c.p);
+    seed = 12345;
+    const r = run(c);
+    const x = r.x as Float32Array, w = r.w as Float32Array, bias = r.bias as Float32Array | null, gy = r.gy as Float32Array;
+    const refY = new Acc(new Float64Array(r.y.length).map((_, i) => (bias ? bias[Math.floor(i / (g.oh * g.ow)) % g.o] : 0)));
+    const refGx = new Acc(r.gx0 as Float32Array);
+    const refGw = new Acc(r.gw0 as Float32Array);
+    const touched = new Uint8Array(w.length);
+    forEachTap(g, (yi, xi, wi) => {
+      refY.add(yi, x[xi] * w[wi]);
+      refGx.add(xi, gy[yi] * w[wi]);
+      refGw.add(wi, gy[yi] * x[xi]);
+      touched[wi] = 1;
+    });
+    checkClose(tt, r.y, refY, g.cg * g.kh * g.kw, 'forward');
+    checkClose(tt, r.gx, refGx, g.og * g.kh * g.kw, 'backward input (accumulated into gx)');
+    checkClose(tt, r.gw, refGw, g.n * g.oh * g.ow, 'backward weight (accumulated into the prefix)');
+    // Outside the prefix (filters >= O, or input channels >= C / groups), gw is untouched.
+    let outside = 0, changed = 0;
+    const gw0 = r.gw0 as Float32Array;
+    for (let o = 0; o < c.outFull; o++)
+      for (let ci = 0; ci < g.ipg; ci++)
+        for (let k = 0; k < g.kh * g.kw; k++) {
+          const i = (o * g.ipg + ci) * g.kh * g.kw + k;
+          if (o < g.o && ci < g.cg) continue;
+          outside++;
+          if (Object.is(r.gw[i], gw0[i]) === false) changed++;
+        }
+    tt.equal(changed, 0, `${outside} weight-gradient entries outside the prefix untouched`);
+    // Thread-count independence.
+    const before = ms.getNumThreads();
+    try {
+      ms.setNumThreads(1);
+      seed = 12345;
+      const one = run(c);
+      ms.setNumThreads(2);
+      seed = 12345;
+      const two = run(c);
+      for (const k of ['y', 'gx', 'gw'] as const) {
+        const a = new Uint32Array(one[k].buffer), b = new Uint32Array(two[k].buffer);
+        let diff = -1;
+        for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) { diff = i; break; }
+        tt.equal(diff, -1, `${k} bitwise identical with 1 and 2 threads`);
+      }
+    } finally {
+      ms.setNumThreads(before);
+    }
+  });
+}
