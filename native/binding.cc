@@ -77,7 +77,7 @@ bool GetBool(const Napi::CallbackInfo& info, size_t i, const char* fn, const cha
 }
 
 Span GetOptionalFloats(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
-  if (i < info.Length() && (info[i].IsNull() || info[i].IsUndefined())) return {nullptr, 0};
+  if (i >= info.Length() || info[i].IsNull() || info[i].IsUndefined()) return {nullptr, 0};
   return GetFloats(info, i, fn, name);
 }
 
@@ -617,6 +617,8 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   Span gx = GetOptionalFloats(info, 9, fn, "gx"),
        ggamma = GetOptionalFloats(info, 10, fn, "ggamma"),
        gbeta = GetOptionalFloats(info, 11, fn, "gbeta");
+  Span reluOut = GetOptionalFloats(info, 12, fn, "reluOut");
+  if (reluOut.data) CheckLength(env, reluOut, total, fn, "reluOut");
   CheckLength(env, x, total, fn, "x");
   CheckLength(env, gy, total, fn, "gy");
   if (gamma.data) CheckLength(env, gamma, c, fn, "gamma");
@@ -628,7 +630,7 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   if (total == 0) return env.Undefined();
   RunKernel(env, fn, [&] {
     ms::group_norm_backward(n, c, sp, g, x.data, gy.data, gamma.data, mean.data, rstd.data, gx.data,
-                            ggamma.data, gbeta.data);
+                            ggamma.data, gbeta.data, reluOut.data);
   });
   return env.Undefined();
 }

@@ -62,9 +62,32 @@ void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_
   });
 }
 
-void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
-                         const float* x, const float* gy, const float* gamma, const float* mean,
-                         const float* rstd, float* gx, float* ggamma, float* gbeta) {
+namespace {
+
+// Gradient accessors: plain, or masked by a fused ReLU's output.
+struct PlainGrad {
+  const float* g;
+  float at(int64_t i) const { return g[i]; }
+  double sum(int64_t off, int64_t n) const { return sum_of(g + off, n); }
+  double dot_dev(int64_t off, const float* x, int64_t n, float mu) const {
+    return sum_prod_dev(g + off, x, n, mu);
+  }
+};
+
+struct MaskedGrad {
+  const float* g;
+  const float* y;
+  float at(int64_t i) const { return relu_mask(g, y, i); }
+  double sum(int64_t off, int64_t n) const { return sum_of_masked(g + off, y + off, n); }
+  double dot_dev(int64_t off, const float* x, int64_t n, float mu) const {
+    return sum_prod_dev_masked(g + off, y + off, x, n, mu);
+  }
+};
+
+template <typename Grad>
+void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
+                              const float* x, const Grad& gy, const float* gamma, const float* mean,
+                              const float* rstd, float* gx, float* ggamma, float* gbeta) {
   const int64_t cpg = channels / groups;
   const int64_t count = cpg * spatial;
   if (gx) {
@@ -77,10 +100,9 @@ void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64
       double sdx = 0, sdxx = 0;
       for (int64_t c = 0; c < cpg; ++c) {
         const double gm = gamma ? gamma[g * cpg + c] : 1.0;
-        const float* xc = x + base + c * spatial;
-        const float* gc = gy + base + c * spatial;
-        sdx += gm * sum_of(gc, spatial);
-        sdxx += gm * r * sum_prod_dev(gc, xc, spatial, mu);
+        const int64_t off = base + c * spatial;
+        sdx += gm * gy.sum(off, spatial);
+        sdxx += gm * r * gy.dot_dev(off, x + off, spatial, mu);
       }
       const double mdx = sdx / static_cast<double>(count), mdxx = sdxx / static_cast<double>(count);
       // Inside the bracket first, then times r: with one value per group gamma * gy and
@@ -89,11 +111,11 @@ void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64
       const float rf = static_cast<float>(r);
       for (int64_t c = 0; c < cpg; ++c) {
         const float gm = gamma ? gamma[g * cpg + c] : 1.0f;
-        const float* xc = x + base + c * spatial;
-        const float* gc = gy + base + c * spatial;
-        float* oc = gx + base + c * spatial;
+        const int64_t off = base + c * spatial;
+        const float* xc = x + off;
+        float* oc = gx + off;
         for (int64_t i = 0; i < spatial; ++i)
-          oc[i] += rf * (gc[i] * gm - mdxf - (xc[i] - mu) * slope);
+          oc[i] += rf * (gy.at(off + i) * gm - mdxf - (xc[i] - mu) * slope);
       }
     });
   }
@@ -102,15 +124,28 @@ void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64
       const int64_t g = c / cpg;
       double sg = 0, sb = 0;
       for (int64_t n = 0; n < batch; ++n) {
-        const float* xc = x + (n * channels + c) * spatial;
-        const float* gc = gy + (n * channels + c) * spatial;
-        sg += rstd[n * groups + g] * sum_prod_dev(gc, xc, spatial, mean[n * groups + g]);
-        sb += sum_of(gc, spatial);
+        const int64_t off = (n * channels + c) * spatial;
+        sg += rstd[n * groups + g] * gy.dot_dev(off, x + off, spatial, mean[n * groups + g]);
+        sb += gy.sum(off, spatial);
       }
       if (ggamma) ggamma[c] += static_cast<float>(sg);
       if (gbeta) gbeta[c] += static_cast<float>(sb);
     });
   }
+}
+
+}  // namespace
+
+void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
+                         const float* x, const float* gy, const float* gamma, const float* mean,
+                         const float* rstd, float* gx, float* ggamma, float* gbeta,
+                         const float* relu_out) {
+  if (relu_out)
+    group_norm_backward_impl(batch, channels, spatial, groups, x, MaskedGrad{gy, relu_out}, gamma,
+                             mean, rstd, gx, ggamma, gbeta);
+  else
+    group_norm_backward_impl(batch, channels, spatial, groups, x, PlainGrad{gy}, gamma, mean, rstd,
+                             gx, ggamma, gbeta);
 }
 
 void channel_moments(int64_t batch, int64_t channels, int64_t spatial, const float* x, float* mean,

@@ -11,10 +11,12 @@ void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_
                         const float* x, const float* gamma, const float* beta, float eps, float* y,
                         float* mean, float* rstd, bool relu = false);
 
-// gx += dL/dx; ggamma, gbeta (nullable) += their gradients.
+// gx += dL/dx; ggamma, gbeta (nullable) += their gradients. With relu_out (the output
+// of a fused groupNorm + ReLU) the incoming gradient is masked by relu_out > 0.
 void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
                          const float* x, const float* gy, const float* gamma, const float* mean,
-                         const float* rstd, float* gx, float* ggamma, float* gbeta);
+                         const float* rstd, float* gx, float* ggamma, float* gbeta,
+                         const float* relu_out = nullptr);
 
 // Per-channel mean and biased variance over batch and space.
 void channel_moments(int64_t batch, int64_t channels, int64_t spatial, const float* x, float* mean,

@@ -5,6 +5,7 @@
 // depend on threads or alignment.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace modelslice {
 
@@ -51,6 +52,33 @@ inline double sum_sq_dev(const float* x, int64_t n, float mu) {
 // sum g[i] * (x[i] - mu)
 inline double sum_prod_dev(const float* g, const float* x, int64_t n, float mu) {
   return reduce_detail::blocked_sum(n, [g, x, mu](int64_t i) { return g[i] * (x[i] - mu); });
+}
+
+// The same sums over g masked by y > 0 (a ReLU's backward folded in): the
+// arithmetic is exactly that of the unmasked sums over the masked array.
+// A bitwise select (g's bits and an all-ones or all-zero mask) that the
+// compiler vectorises; the result is g or +0, as y > 0 ? g : 0 gives.
+inline float relu_mask(const float* g, const float* y, int64_t i) {
+  uint32_t bits;
+  std::memcpy(&bits, &g[i], sizeof bits);
+  bits &= y[i] > 0.0f ? 0xffffffffu : 0u;
+  float out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
+inline double sum_of_masked(const float* g, const float* y, int64_t n) {
+  if (n == 0) return 0;
+  const float pivot = relu_mask(g, y, 0);
+  return static_cast<double>(pivot) * static_cast<double>(n) +
+         reduce_detail::blocked_sum(
+             n, [g, y, pivot](int64_t i) { return relu_mask(g, y, i) - pivot; });
+}
+
+inline double sum_prod_dev_masked(const float* g, const float* y, const float* x, int64_t n,
+                                  float mu) {
+  return reduce_detail::blocked_sum(
+      n, [g, y, x, mu](int64_t i) { return relu_mask(g, y, i) * (x[i] - mu); });
 }
 
 }  // namespace modelslice

@@ -41,7 +41,8 @@ export interface NativeAddon {
     rstd: Float32Array, relu?: boolean): void;
   groupNormBackward(batch: number, channels: number, spatial: number, groups: number, x: Float32Array,
     gy: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
-    gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null): void;
+    gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null,
+    reluOut?: Float32Array | null): void;
   channelMoments(batch: number, channels: number, spatial: number, x: Float32Array, mean: Float32Array,
     variance: Float32Array): void;
   channelAffine(batch: number, channels: number, spatial: number, x: Float32Array, scale: Float32Array,

@@ -29,13 +29,8 @@ export function groupNorm(x: Tensor, numGroups: number, gamma: Tensor | null, be
   const fuseRelu = opts.relu === true;
   native.groupNormForward(batch, channels, spatial, groups, x.data, g?.data ?? null, b?.data ?? null, eps, y, mean, rstd, fuseRelu);
   return record(new Tensor(y, x.shape), fuseRelu ? 'groupNormRelu' : op, [x, g, b], (gy) => {
-    let grad = gy;
-    if (fuseRelu) {
-      // The ReLU passes the gradient where its output is positive.
-      grad = new Float32Array(gy.length);
-      native.reluBackward(y, gy, grad);
-    }
-    native.groupNormBackward(batch, channels, spatial, groups, x.data, grad, g?.data ?? null, mean, rstd,
-      gradSink(x), gradSink(g), gradSink(b));
+    // With the fused ReLU the kernel masks the gradient by y > 0 as it reads it.
+    native.groupNormBackward(batch, channels, spatial, groups, x.data, gy, g?.data ?? null, mean, rstd,
+      gradSink(x), gradSink(g), gradSink(b), fuseRelu ? y : null);
   });
 }
