@@ -107,6 +107,47 @@ if (peers) {
   }
 }
 
+// onnxruntime-node running one static model per rate, exported by our own exporter.
+async function ortBestMs(session, feeds, reps) {
+  await session.run(feeds);
+  let best = Infinity;
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
+}
+
+if (peers) {
+  let ort = null;
+  try {
+    ort = (await import('onnxruntime-node')).default;
+  } catch {
+    log('\nonnxruntime-node peer: skipped (npm install onnxruntime-node)');
+  }
+  if (ort) {
+    results.onnxruntime = [];
+    log(`\nonnxruntime-node (one exported model per rate, ${threads} intra-op threads), ours / theirs:`);
+    for (const name of names.filter((n) => n !== 'mlp')) {
+      const { model, input } = builders[name]();
+      model.eval();
+      for (const r of rates) {
+        const bytes = ms.onnxBytes(model, { rate: r, inputShape: [1, ...input] });
+        const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, interOpNumThreads: 1 });
+        for (const batch of [1, 64]) {
+          const x = ms.randn([batch, ...input], { seed: 1 });
+          const feeds = { input: new ort.Tensor('float32', x.data, [batch, ...input]) };
+          const theirs = await ortBestMs(session, feeds, quick ? 2 : batch === 64 ? 5 : 20);
+          results.onnxruntime.push({ model: name, batch, rate: r, ms: theirs });
+          const ours = results.inference.find((row) => row.model === name && row.batch === batch && row.rate === r);
+          log(`${name.padEnd(10)} batch ${String(batch).padStart(2)} rate ${String(r).padEnd(5)} ${ours.ms.toFixed(1).padStart(8)} / ${theirs.toFixed(1).padStart(8)} ms = ${(ours.ms / theirs).toFixed(3)}`);
+        }
+      }
+    }
+  }
+}
+
 mkdirSync(join(here, 'results'), { recursive: true });
 const file = join(here, 'results', `models-${results.date.replace(/[:.]/g, '-')}.json`);
 writeFileSync(`${file}.tmp`, JSON.stringify(results, null, 2));
