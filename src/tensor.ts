@@ -231,6 +231,17 @@ function topologicalOrder(root: Tensor): Tensor[] {
   return order;
 }
 
+/**
+ * @internal A new buffer of n floats that is not zero-filled, for op outputs
+ * the kernels overwrite completely: zeroing a large activation costs a pass over
+ * memory. Each buffer is its own allocation (never a slice of a shared pool).
+ */
+export function outputBuffer(n: number): Float32Array {
+  if (n < 1024) return new Float32Array(n);
+  const bytes = Buffer.allocUnsafeSlow(n * 4);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+}
+
 export function shapeSize(shape: Shape): number {
   let n = 1;
   for (const d of shape) n *= d;

@@ -3,7 +3,7 @@
 // in evaluation the running statistics normalize. Per-channel vectors may be
 // longer than C (full-width buffers of a sliced layer); the first C are used.
 import { native } from '../native.js';
-import { gradSink, record, Tensor } from '../tensor.js';
+import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkOptions, checkTensor, fmt } from './check.js';
 import { checkChannelVector, checkEps, normDims } from './norm-args.js';
 
@@ -67,7 +67,7 @@ export function batchNorm(
     scale[c] = (g === null ? 1 : g.data[c]) * rstd[c];
     shift[c] = (b === null ? 0 : b.data[c]) - mean[c] * scale[c];
   }
-  const y = new Float32Array(x.size);
+  const y = outputBuffer(x.size);
   native.channelAffine(batch, channels, spatial, x.data, scale, shift, y);
   return record(new Tensor(y, x.shape), op, [x, g, b], (gy) => {
     native.batchNormBackward(batch, channels, spatial, x.data, gy, mean, rstd, g?.data ?? null, useBatchStats,

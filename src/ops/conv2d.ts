@@ -2,7 +2,7 @@
 // filters of a full OIHW weight, each read over its first inWidth / groups
 // input channels, in place.
 import { native } from '../native.js';
-import { gradSink, record, Tensor } from '../tensor.js';
+import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkInt, checkOptionalTensor, checkOptions, checkPair, checkRank, checkTensor, fmt, windowOutSize } from './check.js';
 
 export interface Conv2dOptions {
@@ -52,7 +52,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, options?:
     );
   }
   const params = [n, inWidth, h, w, outWidth, kh, kw, sh, sw, ph, pw, dh, dw, groups, inPerGroupFull];
-  const y = new Float32Array(n * outWidth * oh * ow);
+  const y = outputBuffer(n * outWidth * oh * ow);
   native.conv2dForward(params, x.data, weight.data, b === null ? null : b.data, y);
   return record(new Tensor(y, [n, outWidth, oh, ow]), op, [x, weight, b], (g) => {
     const gx = gradSink(x);

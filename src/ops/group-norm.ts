@@ -1,7 +1,7 @@
 // groupNorm: normalizes each of numGroups contiguous channel groups per image,
 // then applies gamma[:C], beta[:C] of possibly longer (full-width) vectors.
 import { native } from '../native.js';
-import { gradSink, record, Tensor } from '../tensor.js';
+import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkInt, checkOptions, checkTensor, fmt } from './check.js';
 import { checkChannelVector, checkEps, normDims } from './norm-args.js';
 
@@ -23,7 +23,7 @@ export function groupNorm(x: Tensor, numGroups: number, gamma: Tensor | null, be
   const g = checkChannelVector(op, 'gamma', gamma, channels, x.shape);
   const b = checkChannelVector(op, 'beta', beta, channels, x.shape);
   const eps = checkEps(op, opts.eps);
-  const y = new Float32Array(x.size);
+  const y = outputBuffer(x.size);
   const mean = new Float32Array(batch * groups);
   const rstd = new Float32Array(batch * groups);
   const fuseRelu = opts.relu === true;

@@ -1,7 +1,7 @@
 // linear: y = x W[:outWidth, :inWidth]^T + b[:outWidth], one GEMM on the full
 // weight read in place through its real leading dimension.
 import { native } from '../native.js';
-import { gradSink, record, Tensor } from '../tensor.js';
+import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkInt, checkOptionalTensor, checkOptions, checkRank, checkTensor, fmt } from './check.js';
 
 export interface LinearOptions {
@@ -34,7 +34,7 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, options?:
   }
   const rows = x.size / inWidth;
   const outShape = [...x.shape.slice(0, -1), outWidth];
-  const y = new Float32Array(rows * outWidth);
+  const y = outputBuffer(rows * outWidth);
   native.gemm(false, true, rows, outWidth, inWidth, 1, x.data, 0, inWidth, weight.data, 0, inFull, 0, y, 0, outWidth);
   if (b !== null) native.addRowBias(rows, outWidth, b.data, y, outWidth);
   const out = new Tensor(y, outShape);

@@ -1,6 +1,6 @@
 // matmul: [M, K] x [K, N], or batched [B, M, K] x [B, K, N].
 import { native } from '../native.js';
-import { gradSink, record, Tensor } from '../tensor.js';
+import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkTensor, fmt } from './check.js';
 
 export function matmul(a: Tensor, b: Tensor): Tensor {
@@ -19,7 +19,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const [K2, N] = b.shape.slice(-2);
   if (K !== K2) throw new RangeError(`${op}: inner sizes differ: a ${fmt(a.shape)}, b ${fmt(b.shape)}`);
   const outShape = batched ? [batch, M, N] : [M, N];
-  const c = new Float32Array(batch * M * N);
+  const c = outputBuffer(batch * M * N);
   const lda = Math.max(K, 1);
   const ldb = Math.max(N, 1);
   const ldc = Math.max(N, 1);

@@ -1,6 +1,6 @@
 // mul: elementwise product with NumPy broadcasting.
 import { native } from '../native.js';
-import { gradSink, record, shapeSize, Tensor } from '../tensor.js';
+import { gradSink, outputBuffer, record, shapeSize, Tensor } from '../tensor.js';
 import { broadcastShapes, broadcastStrides } from './broadcast.js';
 import { checkTensor } from './check.js';
 
@@ -11,7 +11,7 @@ export function mul(a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShapes(op, a.shape, b.shape);
   const sa = broadcastStrides(a.shape, shape);
   const sb = broadcastStrides(b.shape, shape);
-  const out = new Float32Array(shapeSize(shape));
+  const out = outputBuffer(shapeSize(shape));
   native.binary(1, shape, a.data, sa, b.data, sb, out);
   return record(new Tensor(out, shape), op, [a, b], (g) => {
     const ga = gradSink(a);

@@ -1,6 +1,6 @@
 // Shared argument handling of maxPool2d and avgPool2d.
 import { native } from '../native.js';
-import { gradSink, record, Tensor } from '../tensor.js';
+import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkOptions, checkPair, checkRank, checkTensor, fmt, windowOutSize } from './check.js';
 
 export interface Pool2dOptions {
@@ -29,7 +29,7 @@ export function pool2d(op: string, kind: 0 | 1, x: Tensor, kernel: number | [num
     throw new RangeError(`${op}: kernel ${kh}x${kw} is larger than the padded input of x ${fmt(x.shape)} (padding ${ph}x${pw})`);
   }
   const params = [n * c, h, w, kh, kw, sh, sw, ph, pw];
-  const y = new Float32Array(n * c * oh * ow);
+  const y = outputBuffer(n * c * oh * ow);
   native.poolForward(kind, params, x.data, y);
   return record(new Tensor(y, [n, c, oh, ow]), op, [x], (g) => {
     const gx = gradSink(x);

@@ -1,11 +1,11 @@
 // relu: max(x, 0); the gradient passes where x > 0.
 import { native } from '../native.js';
-import { gradSink, record, Tensor } from '../tensor.js';
+import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkTensor } from './check.js';
 
 export function relu(x: Tensor): Tensor {
   checkTensor('relu', 'x', x);
-  const y = new Float32Array(x.size);
+  const y = outputBuffer(x.size);
   native.relu(x.data, y);
   return record(new Tensor(y, x.shape), 'relu', [x], (g) => {
     const gx = gradSink(x);

@@ -1,6 +1,6 @@
 // softmax over the last axis.
 import { native } from '../native.js';
-import { gradSink, record, Tensor } from '../tensor.js';
+import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkTensor, fmt } from './check.js';
 
 export function softmaxRows(op: string, x: Tensor, log: boolean): Tensor {
@@ -8,7 +8,7 @@ export function softmaxRows(op: string, x: Tensor, log: boolean): Tensor {
   if (x.rank < 1) throw new RangeError(`${op}: x must have at least one dimension, got shape ${fmt(x.shape)}`);
   const cols = x.shape[x.rank - 1];
   const rows = cols === 0 ? 0 : x.size / cols;
-  const y = new Float32Array(x.size);
+  const y = outputBuffer(x.size);
   native.softmax(rows, cols, x.data, y, log);
   return record(new Tensor(y, x.shape), op, [x], (g) => {
     const gx = gradSink(x);
