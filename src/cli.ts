@@ -1,5 +1,5 @@
-// modelslice train | eval: reproducible runs from flags. With --json the last
-// line printed is one JSON object.
+// modelslice train | eval | serve: reproducible runs from flags. With --json
+// the last line printed is one JSON object.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,12 +22,14 @@ import { setNumThreads } from './threads.js';
 import { evaluate, type EvalRow } from './train/evaluate.js';
 import { fit } from './train/fit.js';
 import { rateTradeoffSvg } from './train/plot.js';
+import { serve } from './serve/server.js';
 
 const USAGE = `usage: modelslice <command> [flags]
 
 commands:
   train   train a sliceable model and print accuracy and cost per rate
   eval    evaluate a saved model at each rate
+  serve   serve a saved model over HTTP, lowering the rate under load to meet a latency SLO
 
 train flags:
   --model mlp|resnet|vgg     architecture (default mlp)
@@ -62,6 +64,21 @@ train flags:
 eval flags:
   --checkpoint FILE          the saved model
   --dataset, --data-dir, --rates, --batch-size, --threads, --json as above
+
+serve flags:
+  --checkpoint FILE          the saved model
+  --port N                   TCP port (0 picks a free one)
+  --slo-ms X                 latency objective per request, ms
+  --host ADDR                interface to listen on (default 127.0.0.1)
+  --max-batch N              most inputs per forward pass and per request (default 32)
+  --max-queue N              most inputs waiting; beyond it 503 + Retry-After (default 256)
+  --max-body-bytes N         largest request body (default: room for max-batch JSON inputs)
+  --workers N                predictor worker threads in this process (default 1)
+  --rate X                   serve at this fixed rate instead of adapting
+  --threads N                kernel threads (default: the cores shared out between the workers)
+  --json                     print {"url"} when listening and a JSON summary on exit
+  POST /predict {"inputs": [[...], ...]} or raw little-endian float32 -> {"classes": [...], "rate": r};
+  GET /healthz; GET /metrics (Prometheus). SIGINT/SIGTERM finish queued requests, then exit.
 `;
 
 const options = {
@@ -93,6 +110,14 @@ const options = {
   out: { type: 'string' },
   resume: { type: 'string' },
   checkpoint: { type: 'string' },
+  port: { type: 'string' },
+  'slo-ms': { type: 'string' },
+  host: { type: 'string' },
+  'max-batch': { type: 'string' },
+  'max-queue': { type: 'string' },
+  'max-body-bytes': { type: 'string' },
+  workers: { type: 'string' },
+  rate: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -283,6 +308,57 @@ async function evalCommand(flags: Flags, log: (s: string) => void): Promise<Reco
   return { rates: rows };
 }
 
+/** Serves until SIGINT or SIGTERM, then shuts down gracefully (a second signal kills at once). */
+async function serveCommand(flags: Flags, log: (s: string) => void, json: boolean): Promise<Record<string, unknown>> {
+  const path = flags.checkpoint as string | undefined;
+  if (path === undefined) throw new UsageError('serve needs --checkpoint FILE');
+  if (flags.port === undefined) throw new UsageError('serve needs --port N (0 picks a free port)');
+  if (flags['slo-ms'] === undefined) throw new UsageError('serve needs --slo-ms X, the latency objective in milliseconds');
+  const port = num(flags, 'port', 0, true);
+  if (port < 0 || port > 65535) throw new UsageError(`--port must be in [0, 65535], got ${String(flags.port)}`);
+  const sloMs = num(flags, 'slo-ms', 0);
+  if (!(sloMs > 0)) throw new UsageError(`--slo-ms must be greater than 0, got ${String(flags['slo-ms'])}`);
+  const atLeastOne = (name: keyof typeof options): number | undefined => {
+    if (flags[name] === undefined) return undefined;
+    const v = num(flags, name, 1, true);
+    if (v < 1) throw new UsageError(`--${name} must be at least 1, got ${String(flags[name])}`);
+    return v;
+  };
+  const maxBatch = atLeastOne('max-batch');
+  const maxQueue = atLeastOne('max-queue');
+  const maxBodyBytes = atLeastOne('max-body-bytes');
+  const workers = atLeastOne('workers');
+  const threads = atLeastOne('threads');
+  let rate: number | undefined;
+  if (flags.rate !== undefined) {
+    rate = num(flags, 'rate', 1);
+    if (!(rate > 0 && rate <= 1)) throw new UsageError(`--rate must be a slice rate in (0, 1], got ${String(flags.rate)}`);
+  }
+  const host = (flags.host as string | undefined) ?? '127.0.0.1';
+  const server = await serve(path, { port, host, sloMs, maxBatch, maxQueue, maxBodyBytes, workers, threads, rate });
+  const p = server.latencyProfile.byBatch[1];
+  log(`serving ${path} at ${server.url} (SLO ${sloMs} ms, ${rate === undefined ? 'elastic rate' : `fixed rate ${rate}`}, ${workers ?? 1} worker${(workers ?? 1) > 1 ? 's' : ''})`);
+  if (p !== undefined) log(`profiled latency at batch 1: ${Object.entries(p).sort(([a], [b]) => Number(b) - Number(a)).map(([r, ms]) => `r=${r} ${ms.toFixed(2)} ms`).join(', ')}`);
+  log('POST /predict, GET /healthz, GET /metrics; Ctrl-C (SIGINT) or SIGTERM stops after finishing queued requests');
+  if (json) console.log(JSON.stringify({ url: server.url }));
+  const signal = await new Promise<string>((resolve) => {
+    const onInt = () => done('SIGINT');
+    const onTerm = () => done('SIGTERM');
+    const done = (name: string) => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolve(name);
+    };
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+  });
+  log(`${signal}: finishing queued requests (a second signal stops at once)`);
+  await server.close();
+  const m = server.metrics();
+  log(`stopped: ${m.served} predictions served, ${m.rejected} refused, ${m.batches} batches`);
+  return { url: server.url, signal, served: m.served, rejected: m.rejected, batches: m.batches, requests: m.requests };
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === '--help' || command === '-h') {
@@ -308,6 +384,7 @@ export async function main(argv: string[]): Promise<number> {
     let result: Record<string, unknown>;
     if (command === 'train') result = await train(flags, log);
     else if (command === 'eval') result = await evalCommand(flags, log);
+    else if (command === 'serve') result = await serveCommand(flags, log, json);
     else throw new UsageError(`unknown command ${command}`);
     if (json) console.log(JSON.stringify(result));
     return 0;

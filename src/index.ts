@@ -26,3 +26,4 @@ export * as optim from './optim/index.js';
 export * as data from './data/index.js';
 export * from './train/index.js';
 export * from './io/index.js';
+export * from './serve/index.js';

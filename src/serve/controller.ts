@@ -1,0 +1,187 @@
+// The rate controller: before each batch it picks the slice rate from the
+// queue and the arrival rate, so that requests finish within the latency SLO
+// at the widest rate the load affords.
+//
+// The rule, for each trained rate r from the widest down:
+//   latency(r, b)  the profiled ms of a batch of b inputs at r, scaled by how
+//                  much slower r's recent passes ran than profiled (slowdown(r),
+//                  1 until r has run; per rate, because a fixed per-pass
+//                  overhead weighs far more on a narrow pass than a wide one)
+//   drain(r)       ms until the newest queued request is answered: the Q queued
+//                  inputs go out in ceil(Q / maxBatch) batches over W workers,
+//                  that is ceil(batches / W) rounds of latency(r, min(Q, maxBatch))
+//   predicted(r)   max(newest wait + drain(r), oldest wait + latency(r, first batch))
+//   load(r)        arrival rate (EWMA, inputs/ms) x latency(r, maxBatch) /
+//                  (maxBatch x W): the fraction of capacity r needs at full batches
+//   r fits         predicted(r) <= headroom x SLO and load(r) <= maxLoad
+// It takes the largest rate that fits (the narrowest when none does), with
+// hysteresis: going down happens at once, going up one trained rate at a time,
+// and only after the next rate has fitted with stricter margins (upHeadroom,
+// upMaxLoad) for upHoldMs without a break.
+
+export interface ControllerOptions {
+  /** Latency objective for a request, in ms (arrival to answer). */
+  sloMs: number;
+  /** Candidate rates (the trained ones). */
+  rates: readonly number[];
+  /** Profiled ms of one pass of `batchSize` inputs at `rate`. */
+  latencyMs: (rate: number, batchSize: number) => number;
+  maxBatch: number;
+  /** Predictor workers serving batches in parallel (default 1). */
+  workers?: number;
+  /** Fraction of the SLO a prediction may use (default 0.8; the rest absorbs noise). */
+  headroom?: number;
+  /** Largest fraction of capacity a rate may need to be chosen (default 0.85). */
+  maxLoad?: number;
+  /** Stricter margins for raising the rate (defaults 0.5 and 0.6). */
+  upHeadroom?: number;
+  upMaxLoad?: number;
+  /** How long the next wider rate must keep fitting before the rate goes up (default 1000 ms). */
+  upHoldMs?: number;
+  /** Time constant of the arrival-rate EWMA (default 500 ms). */
+  arrivalTimeConstantMs?: number;
+  /** Time constant (in batches at that rate) of the observed/profiled latency ratio (default 20). */
+  slowdownBatches?: number;
+}
+
+export interface QueueState {
+  /** Inputs waiting, including those about to form the batch. */
+  queuedInputs: number;
+  /** Inputs in the batch about to run. */
+  batchInputs: number;
+  /** How long the oldest and the newest queued request have waited, ms. */
+  oldestWaitMs: number;
+  newestWaitMs: number;
+}
+
+export interface RateEstimate {
+  rate: number;
+  predictedMs: number;
+  load: number;
+  fits: boolean;
+}
+
+export interface Decision {
+  rate: number;
+  /** Why: 'fits', 'down', 'up', 'hold' (a wider rate fits but not yet long enough), 'floor' (nothing fits). */
+  reason: 'fits' | 'down' | 'up' | 'hold' | 'floor';
+  estimates: RateEstimate[];
+}
+
+export class RateController {
+  readonly sloMs: number;
+  readonly rates: number[];
+  private readonly opts: Required<Omit<ControllerOptions, 'sloMs' | 'rates' | 'latencyMs'>>;
+  private readonly latencyMs: (rate: number, batchSize: number) => number;
+  private current: number;
+  private upSince: number | null = null;
+  private arrivals = 0; // exponentially decayed count of arrived inputs
+  private lastArrival = 0;
+  private readonly slowdowns = new Map<number, number>();
+
+  constructor(options: ControllerOptions) {
+    const op = 'RateController';
+    if (!(options.sloMs > 0) || !Number.isFinite(options.sloMs)) throw new RangeError(`${op}: sloMs must be a positive number, got ${String(options.sloMs)}`);
+    if (!Array.isArray(options.rates) || options.rates.length === 0) throw new RangeError(`${op}: rates must be a non-empty array`);
+    if (!Number.isInteger(options.maxBatch) || options.maxBatch < 1) throw new RangeError(`${op}: maxBatch must be a positive integer, got ${String(options.maxBatch)}`);
+    this.sloMs = options.sloMs;
+    this.rates = [...new Set(options.rates)].sort((a, b) => b - a);
+    this.latencyMs = options.latencyMs;
+    this.opts = {
+      maxBatch: options.maxBatch,
+      workers: options.workers ?? 1,
+      headroom: options.headroom ?? 0.8,
+      maxLoad: options.maxLoad ?? 0.85,
+      upHeadroom: options.upHeadroom ?? 0.5,
+      upMaxLoad: options.upMaxLoad ?? 0.6,
+      upHoldMs: options.upHoldMs ?? 1000,
+      arrivalTimeConstantMs: options.arrivalTimeConstantMs ?? 500,
+      slowdownBatches: options.slowdownBatches ?? 20,
+    };
+    this.current = this.rates[0];
+  }
+
+  /** The rate chosen last (the widest before any decision). */
+  get rate(): number {
+    return this.current;
+  }
+
+  /** Observed over profiled batch latency at the current rate (EWMA, clamped to [0.5, 20]; 1 before any batch). */
+  get slowdown(): number {
+    return this.slowdownAt(this.current);
+  }
+
+  /** Observed over profiled batch latency at `rate`. */
+  slowdownAt(rate: number): number {
+    return this.slowdowns.get(rate) ?? 1;
+  }
+
+  /** Records `inputs` arriving at time `now` (ms). */
+  observeArrival(inputs: number, now: number): void {
+    this.arrivals = this.decayed(now) + inputs;
+    this.lastArrival = now;
+  }
+
+  /** Arrival rate in inputs per second (EWMA with the configured time constant). */
+  arrivalRate(now: number): number {
+    return (this.decayed(now) / this.opts.arrivalTimeConstantMs) * 1000;
+  }
+
+  /** Records a finished batch, so estimates follow a machine that got slower (or faster) than at start-up. */
+  observeBatch(rate: number, batchSize: number, ms: number): void {
+    const profiled = this.latencyMs(rate, batchSize);
+    if (!(profiled > 0) || !(ms >= 0)) return;
+    const ratio = Math.min(20, Math.max(0.5, ms / profiled));
+    const alpha = 1 / this.opts.slowdownBatches;
+    const old = this.slowdownAt(rate);
+    this.slowdowns.set(rate, old + alpha * (ratio - old));
+  }
+
+  /** The prediction for one rate given the queue. */
+  estimate(rate: number, q: QueueState, now: number, headroom = this.opts.headroom, maxLoad = this.opts.maxLoad): RateEstimate {
+    const { maxBatch, workers } = this.opts;
+    const slowdown = this.slowdownAt(rate);
+    const lat = (b: number) => this.latencyMs(rate, Math.max(1, b)) * slowdown;
+    const queued = Math.max(q.queuedInputs, q.batchInputs, 1);
+    const rounds = Math.ceil(Math.ceil(queued / maxBatch) / workers);
+    const drain = rounds * lat(Math.min(queued, maxBatch));
+    const predictedMs = Math.max(q.newestWaitMs + drain, q.oldestWaitMs + lat(q.batchInputs));
+    const load = ((this.arrivalRate(now) / 1000) * lat(maxBatch)) / (maxBatch * workers);
+    return { rate, predictedMs, load, fits: predictedMs <= headroom * this.sloMs && load <= maxLoad };
+  }
+
+  /** Chooses the rate of the batch about to run. */
+  decide(q: QueueState, now: number): Decision {
+    const estimates = this.rates.map((r) => this.estimate(r, q, now));
+    const best = estimates.find((e) => e.fits)?.rate;
+    const floor = this.rates[this.rates.length - 1];
+    if (best === undefined) {
+      this.upSince = null;
+      this.current = floor;
+      return { rate: floor, reason: 'floor', estimates };
+    }
+    if (best < this.current) {
+      this.upSince = null;
+      this.current = best;
+      return { rate: best, reason: 'down', estimates };
+    }
+    const i = this.rates.indexOf(this.current);
+    if (i <= 0) return { rate: this.current, reason: 'fits', estimates };
+    const next = this.rates[i - 1];
+    const strict = this.estimate(next, q, now, this.opts.upHeadroom, this.opts.upMaxLoad);
+    if (!strict.fits) {
+      this.upSince = null;
+      return { rate: this.current, reason: 'fits', estimates };
+    }
+    if (this.upSince === null) this.upSince = now;
+    if (now - this.upSince < this.opts.upHoldMs) return { rate: this.current, reason: 'hold', estimates };
+    this.current = next;
+    this.upSince = now; // the next step up needs its own hold
+    return { rate: next, reason: 'up', estimates };
+  }
+
+  private decayed(now: number): number {
+    const dt = Math.max(0, now - this.lastArrival);
+    return this.arrivals * Math.exp(-dt / this.opts.arrivalTimeConstantMs);
+  }
+}

@@ -1,0 +1,88 @@
+// Messages between a Predictor (main thread) and its worker. Modules cannot
+// cross threads, so the worker loads the model itself from a file; inputs and
+// results cross as Float32Arrays whose buffers are transferred, not copied.
+import type { Preprocess } from '../io/model-file.js';
+import type { Module } from '../nn/module.js';
+import type { LatencyProfile } from '../slicing/select.js';
+
+export interface WorkerInit {
+  /** A file written by ms.save (a checkpoint or a model). */
+  path: string;
+  /** Kernel threads (process-wide: the addon has one thread count). */
+  threads?: number;
+  /** Input shape without the batch; inferred from the model's config when absent. */
+  inputShape?: number[];
+  /** Batch sizes to profile at start-up; none when empty. */
+  profileBatchSizes: number[];
+  profileRepeats?: number;
+  /** A profile measured before (kept instead of measuring when no batch sizes are asked). */
+  latencyProfile?: LatencyProfile;
+}
+
+export interface ReadyMessage {
+  type: 'ready';
+  trainedRates: number[];
+  inputShape: number[];
+  /** The output width (number of classes). */
+  classes: number;
+  preprocess?: Preprocess;
+  latencyProfile?: LatencyProfile;
+}
+
+export interface PredictRequest {
+  type: 'predict';
+  id: number;
+  data: Float32Array;
+  shape: number[];
+  rate: number;
+}
+
+export interface SerializedError {
+  name: string;
+  message: string;
+}
+
+export type ResultMessage =
+  | { type: 'result'; id: number; logits: Float32Array; classes: Int32Array; shape: number[]; rate: number; ms: number }
+  | { type: 'failed'; id: number; error: SerializedError };
+
+export type WorkerMessage = ReadyMessage | ResultMessage | { type: 'init-failed'; error: SerializedError };
+
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof Error) return { name: err.name, message: err.message };
+  return { name: 'Error', message: String(err) };
+}
+
+/** Rebuilds an error of the same built-in type (TypeError, RangeError, ...) on this side. */
+export function deserializeError(e: SerializedError): Error {
+  const Ctor = e.name === 'TypeError' ? TypeError : e.name === 'RangeError' ? RangeError : Error;
+  const err = new Ctor(e.message);
+  if (Ctor === Error && e.name !== 'Error') err.name = e.name;
+  return err;
+}
+
+/** The input shape (without the batch) a model's config implies; conv models are assumed to take 32x32 images. */
+export function defaultInputShape(model: Module): number[] {
+  const config = model.config;
+  if (config === undefined) throw new TypeError('Predictor: the model has no config; pass inputShape');
+  if (config.kind === 'mlp') return [config.inputs];
+  return [config.inChannels, 32, 32];
+}
+
+/** Index of the largest value of each row (the first on ties). */
+export function argmaxRows(logits: Float32Array, rows: number, cols: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let best = 0;
+    let bestValue = logits[i * cols];
+    for (let j = 1; j < cols; j++) {
+      const v = logits[i * cols + j];
+      if (v > bestValue) {
+        bestValue = v;
+        best = j;
+      }
+    }
+    out[i] = best;
+  }
+  return out;
+}

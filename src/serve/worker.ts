@@ -1,0 +1,61 @@
+// The Predictor's worker thread: loads the model from a file, measures its
+// latency profile, then answers one forward pass at a time. Each pass sets the
+// slice rate and runs to completion before the next message is read, so a pass
+// never mixes widths.
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadFile } from '../io/model-file.js';
+import type { Module } from '../nn/module.js';
+import { profileLatency, trainedRatesOf } from '../slicing/select.js';
+import { noGrad, Tensor } from '../tensor.js';
+import { setNumThreads } from '../threads.js';
+import { argmaxRows, defaultInputShape, serializeError, type PredictRequest, type ResultMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
+
+async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Promise<void> {
+  const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+  let model: Module;
+  let inputShape: number[];
+  let classes: number;
+  try {
+    if (init.threads !== undefined) setNumThreads(init.threads);
+    model = (await loadFile(init.path)).model;
+    model.eval();
+    inputShape = init.inputShape ?? defaultInputShape(model);
+    if (init.profileBatchSizes.length > 0) {
+      profileLatency(model, { inputShape, batchSizes: init.profileBatchSizes, repeats: init.profileRepeats });
+    } else if (init.latencyProfile !== undefined) {
+      model.latencyProfile = init.latencyProfile;
+    }
+    const config = model.config;
+    classes = config !== undefined ? config.classes : 0;
+  } catch (err) {
+    post({ type: 'init-failed', error: serializeError(err) });
+    return;
+  }
+  const preprocess = model.preprocess;
+  post({ type: 'ready', trainedRates: trainedRatesOf(model), inputShape, classes, preprocess, latencyProfile: model.latencyProfile });
+
+  port.on('message', (req: PredictRequest) => {
+    const t0 = performance.now();
+    let reply: ResultMessage;
+    try {
+      const data = req.data;
+      if (preprocess !== undefined) {
+        const { mean, std } = preprocess;
+        for (let i = 0; i < data.length; i++) data[i] = (data[i] - mean) / std;
+      }
+      model.setSliceRate(req.rate);
+      const out = noGrad(() => model.forward(new Tensor(data, req.shape)));
+      const rows = out.shape[0];
+      const cols = out.size / Math.max(1, rows);
+      const logits = new Float32Array(out.data); // a copy we may transfer
+      reply = { type: 'result', id: req.id, logits, classes: argmaxRows(logits, rows, cols), shape: [...out.shape], rate: req.rate, ms: performance.now() - t0 };
+      post(reply, [logits.buffer as ArrayBuffer, reply.classes.buffer as ArrayBuffer]);
+    } catch (err) {
+      post({ type: 'failed', id: req.id, error: serializeError(err) });
+    }
+  });
+}
+
+if (parentPort !== null && workerData !== null && typeof workerData === 'object' && 'path' in workerData) {
+  void start(parentPort, workerData as WorkerInit);
+}

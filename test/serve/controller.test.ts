@@ -1,0 +1,155 @@
+import t from 'tap';
+import { RateController } from '../../src/serve/controller.js';
+
+// A synthetic machine: a pass costs a fixed part plus a part per input, both falling with the rate.
+const COST: Record<number, [number, number]> = { 1: [2, 0.5], 0.5: [1, 0.15], 0.25: [0.5, 0.05] };
+const latencyMs = (rate: number, batch: number) => COST[rate][0] + COST[rate][1] * batch;
+const MAX_BATCH = 32;
+const SLO = 50;
+
+function controller(extra = {}): RateController {
+  return new RateController({ sloMs: SLO, rates: [0.25, 1, 0.5], latencyMs, maxBatch: MAX_BATCH, ...extra });
+}
+
+interface Sim {
+  rates: { t: number; rate: number }[];
+  latencies: { t: number; ms: number }[];
+}
+
+/**
+ * A deterministic single-worker server: inputs arrive evenly at `rps(t)` per
+ * second; whenever the worker is free it takes up to MAX_BATCH queued inputs,
+ * asks for a rate (unless fixed) and is busy for the profiled latency.
+ */
+function simulate(c: RateController | null, rps: (t: number) => number, endMs: number): Sim {
+  const sim: Sim = { rates: [], latencies: [] };
+  const queue: number[] = [];
+  let freeAt = 0;
+  let owed = 0;
+  for (let t = 0; t < endMs; t += 0.25) {
+    owed += (rps(t) / 1000) * 0.25;
+    while (owed >= 1) {
+      owed -= 1;
+      queue.push(t);
+      c?.observeArrival(1, t);
+    }
+    if (t >= freeAt && queue.length > 0) {
+      const size = Math.min(MAX_BATCH, queue.length);
+      const rate = c === null ? 1 : c.decide({ queuedInputs: queue.length, batchInputs: size, oldestWaitMs: t - queue[0], newestWaitMs: t - queue[queue.length - 1] }, t).rate;
+      const ms = latencyMs(rate, size);
+      c?.observeBatch(rate, size, ms);
+      for (const arrived of queue.splice(0, size)) sim.latencies.push({ t, ms: t + ms - arrived });
+      sim.rates.push({ t, rate });
+      freeAt = t + ms;
+    }
+  }
+  return sim;
+}
+
+const p99 = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(0.99 * s.length))];
+};
+
+// Rate 1 serves at most 32 inputs per 18 ms = 1778/s; calm is 300/s, the spike 10x that.
+const load = (t: number) => (t >= 3000 && t < 6000 ? 3000 : 300);
+
+t.test('under a 10x spike the controller lowers the rate, keeps p99 within the SLO, and returns to 1', async (t) => {
+  const c = controller();
+  const sim = simulate(c, load, 10000);
+  const ratesIn = (a: number, b: number) => sim.rates.filter((r) => r.t >= a && r.t < b).map((r) => r.rate);
+  const latIn = (a: number, b: number) => sim.latencies.filter((l) => l.t >= a && l.t < b).map((l) => l.ms);
+  t.ok(ratesIn(0, 3000).every((r) => r === 1), 'calm: full width throughout');
+  const spike = ratesIn(3500, 6000);
+  t.ok(spike.every((r) => r < 1), `spike (after the first 0.5 s): a lower rate (${[...new Set(spike)].join(', ')})`);
+  t.ok(p99(latIn(3000, 6000)) <= SLO, `spike p99 ${p99(latIn(3000, 6000)).toFixed(1)} ms within the ${SLO} ms SLO`);
+  t.ok(p99(latIn(0, 10000)) <= SLO, 'p99 over the whole run within the SLO');
+  t.equal(sim.rates[sim.rates.length - 1].rate, 1, 'calm again: back to full width');
+  t.ok(ratesIn(8000, 10000).every((r) => r === 1), 'and it stays there');
+  // No flapping: a handful of changes over the run, not one per batch.
+  const changes = sim.rates.filter((r, i) => i > 0 && r.rate !== sim.rates[i - 1].rate).length;
+  t.ok(changes <= 6, `${changes} rate changes in ${sim.rates.length} batches`);
+
+  // The same load at a fixed rate 1: the queue grows without bound during the spike.
+  const fixed = simulate(null, load, 10000);
+  const fixedSpike = fixed.latencies.filter((l) => l.t >= 3000 && l.t < 7000).map((l) => l.ms);
+  t.ok(p99(fixedSpike) > 10 * SLO, `fixed rate 1: spike p99 ${p99(fixedSpike).toFixed(0)} ms, far past the SLO`);
+});
+
+t.test('down at once, up one step at a time after the hold', async (t) => {
+  const c = controller({ upHoldMs: 1000 });
+  t.equal(c.rate, 1, 'starts at the widest rate');
+  const calm = { queuedInputs: 1, batchInputs: 1, oldestWaitMs: 0, newestWaitMs: 0 };
+  t.same(c.decide(calm, 0).rate, 1);
+  t.equal(c.decide(calm, 0).reason, 'fits');
+  // A deep queue: rate 1 would need 4 rounds of 18 ms, 0.5 four of 5.8 ms.
+  const deep = { queuedInputs: 128, batchInputs: 32, oldestWaitMs: 5, newestWaitMs: 0 };
+  const d = c.decide(deep, 10);
+  t.equal(d.rate, 0.5);
+  t.equal(d.reason, 'down');
+  t.same(d.estimates.map((e) => e.rate), [1, 0.5, 0.25]);
+  t.ok(d.estimates[0].predictedMs > 0.8 * SLO && d.estimates[1].fits);
+  // Nothing fits: the narrowest rate.
+  const hopeless = { queuedInputs: 10000, batchInputs: 32, oldestWaitMs: 100, newestWaitMs: 0 };
+  const h = c.decide(hopeless, 20);
+  t.same([h.rate, h.reason], [0.25, 'floor']);
+  // Calm again: the wider rate must keep fitting for upHoldMs, then one step.
+  t.same([c.decide(calm, 5000).rate, c.decide(calm, 5000).reason], [0.25, 'hold']);
+  t.equal(c.decide(calm, 5999).rate, 0.25, 'not before the hold');
+  const up = c.decide(calm, 6000);
+  t.same([up.rate, up.reason], [0.5, 'up']);
+  t.equal(c.decide(calm, 6500).rate, 0.5, 'the next step needs its own hold');
+  t.equal(c.decide(calm, 7000).rate, 1);
+  // A break in the hold restarts it.
+  c.decide(deep, 7001);
+  t.equal(c.rate, 0.5);
+  c.decide(calm, 7500);
+  c.decide(deep, 8000); // 0.5 still fits this queue, but 1 does not: the hold breaks
+  t.equal(c.rate, 0.5);
+  t.equal(c.decide(calm, 8600).reason, 'hold', 'the hold restarted at 8600');
+  t.equal(c.decide(calm, 9600).rate, 1);
+});
+
+t.test('the arrival rate is an EWMA that decays when requests stop', async (t) => {
+  const c = controller({ arrivalTimeConstantMs: 500 });
+  for (let i = 0; i < 5000; i++) c.observeArrival(1, i); // 1000/s for 5 s
+  t.ok(Math.abs(c.arrivalRate(4999) - 1000) < 15, `steady 1000/s estimated as ${c.arrivalRate(4999).toFixed(1)}`);
+  t.ok(c.arrivalRate(5499) < 400, 'a time constant later it has decayed to about 1/e');
+  t.ok(c.arrivalRate(10000) < 1, 'and keeps decaying without arrivals');
+  // A high arrival rate alone makes rate 1 unaffordable, even with an empty queue.
+  for (let i = 0; i < 5000; i++) c.observeArrival(3, 10000 + i); // 3000/s
+  const d = c.decide({ queuedInputs: 1, batchInputs: 1, oldestWaitMs: 0, newestWaitMs: 0 }, 14999);
+  t.ok(d.estimates[0].load > 0.85, `load at rate 1 = ${d.estimates[0].load.toFixed(2)}`);
+  t.equal(d.rate, 0.5);
+});
+
+t.test('a machine slower than its profile lowers the rate sooner', async (t) => {
+  const c = controller({ slowdownBatches: 1 });
+  const q = { queuedInputs: 64, batchInputs: 32, oldestWaitMs: 0, newestWaitMs: 0 };
+  t.equal(c.decide(q, 0).rate, 1, '2 rounds of 18 ms fit 40 ms');
+  c.observeBatch(1, 32, 36); // passes at rate 1 now take twice the profiled time
+  t.equal(c.slowdown, 2, 'the current rate');
+  t.equal(c.decide(q, 1).rate, 0.5);
+  t.equal(c.slowdown, 1, 'rate 0.5 has not been observed yet');
+  t.equal(c.slowdownAt(1), 2);
+  c.observeBatch(1, 32, 1e6);
+  t.equal(c.slowdownAt(1), 20, 'clamped');
+  c.observeBatch(1, 32, NaN);
+  t.equal(c.slowdownAt(1), 20, 'nonsense ignored');
+  c.observeBatch(0.5, 32, 0);
+  t.equal(c.slowdownAt(0.5), 0.5, 'clamped below too');
+});
+
+t.test('several workers share the queue', async (t) => {
+  const one = controller();
+  const two = controller({ workers: 2 });
+  const q = { queuedInputs: 96, batchInputs: 32, oldestWaitMs: 0, newestWaitMs: 0 };
+  t.equal(one.decide(q, 0).rate, 0.5, 'one worker: 3 rounds of 18 ms do not fit');
+  t.equal(two.decide(q, 0).rate, 1, 'two workers: 2 rounds fit');
+});
+
+t.test('bad options', async (t) => {
+  t.throws(() => controller({ sloMs: 0 }), { name: 'RangeError', message: /sloMs/ });
+  t.throws(() => controller({ rates: [] }), { name: 'RangeError', message: /rates/ });
+  t.throws(() => controller({ maxBatch: 0 }), { name: 'RangeError', message: /maxBatch/ });
+});
