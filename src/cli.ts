@@ -1,6 +1,6 @@
-// modelslice train | eval | serve: reproducible runs from flags. With --json
+// modelslice train | eval | serve | export: reproducible runs from flags. With --json
 // the last line printed is one JSON object.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
@@ -8,6 +8,7 @@ import { DataLoader } from './data/loader.js';
 import { pixelStats, sample, standardize, type Dataset } from './data/dataset.js';
 import { DATASETS, loadDataset, type DatasetName } from './data/registry.js';
 import { load, save } from './io/model-file.js';
+import { exportOnnx } from './io/onnx.js';
 import { mlp } from './models/mlp.js';
 import { resnet } from './models/resnet.js';
 import { vgg } from './models/vgg.js';
@@ -30,6 +31,7 @@ commands:
   train   train a sliceable model and print accuracy and cost per rate
   eval    evaluate a saved model at each rate
   serve   serve a saved model over HTTP, lowering the rate under load to meet a latency SLO
+  export  write the compact model at one rate as ONNX
 
 train flags:
   --model mlp|resnet|vgg     architecture (default mlp)
@@ -64,6 +66,14 @@ train flags:
 eval flags:
   --checkpoint FILE          the saved model
   --dataset, --data-dir, --rates, --batch-size, --threads, --json as above
+
+export flags:
+  --checkpoint FILE          the saved model
+  --rate X                   slice rate to export (default 1)
+  --out FILE                 the .onnx file to write
+  --input-shape 1,3,32,32    input shape with the batch (the batch stays dynamic;
+                             default: 1 and the model's input size, 32x32 images)
+  --json                     print {"path", "rate", "bytes"}
 
 serve flags:
   --checkpoint FILE          the saved model
@@ -110,6 +120,7 @@ const options = {
   out: { type: 'string' },
   resume: { type: 'string' },
   checkpoint: { type: 'string' },
+  'input-shape': { type: 'string' },
   port: { type: 'string' },
   'slo-ms': { type: 'string' },
   host: { type: 'string' },
@@ -359,6 +370,26 @@ async function serveCommand(flags: Flags, log: (s: string) => void, json: boolea
   return { url: server.url, signal, served: m.served, rejected: m.rejected, batches: m.batches, requests: m.requests };
 }
 
+async function exportCommand(flags: Flags, log: (s: string) => void): Promise<Record<string, unknown>> {
+  const path = flags.checkpoint as string | undefined;
+  const out = flags.out as string | undefined;
+  if (path === undefined) throw new UsageError('export needs --checkpoint FILE');
+  if (out === undefined) throw new UsageError('export needs --out FILE.onnx');
+  const rate = num(flags, 'rate', 1);
+  if (!(rate > 0 && rate <= 1)) throw new UsageError(`--rate must be a slice rate in (0, 1], got ${String(flags.rate)}`);
+  const given = flags['input-shape'] === undefined ? null : list(flags, 'input-shape', []);
+  if (given !== null && (given.length < 2 || given.some((d) => !Number.isInteger(d) || d < 1))) {
+    throw new UsageError(`--input-shape must be positive integers with the batch first, got ${String(flags['input-shape'])}`);
+  }
+  const model = await load(path);
+  const cfg = model.config!;
+  const inputShape = given ?? (cfg.kind === 'mlp' ? [1, cfg.inputs] : [1, cfg.inChannels, 32, 32]);
+  await exportOnnx(model, out, { rate, inputShape });
+  const bytes = (await stat(out)).size;
+  log(`wrote ${out}: ${cfg.kind} at rate ${rate}, input [N, ${inputShape.slice(1).join(', ')}], ${bytes} bytes`);
+  return { path: out, rate, bytes };
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === '--help' || command === '-h') {
@@ -385,6 +416,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'train') result = await train(flags, log);
     else if (command === 'eval') result = await evalCommand(flags, log);
     else if (command === 'serve') result = await serveCommand(flags, log, json);
+    else if (command === 'export') result = await exportCommand(flags, log);
     else throw new UsageError(`unknown command ${command}`);
     if (json) console.log(JSON.stringify(result));
     return 0;
