@@ -149,7 +149,10 @@ export class Predictor {
     if (inputShape !== undefined) init.inputShape = inputShape;
     if (profile && profile.repeats !== undefined) init.profileRepeats = profile.repeats;
     if (modelOrPath instanceof Module && modelOrPath.latencyProfile !== undefined) init.latencyProfile = modelOrPath.latencyProfile;
-    const worker = new Worker(workerUrl(), { workerData: init });
+    // Workers inherit the process's Node flags (loaders stay useful), but some are
+    // refused in workers: `node --input-type=module -e ...` would fail to start them.
+    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type') && a !== '-e' && a !== '--eval');
+    const worker = new Worker(workerUrl(), { workerData: init, execArgv });
     try {
       const ready = await new Promise<ReadyMessage>((resolve, reject) => {
         const onMessage = (m: WorkerMessage) => {

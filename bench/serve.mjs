@@ -1,0 +1,518 @@
+#!/usr/bin/env node
+// Elastic serving under a 10x load spike (issue 7): open-loop Poisson arrivals
+// on loopback against ms.serve, in three phases (calm, spike at 10x calm, calm
+// again), run twice: with the rate fixed at 1 and with the rate controller.
+//
+//   npm run bench:serve [-- --quick --json --model resnet20|resnet56 --inputs-per-request N
+//                          --max-batch N --max-queue N --workers N --phases 25,25,25 --seed N
+//                          --accuracy 1:89.69,0.75:89.70,0.5:89.55,0.25:89.22]
+//
+// Calibration, from the latency profile measured here at start-up (the same
+// profileLatency the server runs, twice, keeping the faster median of each cell):
+//   capacity(r)  = workers x maxBatch / latency(r, maxBatch)   inputs per second
+//   calm load    = capacity(1) / 2, spike = 10 x calm
+//   SLO          = 4 x latency(1, maxBatch): at half load a request waits for at
+//                  most the batch in progress and then its own (2 batches); the
+//                  other factor 2 absorbs Poisson bursts and machine noise.
+// Both servers get this same profile (ServeOptions.latencyProfile), so the two
+// runs plan with identical numbers and neither re-profiles.
+//
+// The model is a random-weight ResNet-56 on 3x32x32 inputs (`--model resnet20` also
+// works): the rate matters (a pass at r = 0.25 is ~6x cheaper than at r = 1) and a pass
+// is heavy enough that HTTP is not the bottleneck. Requests carry
+// `--inputs-per-request` inputs (default 4) as raw little-endian float32
+// (application/octet-stream): the spike offers ~5x what rate 1 can do (about 1300
+// images a second for ResNet-56 here, 3500 for ResNet-20), and one image per request
+// would make HTTP parsing on 2 cores, not the model, the bottleneck.
+//
+// The server runs in a child process (`node -e` with ms.serve): client and server
+// then have separate event loops, so the client's timers and response parsing do
+// not delay the server's accept/batching loop (and a busy server loop does not
+// delay the client's arrivals, which would make the load closed-loop). It is also
+// what a deployment looks like. Latency is measured from each request's
+// *scheduled* arrival time, so a late send is charged to the system (no
+// coordinated omission).
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ms from 'modelslice';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = dirname(here);
+const args = process.argv.slice(2);
+const opt = (name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
+const quick = args.includes('--quick');
+const jsonOut = args.includes('--json');
+const modelName = opt('model', 'resnet56');
+const inputsPerRequest = Number(opt('inputs-per-request', '4'));
+const maxBatch = Number(opt('max-batch', '32'));
+const maxQueue = Number(opt('max-queue', '256'));
+const workers = Number(opt('workers', '1'));
+const seed = Number(opt('seed', '1'));
+const phaseSeconds = opt('phases', quick ? '4,5,4' : '25,25,25').split(',').map(Number);
+const warmupSeconds = quick ? 1 : 3;
+const sloFactor = 4;
+const calmFraction = 0.5;
+const spikeFactor = 10;
+const accuracy = opt('accuracy', undefined); // per-rate test accuracy of a trained model, "r:acc,..."
+const err = (...a) => console.error(...a);
+
+const builders = {
+  resnet20: () => ms.models.resnet({ depth: 20, classes: 10 }),
+  resnet56: () => ms.models.resnet({ depth: 56, classes: 10 }),
+};
+if (!builders[modelName]) throw new RangeError(`--model must be one of ${Object.keys(builders).join(', ')}`);
+for (const [name, v] of [
+  ['inputs-per-request', inputsPerRequest],
+  ['max-batch', maxBatch],
+  ['max-queue', maxQueue],
+  ['workers', workers],
+]) {
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer`);
+}
+if (inputsPerRequest > maxBatch) throw new RangeError('--inputs-per-request must be at most --max-batch');
+if (phaseSeconds.length !== 3 || phaseSeconds.some((s) => !(s > 0 && s <= 120))) throw new RangeError('--phases takes three durations in (0, 120] seconds');
+const inputShape = [3, 32, 32];
+const inputSize = inputShape.reduce((a, b) => a * b, 1);
+
+// Deterministic randomness (arrival gaps and request bodies).
+function mulberry32(s) {
+  let a = s >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const quantile = (sorted, q) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]);
+const round = (x, d = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : 0);
+
+// ---- the model and its latency profile -------------------------------------
+const tmp = mkdtempSync(join(tmpdir(), 'modelslice-bench-serve-'));
+const cleanup = () => rmSync(tmp, { recursive: true, force: true });
+let child = null;
+process.on('exit', () => {
+  if (child && child.exitCode === null) child.kill('SIGKILL');
+  cleanup();
+});
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    err(`bench:serve: ${sig}, stopping`);
+    process.exit(130);
+  });
+}
+
+const model = builders[modelName]();
+model.eval();
+const modelPath = join(tmp, `${modelName}.safetensors`);
+await ms.save(model, modelPath);
+// The server gives each of several workers its share of the cores; profile with the same thread count.
+const threads = workers > 1 ? Math.max(1, Math.floor(availableParallelism() / workers)) : ms.getNumThreads();
+const previousThreads = ms.getNumThreads();
+ms.setNumThreads(threads);
+const batchSizes = [];
+for (let b = 1; b < maxBatch; b *= 2) batchSizes.push(b);
+batchSizes.push(maxBatch);
+err(`bench:serve: profiling ${modelName} (batch sizes ${batchSizes.join(', ')}, ${threads} kernel threads)...`);
+const t0 = performance.now();
+const profiles = [0, 1].map(() => ms.profileLatency(model, { inputShape, batchSizes, repeats: quick ? 3 : 5 })); // a fresh object each time
+ms.setNumThreads(previousThreads);
+const rates = Object.keys(profiles[0].byBatch[batchSizes[0]])
+  .map(Number)
+  .sort((a, b) => b - a);
+// Keep the faster median of each cell (other jobs only ever slow a pass down), then make
+// the table monotone (a bigger batch or a wider rate never costs less): noise must not
+// make the controller believe a wider rate or a bigger batch is cheaper.
+const profile = { byBatch: {} };
+for (const b of batchSizes) {
+  profile.byBatch[b] = {};
+  for (const r of rates) profile.byBatch[b][r] = Math.min(profiles[0].byBatch[b][r], profiles[1].byBatch[b][r]);
+}
+for (let i = 1; i < batchSizes.length; i++) for (const r of rates) profile.byBatch[batchSizes[i]][r] = Math.max(profile.byBatch[batchSizes[i]][r], profile.byBatch[batchSizes[i - 1]][r]);
+for (const b of batchSizes) for (let j = rates.length - 2; j >= 0; j--) profile.byBatch[b][rates[j]] = Math.max(profile.byBatch[b][rates[j]], profile.byBatch[b][rates[j + 1]]);
+err(`bench:serve: profiled in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+const fullBatchMs = profile.byBatch[maxBatch][1];
+const capacity = (r) => (workers * maxBatch * 1000) / profile.byBatch[maxBatch][r]; // inputs/s at full batches
+const sloMs = round(sloFactor * fullBatchMs, 1);
+const calmInputs = calmFraction * capacity(1);
+const calmRps = calmInputs / inputsPerRequest;
+const spikeRps = spikeFactor * calmRps;
+const phases = [
+  { name: 'calm', seconds: phaseSeconds[0], rps: calmRps },
+  { name: 'spike', seconds: phaseSeconds[1], rps: spikeRps },
+  { name: 'calm', seconds: phaseSeconds[2], rps: calmRps },
+];
+const sloReason = `${sloFactor} x ${fullBatchMs.toFixed(1)} ms, the profiled rate-1 latency of one batch of ${maxBatch} (a calm request waits for at most the batch in progress and its own: 2 batches, plus 2x margin)`;
+
+// ---- the server, in a child process ----------------------------------------
+// CommonJS `-e` with a dynamic import rather than `--input-type=module`: the predictor's
+// worker threads inherit the process's execArgv, and a worker refuses --input-type.
+const childCode = `
+import('modelslice').then(async (ms) => {
+  const o = JSON.parse(process.env.MODELSLICE_BENCH_SERVE);
+  const server = await ms.serve(o.path, o.options);
+  process.send({ type: 'ready', url: server.url });
+  process.on('disconnect', () => process.exit(1)); // the benchmark went away
+  process.on('message', async (m) => {
+    if (m.type !== 'close') return;
+    const metrics = server.metrics();
+    await server.close();
+    process.send({ type: 'closed', metrics }, () => process.exit(0));
+  });
+}).catch((e) => { console.error(e); process.exit(1); });
+`;
+
+function startServer(serveOptions) {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, MODELSLICE_BENCH_SERVE: JSON.stringify({ path: modelPath, options: serveOptions }) };
+    // stdout of the child goes to our stderr, so that with --json our stdout ends with the JSON line.
+    child = spawn(process.execPath, ['-e', childCode], { cwd: root, env, stdio: ['ignore', 2, 2, 'ipc'] });
+    const proc = child;
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error('the server did not start within 120 s'));
+    }, 120000);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the server exited with code ${code} before it was ready`));
+    });
+    proc.once('message', (m) => {
+      clearTimeout(timer);
+      resolve({
+        url: new URL(m.url),
+        close: () =>
+          new Promise((res) => {
+            const kill = setTimeout(() => {
+              proc.kill('SIGKILL');
+              res(null);
+            }, 40000);
+            proc.on('message', (msg) => {
+              if (msg.type === 'closed') {
+                clearTimeout(kill);
+                res(msg.metrics);
+              }
+            });
+            proc.send({ type: 'close' });
+          }),
+        exited: new Promise((res) => (proc.exitCode !== null ? res() : proc.once('exit', () => res()))),
+      });
+    });
+  });
+}
+
+// ---- the load generator ----------------------------------------------------
+const rand = mulberry32(seed);
+const bodies = Array.from({ length: 16 }, () => {
+  const x = new Float32Array(inputsPerRequest * inputSize);
+  for (let i = 0; i < x.length; i++) x[i] = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+  return Buffer.from(x.buffer, x.byteOffset, x.byteLength); // little-endian on every platform Node runs on
+});
+
+async function runLoad(name, serveOptions) {
+  err(`bench:serve: ${name} run: starting the server...`);
+  const server = await startServer(serveOptions);
+  const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 256 });
+  const arrivalRand = mulberry32(seed + 1000); // the same arrival sequence in both runs
+  const records = []; // {t: scheduled ms from the measured start, phase, status, ms, rate}
+  let outstanding = 0;
+  let errors = 0;
+  let lost = 0;
+  let lastDone = null;
+  const finished = () => {
+    if (outstanding === 0 && lastDone) lastDone();
+  };
+
+  const send = (scheduled, start, phase) => {
+    outstanding++;
+    const rec = { t: scheduled - start, phase, status: 0, ms: NaN, rate: NaN };
+    const body = bodies[records.length % bodies.length];
+    if (phase >= 0) records.push(rec);
+    let done = false;
+    const complete = (status, text) => {
+      if (done) return;
+      done = true;
+      rec.status = status;
+      rec.ms = performance.now() - scheduled;
+      if (status === 200) {
+        try {
+          rec.rate = JSON.parse(text).rate;
+        } catch {
+          rec.status = -1;
+        }
+      }
+      if (status <= 0 && phase >= 0) errors++;
+      outstanding--;
+      finished();
+    };
+    const req = request(
+      {
+        agent,
+        host: server.url.hostname,
+        port: server.url.port,
+        method: 'POST',
+        path: '/predict',
+        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length },
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => complete(res.statusCode, Buffer.concat(chunks).toString()));
+        res.on('error', () => complete(-1, ''));
+      },
+    );
+    req.on('error', () => complete(-1, ''));
+    req.end(body);
+  };
+
+  // Phases as [from, to) ms offsets; phase -1 is the uncounted warm-up at the calm load.
+  const schedule = [{ name: 'warmup', seconds: warmupSeconds, rps: calmRps, index: -1 }, ...phases.map((p, i) => ({ ...p, index: i }))];
+  let offset = -warmupSeconds * 1000;
+  for (const p of schedule) {
+    p.from = offset;
+    p.to = offset + p.seconds * 1000;
+    offset = p.to;
+  }
+  const endMs = offset;
+  const start = performance.now() + warmupSeconds * 1000 + 50; // t = 0 is the start of the first counted phase
+  let next = start - warmupSeconds * 1000; // the next scheduled arrival (absolute ms)
+  let k = 0;
+  await new Promise((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      while (next <= now) {
+        const t = next - start;
+        if (t >= endMs) return resolve();
+        while (t >= schedule[k].to) k++;
+        send(next, start, schedule[k].index);
+        next += (-Math.log(1 - arrivalRand()) / schedule[k].rps) * 1000; // exponential gap at this phase's rate
+      }
+      setTimeout(tick, Math.max(0, Math.min(5, next - now - 0.5)));
+    };
+    setTimeout(tick, Math.max(0, next - performance.now()));
+  });
+  // Bounded drain: whatever is still unanswered 30 s after the last arrival is counted lost.
+  if (outstanding > 0) {
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, 30000);
+      lastDone = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+  for (const r of records) if (r.status === 0) lost++;
+  agent.destroy();
+  const serverMetrics = await server.close();
+  await server.exited;
+  child = null;
+  return summarize(name, records, { errors, lost, serverMetrics, endMs });
+}
+
+function summarize(name, records, extra) {
+  const servedRecs = records.filter((r) => r.status === 200);
+  const lat = servedRecs.map((r) => r.ms).sort((a, b) => a - b);
+  const meanRateOf = (rs) => (rs.length === 0 ? 0 : rs.reduce((s, r) => s + r.rate, 0) / rs.length);
+  const phaseStats = phases.map((p, i) => {
+    const all = records.filter((r) => r.phase === i);
+    const served = all.filter((r) => r.status === 200);
+    const l = served.map((r) => r.ms).sort((a, b) => a - b);
+    return {
+      name: p.name,
+      offeredRps: round(all.length / p.seconds, 1),
+      served: served.length,
+      p99Ms: round(quantile(l, 0.99), 1),
+      meanRate: round(meanRateOf(served), 3),
+      // not in the JSON line:
+      targetRps: p.rps,
+      rejected: all.filter((r) => r.status === 503).length,
+      timedOut: served.filter((r) => r.ms > sloMs).length,
+      p50Ms: round(quantile(l, 0.5), 1),
+      other: all.filter((r) => r.status !== 200 && r.status !== 503).length,
+    };
+  });
+  // Per-second timeline of the counted phases (by scheduled arrival time).
+  const seconds = Math.ceil(extra.endMs / 1000);
+  const timeline = Array.from({ length: seconds }, (_, s) => {
+    const rs = records.filter((r) => r.t >= s * 1000 && r.t < (s + 1) * 1000);
+    const sv = rs.filter((r) => r.status === 200);
+    return {
+      s,
+      offered: rs.length,
+      served: sv.length,
+      rejected: rs.filter((r) => r.status === 503).length,
+      rate: sv.length ? meanRateOf(sv) : null,
+      p99: sv.length ? quantile(sv.map((r) => r.ms).sort((a, b) => a - b), 0.99) : null,
+    };
+  });
+  const byRate = {};
+  for (const r of servedRecs) byRate[r.rate] = (byRate[r.rate] ?? 0) + 1;
+  return {
+    name,
+    served: servedRecs.length,
+    rejected: records.filter((r) => r.status === 503).length,
+    timedOut: servedRecs.filter((r) => r.ms > sloMs).length,
+    p50Ms: round(quantile(lat, 0.5), 1),
+    p99Ms: round(quantile(lat, 0.99), 1),
+    meanRate: round(meanRateOf(servedRecs), 3),
+    phases: phaseStats,
+    timeline,
+    byRate,
+    ...extra,
+  };
+}
+
+// ---- the SVG timeline ------------------------------------------------------
+function esc(s) {
+  return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+}
+
+function timelineSvg(runs) {
+  const W = 980;
+  const colW = 450;
+  const rowH = 150;
+  const top = 56;
+  const left = 58;
+  const H = top + 3 * (rowH + 36) + 30;
+  const seconds = Math.max(...runs.map((r) => r.timeline.length));
+  const maxOffered = Math.max(1, ...runs.flatMap((r) => r.timeline.map((b) => b.offered)));
+  const maxP99 = Math.max(sloMs * 1.5, ...runs.flatMap((r) => r.timeline.map((b) => b.p99 ?? 0)));
+  const out = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`);
+  out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  out.push(
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${esc(`modelslice serve, ${modelName}, ${inputsPerRequest} inputs/request: calm ${calmRps.toFixed(0)} req/s, spike ${spikeRps.toFixed(0)} req/s, SLO ${sloMs} ms`)}</text>`,
+  );
+  out.push(`<text x="${W / 2}" y="38" text-anchor="middle" fill="#555">per second of scheduled arrival; shaded: the spike</text>`);
+  const rows = [
+    { title: 'requests per second: offered (grey), served (blue), rejected 503 (red)', max: maxOffered, unit: '' },
+    { title: 'slice rate of the answers (mean)', max: 1, unit: '' },
+    { title: `p99 latency (ms); dashed: SLO ${sloMs} ms`, max: maxP99, unit: '' },
+  ];
+  runs.forEach((run, c) => {
+    const x0 = left + c * (colW + 40);
+    const plotW = colW - 20;
+    const X = (s) => x0 + (s / seconds) * plotW;
+    out.push(`<text x="${x0 + plotW / 2}" y="${top - 2}" text-anchor="middle" font-size="13" font-weight="bold">${esc(run.name === 'fixed' ? 'rate fixed at 1' : 'elastic (rate controller)')}</text>`);
+    rows.forEach((row, i) => {
+      const y0 = top + 14 + i * (rowH + 36);
+      const Y = (v) => y0 + rowH - (Math.min(v, row.max) / row.max) * rowH;
+      const spikeFrom = phases[0].seconds;
+      const spikeTo = spikeFrom + phases[1].seconds;
+      out.push(`<rect x="${X(spikeFrom)}" y="${y0}" width="${X(spikeTo) - X(spikeFrom)}" height="${rowH}" fill="#fff1dc"/>`);
+      out.push(`<rect x="${x0}" y="${y0}" width="${plotW}" height="${rowH}" fill="none" stroke="#999"/>`);
+      out.push(`<text x="${x0}" y="${y0 - 4}" fill="#333">${esc(row.title)}</text>`);
+      for (const f of [0, 0.5, 1]) {
+        const v = row.max * f;
+        out.push(`<text x="${x0 - 4}" y="${Y(v) + 4}" text-anchor="end" fill="#555">${row.max === 1 ? v.toFixed(2) : Math.round(v)}</text>`);
+      }
+      for (let s = 0; s <= seconds; s += 10) out.push(`<text x="${X(s)}" y="${y0 + rowH + 12}" text-anchor="middle" fill="#555">${s}s</text>`);
+      const line = (vals, color, dash = '') => {
+        const pts = [];
+        const segs = [];
+        vals.forEach((v, s) => {
+          if (v === null) {
+            if (pts.length) segs.push(pts.splice(0));
+            return;
+          }
+          pts.push(`${X(s + 0.5).toFixed(1)},${Y(v).toFixed(1)}`);
+        });
+        if (pts.length) segs.push(pts);
+        for (const p of segs) out.push(`<polyline points="${p.join(' ')}" fill="none" stroke="${color}" stroke-width="1.6"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`);
+      };
+      if (i === 0) {
+        line(run.timeline.map((b) => b.offered), '#888');
+        line(run.timeline.map((b) => b.served), '#1f5fbf');
+        line(run.timeline.map((b) => b.rejected), '#d0302a');
+      } else if (i === 1) {
+        line(run.timeline.map((b) => b.rate), '#2a8a3a');
+      } else {
+        out.push(`<line x1="${x0}" x2="${x0 + plotW}" y1="${Y(sloMs)}" y2="${Y(sloMs)}" stroke="#d0302a" stroke-dasharray="5,4"/>`);
+        line(run.timeline.map((b) => b.p99), '#7b3fb0');
+      }
+    });
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+// ---- run -------------------------------------------------------------------
+const common = { port: 0, host: '127.0.0.1', sloMs, maxBatch, maxQueue, workers, threads, latencyProfile: profile };
+err(`bench:serve: SLO ${sloMs} ms = ${sloReason}`);
+err(`bench:serve: capacity at full batches: ${rates.map((r) => `r=${r} ${capacity(r).toFixed(0)}/s`).join(', ')} inputs`);
+err(`bench:serve: calm ${calmRps.toFixed(1)} req/s (${calmInputs.toFixed(0)} inputs/s), spike ${spikeRps.toFixed(1)} req/s; phases ${phaseSeconds.join('/')} s after ${warmupSeconds} s of warm-up`);
+const fixed = await runLoad('fixed', { ...common, rate: 1 });
+const elastic = await runLoad('elastic', common);
+
+mkdirSync(join(here, 'results'), { recursive: true });
+const svgPath = join(here, 'results', 'serve-timeline.svg');
+const tmpSvg = `${svgPath}.${process.pid}.tmp`;
+writeFileSync(tmpSvg, timelineSvg([fixed, elastic]));
+renameSync(tmpSvg, svgPath);
+
+const accTable = accuracy ? Object.fromEntries(accuracy.split(',').map((kv) => kv.split(':').map(Number))) : null;
+const impliedAccuracy = (run) => {
+  if (!accTable) return null;
+  let n = 0;
+  let s = 0;
+  for (const [r, count] of Object.entries(run.byRate)) {
+    if (accTable[r] === undefined) return null;
+    s += accTable[r] * count;
+    n += count;
+  }
+  return n ? s / n : null;
+};
+
+const pad = (v, w) => String(v).padStart(w);
+console.log(`modelslice serve under a ${spikeFactor}x spike: ${modelName} (random weights), ${inputsPerRequest} inputs/request as raw float32, maxBatch ${maxBatch}, maxQueue ${maxQueue} inputs, ${workers} worker(s) x ${threads} kernel threads`);
+console.log(`profile (ms per batch of ${maxBatch}): ${rates.map((r) => `r=${r}: ${profile.byBatch[maxBatch][r].toFixed(1)}`).join(', ')}`);
+console.log(`SLO ${sloMs} ms = ${sloReason}`);
+console.log(`load: calm ${calmRps.toFixed(1)} req/s (${(calmInputs).toFixed(0)} inputs/s = ${calmFraction} x rate-1 capacity ${capacity(1).toFixed(0)}/s), spike ${spikeRps.toFixed(1)} req/s (rate-0.25 capacity ${capacity(rates[rates.length - 1]).toFixed(0)} inputs/s)`);
+console.log('');
+console.log('run      phase   secs  offered/s  served  rejected  timedOut  p50 ms   p99 ms  mean rate');
+for (const run of [fixed, elastic]) {
+  for (const p of run.phases) {
+    console.log(
+      `${run.name.padEnd(8)} ${p.name.padEnd(6)} ${pad(phases[run.phases.indexOf(p)].seconds, 5)} ${pad(p.offeredRps.toFixed(1), 10)} ${pad(p.served, 7)} ${pad(p.rejected, 9)} ${pad(p.timedOut, 9)} ${pad(p.p50Ms.toFixed(1), 7)} ${pad(p.p99Ms.toFixed(1), 8)} ${pad(p.meanRate.toFixed(3), 10)}`,
+    );
+  }
+  console.log(
+    `${run.name.padEnd(8)} ${'all'.padEnd(6)} ${pad(phaseSeconds.reduce((a, b) => a + b, 0), 5)} ${pad('', 10)} ${pad(run.served, 7)} ${pad(run.rejected, 9)} ${pad(run.timedOut, 9)} ${pad(run.p50Ms.toFixed(1), 7)} ${pad(run.p99Ms.toFixed(1), 8)} ${pad(run.meanRate.toFixed(3), 10)}`,
+  );
+}
+console.log('');
+for (const run of [fixed, elastic]) {
+  const mix = Object.entries(run.byRate)
+    .sort((a, b) => Number(b[0]) - Number(a[0]))
+    .map(([r, n]) => `r=${r}: ${((100 * n) / Math.max(1, run.served)).toFixed(1)}%`)
+    .join(', ');
+  const acc = impliedAccuracy(run);
+  const sm = run.serverMetrics;
+  console.log(
+    `${run.name}: answers by rate ${mix || '-'}${acc === null ? '' : `; implied accuracy ${acc.toFixed(2)}%`}; client errors ${run.errors}, unanswered ${run.lost}` +
+      (sm ? `; server counted served ${sm.served} rejected ${sm.rejected} in ${sm.batches} batches (warm-up included)` : '; server metrics unavailable'),
+  );
+}
+const ok = (run) => run.rejected === 0 && run.timedOut === 0 && run.phases.every((p) => p.p99Ms <= sloMs) && run.errors === 0 && run.lost === 0;
+console.log(`target (p99 within the SLO in every phase, nothing rejected or timed out): fixed ${ok(fixed) ? 'meets it' : 'misses it'}, elastic ${ok(elastic) ? 'meets it' : 'misses it'}`);
+console.log(`timeline: ${svgPath}`);
+
+if (jsonOut) {
+  const phaseJson = (p) => ({ name: p.name, offeredRps: p.offeredRps, served: p.served, p99Ms: p.p99Ms, meanRate: p.meanRate });
+  const runJson = (run, withRate) => ({
+    served: run.served,
+    rejected: run.rejected,
+    timedOut: run.timedOut,
+    p50Ms: run.p50Ms,
+    p99Ms: run.p99Ms,
+    phases: run.phases.map(phaseJson),
+    ...(withRate ? { meanRate: run.meanRate } : {}),
+  });
+  console.log(JSON.stringify({ sloMs, fixed: runJson(fixed, false), elastic: runJson(elastic, true) }));
+}
