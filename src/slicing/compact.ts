@@ -47,7 +47,6 @@ function checkInputShape(op: string, shape: unknown): number[] {
 /** Runs one batch-1 forward at `rate` in eval mode and returns the layers' reports. */
 export function traceAtRate(model: Module, rate: number, inputShape: readonly number[]): LayerUse[] {
   const previousRate = model.sliceRate;
-  const wasTraining = model.training;
   const flags = model.modules().map((m) => m.training);
   model.eval();
   model.setSliceRate(rate);
@@ -58,7 +57,6 @@ export function traceAtRate(model: Module, rate: number, inputShape: readonly nu
   } finally {
     model.setSliceRate(previousRate);
     model.modules().forEach((m, i) => (m.training = flags[i]));
-    void wasTraining;
   }
 }
 
