@@ -4,3 +4,4 @@ export { rateSchedule, type RateSchedule, type ScheduleName, type ScheduleOption
 export { selectRate, profileLatency, setTrainedRates, trainedRatesOf, DEFAULT_RATES, type LatencyProfile, type RateBudget, type ProfileOptions } from './select.js';
 export { slicedStep, countCorrect, type SlicedStepOptions, type RateLoss } from './step.js';
 export { calibrateBatchNorm, useSwitchableBatchNorm, type CalibrateOptions } from './calibrate.js';
+export { infer, type InferOptions } from './infer.js';

@@ -2,6 +2,7 @@
 import type { Module } from '../nn/module.js';
 import { crossEntropy } from '../ops/cross-entropy.js';
 import { costs } from '../slicing/compact.js';
+import { infer } from '../slicing/infer.js';
 import { countCorrect } from '../slicing/step.js';
 import { trainedRatesOf } from '../slicing/select.js';
 import { checkRate } from '../slicing/width.js';
@@ -35,7 +36,7 @@ export async function evaluate(model: Module, data: BatchSource, options: Evalua
       rates.forEach((rate, i) => {
         model.setSliceRate(rate);
         noGrad(() => {
-          const logits = model.forward(batch.x);
+          const logits = infer(model, batch.x);
           const n = batch.y.length;
           totals[i].loss += crossEntropy(logits, batch.y).item() * n;
           totals[i].correct += countCorrect(logits, batch.y);
