@@ -53,7 +53,7 @@ for (const name of names) {
     const row = {};
     for (const r of rates) {
       model.setSliceRate(r);
-      row[r] = bestMs(() => ms.noGrad(() => model.forward(x)), batch === 64);
+      row[r] = bestMs(() => ms.infer(model, x), batch === 64);
       results.inference.push({ model: name, batch, rate: r, ms: row[r] });
     }
     log(
