@@ -44,6 +44,29 @@ export function rateForBudget(op: string, profile: LatencyProfile | undefined, r
   return known.find((r) => estimateLatencyMs(profile, r, batchSize)! <= budgetMs) ?? known[known.length - 1];
 }
 
+/**
+ * A copy of a measured profile made consistent with what is physically true:
+ * a wider rate is never cheaper than a narrower one at the same batch size, and
+ * a larger batch never cheaper than a smaller one at the same rate. Timing
+ * noise on a busy machine can measure either the other way round, which would
+ * let the controller pick a wider rate for a tighter budget.
+ */
+export function monotoneProfile(profile: LatencyProfile): LatencyProfile {
+  const byBatch: Record<number, Record<number, number>> = {};
+  const sizes = Object.keys(profile.byBatch).map(Number).sort((a, b) => a - b);
+  for (const b of sizes) {
+    byBatch[b] = { ...profile.byBatch[b] };
+    const rates = Object.keys(byBatch[b]).map(Number).sort((x, y) => x - y);
+    for (let i = 1; i < rates.length; i++) byBatch[b][rates[i]] = Math.max(byBatch[b][rates[i]], byBatch[b][rates[i - 1]]);
+  }
+  for (let i = 1; i < sizes.length; i++) {
+    const prev = byBatch[sizes[i - 1]];
+    const row = byBatch[sizes[i]];
+    for (const r of Object.keys(row).map(Number)) if (prev[r] !== undefined) row[r] = Math.max(row[r], prev[r]);
+  }
+  return { byBatch };
+}
+
 /** Batch sizes worth profiling for batches of up to `maxBatch`: powers of two and maxBatch itself. */
 export function profileBatchSizes(maxBatch: number): number[] {
   const sizes: number[] = [];

@@ -12,7 +12,7 @@ import { Module } from '../nn/module.js';
 import type { LatencyProfile } from '../slicing/select.js';
 import { checkRate } from '../slicing/width.js';
 import { shapeSize, Tensor } from '../tensor.js';
-import { estimateLatencyMs, rateForBudget } from './latency.js';
+import { estimateLatencyMs, monotoneProfile, rateForBudget } from './latency.js';
 import { deserializeError, type PredictRequest, type ReadyMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
 
 export interface PredictorOptions {
@@ -102,7 +102,7 @@ export class Predictor {
     this.inputSize = shapeSize(ready.inputShape);
     this.classes = ready.classes;
     if (ready.preprocess !== undefined) this.preprocess = ready.preprocess;
-    if (ready.latencyProfile !== undefined) this.latencyProfile = ready.latencyProfile;
+    if (ready.latencyProfile !== undefined) this.latencyProfile = monotoneProfile(ready.latencyProfile);
     worker.on('message', (m: WorkerMessage) => this.onMessage(m));
     worker.on('error', (err) => this.fail(new Error(`Predictor: the worker failed: ${err.message}`)));
     worker.on('exit', (code) => {
