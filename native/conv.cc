@@ -6,6 +6,7 @@
 #include "conv_implicit.h"
 #include "gemm.h"
 #include "parallel.h"
+#include "scratch.h"
 
 namespace modelslice {
 
@@ -14,9 +15,8 @@ namespace {
 // Column buffers are per calling thread and grow only, so repeated
 // convolutions of one shape do not allocate.
 float* column_scratch(int64_t elements) {
-  thread_local std::vector<float> buffer;
-  if (static_cast<int64_t>(buffer.size()) < elements) buffer.resize(static_cast<size_t>(elements));
-  return buffer.data();
+  thread_local Scratch buffer;
+  return buffer.get(static_cast<size_t>(elements));
 }
 
 bool is_pointwise(const ConvShape& s) {

@@ -42,6 +42,7 @@
 #include "cpu.h"
 #include "gemm_internal.h"
 #include "parallel.h"
+#include "scratch.h"
 
 namespace modelslice {
 
@@ -81,30 +82,6 @@ constexpr int64_t kWeightDepth = 512;
 // on Zen 4 against 4x5, 3x8, 3x7, 6x4, 8x3 (fewer unaligned patch loads beat more gy loads
 // only up to a point); gy is copied to aligned storage first (+5-10% at 16-32 channels).
 constexpr int kWeightTileRows = 4, kWeightTilePatchRows = 6;
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// 64-byte aligned, grow-only scratch (one per thread and purpose).
-class Scratch {
- public:
-  ~Scratch() { std::free(raw_); }
-  float* get(size_t floats) {
-    if (floats > cap_) {
-      std::free(raw_);
-      raw_ = nullptr;
-      cap_ = 0;
-      raw_ = std::malloc(floats * sizeof(float) + 64);
-      if (!raw_) throw std::bad_alloc();
-      cap_ = floats;
-    }
-    uintptr_t p = reinterpret_cast<uintptr_t>(raw_);
-    return reinterpret_cast<float*>((p + 63) & ~static_cast<uintptr_t>(63));
-  }
-
- private:
-  void* raw_ = nullptr;
-  size_t cap_ = 0;
-};
 
 thread_local Scratch tl_panel_a, tl_panel_b, tl_weight, tl_padded;
 thread_local std::vector<Segment> tl_segments;
@@ -222,6 +199,33 @@ void run_column_gemm(ColumnGemm& g, int64_t batch) {
 }
 
 // ---- direct tiles over a padded image (stride-1 rows, outW a multiple of 16) -------------
+// The sliding-window geometry the direct kernels read (one image).
+struct Window {
+  int64_t H, W, padH, padW, strideH, dilationH, dilationW, kh, kw, outH, outW;
+};
+
+Window forward_window(const ConvShape& s) {
+  return Window{s.inH,       s.inW, s.padH, s.padW, s.strideH, s.dilationH,
+                s.dilationW, s.kh,  s.kw,   s.outH, s.outW};
+}
+
+// DirectConv and DirectWeight keep the window's fields flat (their kernels read them
+// directly); this fills them in one place.
+template <typename D>
+void set_window(D& d, const Window& w) {
+  d.H = w.H;
+  d.W = w.W;
+  d.padH = w.padH;
+  d.padW = w.padW;
+  d.strideH = w.strideH;
+  d.dilationH = w.dilationH;
+  d.dilationW = w.dilationW;
+  d.kh = w.kh;
+  d.kw = w.kw;
+  d.outH = w.outH;
+  d.outW = w.outW;
+}
+
 struct DirectConv {
   const SgemmKernel* kern;  // only its mr and pack_a (the weight panels' layout)
   int NV;
@@ -489,17 +493,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       d.Apack = pack_weight_rows(*d.kern, og, K, K, w + g * og * ldw, ldw);
       d.src = x + g * cg * inPlane;
       d.srcImageStride = s.inChannels * inPlane;
-      d.H = s.inH;
-      d.W = s.inW;
-      d.padH = s.padH;
-      d.padW = s.padW;
-      d.strideH = s.strideH;
-      d.dilationH = s.dilationH;
-      d.dilationW = s.dilationW;
-      d.kh = s.kh;
-      d.kw = s.kw;
-      d.outH = s.outH;
-      d.outW = s.outW;
+      set_window(d, forward_window(s));
       d.C = y + g * og * plane;
       d.cImageStride = s.outChannels * plane;
       d.bias = bias ? bias + g * og : nullptr;
@@ -556,17 +550,9 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
       d.Apack = pack_weight_rows(*d.kern, cg, K, K, At, K);
       d.src = gy + g * og * plane;
       d.srcImageStride = s.outChannels * plane;
-      d.H = s.outH;
-      d.W = s.outW;
-      d.padH = padH;
-      d.padW = padW;
-      d.strideH = 1;
-      d.dilationH = s.dilationH;
-      d.dilationW = s.dilationW;
-      d.kh = s.kh;
-      d.kw = s.kw;
-      d.outH = s.inH;
-      d.outW = s.inW;
+      // The input gradient is a stride-1 convolution of gy with the flipped weight.
+      set_window(d, Window{s.outH, s.outW, padH, padW, 1, s.dilationH, s.dilationW, s.kh, s.kw,
+                           s.inH, s.inW});
       d.C = gx + g * cg * inPlane;
       d.cImageStride = s.inChannels * inPlane;
       d.bias = nullptr;
@@ -614,17 +600,7 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
       d.gyImageStride = s.outChannels * plane;
       d.src = x + g * cg * inPlane;
       d.srcImageStride = s.inChannels * inPlane;
-      d.H = s.inH;
-      d.W = s.inW;
-      d.padH = s.padH;
-      d.padW = s.padW;
-      d.strideH = s.strideH;
-      d.dilationH = s.dilationH;
-      d.dilationW = s.dilationW;
-      d.kh = s.kh;
-      d.kw = s.kw;
-      d.outH = s.outH;
-      d.outW = s.outW;
+      set_window(d, forward_window(s));
       d.batch = s.batch;
       d.gw = gw + g * og * ldw;
       d.ldw = ldw;

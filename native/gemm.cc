@@ -29,6 +29,7 @@
 #include "cpu.h"
 #include "gemm_internal.h"
 #include "parallel.h"
+#include "scratch.h"
 
 namespace modelslice {
 namespace gemm {
@@ -44,29 +45,6 @@ const SgemmKernel& kernel_for(CpuIsa isa) {
 
 namespace {
 
-// 64-byte aligned, grow-only, per-thread scratch (freed at thread exit).
-class Scratch {
- public:
-  ~Scratch() { std::free(raw_); }
-  float* get(size_t floats) {
-    if (floats > cap_) {
-      std::free(raw_);
-      raw_ = nullptr;
-      cap_ = 0;
-      size_t want = floats + floats / 4;  // some headroom against repeated growth
-      raw_ = std::malloc(want * sizeof(float) + 64);
-      if (!raw_) throw std::bad_alloc();
-      cap_ = want;
-    }
-    uintptr_t p = reinterpret_cast<uintptr_t>(raw_);
-    return reinterpret_cast<float*>((p + 63) & ~static_cast<uintptr_t>(63));
-  }
-
- private:
-  void* raw_ = nullptr;
-  size_t cap_ = 0;
-};
-
 thread_local Scratch tl_pack_a, tl_pack_b, tl_vec;
 
 struct Problem {
@@ -81,8 +59,6 @@ struct Problem {
   float* C;
   int64_t ldc;
 };
-
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Depth of a summation block: K split into equal-ish blocks of at most kern.kc
 // (depends only on K, never on threads).
