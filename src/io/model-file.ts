@@ -116,7 +116,6 @@ export async function loadFile(path: string): Promise<LoadedFile> {
   } catch (err) {
     throw new RangeError(`load: ${path} does not match its model config: ${(err as Error).message}`);
   }
-  if (rates) setTrainedRates(model, rates);
   const preprocess = parseJson(path, 'preprocess', metadata.preprocess) as Preprocess | undefined;
   if (preprocess !== undefined) model.preprocess = preprocess;
   return { model, extraTensors, training: parseJson(path, 'training', metadata.training), preprocess };

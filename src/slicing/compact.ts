@@ -9,12 +9,6 @@ import { noGrad, Tensor, zeros } from '../tensor.js';
 import { traceUses, type LayerUse } from './trace.js';
 import { activeGroups, checkRate } from './width.js';
 
-/** A model that knows the shape of one input (without the batch). */
-interface WithSampleShape {
-  sampleInputShape?: () => number[];
-  config?: { kind: string; inputs?: number; inChannels?: number; sliceChain?: number[] };
-}
-
 /** One row of a cost table. */
 export interface CostRow {
   /** The rate as asked. */
@@ -27,14 +21,12 @@ export interface CostRow {
   params: number;
 }
 
+/** The shape of one input of a built-in model (spatial size only matters for VGG's pools). */
 function defaultInputShape(model: Module): number[] | null {
-  const m = model as unknown as WithSampleShape;
-  if (typeof m.sampleInputShape === 'function') return m.sampleInputShape();
-  const cfg = m.config;
-  if (cfg?.kind === 'mlp' && cfg.inputs) return [cfg.inputs];
-  if (cfg?.kind === 'resnet' && cfg.inChannels) return [cfg.inChannels, 8, 8];
-  if (cfg?.kind === 'vgg' && cfg.inChannels) return [cfg.inChannels, 32, 32];
-  return null;
+  const cfg = model.config;
+  if (cfg === undefined) return null;
+  if (cfg.kind === 'mlp') return [cfg.inputs];
+  return [cfg.inChannels, cfg.kind === 'vgg' ? 32 : 8, cfg.kind === 'vgg' ? 32 : 8];
 }
 
 function checkInputShape(op: string, shape: unknown): number[] {
@@ -222,13 +214,9 @@ export function sliceModel<M extends Module>(model: M, rate: number, options: Sl
   }
   compact.setSliceRate(1);
   // A compact model is trained (only) at its own full width, and has not been profiled.
-  const meta = compact as unknown as { trainedRates?: number[]; latencyProfile?: unknown };
-  meta.trainedRates = [1];
-  delete meta.latencyProfile;
-  const cfg = (model as unknown as WithSampleShape).config;
-  if (cfg !== undefined) {
-    (compact as unknown as { config: unknown }).config = { ...cfg, sliceChain: [...(cfg.sliceChain ?? []), rate] };
-  }
+  compact.trainedRates = [1];
+  delete compact.latencyProfile;
+  if (model.config !== undefined) compact.config = { ...model.config, sliceChain: [...(model.config.sliceChain ?? []), rate] };
   return compact as M;
 }
 
