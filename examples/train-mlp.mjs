@@ -64,11 +64,6 @@ if (values.json) {
   console.log(JSON.stringify({ rates: rows, trainSeconds }));
 } else {
   log(`\ntest set (${test.dataset.length} digits), ${trainSeconds.toFixed(1)} s of training`);
-  log('rate   accuracy    loss     MACs/image   params    cost vs rate 1');
-  for (const r of rows) {
-    log(
-      `${r.rate.toFixed(2).padEnd(6)} ${(100 * r.accuracy).toFixed(2).padStart(7)} %  ${r.loss.toFixed(4)}  ${String(r.macs).padStart(10)}  ${String(r.params).padStart(8)}    ${(r.macs / rows[0].macs).toFixed(3)}`,
-    );
-  }
+  log(ms.formatRateTable(rows));
   log(`\nsaved ${join(values.out, 'mlp.safetensors')} and the trade-off plot ${join(values.out, 'mlp-rates.svg')}`);
 }

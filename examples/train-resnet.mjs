@@ -69,10 +69,5 @@ if (values.json) {
   console.log(JSON.stringify({ rates: rows, trainSeconds }));
 } else {
   log(`\ntest set (${testSet.length} images), ${trainSeconds.toFixed(1)} s of training`);
-  log('rate   accuracy    loss     MACs/image    params   cost vs rate 1');
-  for (const r of rows) {
-    log(
-      `${r.rate.toFixed(2).padEnd(6)} ${(100 * r.accuracy).toFixed(2).padStart(7)} %  ${r.loss.toFixed(4)}  ${String(r.macs).padStart(11)}  ${String(r.params).padStart(8)}    ${(r.macs / rows[0].macs).toFixed(3)}`,
-    );
-  }
+  log(ms.formatRateTable(rows));
 }

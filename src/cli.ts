@@ -20,9 +20,9 @@ import { SGD } from './optim/sgd.js';
 import { manualSeed } from './random.js';
 import type { ScheduleName } from './slicing/schedules.js';
 import { setNumThreads } from './threads.js';
-import { evaluate, type EvalRow } from './train/evaluate.js';
+import { evaluate } from './train/evaluate.js';
 import { fit } from './train/fit.js';
-import { rateTradeoffSvg } from './train/plot.js';
+import { formatRateTable, rateTradeoffSvg } from './train/plot.js';
 import { serve } from './serve/server.js';
 
 const USAGE = `usage: modelslice <command> [flags]
@@ -162,16 +162,6 @@ function str<T extends string>(flags: Flags, name: keyof typeof options, allowed
   return raw as T;
 }
 
-function printTable(rows: EvalRow[], log: (s: string) => void): void {
-  const full = rows.find((r) => r.rate === 1) ?? rows[0];
-  log('rate    accuracy     loss      MACs/input     params   cost vs r=1');
-  for (const r of rows) {
-    log(
-      `${r.rate.toFixed(3).padEnd(6)} ${(100 * r.accuracy).toFixed(2).padStart(8)} %  ${r.loss.toFixed(4).padStart(7)}  ${String(r.macs).padStart(13)}  ${String(r.params).padStart(9)}   ${(r.macs / full.macs).toFixed(3)}`,
-    );
-  }
-}
-
 async function loadData(flags: Flags, split: 'train' | 'test'): Promise<Dataset> {
   const name = str(flags, 'dataset', DATASETS, 'mnist') as DatasetName;
   const dataDir = flags['data-dir'] as string | undefined;
@@ -295,7 +285,7 @@ async function train(flags: Flags, log: (s: string) => void): Promise<Record<str
   const trainSeconds = (performance.now() - started) / 1000;
   const rows = await evaluate(model, testLoader, { rates });
   log(`\ntest set (${testSet.length} images), ${trainSeconds.toFixed(1)} s of training:`);
-  printTable(rows, log);
+  log(formatRateTable(rows));
   if (out !== undefined) {
     await save(model, out, { preprocess: stats });
     const svg = `${out}.svg`;
@@ -315,7 +305,7 @@ async function evalCommand(flags: Flags, log: (s: string) => void): Promise<Reco
   const rates = list(flags, 'rates', model.trainedRates ?? [1, 0.75, 0.5, 0.25]);
   const rows = await evaluate(model, new DataLoader(testSet, { batchSize: num(flags, 'batch-size', 500, true) }), { rates });
   log(`${path} on ${testSet.name} (${testSet.length} images):`);
-  printTable(rows, log);
+  log(formatRateTable(rows));
   return { rates: rows };
 }
 

@@ -1,5 +1,6 @@
-// An SVG of the accuracy/cost trade-off across slice rates: accuracy on the
-// left axis, cost relative to rate 1 on the right, rate along the bottom.
+// Presenting a per-rate evaluation: a text table, and an SVG of the accuracy/cost
+// trade-off (accuracy on the left axis, cost relative to rate 1 on the right,
+// rate along the bottom).
 import type { EvalRow } from './evaluate.js';
 
 function esc(s: string): string {
@@ -50,4 +51,16 @@ export function rateTradeoffSvg(rows: readonly EvalRow[], title: string): string
   parts.push(`<line x1="110" y1="0" x2="134" y2="0" stroke="#c0392b" stroke-width="2" stroke-dasharray="6 4"/><text x="140" y="4">cost (MACs / MACs at r = 1)</text></g>`);
   parts.push('</svg>');
   return parts.join('\n');
+}
+
+/** The per-rate table the CLI and the examples print: accuracy, loss, MACs, parameters, relative cost. */
+export function formatRateTable(rows: readonly EvalRow[]): string {
+  const full = rows.find((r) => r.rate === 1) ?? rows[0];
+  const lines = ['rate    accuracy     loss      MACs/input     params   cost vs r=1'];
+  for (const r of rows) {
+    lines.push(
+      `${r.rate.toFixed(3).padEnd(6)} ${(100 * r.accuracy).toFixed(2).padStart(8)} %  ${r.loss.toFixed(4).padStart(7)}  ${String(r.macs).padStart(13)}  ${String(r.params).padStart(9)}   ${(r.macs / full.macs).toFixed(3)}`,
+    );
+  }
+  return lines.join('\n');
 }
