@@ -4,8 +4,8 @@
 // through the native harness bench/native/gemm_bench.cc.
 //
 //   npm run bench [-- --suite gemm|linear|conv|peer|all] [--quick] [--json]
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Benchmark from 'benchmark';
@@ -136,25 +136,14 @@ function convSuite() {
 
 // --- OpenBLAS side by side, through the native harness -------------------------
 function peerSuite() {
-  const src = join(here, 'native', 'gemm_bench.cc');
-  if (!existsSync(src)) {
-    log('\nOpenBLAS comparison: bench/native/gemm_bench.cc is missing; skipped');
-    return;
-  }
-  const exe = join(here, 'native', 'gemm_bench');
-  const root = join(here, '..');
-  const sources = ['native/gemm.cc', 'native/cpu.cc', 'native/parallel.cc', 'native/gemm_kernel_avx512.cc', 'native/gemm_kernel_avx2.cc', 'native/gemm_kernel_generic.cc']
-    .map((s) => join(root, s))
-    .filter(existsSync);
-  try {
-    execFileSync('g++', ['-O3', '-std=c++17', '-fopenmp', '-I', join(root, 'native'), src, ...sources, '-ldl', '-o', exe], { stdio: 'inherit' });
-  } catch {
-    log('\nOpenBLAS comparison: could not compile the harness (g++ with OpenMP needed); skipped');
-    return;
-  }
-  const run = spawnSync(exe, ['--json'], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  // One build recipe for the native harnesses: native/test/build-and-run.sh checks the
+  // GEMM against its reference first, then builds and runs bench/native/gemm_bench.cc.
+  const run = spawnSync('sh', [join(here, '..', 'native', 'test', 'build-and-run.sh'), 'bench', '--json'], {
+    encoding: 'utf8',
+    maxBuffer: 16 << 20,
+  });
   if (run.status !== 0) {
-    log(`\nOpenBLAS comparison failed: ${run.stderr}`);
+    log(`\nOpenBLAS comparison: the native harness failed or could not be built (g++ with OpenMP needed)\n${run.stderr.slice(-2000)}`);
     return;
   }
   const lines = run.stdout.trim().split('\n');
