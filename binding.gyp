@@ -13,7 +13,11 @@
         ["OS=='linux'", {
           "cflags": ["-fopenmp"],
           "cflags_cc": ["-fopenmp"],
-          "ldflags": ["-fopenmp"]
+          # libstdc++ and libgcc are linked in (and not re-exported), so a prebuilt binary
+          # needs only libc/libm of a glibc (or musl) at least as new as the build machine's.
+          # No -march anywhere: x86 kernels carry per-function target attributes and are
+          # chosen from cpuid at load (native/cpu.cc).
+          "ldflags": ["-fopenmp", "-static-libstdc++", "-static-libgcc", "-Wl,--exclude-libs,ALL"]
         }],
         ["OS=='mac'", {
           "xcode_settings": {
