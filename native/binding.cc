@@ -391,13 +391,13 @@ ms::ConvShape ReadConvShape(const Napi::CallbackInfo& info, const char* fn) {
     ThrowRange(env, std::string(fn) + ": channels must be divisible by groups");
   if (s.inChannels / s.groups > s.weightInPerGroup)
     ThrowRange(env, std::string(fn) + ": more input channels per group than the weight has");
+  // Bound every size first so conv_out_size and the products below cannot overflow.
+  for (int64_t v : p)
+    if (v > (int64_t{1} << 31)) ThrowRange(env, std::string(fn) + ": size too large");
   s.outH = ms::conv_out_size(s.inH, s.kh, s.strideH, s.padH, s.dilationH);
   s.outW = ms::conv_out_size(s.inW, s.kw, s.strideW, s.padW, s.dilationW);
   if (s.outH < 0 || s.outW < 0)
     ThrowRange(env, std::string(fn) + ": kernel larger than the padded input");
-  // Bound every size so the products below cannot overflow.
-  for (int64_t v : p)
-    if (v > (int64_t{1} << 31)) ThrowRange(env, std::string(fn) + ": size too large");
   return s;
 }
 
@@ -643,7 +643,7 @@ Napi::Value ChannelMoments(const Napi::CallbackInfo& info) {
   int64_t total = ReadNormDims(info, fn, &n, &c, &sp);
   Span x = GetFloats(info, 3, fn, "x"), mean = GetFloats(info, 4, fn, "mean"),
        var = GetFloats(info, 5, fn, "var");
-  if (n * sp == 0) ThrowRange(env, std::string(fn) + ": no values per channel");
+  if (CheckedMul(env, n, sp, fn) == 0) ThrowRange(env, std::string(fn) + ": no values per channel");
   CheckLength(env, x, total, fn, "x");
   CheckLength(env, mean, c, fn, "mean");
   CheckLength(env, var, c, fn, "var");
@@ -712,11 +712,7 @@ Napi::Value KernelInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("gemm", ms::sgemm_kernel_name());
-#ifdef _OPENMP
-  o.Set("openmp", true);
-#else
-  o.Set("openmp", false);
-#endif
+  o.Set("threads", ms::get_num_threads());
   return o;
 }
 

@@ -1,5 +1,6 @@
 // The only module that imports the addon. It finds a prebuilt binary for this
 // platform or the local build (node-gyp-build decides) and types its functions.
+import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,34 +53,87 @@ export interface NativeAddon {
     gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null): void;
   getNumThreads(): number;
   setNumThreads(n: number): void;
-  kernelInfo(): { gemm: string; openmp: boolean };
+  kernelInfo(): { gemm: string; threads: number };
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-// libgomp reads its wait policy when the addon loads it. Its default spins
-// ~300k iterations at every barrier, which turns into long stalls whenever the
-// machine runs more busy threads than cores (other processes, a server's
-// workers); a short spin keeps most of the quiet-machine speed and avoids them.
-// An explicit user setting wins.
-const SPIN_DEFAULT = '1000';
-if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) {
-  process.env.GOMP_SPINCOUNT = SPIN_DEFAULT;
+/** What is known about this process when the addon fails to load (see {@link loadFailureMessage}). */
+export interface LoadFailureContext {
+  platform: string;
+  arch: string;
+  /** 'glibc 2.36', 'musl', or null off Linux. */
+  libc: string | null;
+  node: string;
+  /** The Node-API version this Node provides. */
+  napi: string | undefined;
+  /** The prebuilds/ folders the installed package ships, e.g. ['darwin-arm64', 'linux-x64 (glibc, musl)']. */
+  prebuilds: string[];
 }
 
-function loadAddon(): NativeAddon {
+/** The Node-API version the addon is compiled for (NAPI_VERSION in binding.gyp). */
+export const ADDON_NAPI_VERSION = 8;
+
+function currentContext(root: string): LoadFailureContext {
+  let libc: string | null = null;
+  if (process.platform === 'linux') {
+    try {
+      const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+      libc = header?.glibcVersionRuntime ? `glibc ${header.glibcVersionRuntime}` : 'musl';
+    } catch {
+      libc = 'unknown libc';
+    }
+  }
+  const prebuilds: string[] = [];
+  try {
+    for (const dir of readdirSync(join(root, 'prebuilds')).sort()) {
+      const libcs = readdirSync(join(root, 'prebuilds', dir))
+        .map((f) => /\.(glibc|musl)\./.exec(f)?.[1])
+        .filter((l): l is string => l !== undefined);
+      prebuilds.push(libcs.length > 0 ? `${dir} (${libcs.sort().join(', ')})` : dir);
+    }
+  } catch {
+    // a source checkout or a package without prebuilds
+  }
+  return {
+    platform: process.platform,
+    arch: process.arch,
+    libc,
+    node: process.versions.node,
+    napi: process.versions.napi,
+    prebuilds,
+  };
+}
+
+/** The error text for an addon that would not load: where, why, and how to build it. */
+export function loadFailureMessage(reason: string, ctx: LoadFailureContext): string {
+  const where = `${ctx.platform}-${ctx.arch}${ctx.libc ? ` (${ctx.libc})` : ''}`;
+  const shipped = ctx.prebuilds.length > 0 ? ctx.prebuilds.join(', ') : 'none';
+  const napiTooOld = ctx.napi !== undefined && Number(ctx.napi) < ADDON_NAPI_VERSION;
+  return [
+    `modelslice: could not load its native kernels on ${where}, Node ${ctx.node}, ` +
+      `Node-API ${ctx.napi ?? 'unknown'} (the addon needs >= ${ADDON_NAPI_VERSION}` +
+      `${napiTooOld ? ': upgrade Node to >= 20.19' : ''}).`,
+    `Prebuilt binaries in this package: ${shipped}. Without one that loads here, the kernels must be built ` +
+      `from source by the package's install script, which npm 11 and pnpm 10 run only once you allow it.`,
+    `Underlying error: ${reason}`,
+    'To build from source (needs Python 3 and a C++17 compiler: make and g++ or clang, or Visual Studio on Windows):',
+    '  npm:  npm install-scripts approve modelslice && npm rebuild modelslice --build-from-source',
+    '        (global or npx: npm install -g modelslice --allow-scripts=modelslice --build-from-source)',
+    '  pnpm: pnpm approve-builds (select modelslice), then pnpm rebuild modelslice',
+    '  or set npm_config_build_from_source=true in the environment of the install or rebuild.',
+  ].join('\n');
+}
+
+/** Loads the addon of the package at `root` (this one by default); throws {@link loadFailureMessage}'s text. */
+export function loadAddon(root: string = packageRoot): NativeAddon {
   const require = createRequire(import.meta.url);
   const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
   try {
-    return nodeGypBuild(packageRoot) as NativeAddon;
+    return nodeGypBuild(root) as NativeAddon;
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    throw new Error(
-      `modelslice: could not load the native kernels for ${process.platform}-${process.arch} ` +
-        `(Node ${process.versions.node}, N-API ${process.versions.napi}). ` +
-        `Build them from source with \`npm rebuild modelslice\` (needs python3, make and a C++17 compiler). ` +
-        `Cause: ${reason}`,
-    );
+    throw new Error(loadFailureMessage(reason, currentContext(root)), { cause: err });
   }
 }
 

@@ -14,7 +14,7 @@ export function getNumThreads(): number {
   return native.getNumThreads();
 }
 
-/** Which kernels this process runs: the GEMM instruction set and whether OpenMP is on. */
-export function kernelInfo(): { gemm: string; openmp: boolean } {
+/** Which kernels this process runs: the GEMM instruction set and the kernel thread count. */
+export function kernelInfo(): { gemm: string; threads: number } {
   return native.kernelInfo();
 }

@@ -2,14 +2,14 @@
 # Builds and runs the standalone GEMM check (and, with `bench`, the benchmark).
 #   native/test/build-and-run.sh            # correctness check
 #   native/test/build-and-run.sh bench      # check, then benchmark (add --json etc. after)
-# Uses g++ -O3 -std=c++17 -fopenmp and no -march flag (kernels pick their ISA at run time).
+# Uses g++ -O3 -std=c++17 -pthread and no -march flag (kernels pick their ISA at run time).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 native="$here/.."
 root="$native/.."
 out="${OUT_DIR:-$root/build/native-test}"
 CXX="${CXX:-g++}"
-CXXFLAGS="${CXXFLAGS:--O3 -std=c++17 -fopenmp -Wall -Wextra}"
+CXXFLAGS="${CXXFLAGS:--O3 -std=c++17 -pthread -Wall -Wextra}"
 mkdir -p "$out"
 srcs="$native/gemm.cc $native/gemm_kernel_avx512.cc $native/gemm_kernel_avx2.cc $native/gemm_kernel_generic.cc $native/cpu.cc $native/parallel.cc"
 
