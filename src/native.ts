@@ -4,6 +4,7 @@ import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { capturing, captureNative } from './capture.js';
 
 /** The raw kernel entry points. Arguments are validated again on the C++ side. */
 export interface NativeAddon {
@@ -142,7 +143,8 @@ export type KernelProfile = Record<string, { calls: number; ms: number }>;
 
 let profile: KernelProfile | null = null;
 
-// Each entry point is wrapped once; while no profile is open the wrapper is one branch.
+// Each entry point is wrapped once; while no profile or capture is open the
+// wrapper is two branches.
 function instrument(addon: NativeAddon): NativeAddon {
   const wrapped: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(addon as unknown as Record<string, unknown>)) {
@@ -152,6 +154,7 @@ function instrument(addon: NativeAddon): NativeAddon {
     }
     const f = fn as (...a: unknown[]) => unknown;
     wrapped[name] = (...a: unknown[]) => {
+      if (capturing()) captureNative(name, wrapped[name] as (...args: unknown[]) => unknown, a);
       if (profile === null) return f(...a);
       const t0 = performance.now();
       try {

@@ -5,6 +5,7 @@
 // topological order. Each op's backward accumulates straight into its inputs'
 // gradient buffers (gradSink), which lets a sliced op write only the prefix of
 // a full-size weight gradient.
+import { captureAllocation } from './capture.js';
 import { defaultGenerator, Generator } from './random.js';
 
 export type Shape = readonly number[];
@@ -237,9 +238,15 @@ function topologicalOrder(root: Tensor): Tensor[] {
  * memory. Each buffer is its own allocation (never a slice of a shared pool).
  */
 export function outputBuffer(n: number): Float32Array {
-  if (n < 1024) return new Float32Array(n);
-  const bytes = Buffer.allocUnsafeSlow(n * 4);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  let data: Float32Array;
+  if (n < 1024) {
+    data = new Float32Array(n);
+  } else {
+    const bytes = Buffer.allocUnsafeSlow(n * 4);
+    data = new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  }
+  captureAllocation(data);
+  return data;
 }
 
 export function shapeSize(shape: Shape): number {
@@ -325,6 +332,7 @@ export function zeros(shape: Shape, options: TensorOptions = {}): Tensor {
 }
 
 export function ones(shape: Shape, options: TensorOptions = {}): Tensor {
+  checkShape('ones', 'shape', shape); // so a bad shape is reported as ones's, not full's
   return full(shape, 1, options);
 }
 

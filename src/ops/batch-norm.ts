@@ -2,6 +2,7 @@
 // normalize and the running statistics move by `momentum` (variance unbiased);
 // in evaluation the running statistics normalize. Per-channel vectors may be
 // longer than C (full-width buffers of a sliced layer); the first C are used.
+import { captureJs, captureUnsupported } from '../capture.js';
 import { native } from '../native.js';
 import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkOptions, checkTensor, fmt } from './check.js';
@@ -44,28 +45,30 @@ export function batchNorm(
   }
   const mean = new Float32Array(channels);
   const rstd = new Float32Array(channels);
-  if (useBatchStats) {
-    const variance = new Float32Array(channels);
-    native.channelMoments(batch, channels, spatial, x.data, mean, variance);
-    for (let c = 0; c < channels; c++) rstd[c] = 1 / Math.sqrt(variance[c] + eps);
-    if (training && rm !== null && rv !== null) {
-      const unbias = count / (count - 1);
-      for (let c = 0; c < channels; c++) {
-        rm.data[c] = (1 - momentum) * rm.data[c] + momentum * mean[c];
-        rv.data[c] = (1 - momentum) * rv.data[c] + momentum * variance[c] * unbias;
-      }
-    }
-  } else {
-    for (let c = 0; c < channels; c++) {
-      mean[c] = rm!.data[c];
-      rstd[c] = 1 / Math.sqrt(rv!.data[c] + eps);
-    }
-  }
+  const variance = useBatchStats ? new Float32Array(channels) : null;
   const scale = new Float32Array(channels);
   const shift = new Float32Array(channels);
-  for (let c = 0; c < channels; c++) {
-    scale[c] = (g === null ? 1 : g.data[c]) * rstd[c];
-    shift[c] = (b === null ? 0 : b.data[c]) - mean[c] * scale[c];
+  // The per-channel affine map from the statistics; an inference plan repeats
+  // it on every replay, so it reads the running statistics and the affine
+  // parameters as they are then.
+  const deriveAffine = () => {
+    for (let c = 0; c < channels; c++) {
+      if (variance === null) mean[c] = rm!.data[c];
+      rstd[c] = 1 / Math.sqrt((variance === null ? rv!.data[c] : variance[c]) + eps);
+      scale[c] = (g === null ? 1 : g.data[c]) * rstd[c];
+      shift[c] = (b === null ? 0 : b.data[c]) - mean[c] * scale[c];
+    }
+  };
+  if (variance !== null) native.channelMoments(batch, channels, spatial, x.data, mean, variance);
+  deriveAffine();
+  captureJs(deriveAffine);
+  if (training && rm !== null && rv !== null) {
+    captureUnsupported('batchNorm in training mode');
+    const unbias = count / (count - 1);
+    for (let c = 0; c < channels; c++) {
+      rm.data[c] = (1 - momentum) * rm.data[c] + momentum * mean[c];
+      rv.data[c] = (1 - momentum) * rv.data[c] + momentum * variance![c] * unbias;
+    }
   }
   const y = outputBuffer(x.size);
   native.channelAffine(batch, channels, spatial, x.data, scale, shift, y);

@@ -1,6 +1,7 @@
 // klDiv: mean over the batch of sum_j q (log q - logp), with 0 log 0 = 0. No
 // gradient flows into q: it is the teacher's (detached) distribution in
 // in-place distillation.
+import { captureUnsupported } from '../capture.js';
 import { gradSink, record, sameShape, Tensor } from '../tensor.js';
 import { checkRank, checkTensor, fmt } from './check.js';
 
@@ -13,6 +14,7 @@ export function klDiv(logp: Tensor, q: Tensor): Tensor {
     throw new RangeError(`${op}: q of shape ${fmt(q.shape)} must match logp of shape ${fmt(logp.shape)}`);
   }
   const n = logp.shape[0];
+  captureUnsupported(op);
   let total = 0;
   for (let i = 0; i < q.size; i++) {
     const qi = q.data[i];

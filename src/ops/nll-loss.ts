@@ -1,4 +1,5 @@
 // nllLoss: mean over the batch of -logp[i, label_i].
+import { captureUnsupported } from '../capture.js';
 import { gradSink, record, Tensor } from '../tensor.js';
 import { checkRank, checkTensor } from './check.js';
 import { checkLabels } from './labels.js';
@@ -9,6 +10,7 @@ export function nllLoss(logp: Tensor, labels: Int32Array | readonly number[]): T
   checkRank(op, 'logp', logp, 2, '[N, classes]');
   const [n, c] = logp.shape;
   const y = checkLabels(op, labels, n, c, logp.shape);
+  captureUnsupported(op);
   let total = 0;
   for (let i = 0; i < n; i++) total -= logp.data[i * c + y[i]];
   const value = n === 0 ? NaN : total / n;

@@ -1,9 +1,11 @@
 // sum / mean of all elements, to a scalar of shape [].
+import { captureUnsupported } from '../capture.js';
 import { gradSink, record, Tensor } from '../tensor.js';
 import { checkTensor } from './check.js';
 
 function reduceAll(op: string, x: Tensor, scale: number): Tensor {
   checkTensor(op, 'x', x);
+  captureUnsupported(op);
   let total = 0;
   for (let i = 0; i < x.size; i++) total += x.data[i];
   return record(new Tensor(new Float32Array([total * scale]), []), op, [x], (g) => {

@@ -5,8 +5,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadFile } from '../io/model-file.js';
 import type { Module } from '../nn/module.js';
+import { infer } from '../slicing/infer.js';
 import { profileLatency, trainedRatesOf } from '../slicing/select.js';
-import { noGrad, Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 import { setNumThreads } from '../threads.js';
 import { argmaxRows, defaultInputShape, serializeError, type PredictRequest, type ResultMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
 
@@ -43,8 +44,8 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
         const { mean, std } = preprocess;
         for (let i = 0; i < data.length; i++) data[i] = (data[i] - mean) / std;
       }
-      model.setSliceRate(req.rate);
-      const out = noGrad(() => model.forward(new Tensor(data, req.shape)));
+      // infer replays a captured plan per rate and batch shape, in cache-sized slices.
+      const out = infer(model, new Tensor(data, req.shape), { rate: req.rate });
       const rows = out.shape[0];
       const cols = out.size / Math.max(1, rows);
       const logits = new Float32Array(out.data); // a copy we may transfer

@@ -4,4 +4,5 @@ export { rateSchedule, type RateSchedule, type ScheduleName, type ScheduleOption
 export { selectRate, profileLatency, setTrainedRates, trainedRatesOf, DEFAULT_RATES, type LatencyProfile, type RateBudget, type ProfileOptions } from './select.js';
 export { slicedStep, countCorrect, type SlicedStepOptions, type RateLoss } from './step.js';
 export { calibrateBatchNorm, useSwitchableBatchNorm, type CalibrateOptions } from './calibrate.js';
-export { infer, type InferOptions } from './infer.js';
+export { infer, releasePlans, type InferOptions } from './infer.js';
+export { InferencePlan } from './plan.js';

@@ -1,16 +1,68 @@
-// Inference over cache-sized slices of a batch. A whole-batch pass streams
-// every activation through memory once per layer; slices of a few images keep
-// a block's activations in cache between its norm, convolution and add
-// (ResNet-164 at batch 64: 542 ms whole, 444 ms in slices of 16 here).
+// Inference over cache-sized slices of a batch, each replayed from an
+// inference plan (plan.ts). A whole-batch pass streams every activation
+// through memory once per layer; slices of a few images keep a block's
+// activations in cache between its norm, convolution and add, and a plan
+// places them in one reused arena instead of a fresh buffer per op.
+import * as models from '../models/index.js';
+import * as nn from '../nn/index.js';
 import type { Module } from '../nn/module.js';
 import { noGrad, Tensor } from '../tensor.js';
+import { InferencePlan } from './plan.js';
 import { checkRate } from './width.js';
 
 export interface InferOptions {
   /** Slice rate for this pass (default: the model's current rate). */
   rate?: number;
-  /** Images per slice; default 16 for image batches and the whole batch otherwise. */
+  /**
+   * Images per slice. Default for image batches: 16 / rate (16 at rate 1, 64
+   * at 0.25), which keeps a slice's activations in cache while the per-slice
+   * overhead stays small as narrower layers make each slice cheaper (ResNet-164,
+   * batch 64: see bench/RESULTS.md); the whole batch for other inputs.
+   */
   sliceSize?: number;
+  /**
+   * Replay a captured plan (default: true when every module is one of the
+   * library's own, whose forward passes are known to run only kernels; a
+   * custom module may compute in JavaScript, which a replay would skip).
+   */
+  plan?: boolean;
+}
+
+// Plans per model, by rate and slice shape; the least recently used go first
+// once a model's plans hold more than MAX_PLAN_BYTES of arenas or MAX_PLANS
+// plans (a server sees every batch size up to its limit at several rates).
+const MAX_PLANS = 64;
+const MAX_PLAN_BYTES = 256 * 2 ** 20;
+const plans = new WeakMap<Module, Map<string, InferencePlan | string>>();
+
+let builtins: Set<unknown> | null = null;
+function libraryModules(): Set<unknown> {
+  builtins ??= new Set<unknown>([...Object.values(nn), ...Object.values(models)].filter((v) => typeof v === 'function'));
+  return builtins;
+}
+
+function planFor(model: Module, shape: number[]): InferencePlan | null {
+  let cache = plans.get(model);
+  if (cache === undefined) plans.set(model, (cache = new Map()));
+  const key = `${model.sliceRate}|${shape.join('x')}`;
+  let plan = cache.get(key);
+  if (plan instanceof InferencePlan && !plan.validFor(model)) plan = undefined;
+  if (plan === undefined) plan = InferencePlan.build(model, shape);
+  cache.delete(key);
+  cache.set(key, plan);
+  let bytes = 0;
+  for (const p of cache.values()) bytes += p instanceof InferencePlan ? p.arenaBytes : 0;
+  for (const [k, p] of cache) {
+    if (k === key || (cache.size <= MAX_PLANS && bytes <= MAX_PLAN_BYTES)) break;
+    bytes -= p instanceof InferencePlan ? p.arenaBytes : 0;
+    cache.delete(k);
+  }
+  return plan instanceof InferencePlan ? plan : null;
+}
+
+/** Drops the inference plans kept for a model (they are rebuilt on demand). */
+export function releasePlans(model: Module): void {
+  plans.delete(model);
 }
 
 /** The model's output for x in eval mode, without recording a graph, one slice at a time. */
@@ -19,22 +71,35 @@ export function infer(model: Module, x: Tensor, options: InferOptions = {}): Ten
   if (!(x instanceof Tensor)) throw new TypeError(`${op}: x must be a Tensor`);
   if (x.rank < 1 || x.shape[0] < 1) throw new RangeError(`${op}: x must have a non-empty batch axis, got shape [${x.shape.join(', ')}]`);
   const batch = x.shape[0];
-  const slice = options.sliceSize ?? (x.rank >= 4 ? 16 : batch);
+  const rate = options.rate === undefined ? model.sliceRate : checkRate(op, options.rate);
+  const slice = options.sliceSize ?? (x.rank >= 4 ? Math.ceil(16 / rate) : batch);
   if (!Number.isInteger(slice) || slice < 1) throw new RangeError(`${op}: sliceSize must be a positive integer, got ${String(slice)}`);
+  if (options.plan !== undefined && typeof options.plan !== 'boolean') throw new TypeError(`${op}: plan must be a boolean`);
   const previousRate = model.sliceRate;
   const flags = model.modules().map((m) => m.training);
-  if (options.rate !== undefined) model.setSliceRate(checkRate(op, options.rate));
+  if (options.rate !== undefined) model.setSliceRate(rate);
   model.eval();
+  const usePlan = options.plan ?? model.modules().every((m) => libraryModules().has(m.constructor));
   try {
     return noGrad(() => {
-      if (slice >= batch) return model.forward(x);
       const per = x.size / batch;
       let out: Float32Array | null = null;
       let outShape: number[] = [];
       for (let start = 0; start < batch; start += slice) {
         const n = Math.min(slice, batch - start);
-        const part = new Tensor(x.data.subarray(start * per, (start + n) * per), [n, ...x.shape.slice(1)]);
-        const y = model.forward(part);
+        const shape = [n, ...x.shape.slice(1)];
+        const plan = usePlan ? planFor(model, shape) : null;
+        if (plan !== null) {
+          const outPer = plan.outputShape.slice(1).reduce((a, b) => a * b, 1);
+          if (out === null) {
+            outShape = [batch, ...plan.outputShape.slice(1)];
+            out = new Float32Array(batch * outPer);
+          }
+          plan.run(x.data, start * per, out, start * outPer);
+          continue;
+        }
+        const y = slice >= batch ? model.forward(x) : model.forward(new Tensor(x.data.subarray(start * per, (start + n) * per), shape));
+        if (slice >= batch) return y;
         const outPer = y.size / n;
         if (out === null) {
           outShape = [batch, ...y.shape.slice(1)];

@@ -1,8 +1,9 @@
 // Choosing a rate under a budget: the largest trained rate whose cost (from
 // the cost table) or measured latency (from the model's latency profile) fits.
 import type { Module } from '../nn/module.js';
-import { noGrad, randn } from '../tensor.js';
+import { randn } from '../tensor.js';
 import { costs } from './compact.js';
+import { infer } from './infer.js';
 import { checkRate } from './width.js';
 
 export interface LatencyProfile {
@@ -31,7 +32,7 @@ export interface ProfileOptions {
   repeats?: number;
 }
 
-/** Measures each rate's forward latency per batch size on this machine and keeps it with the model. */
+/** Measures each rate's inference latency (ms.infer, as served) per batch size on this machine and keeps it with the model. */
 export function profileLatency(model: Module, options: ProfileOptions): LatencyProfile {
   const rates = options.rates ?? trainedRatesOf(model);
   const batchSizes = options.batchSizes ?? [1];
@@ -46,11 +47,11 @@ export function profileLatency(model: Module, options: ProfileOptions): LatencyP
       profile.byBatch[b] = {};
       for (const r of rates) {
         model.setSliceRate(r);
-        noGrad(() => model.forward(x)); // warm-up
+        infer(model, x); // warm-up (and builds the inference plan)
         const times: number[] = [];
         for (let i = 0; i < repeats; i++) {
           const t0 = performance.now();
-          noGrad(() => model.forward(x));
+          infer(model, x);
           times.push(performance.now() - t0);
         }
         times.sort((p, q) => p - q);

@@ -1,0 +1,75 @@
+// Capture of one forward pass as a replayable list of kernel calls, the
+// machinery behind inference plans (slicing/plan.ts). While a capture is open,
+// every native kernel call is recorded with its arguments, every op output
+// buffer allocated is noted, and ops whose forward computes in JavaScript
+// either register that computation as a step of its own (batchNorm's
+// per-channel scale and shift) or mark the capture as unusable (sum, losses).
+// A capture records; it never changes what the pass computes.
+
+/** A recorded kernel call: fn(...args). */
+export interface NativeStep {
+  readonly kind: 'native';
+  readonly name: string;
+  readonly fn: (...args: unknown[]) => unknown;
+  readonly args: unknown[];
+}
+
+/** A recorded JavaScript computation over buffers that are not op outputs. */
+export interface JsStep {
+  readonly kind: 'js';
+  readonly run: () => void;
+}
+
+export type CapturedStep = NativeStep | JsStep;
+
+export class Capture {
+  readonly steps: CapturedStep[] = [];
+  /** Buffers of op outputs allocated during the capture (safe to relocate). */
+  readonly allocated = new Set<ArrayBufferLike>();
+  /** Why the pass cannot be replayed, or null. */
+  unsupported: string | null = null;
+}
+
+let active: Capture | null = null;
+
+/** @internal Runs fn with a capture open and returns what it recorded. */
+export function captureCalls<T>(fn: () => T): { result: T; capture: Capture } {
+  if (active !== null) throw new Error('captureCalls: a capture is already open');
+  const capture = new Capture();
+  active = capture;
+  try {
+    return { result: fn(), capture };
+  } finally {
+    active = null;
+  }
+}
+
+/** @internal Called by the native wrapper for every kernel call. */
+export function captureNative(name: string, fn: (...args: unknown[]) => unknown, args: unknown[]): void {
+  if (active === null) return;
+  for (const a of args) {
+    const plain = a === null || a === undefined || typeof a === 'number' || typeof a === 'boolean' || ArrayBuffer.isView(a) || Array.isArray(a);
+    if (!plain) active.unsupported ??= `kernel ${name} takes an argument the capture cannot relocate`;
+  }
+  active.steps.push({ kind: 'native', name, fn, args });
+}
+
+/** @internal Called by ops for a JS computation that replays must repeat. */
+export function captureJs(run: () => void): void {
+  active?.steps.push({ kind: 'js', run });
+}
+
+/** @internal Called by ops whose forward pass cannot be replayed. */
+export function captureUnsupported(op: string): void {
+  if (active !== null) active.unsupported ??= `${op} computes in JavaScript`;
+}
+
+/** @internal Called by outputBuffer for every op output allocation. */
+export function captureAllocation(data: Float32Array): void {
+  active?.allocated.add(data.buffer);
+}
+
+/** True while a capture is open. */
+export function capturing(): boolean {
+  return active !== null;
+}

@@ -1,0 +1,94 @@
+import t from 'tap';
+import * as ms from '../../src/index.js';
+import { captureCalls } from '../../src/capture.js';
+
+const maxDiff = (a: ms.Tensor, b: ms.Tensor) => {
+  let worst = 0;
+  for (let i = 0; i < a.size; i++) worst = Math.max(worst, Math.abs(a.data[i] - b.data[i]));
+  return worst;
+};
+
+t.test('a replayed plan gives bitwise the eager result, for every model kind, rate and slice', async (t) => {
+  ms.manualSeed(5);
+  const cases: [string, ms.nn.Module, number[]][] = [
+    ['mlp', ms.models.mlp({ inputs: 12, hidden: [16, 8], classes: 3 }), [12]],
+    ['resnet group', ms.models.resnet({ depth: 8, classes: 4 }), [3, 8, 8]],
+    ['resnet batch', ms.models.resnet({ depth: 11, block: 'bottleneck', classes: 4, norm: 'batch' }), [3, 8, 8]],
+    ['vgg', ms.models.vgg({ depth: 11, classes: 4 }), [3, 32, 32]],
+  ];
+  for (const [name, model, shape] of cases) {
+    const x = ms.randn([7, ...shape], { seed: 8 });
+    for (const rate of [1, 0.625, 0.5, 0.25]) {
+      const eager = ms.infer(model, x, { rate, plan: false, sliceSize: 3 });
+      const first = ms.infer(model, x, { rate, sliceSize: 3 });
+      const again = ms.infer(model, x, { rate, sliceSize: 3 });
+      t.equal(maxDiff(eager, first) + maxDiff(eager, again), 0, `${name} at rate ${rate}: captured and replayed passes equal the eager one`);
+    }
+  }
+});
+
+t.test('a plan places intermediates in a shared arena smaller than the eager buffers', async (t) => {
+  const model = ms.models.resnet({ depth: 20, classes: 10 }).eval();
+  const plan = ms.InferencePlan.build(model, [4, 3, 16, 16]);
+  if (typeof plan === 'string') throw new Error(plan);
+  t.same(plan.outputShape, [4, 10]);
+  t.ok(plan.arenaBytes > 0 && plan.arenaBytes * 4 < plan.eagerBytes, `arena ${plan.arenaBytes} B, eager ${plan.eagerBytes} B`);
+  const x = ms.randn([4, 3, 16, 16], { seed: 1 });
+  const out = new Float32Array(40);
+  plan.run(x.data, 0, out, 0);
+  const want = ms.noGrad(() => model.forward(x));
+  t.equal(maxDiff(new ms.Tensor(out, [4, 10]), want), 0);
+});
+
+t.test('plans follow the weights: in-place changes at once, replaced arrays by a rebuild', async (t) => {
+  const model = ms.models.resnet({ depth: 8, classes: 4, norm: 'batch' });
+  const x = ms.randn([4, 3, 8, 8], { seed: 2 });
+  ms.infer(model, x);
+  // In place: new values in the same arrays, running statistics included.
+  const state = model.stateDict();
+  for (const [name, v] of Object.entries(state)) {
+    if (name.endsWith('running_var')) v.data.fill(2);
+    else if (name.endsWith('weight')) v.data.forEach((w, i) => (v.data[i] = w * 0.5));
+  }
+  t.equal(maxDiff(ms.infer(model, x), ms.infer(model, x, { plan: false })), 0, 'in-place weight and statistics changes are seen');
+  // Replaced arrays: the plan notices and is rebuilt.
+  const fc = model.namedParameters().find(([n]) => n === 'fc.weight')![1];
+  (fc as { data: Float32Array }).data = fc.data.map((v) => v + 1); // what plain JavaScript can do
+  t.equal(maxDiff(ms.infer(model, x), ms.infer(model, x, { plan: false })), 0, 'replaced arrays are seen');
+  ms.releasePlans(model);
+  t.equal(maxDiff(ms.infer(model, x), ms.infer(model, x, { plan: false })), 0, 'released plans are rebuilt');
+});
+
+class JsHead extends ms.nn.Module {
+  forward(x: ms.Tensor): ms.Tensor {
+    // Computes in JavaScript: a replay could not repeat it.
+    return new ms.Tensor(x.data.map((v) => v * 2 + 1), x.shape);
+  }
+}
+
+t.test('models a replay cannot repeat run eagerly', async (t) => {
+  const model = new ms.nn.Sequential(ms.models.mlp({ inputs: 6, hidden: [5], classes: 3 }), new JsHead());
+  const x1 = ms.randn([2, 6], { seed: 1 });
+  const x2 = ms.randn([2, 6], { seed: 2 });
+  ms.infer(model, x1);
+  const got = ms.infer(model, x2);
+  t.equal(maxDiff(got, ms.noGrad(() => model.forward(x2))), 0, 'a custom module keeps the eager path by default');
+  // Ops that compute in JavaScript make the capture refuse, even when asked for.
+  class SumHead extends ms.nn.Module {
+    forward(x: ms.Tensor): ms.Tensor {
+      return ms.reshape(ms.sum(x), [1, 1]);
+    }
+  }
+  const summed = new ms.nn.Sequential(new SumHead());
+  t.match(ms.InferencePlan.build(summed, [1, 3]), /sum computes in JavaScript/);
+  const y1 = ms.infer(summed, ms.tensor([1, 2, 3], [1, 3]), { plan: true });
+  const y2 = ms.infer(summed, ms.tensor([4, 5, 6], [1, 3]), { plan: true });
+  t.same([y1.data[0], y2.data[0]], [6, 15], 'plan: true falls back to eager when the capture refuses');
+  t.throws(() => ms.infer(model, x1, { plan: 'yes' as never }), /infer: plan must be a boolean/);
+  t.throws(() => captureCalls(() => captureCalls(() => 1)), /a capture is already open/);
+});
+
+t.test('batchNorm in training mode cannot be captured', async (t) => {
+  const model = ms.models.resnet({ depth: 8, classes: 4, norm: 'batch' }).train();
+  t.match(ms.InferencePlan.build(model, [2, 3, 8, 8]), /batchNorm in training mode/);
+});
