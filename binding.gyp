@@ -11,13 +11,11 @@
       "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-fno-math-errno"],
       "conditions": [
         ["OS=='linux'", {
-          "cflags": ["-fopenmp"],
-          "cflags_cc": ["-fopenmp"],
           # libstdc++ and libgcc are linked in (and not re-exported), so a prebuilt binary
           # needs only libc/libm of a glibc (or musl) at least as new as the build machine's.
           # No -march anywhere: x86 kernels carry per-function target attributes and are
-          # chosen from cpuid at load (native/cpu.cc).
-          "ldflags": ["-fopenmp", "-static-libstdc++", "-static-libgcc", "-Wl,--exclude-libs,ALL"]
+          # chosen from cpuid at load (native/cpu.cc); threads come from native/parallel.cc.
+          "ldflags": ["-static-libstdc++", "-static-libgcc", "-Wl,--exclude-libs,ALL"]
         }],
         ["OS=='mac'", {
           "xcode_settings": {
