@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'dist-check/**', 'build/**', 'node_modules/**', 'coverage/**', '.tap/**', 'prebuilds/**'] },
+  { ignores: ['dist/**', 'dist-check/**', 'build/**', 'node_modules/**', 'coverage/**', '.tap/**', 'prebuilds/**', 'docs/api/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
