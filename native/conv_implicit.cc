@@ -470,18 +470,20 @@ PatchSource patch_source(const float* data, int64_t imageStride, int64_t H, int6
 
 }  // namespace
 
+// A 1x1 convolution is a plain GEMM per image, but the per-image sgemm of
+// conv.cc packs the whole image each call; the whole-batch paths here read it
+// in place and beat it by 1.3-1.8x (the 1x1 ResNet-164 layers at 16 images,
+// 16 to 256 channels, from an arena: 35-51 -> 58-111 GFLOP/s) once there are
+// about 2M multiply-adds. Below that their setup (weight packing, waking the
+// pool) costs more than it saves.
+bool small_pointwise(const ConvShape& s) {
+  return is_plain_pointwise(s) &&
+         s.batch * s.outChannels * (s.inChannels / s.groups) * s.outH * s.outW < (int64_t{1} << 21);
+}
+
 bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
                            float* y) {
-  if (is_depthwise(s) || s.strideW != 1) return false;
-  // A 1x1 convolution is a plain GEMM per image, but our per-image sgemm packs
-  // the whole image each call; the whole-batch paths below read it in place and
-  // beat it by 1.3-1.8x (1x1 ResNet-164 layers at 16 images, 16 to 256
-  // channels, from an arena: 35-51 -> 50-77 GFLOP/s) once there are about 2M
-  // multiply-adds. Below that, their setup (weight packing, waking the pool)
-  // costs more than it saves.
-  if (is_plain_pointwise(s) &&
-      s.batch * s.outChannels * s.inChannels / s.groups * s.outH * s.outW < (int64_t{1} << 21))
-    return false;
+  if (is_depthwise(s) || small_pointwise(s) || s.strideW != 1) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   // Degenerate shapes (nothing to sum or nothing to write) stay on the im2col path.
   if (cg == 0 || og == 0 || s.batch == 0 || s.outH * s.outW == 0 || s.inH * s.inW == 0)
@@ -529,7 +531,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
 }
 
 bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx) {
-  if (is_depthwise(s) || is_plain_pointwise(s) || s.strideW != 1 || s.strideH != 1) return false;
+  if (is_depthwise(s) || small_pointwise(s) || s.strideW != 1 || s.strideH != 1) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   // Degenerate shapes (nothing to sum or nothing to write) stay on the im2col path.
   if (cg == 0 || og == 0 || s.batch == 0 || s.outH * s.outW == 0 || s.inH * s.inW == 0)
@@ -587,7 +589,7 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
 }
 
 bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw) {
-  if (is_depthwise(s) || is_plain_pointwise(s) || s.strideW != 1) return false;
+  if (is_depthwise(s) || small_pointwise(s) || s.strideW != 1) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   // Degenerate shapes (nothing to sum or nothing to write) stay on the im2col path.
   if (cg == 0 || og == 0 || s.batch == 0 || s.outH * s.outW == 0 || s.inH * s.inW == 0)

@@ -540,3 +540,33 @@ t.test('raw addon: inconsistent params and short buffers throw instead of crashi
   native.conv2dForward([2, 0, 4, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2], new Float32Array(0), new Float32Array(2 * 18 + 0), new Float32Array([1, 2, 3]), y0);
   t.ok(y0.every((v, i) => v === [1, 2, 3][Math.floor(i / 16) % 3]), 'zero input channels give the bias alone');
 });
+
+t.test('large 1x1 convolutions (the whole-batch paths) agree with the per-image GEMM path', async (t) => {
+  // Per image these stay under the 2M multiply-adds where 1x1 layers switch to
+  // the whole-batch paths; the batch of 8 crosses it. Widths 20 (column path)
+  // and 32 (direct path), sliced input and output.
+  const gen = rng(107);
+  for (const [h, w] of [[16, 20], [8, 32]]) {
+    const n = 8;
+    const x = ms.tensor(randn32(gen, n * 40 * h * w), [n, 40, h, w], { requiresGrad: true });
+    const weight = ms.tensor(randn32(gen, 64 * 48), [64, 48, 1, 1], { requiresGrad: true });
+    const gy = randn32(gen, n * 56 * h * w);
+    const y = ms.conv2d(x, weight, null, { outWidth: 56 });
+    ms.sum(ms.mul(y, ms.tensor(gy, y.shape))).backward();
+    const per = 40 * h * w;
+    const gw = new Float64Array(weight.size);
+    let worst = 0;
+    for (let i = 0; i < n; i++) {
+      const xi = ms.tensor(x.data.slice(i * per, (i + 1) * per), [1, 40, h, w], { requiresGrad: true });
+      const wi = ms.tensor(weight.data.slice(), weight.shape, { requiresGrad: true });
+      const yi = ms.conv2d(xi, wi, null, { outWidth: 56 });
+      ms.sum(ms.mul(yi, ms.tensor(gy.slice(i * 56 * h * w, (i + 1) * 56 * h * w), yi.shape))).backward();
+      for (let j = 0; j < yi.size; j++) worst = Math.max(worst, Math.abs(yi.data[j] - y.data[i * yi.size + j]) / (1 + Math.abs(yi.data[j])));
+      for (let j = 0; j < per; j++) worst = Math.max(worst, Math.abs(xi.grad!.data[j] - x.grad!.data[i * per + j]) / (1 + Math.abs(xi.grad!.data[j])));
+      wi.grad!.data.forEach((v, j) => (gw[j] += v));
+    }
+    for (let j = 0; j < gw.length; j++) worst = Math.max(worst, Math.abs(gw[j] - weight.grad!.data[j]) / (1 + Math.abs(gw[j])));
+    t.ok(worst < 1e-4, `${h}x${w}: forward, input and weight gradients agree (worst relative difference ${worst.toExponential(2)})`);
+    assertAll(t, weight.grad!.data, convWeightOutsidePrefix(weight.shape, 56, 40), 0, `${h}x${w}: weight gradient zero outside the prefix`);
+  }
+});
