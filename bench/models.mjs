@@ -2,7 +2,9 @@
 // Model benchmarks: inference at batch 1 and 64 and training steps at batch
 // 128, at rates 1, 0.75, 0.5 and 0.25, with the PyTorch peer (the paper's
 // slicing by weight views, bench/peers/torch_slicing.py) run in the same
-// session where Debian's python3-torch is installed.
+// session where Debian's python3-torch is installed, and onnxruntime-node and
+// the TensorFlow.js wasm backend (bench/peers/tfjs_wasm.mjs) where their npm
+// packages are installed.
 //
 //   npm run bench:models [-- --models resnet20,resnet164 --quick --no-peers --train --json]
 import { spawnSync } from 'node:child_process';
@@ -144,6 +146,31 @@ if (peers) {
           log(`${name.padEnd(10)} batch ${String(batch).padStart(2)} rate ${String(r).padEnd(5)} ${ours.ms.toFixed(1).padStart(8)} / ${theirs.toFixed(1).padStart(8)} ms = ${(ours.ms / theirs).toFixed(3)}`);
         }
       }
+    }
+  }
+}
+
+// TensorFlow.js wasm backend running one static narrower model per rate, built
+// from our sliced models' shapes and weights (bench/peers/tfjs_wasm.mjs).
+if (peers) {
+  const peer = await import('./peers/tfjs_wasm.mjs');
+  let tfw = null;
+  try {
+    tfw = await peer.loadTfjsWasm(threads);
+  } catch (e) {
+    if (e?.code === 'ERR_MODULE_NOT_FOUND') log('\nTensorFlow.js wasm peer: skipped (npm install @tensorflow/tfjs-core @tensorflow/tfjs-backend-wasm)');
+    else log(`\nTensorFlow.js wasm peer failed: ${e?.message ?? e}`);
+  }
+  if (tfw) {
+    try {
+      results.tfjsWasm = await peer.runTfjsPeer({ names, rates, batches: [1, 64], threads, quick, builders });
+      log(`\nTensorFlow.js ${tfw.version} wasm backend (one static model per rate, ${tfw.note}), ours / theirs:`);
+      for (const p of results.tfjsWasm.inference) {
+        const ours = results.inference.find((row) => row.model === p.model && row.batch === p.batch && row.rate === p.rate);
+        if (ours) log(`${p.model.padEnd(10)} batch ${String(p.batch).padStart(2)} rate ${String(p.rate).padEnd(5)} ${ours.ms.toFixed(1).padStart(8)} / ${p.ms.toFixed(1).padStart(8)} ms = ${(ours.ms / p.ms).toFixed(3)}`);
+      }
+    } catch (e) {
+      log(`\nTensorFlow.js wasm peer failed: ${e?.stack ?? e}`);
     }
   }
 }
