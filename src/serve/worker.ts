@@ -25,6 +25,13 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
       profileLatency(model, { inputShape, batchSizes: init.profileBatchSizes, repeats: init.profileRepeats });
     } else if (init.latencyProfile !== undefined) {
       model.latencyProfile = init.latencyProfile;
+      // Build the inference plans of every profiled (rate, batch size) now, as
+      // profiling would have: building one costs an eager pass, which would
+      // otherwise land on the first requests of each size (say, a load spike).
+      for (const [b, byRate] of Object.entries(init.latencyProfile.byBatch)) {
+        const x = new Tensor(new Float32Array(Number(b) * inputShape.reduce((p, q) => p * q, 1)), [Number(b), ...inputShape]);
+        for (const r of Object.keys(byRate)) infer(model, x, { rate: Number(r) });
+      }
     }
     const config = model.config;
     classes = config !== undefined ? config.classes : 0;

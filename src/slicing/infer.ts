@@ -65,6 +65,24 @@ export function releasePlans(model: Module): void {
   plans.delete(model);
 }
 
+// [start, size] of each slice: full slices, then the rest in one slice, or,
+// with plans, in descending powers of two, so a server whose batches take every
+// size up to its limit needs a handful of plans per rate, not one per size.
+function slices(batch: number, size: number, powersOfTwo: boolean): [number, number][] {
+  const out: [number, number][] = [];
+  let start = 0;
+  for (; start + size <= batch; start += size) out.push([start, size]);
+  let rest = batch - start;
+  if (rest > 0 && !powersOfTwo) return [...out, [start, rest]];
+  for (let p = 2 ** Math.floor(Math.log2(Math.max(1, rest))); rest > 0; p /= 2) {
+    if (p > rest) continue;
+    out.push([start, p]);
+    start += p;
+    rest -= p;
+  }
+  return out;
+}
+
 /** The model's output for x in eval mode, without recording a graph, one slice at a time. */
 export function infer(model: Module, x: Tensor, options: InferOptions = {}): Tensor {
   const op = 'infer';
@@ -85,8 +103,7 @@ export function infer(model: Module, x: Tensor, options: InferOptions = {}): Ten
       const per = x.size / batch;
       let out: Float32Array | null = null;
       let outShape: number[] = [];
-      for (let start = 0; start < batch; start += slice) {
-        const n = Math.min(slice, batch - start);
+      for (const [start, n] of slices(batch, slice, usePlan)) {
         const shape = [n, ...x.shape.slice(1)];
         const plan = usePlan ? planFor(model, shape) : null;
         if (plan !== null) {
