@@ -92,3 +92,12 @@ t.test('batchNorm in training mode cannot be captured', async (t) => {
   const model = ms.models.resnet({ depth: 8, classes: 4, norm: 'batch' }).train();
   t.match(ms.InferencePlan.build(model, [2, 3, 8, 8]), /batchNorm in training mode/);
 });
+
+t.test('a batch remainder replays as power-of-two slices, one plan per size', async (t) => {
+  const model = ms.models.resnet({ depth: 8, classes: 4 });
+  const x = ms.randn([27, 3, 8, 8], { seed: 4 });
+  const eager = ms.infer(model, x, { sliceSize: 16, plan: false });
+  const planned = ms.infer(model, x, { sliceSize: 16 });
+  t.equal(maxDiff(eager, planned), 0, '27 = 16 + 8 + 2 + 1, bitwise the eager result');
+  t.same(planned.shape, [27, 4]);
+});
