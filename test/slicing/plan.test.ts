@@ -98,6 +98,7 @@ t.test('a batch remainder replays as power-of-two slices, one plan per size', as
   const x = ms.randn([27, 3, 8, 8], { seed: 4 });
   const eager = ms.infer(model, x, { sliceSize: 16, plan: false });
   const planned = ms.infer(model, x, { sliceSize: 16 });
-  t.equal(maxDiff(eager, planned), 0, '27 = 16 + 8 + 2 + 1, bitwise the eager result');
+  // Other slice sizes than the eager 16 + 11 may block the kernels' sums differently.
+  t.ok(maxDiff(eager, planned) < 1e-5, '27 = 16 + 8 + 2 + 1 gives the eager result');
   t.same(planned.shape, [27, 4]);
 });
