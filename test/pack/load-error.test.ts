@@ -1,7 +1,7 @@
 // The error a user sees when no native binary loads: it must say where (platform, arch,
 // C library, Node and Node-API versions), why (the loader's own error) and how to build
 // from source under npm 11 / pnpm 10, which skip dependency install scripts by default.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -45,4 +45,22 @@ t.test('the loader wraps a failure with this message and keeps the cause', async
   t.match(err.message, /Underlying error: No native build was found/);
   t.match(err.message, /Prebuilt binaries in this package: none\./);
   t.match((err.cause as Error).message, /No native build was found/);
+});
+
+t.test('an unloadable prebuild: the listing and the loader error', async (t) => {
+  // Not binaries at all: whichever one node-gyp-build picks for this machine fails to load.
+  const dir = mkdtempSync(join(tmpdir(), 'modelslice-load-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const [sub, file] of [
+    ['linux-x64', 'modelslice.glibc.node'],
+    ['linux-x64', 'modelslice.musl.node'],
+    ['darwin-arm64', 'modelslice.node'],
+  ]) {
+    mkdirSync(join(dir, 'prebuilds', sub), { recursive: true });
+    writeFileSync(join(dir, 'prebuilds', sub, file), 'not a shared library');
+  }
+  const err = t.throws(() => loadAddon(dir)) as Error;
+  t.match(err.message, /Prebuilt binaries in this package: darwin-arm64, linux-x64 \(glibc, musl\)\./);
+  t.match(err.message, /Underlying error: \S/);
+  t.ok(err.cause instanceof Error, 'the loader error is the cause');
 });
