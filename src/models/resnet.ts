@@ -15,7 +15,8 @@ import { relu } from '../ops/relu.js';
 import type { Tensor } from '../tensor.js';
 import { positiveInt, type NormKind, type ResNetConfig } from './config.js';
 
-interface BlockContext {
+/** Shared settings of the blocks of one ResNet (norm kind and group counts). */
+export interface BlockContext {
   norm: NormKind;
   sliceGroups: number;
   normGroups: number;

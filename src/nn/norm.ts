@@ -71,8 +71,8 @@ function rateName(rate: number): string {
   return String(rate).replace('.', '_');
 }
 
-/** One set of batch-norm parameters and statistics. */
-class BatchNormState extends Module {
+/** One set of BatchNorm statistics (and affine parameters), kept per trained rate by a switchable BatchNorm2d. */
+export class BatchNormState extends Module {
   weight: Tensor | null;
   bias: Tensor | null;
   runningMean: Tensor;

@@ -6,3 +6,4 @@ export { slicedStep, countCorrect, type SlicedStepOptions, type RateLoss } from 
 export { calibrateBatchNorm, useSwitchableBatchNorm, type CalibrateOptions } from './calibrate.js';
 export { infer, releasePlans, type InferOptions } from './infer.js';
 export { InferencePlan } from './plan.js';
+export type { LayerUse } from './trace.js';
