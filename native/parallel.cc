@@ -46,10 +46,12 @@ int spin_microseconds() {
   return 5;
 }
 
-// A fork-join pool. One job at a time: the caller publishes (fn, ctx, nt) and
-// bumps `generation_`; every worker whose index is below nt runs its share, and
-// every worker decrements `pending_`; the caller runs share 0 and then waits
-// for pending_ to reach zero. Workers never exit (the pool lives as long as the
+// A fork-join pool. One job at a time: the caller writes (fn, ctx) and then
+// publishes the job word, a generation count and nt in one atomic; every
+// worker whose index is below nt runs its share and decrements `pending_`; the
+// caller runs share 0 and then waits for pending_ to reach zero. Workers
+// beyond nt read nothing but the job word, so an idle worker (after the thread
+// count went down) never holds up a job. Workers never exit (the pool lives as long as the
 // process, as the addon's library does), so no shutdown can race a job.
 class ThreadPool {
  public:
@@ -66,12 +68,11 @@ class ThreadPool {
     ensure_workers(threads - 1);
     call_ = call;
     ctx_ = ctx;
-    threads_ = threads;
     error_ = nullptr;
-    // Every worker acknowledges every job (those beyond threads - 1 at once), so
-    // none can still be reading this job's fields when the next one is written.
-    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_seq_cst);
+    pending_.store(threads - 1, std::memory_order_relaxed);
+    job_.store(((job_.load(std::memory_order_relaxed) >> kThreadBits) + 1) << kThreadBits |
+                   static_cast<uint64_t>(threads),
+               std::memory_order_seq_cst);
     if (sleepers_.load(std::memory_order_seq_cst) > 0) {
       std::lock_guard<std::mutex> lock(sleep_mutex_);
       wake_.notify_all();
@@ -123,7 +124,7 @@ class ThreadPool {
       int index = static_cast<int>(workers_.size()) + 1;
       // The worker must count from the generation before the job that needs it:
       // it may start running after the caller has already published that job.
-      uint64_t seen = generation_.load(std::memory_order_relaxed);
+      uint64_t seen = job_.load(std::memory_order_relaxed);
       workers_.emplace_back([this, index, seen] { worker_loop(index, seen); });
       workers_.back().detach();
     }
@@ -138,29 +139,29 @@ class ThreadPool {
     inside_job_ = true;  // a kernel running on a worker never re-enters the pool
     const auto spin = std::chrono::microseconds(spin_us_);
     for (;;) {
-      uint64_t now = generation_.load(std::memory_order_acquire);
+      uint64_t now = job_.load(std::memory_order_acquire);
       if (now == seen) {
         auto start = std::chrono::steady_clock::now();
         for (;;) {
           for (int i = 0; i < 64; i++) MODELSLICE_CPU_RELAX();
-          now = generation_.load(std::memory_order_acquire);
+          now = job_.load(std::memory_order_acquire);
           if (now != seen || std::chrono::steady_clock::now() - start >= spin) break;
         }
       }
       if (now == seen) {
         std::unique_lock<std::mutex> lock(sleep_mutex_);
         sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        wake_.wait(lock, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
+        wake_.wait(lock, [&] { return job_.load(std::memory_order_seq_cst) != seen; });
         sleepers_.fetch_sub(1, std::memory_order_relaxed);
-        now = generation_.load(std::memory_order_acquire);
+        now = job_.load(std::memory_order_acquire);
       }
       seen = now;
-      if (index < threads_) {
-        try {
-          call_(ctx_, index, threads_);
-        } catch (...) {
-          record_error(std::current_exception());
-        }
+      const int threads = static_cast<int>(now & ((uint64_t{1} << kThreadBits) - 1));
+      if (index >= threads) continue;
+      try {
+        call_(ctx_, index, threads);
+      } catch (...) {
+        record_error(std::current_exception());
       }
       if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
           owner_waiting_.load(std::memory_order_seq_cst)) {
@@ -172,12 +173,13 @@ class ThreadPool {
 
   std::mutex owner_;
   std::vector<std::thread> workers_;
-  // Written by the owner before the generation bump, read by workers after it;
-  // the owner writes them again only after every worker has acknowledged.
+  // Written by the owner before it publishes the job word, read by the job's
+  // workers after they load it; written again only after they all acknowledged.
   detail::JobFn call_ = nullptr;
   void* ctx_ = nullptr;
-  int threads_ = 0;
-  std::atomic<uint64_t> generation_{0};
+  // generation << kThreadBits | thread count (at most 1024).
+  static constexpr int kThreadBits = 16;
+  std::atomic<uint64_t> job_{0};
   std::atomic<int> pending_{0};
   std::atomic<int> sleepers_{0};
   std::mutex sleep_mutex_;

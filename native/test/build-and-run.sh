@@ -1,5 +1,6 @@
 #!/bin/sh
-# Builds and runs the standalone GEMM check (and, with `bench`, the benchmark).
+# Builds and runs the standalone thread-pool and GEMM checks (and, with `bench`,
+# the GEMM benchmark).
 #   native/test/build-and-run.sh            # correctness check
 #   native/test/build-and-run.sh bench      # check, then benchmark (add --json etc. after)
 # Uses g++ -O3 -std=c++17 -pthread and no -march flag (kernels pick their ISA at run time).
@@ -21,6 +22,9 @@ for s in $srcs; do
   $CXX $CXXFLAGS -c "$s" -o "$o"
   objs="$objs $o"
 done
+$CXX $CXXFLAGS "$here/pool_check.cc" "$out/parallel.o" -o "$out/pool_check"
+echo "== pool_check"
+"$out/pool_check"
 $CXX $CXXFLAGS "$here/gemm_check.cc" $objs -o "$out/gemm_check"
 echo "== gemm_check"
 "$out/gemm_check"
