@@ -328,6 +328,8 @@ Napi::Value AddRowBias(const Napi::CallbackInfo& info) {
   int64_t ldy = GetIndex(info, 4, fn, "ldy");
   CheckLength(env, bias, cols, fn, "bias");
   CheckMatrix(env, y, 0, rows, cols, ldy, fn, "y");
+  // Nothing to do; and the kernels would still walk a huge count of empty rows.
+  if (rows == 0 || cols == 0) return env.Undefined();
   RunKernel(env, fn, [&] { ms::add_row_bias(rows, cols, bias.data, y.data, ldy); });
   return env.Undefined();
 }
@@ -342,6 +344,7 @@ Napi::Value ColumnSums(const Napi::CallbackInfo& info) {
   Span acc = GetFloats(info, 4, fn, "acc");
   CheckMatrix(env, g, 0, rows, cols, ldg, fn, "g");
   CheckLength(env, acc, cols, fn, "acc");
+  if (rows == 0 || cols == 0) return env.Undefined();
   RunKernel(env, fn, [&] { ms::column_sums(rows, cols, g.data, ldg, acc.data); });
   return env.Undefined();
 }
@@ -356,6 +359,7 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   int64_t n = CheckedMul(env, rows, cols, fn);
   CheckLength(env, x, n, fn, "x");
   CheckLength(env, y, n, fn, "y");
+  if (n == 0) return env.Undefined();
   RunKernel(env, fn, [&] { ms::softmax_rows(rows, cols, x.data, y.data, log); });
   return env.Undefined();
 }
@@ -372,6 +376,7 @@ Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
   CheckLength(env, y, n, fn, "y");
   CheckLength(env, gy, n, fn, "gy");
   CheckLength(env, gx, n, fn, "gx");
+  if (n == 0) return env.Undefined();
   RunKernel(env, fn, [&] { ms::softmax_rows_backward(rows, cols, y.data, gy.data, gx.data, log); });
   return env.Undefined();
 }
@@ -663,6 +668,7 @@ Napi::Value ChannelAffine(const Napi::CallbackInfo& info) {
   CheckLength(env, scale, c, fn, "scale");
   CheckLength(env, shift, c, fn, "shift");
   CheckLength(env, y, total, fn, "y");
+  if (total == 0) return env.Undefined();
   RunKernel(env, fn, [&] { ms::channel_affine(n, c, sp, x.data, scale.data, shift.data, y.data); });
   return env.Undefined();
 }

@@ -51,6 +51,15 @@ export function conv2d(x: Tensor, weight: Tensor, bias: Tensor | null, options?:
       `${op}: kernel ${kh}x${kw} (dilation ${dh}x${dw}) is larger than the padded input of x ${fmt(x.shape)} (padding ${ph}x${pw})`,
     );
   }
+  // Huge padding must not turn into a huge allocation (the size limit of every tensor),
+  // nor, for an empty batch, into sizes the kernels' bounds arithmetic refuses.
+  const perImage = Math.max(outWidth, 1) * oh * ow;
+  if (perImage > 2 ** 31 - 1 || n * perImage > 2 ** 31 - 1) {
+    throw new RangeError(
+      `${op}: the output [${n}, ${outWidth}, ${oh}, ${ow}] of x ${fmt(x.shape)} (padding ${ph}x${pw}, stride ${sh}x${sw}) ` +
+        'has more than 2^31 - 1 elements per image or in all',
+    );
+  }
   const params = [n, inWidth, h, w, outWidth, kh, kw, sh, sw, ph, pw, dh, dw, groups, inPerGroupFull];
   const y = outputBuffer(n * outWidth * oh * ow);
   native.conv2dForward(params, x.data, weight.data, b === null ? null : b.data, y);

@@ -34,16 +34,18 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null, options?:
   }
   const rows = x.size / inWidth;
   const outShape = [...x.shape.slice(0, -1), outWidth];
+  // A weight with no rows gives an empty result; leading dimensions stay >= 1 for the binding.
+  const ldy = Math.max(outWidth, 1);
   const y = outputBuffer(rows * outWidth);
-  native.gemm(false, true, rows, outWidth, inWidth, 1, x.data, 0, inWidth, weight.data, 0, inFull, 0, y, 0, outWidth);
-  if (b !== null) native.addRowBias(rows, outWidth, b.data, y, outWidth);
+  native.gemm(false, true, rows, outWidth, inWidth, 1, x.data, 0, inWidth, weight.data, 0, inFull, 0, y, 0, ldy);
+  if (b !== null) native.addRowBias(rows, outWidth, b.data, y, ldy);
   const out = new Tensor(y, outShape);
   return record(out, op, [x, weight, b], (g) => {
     const gx = gradSink(x);
-    if (gx !== null) native.gemm(false, false, rows, inWidth, outWidth, 1, g, 0, outWidth, weight.data, 0, inFull, 1, gx, 0, inWidth);
+    if (gx !== null) native.gemm(false, false, rows, inWidth, outWidth, 1, g, 0, ldy, weight.data, 0, inFull, 1, gx, 0, inWidth);
     const gw = gradSink(weight);
-    if (gw !== null) native.gemm(true, false, outWidth, inWidth, rows, 1, g, 0, outWidth, x.data, 0, inWidth, 1, gw, 0, inFull);
+    if (gw !== null) native.gemm(true, false, outWidth, inWidth, rows, 1, g, 0, ldy, x.data, 0, inWidth, 1, gw, 0, inFull);
     const gb = gradSink(b);
-    if (gb !== null) native.columnSums(rows, outWidth, g, outWidth, gb);
+    if (gb !== null) native.columnSums(rows, outWidth, g, ldy, gb);
   });
 }
