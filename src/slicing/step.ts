@@ -3,13 +3,14 @@
 // optimizer step. With in-place distillation the widest rate learns from the
 // labels and the narrower ones from its detached soft predictions.
 import type { Module } from '../nn/module.js';
+import { BatchNorm2d } from '../nn/norm.js';
 import { add } from '../ops/add.js';
 import { crossEntropy } from '../ops/cross-entropy.js';
 import { klDiv } from '../ops/kl-div.js';
 import { logSoftmax } from '../ops/log-softmax.js';
 import { mul } from '../ops/mul.js';
 import { softmax } from '../ops/softmax.js';
-import { noGrad, tensor, type Tensor } from '../tensor.js';
+import { noGrad, Tensor, tensor } from '../tensor.js';
 import { checkRate } from './width.js';
 
 export interface SlicedStepOptions {
@@ -17,6 +18,17 @@ export interface SlicedStepOptions {
   distill?: boolean;
   /** With distill, the weight of the label loss for narrower rates (0 = teacher only). */
   distillMix?: number;
+  /**
+   * Images per forward/backward chunk (default: the whole batch). The chunks'
+   * gradients add up to the whole batch's (each chunk's loss is weighted by its
+   * share of the batch), so this needs a model whose layers treat each sample
+   * on its own: no BatchNorm in training mode, whose batch statistics would
+   * change with the chunk. Only one chunk's activations are alive at a time:
+   * ResNet-164 at batch 128 trains in 0.7 GB instead of 4.5 GB with chunks of
+   * 16, and 13% faster on the 2-core machine; ResNet-56 is 15% slower (its
+   * whole batch fits the caches about as well, and small GEMMs cost more).
+   */
+  microBatch?: number;
 }
 
 export interface RateLoss {
@@ -47,23 +59,41 @@ export function slicedStep(
   const sorted = [...rates].map((r) => checkRate('slicedStep', r)).sort((a, b) => b - a);
   const mix = options.distillMix ?? 0;
   if (!(mix >= 0 && mix <= 1)) throw new RangeError(`slicedStep: distillMix must be in [0, 1], got ${String(mix)}`);
+  const batch = x.shape[0];
+  const perSample = !model.modules().some((m) => m instanceof BatchNorm2d && m.training);
+  const chunk = options.microBatch ?? Math.max(1, batch);
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`slicedStep: microBatch must be a positive integer, got ${String(chunk)}`);
+  if (chunk < batch && !perSample) {
+    throw new RangeError('slicedStep: microBatch needs a model without BatchNorm in training mode (its batch statistics depend on the chunk)');
+  }
+  const per = x.size / Math.max(1, batch);
   const previous = model.sliceRate;
   const out: RateLoss[] = [];
-  let teacher: Tensor | null = null;
+  const teachers: Tensor[] = [];
   try {
     sorted.forEach((rate, i) => {
       model.setSliceRate(rate);
-      const logits = model.forward(x);
-      let loss: Tensor;
-      if (i === 0 || !options.distill || teacher === null) {
-        loss = crossEntropy(logits, labels);
-      } else {
-        const kd = klDiv(logSoftmax(logits), teacher);
-        loss = mix > 0 ? add(mul(kd, tensor([1 - mix], [])), mul(crossEntropy(logits, labels), tensor([mix], []))) : kd;
+      let total = 0;
+      let correct = 0;
+      for (let start = 0, k = 0; start < batch || (batch === 0 && k === 0); start += chunk, k++) {
+        const n = Math.min(chunk, batch - start);
+        const xs = n === batch ? x : new Tensor(x.data.subarray(start * per, (start + n) * per), [n, ...x.shape.slice(1)]);
+        const ys = n === batch ? labels : labels.slice(start, start + n);
+        const logits = model.forward(xs);
+        let loss: Tensor;
+        if (i === 0 || !options.distill || teachers.length === 0) {
+          loss = crossEntropy(logits, ys);
+        } else {
+          const kd = klDiv(logSoftmax(logits), teachers[k]);
+          loss = mix > 0 ? add(mul(kd, tensor([1 - mix], [])), mul(crossEntropy(logits, ys), tensor([mix], []))) : kd;
+        }
+        const share = n === batch ? loss : mul(loss, tensor([n / batch], []));
+        share.backward();
+        if (i === 0 && options.distill) teachers.push(noGrad(() => softmax(logits.detach())));
+        total += share.item();
+        correct += countCorrect(logits, ys);
       }
-      loss.backward();
-      if (i === 0 && options.distill) teacher = noGrad(() => softmax(logits.detach()));
-      out.push({ rate, loss: loss.item(), correct: countCorrect(logits, labels) });
+      out.push({ rate, loss: total, correct });
     });
   } finally {
     model.setSliceRate(previous);

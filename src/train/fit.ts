@@ -58,6 +58,8 @@ export interface FitOptions {
   lrSchedule?: LrSchedule;
   /** In-place distillation; mix is the weight of the label loss for narrower rates. */
   distill?: boolean | { mix?: number };
+  /** Images per forward/backward chunk of a step (see SlicedStepOptions.microBatch; default the whole batch). */
+  microBatch?: number;
   evalData?: BatchSource;
   evalRates?: number[];
   callbacks?: FitCallbacks;
@@ -186,7 +188,7 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
       if (options.signal?.aborted) throw abortError(options.signal);
       if (options.lrSchedule) options.lrSchedule.setEpoch(epoch - 1 + (batchesPerEpoch ? batch / batchesPerEpoch : 0));
       const rates = schedule.next();
-      const results = slicedStep(model, x, y, rates, { distill, distillMix });
+      const results = slicedStep(model, x, y, rates, { distill, distillMix, microBatch: options.microBatch });
       const bad = results.find((r) => !Number.isFinite(r.loss));
       if (nanGuard && bad !== undefined) {
         optimizer.zeroGrad();

@@ -214,3 +214,25 @@ t.test('distillMix blends the label loss into the narrower rates', async (t) => 
   const dflt = ms.slicedStep(model, x, LABELS, rates, { distill: true });
   t.equal(teacherOnly[1].loss, dflt[1].loss, 'mix defaults to 0');
 });
+
+t.test('micro-batches: the chunks add up to the whole batch, with and without distillation', async (t) => {
+  ms.manualSeed(3);
+  const model = ms.models.resnet({ depth: 8, classes: 3 });
+  const x = ms.randn([LABELS.length, 3, 8, 8], { seed: 9 });
+  for (const distill of [false, true]) {
+    zeroGrad(model);
+    const whole = ms.slicedStep(model, x, LABELS, [1, 0.5], { distill });
+    const g1 = grads(model);
+    zeroGrad(model);
+    const chunked = ms.slicedStep(model, x, LABELS, [1, 0.5], { distill, microBatch: 3 });
+    const g2 = grads(model);
+    t.ok(maxRelDiff(g1, g2) < 1e-5, `distill ${distill}: gradients agree (${maxRelDiff(g1, g2).toExponential(2)})`);
+    whole.forEach((w, i) => {
+      t.ok(Math.abs(w.loss - chunked[i].loss) < 1e-5 * Math.max(1, Math.abs(w.loss)), `distill ${distill}, rate ${w.rate}: loss ${w.loss} vs ${chunked[i].loss}`);
+      t.equal(chunked[i].correct, w.correct);
+    });
+  }
+  t.throws(() => ms.slicedStep(model, x, LABELS, [1], { microBatch: 0 }), /slicedStep: microBatch must be a positive integer/);
+  const bn = ms.models.resnet({ depth: 8, classes: 3, norm: 'batch' });
+  t.throws(() => ms.slicedStep(bn, x, LABELS, [1], { microBatch: 3 }), /needs a model without BatchNorm in training mode/);
+});
