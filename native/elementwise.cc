@@ -136,7 +136,8 @@ void relu_forward(int64_t n, const float* x, float* y) {
   parallel_run(threads_for(n), [&](int t, int nt) {
     int64_t lo, hi;
     split_range(n, 16, t, nt, &lo, &hi);
-    for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    // NaN passes through (as in PyTorch): a ReLU must not hide a diverged activation.
+    for (int64_t i = lo; i < hi; ++i) y[i] = x[i] <= 0.0f ? 0.0f : x[i];
   });
 }
 

@@ -53,7 +53,7 @@ void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_
       if (relu) {
         for (int64_t i = 0; i < spatial; ++i) {
           const float v = (xc[i] - muf) * af + bf;
-          yc[i] = v > 0.0f ? v : 0.0f;
+          yc[i] = v <= 0.0f ? 0.0f : v;  // NaN passes through, as in relu_forward
         }
       } else {
         for (int64_t i = 0; i < spatial; ++i) yc[i] = (xc[i] - muf) * af + bf;

@@ -192,9 +192,13 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
       const bad = results.find((r) => !Number.isFinite(r.loss));
       if (nanGuard && bad !== undefined) {
         optimizer.zeroGrad();
+        // Bad data is not divergence: say which it is.
+        const at = x.data.findIndex((v) => !Number.isFinite(v));
         throw new Error(
           `${op}: the loss became ${bad.loss} at epoch ${epoch}, batch ${batch} (rate ${bad.rate}); ` +
-            'training diverged: lower the learning rate, or set clipGradNorm',
+            (at >= 0
+              ? `the input batch holds ${x.data[at]} (at flat index ${at}): check the data`
+              : 'training diverged: lower the learning rate, or set clipGradNorm'),
         );
       }
       if (clip !== undefined) clipGradNorm(optimizer.params, clip);
