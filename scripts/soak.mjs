@@ -170,7 +170,7 @@ if (third < 1) {
 const header = ['t (s)', 'rss MB', 'heap MB', 'external MB', 'arrayBuffers MB', 'predictions', 'inputs', 'epochs', 'redeploys', 'loss'];
 const rows = samples.map((s) => [
   s.t.toFixed(1), (s.rss / MB).toFixed(1), (s.heapUsed / MB).toFixed(1), (s.external / MB).toFixed(1), (s.arrayBuffers / MB).toFixed(1),
-  String(s.predictions), String(s.inputs), String(s.epochs), String(s.redeploys), Number.isFinite(s.loss) ? s.loss.toFixed(4) : '-',
+  String(s.predictions), String(s.inputs), String(s.epochs), String(s.redeploys), Number.isFinite(s.loss) ? s.loss.toPrecision(3) : '-',
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
 const line = (cells) => cells.map((c, i) => c.padStart(widths[i])).join('  ');
