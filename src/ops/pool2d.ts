@@ -28,9 +28,6 @@ export function pool2d(op: string, kind: 0 | 1, x: Tensor, kernel: number | [num
   if (oh < 0 || ow < 0) {
     throw new RangeError(`${op}: kernel ${kh}x${kw} is larger than the padded input of x ${fmt(x.shape)} (padding ${ph}x${pw})`);
   }
-  if (n * c * oh * ow > 2 ** 31 - 1) {
-    throw new RangeError(`${op}: the output [${n}, ${c}, ${oh}, ${ow}] of x ${fmt(x.shape)} (padding ${ph}x${pw}, stride ${sh}x${sw}) has more than 2^31 - 1 elements`);
-  }
   const params = [n * c, h, w, kh, kw, sh, sw, ph, pw];
   const y = outputBuffer(n * c * oh * ow);
   native.poolForward(kind, params, x.data, y);
