@@ -3,7 +3,9 @@
 # the kernel tests under them:
 #   1. the standalone harnesses of native/test/build-and-run.sh (gemm_check ...), sanitized;
 #   2. the addon itself, compiled from native/sources.json with the same flags
-#      into $ASAN_DIR/build/Release (never over build/Release), then the tap
+#      into $ASAN_DIR/build/Release (never over build/Release), and
+#      native/test/kernels_check.cc (conv, pool, norm, softmax kernels on
+#      exact-size heap buffers) linked against the same objects; then the tap
 #      tests that exercise the kernels with libasan preloaded into node and
 #      MODELSLICE_PREBUILD pointing node-gyp-build at the sanitized addon.
 # Any report stops the run with a non-zero exit.
@@ -60,6 +62,16 @@ objs=""
 for s in $sources; do objs="$objs $objdir/$(basename "$s" .cc).o"; done
 # shellcheck disable=SC2086
 $CXX -shared $san -pthread -o "$release/modelslice.node" $objs
+# The kernels harness links the same sanitized objects, without the binding: every
+# operand an exact-size heap allocation, so ASan sees one element past any of them.
+kernel_objs=""
+for s in $sources; do
+  case "$s" in *binding.cc) ;; *) kernel_objs="$kernel_objs $objdir/$(basename "$s" .cc).o" ;; esac
+done
+echo "== kernels_check (ASan + UBSan)"
+# shellcheck disable=SC2086
+$CXX $common native/test/kernels_check.cc $kernel_objs -o "$out/kernels_check"
+ASAN_OPTIONS="detect_leaks=1:halt_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" "$out/kernels_check"
 # node-gyp-build reads <package name>_PREBUILD's build/Release first; it also needs a package.json there.
 printf '{"name": "modelslice"}\n' > "$out/package.json"
 built=$(date +%s)
@@ -75,7 +87,10 @@ fi
 if [ "$#" -gt 0 ]; then
   tests="$*"
 else
-  tests=$(ls test/native/*.test.ts test/ops/*.test.ts test/nn/*.test.ts test/slicing/*.test.ts | grep -v 'test/native/isa.test.ts')
+  # isa.test.ts builds the unsanitized harness itself; concurrency.test.ts runs the kernels
+  # from several threads at once.
+  tests=$(ls test/native/*.test.ts test/ops/*.test.ts test/nn/*.test.ts test/slicing/*.test.ts \
+    test/serve/concurrency.test.ts test/train/non-finite.test.ts | grep -v 'test/native/isa.test.ts')
 fi
 echo "== tap under ASan + UBSan: $(echo $tests | wc -w) files"
 # shellcheck disable=SC2086
