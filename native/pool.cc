@@ -1,5 +1,6 @@
 #include "pool.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "parallel.h"
@@ -20,6 +21,13 @@ void for_planes(int64_t planes, int64_t work, Body&& body) {
   });
 }
 
+// The taps [tap_begin, tap_end) of a window whose first tap is input row (or
+// column) `start`, possibly negative, that fall inside [0, in); the others read
+// padding. Loops run over these only, so a window far larger than the input
+// (a huge kernel or padding) costs what the input costs, not what the window does.
+inline int64_t tap_begin(int64_t start) { return start < 0 ? -start : 0; }
+inline int64_t tap_end(int64_t start, int64_t k, int64_t in) { return std::min(k, in - start); }
+
 }  // namespace
 
 void max_pool_forward(const PoolShape& s, const float* x, float* y) {
@@ -29,11 +37,13 @@ void max_pool_forward(const PoolShape& s, const float* x, float* y) {
     for (int64_t oh = 0; oh < s.outH; ++oh)
       for (int64_t ow = 0; ow < s.outW; ++ow) {
         float m = -INFINITY;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t ih = oh * s.strideH - s.padH + i;
+        const int64_t h0 = oh * s.strideH - s.padH;
+        for (int64_t i = tap_begin(h0); i < tap_end(h0, s.kh, s.inH); ++i) {
+          const int64_t ih = h0 + i;
           if (ih < 0 || ih >= s.inH) continue;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t iw = ow * s.strideW - s.padW + j;
+          const int64_t w0 = ow * s.strideW - s.padW;
+          for (int64_t j = tap_begin(w0); j < tap_end(w0, s.kw, s.inW); ++j) {
+            const int64_t iw = w0 + j;
             if (iw < 0 || iw >= s.inW) continue;
             const float v = xp[ih * s.inW + iw];
             // NaN wins, as in PyTorch.
@@ -55,11 +65,13 @@ void max_pool_backward(const PoolShape& s, const float* x, const float* gy, floa
       for (int64_t ow = 0; ow < s.outW; ++ow) {
         float m = -INFINITY;
         int64_t arg = -1;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t ih = oh * s.strideH - s.padH + i;
+        const int64_t h0 = oh * s.strideH - s.padH;
+        for (int64_t i = tap_begin(h0); i < tap_end(h0, s.kh, s.inH); ++i) {
+          const int64_t ih = h0 + i;
           if (ih < 0 || ih >= s.inH) continue;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t iw = ow * s.strideW - s.padW + j;
+          const int64_t w0 = ow * s.strideW - s.padW;
+          for (int64_t j = tap_begin(w0); j < tap_end(w0, s.kw, s.inW); ++j) {
+            const int64_t iw = w0 + j;
             if (iw < 0 || iw >= s.inW) continue;
             const float v = xp[ih * s.inW + iw];
             if (arg < 0 || v > m || (std::isnan(v) && !std::isnan(m))) {
@@ -81,11 +93,13 @@ void avg_pool_forward(const PoolShape& s, const float* x, float* y) {
     for (int64_t oh = 0; oh < s.outH; ++oh)
       for (int64_t ow = 0; ow < s.outW; ++ow) {
         float acc = 0;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t ih = oh * s.strideH - s.padH + i;
+        const int64_t h0 = oh * s.strideH - s.padH;
+        for (int64_t i = tap_begin(h0); i < tap_end(h0, s.kh, s.inH); ++i) {
+          const int64_t ih = h0 + i;
           if (ih < 0 || ih >= s.inH) continue;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t iw = ow * s.strideW - s.padW + j;
+          const int64_t w0 = ow * s.strideW - s.padW;
+          for (int64_t j = tap_begin(w0); j < tap_end(w0, s.kw, s.inW); ++j) {
+            const int64_t iw = w0 + j;
             if (iw >= 0 && iw < s.inW) acc += xp[ih * s.inW + iw];
           }
         }
@@ -102,11 +116,13 @@ void avg_pool_backward(const PoolShape& s, const float* gy, float* gx) {
     for (int64_t oh = 0; oh < s.outH; ++oh)
       for (int64_t ow = 0; ow < s.outW; ++ow) {
         const float g = gp[oh * s.outW + ow] * inv;
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t ih = oh * s.strideH - s.padH + i;
+        const int64_t h0 = oh * s.strideH - s.padH;
+        for (int64_t i = tap_begin(h0); i < tap_end(h0, s.kh, s.inH); ++i) {
+          const int64_t ih = h0 + i;
           if (ih < 0 || ih >= s.inH) continue;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t iw = ow * s.strideW - s.padW + j;
+          const int64_t w0 = ow * s.strideW - s.padW;
+          for (int64_t j = tap_begin(w0); j < tap_end(w0, s.kw, s.inW); ++j) {
+            const int64_t iw = w0 + j;
             if (iw >= 0 && iw < s.inW) gxp[ih * s.inW + iw] += g;
           }
         }

@@ -14,10 +14,12 @@ export interface InferOptions {
   /** Slice rate for this pass (default: the model's current rate). */
   rate?: number;
   /**
-   * Images per slice. Default for image batches: 16 / rate (16 at rate 1, 64
-   * at 0.25), which keeps a slice's activations in cache while the per-slice
-   * overhead stays small as narrower layers make each slice cheaper (ResNet-164,
-   * batch 64: see bench/RESULTS.md); the whole batch for other inputs.
+   * Images per slice. Default for image batches: 32 / rate (32 at rate 1, 64
+   * at 0.5). With a plan's arena, bigger slices win until the activations
+   * overflow the caches: ResNet-164 at batch 64, rate 1, took 390 / 316 / 309 /
+   * 327 ms in slices of 8 / 16 / 32 / 64, and at rate 0.5 the whole batch was
+   * best (132 ms against 146 in slices of 32); ResNet-56 was best whole at
+   * both. The whole batch for other inputs.
    */
   sliceSize?: number;
   /**
@@ -90,7 +92,7 @@ export function infer(model: Module, x: Tensor, options: InferOptions = {}): Ten
   if (x.rank < 1 || x.shape[0] < 1) throw new RangeError(`${op}: x must have a non-empty batch axis, got shape [${x.shape.join(', ')}]`);
   const batch = x.shape[0];
   const rate = options.rate === undefined ? model.sliceRate : checkRate(op, options.rate);
-  const slice = options.sliceSize ?? (x.rank >= 4 ? Math.ceil(16 / rate) : batch);
+  const slice = options.sliceSize ?? (x.rank >= 4 ? Math.ceil(32 / rate) : batch);
   if (!Number.isInteger(slice) || slice < 1) throw new RangeError(`${op}: sliceSize must be a positive integer, got ${String(slice)}`);
   if (options.plan !== undefined && typeof options.plan !== 'boolean') throw new TypeError(`${op}: plan must be a boolean`);
   const previousRate = model.sliceRate;

@@ -318,3 +318,18 @@ t.test('raw addon: inconsistent params and short buffers throw instead of crashi
   }
   assertAll(t, y, Array.from({ length: y.length }, (_, i) => i), 0, 'y of the good calls is all zero');
 });
+
+t.test('a window far larger than the input costs what the input costs', async (t) => {
+  // Kernel 2^20 + 1 with padding 2^19: every window covers the whole 3x3
+  // input. Looping over all 2^40 taps per output never finished; the kernels
+  // now visit only the taps inside the input.
+  const x = ms.tensor([3, -1, 4, 1, -5, 9, 2, 6, -5], [1, 1, 3, 3], { requiresGrad: true });
+  const k = 2 ** 20 + 1;
+  const y = ms.maxPool2d(x, k, { stride: 1, padding: 2 ** 19 });
+  t.same(y.shape, [1, 1, 3, 3]);
+  t.same(Array.from(y.data), new Array(9).fill(9), 'every window sees the maximum');
+  ms.sum(y).backward();
+  t.same(Array.from(x.grad!.data), [0, 0, 0, 0, 0, 9, 0, 0, 0], 'all gradient goes to the maximum');
+  const a = ms.avgPool2d(ms.tensor(new Array(9).fill(1), [1, 1, 3, 3]), [k, 1], { stride: 1, padding: [2 ** 19, 0] });
+  t.ok(Math.abs(a.data[0] - 3 / k) < 1e-12, 'average over the window, padding counted');
+});
