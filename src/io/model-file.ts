@@ -2,7 +2,7 @@
 // trained rates and (for checkpoints) training state in the header metadata,
 // so loading rebuilds the model without the caller restating its config.
 import { readFile } from 'node:fs/promises';
-import { buildModel } from '../models/build.js';
+import { buildModel, leastParameters } from '../models/build.js';
 import type { ModelConfig } from '../models/config.js';
 import type { Module } from '../nn/module.js';
 import { BatchNorm2d } from '../nn/norm.js';
@@ -93,6 +93,18 @@ export async function loadFile(path: string): Promise<LoadedFile> {
   const config = parseJson(path, 'config', metadata.config) as ModelConfig & { sliceChain?: number[] };
   const rates = parseJson(path, 'trainedRates', metadata.trainedRates) as number[] | undefined;
   const calibrated = (parseJson(path, 'calibratedRates', metadata.calibratedRates) as number[] | undefined) ?? [];
+  if (config === null || typeof config !== 'object') throw new RangeError(`load: ${path} has no model config object`);
+  // A forged config could make us build a model far larger than the file
+  // before its weights are checked. A compact sub-model at rate r holds at
+  // least about r^2 of the full model's parameters.
+  const { sliceChain: chain, ...declared } = config;
+  let held = 0;
+  for (const [name, t] of Object.entries(tensors)) if (!name.startsWith('optimizer.')) held += t.size;
+  const shrink = (Array.isArray(chain) ? chain : []).reduce((p, r) => p * (typeof r === 'number' && r > 0 ? r * r : 1), 1);
+  const least = leastParameters(declared as ModelConfig) * shrink;
+  if (least > 2 * held + 1024) {
+    throw new RangeError(`load: ${path} declares a model of at least ${Math.round(least)} parameters but holds only ${held} values`);
+  }
   let model: Module;
   try {
     // Switchable batch norm must exist before slicing or loading its statistics.

@@ -26,3 +26,32 @@ export function buildModel(config: ModelConfig & { sliceChain?: number[] }): Mod
   for (const rate of sliceChain ?? []) model = model.slice(rate);
   return model;
 }
+
+/**
+ * A lower bound on the parameters `config` builds (NaN when a field is not a
+ * number; buildModel then reports the field). A model file must hold at least
+ * these many values, so a loader can refuse a forged config before building a
+ * model far larger than the file (a 552-byte file declaring hidden [2^20]).
+ */
+export function leastParameters(config: ModelConfig): number {
+  const c = config as unknown as Record<string, unknown>;
+  const num = (k: string) => (typeof c[k] === 'number' ? (c[k] as number) : NaN);
+  switch (config.kind) {
+    case 'mlp': {
+      const sizes = [num('inputs'), ...(Array.isArray(c.hidden) ? (c.hidden as unknown[]).map((h) => (typeof h === 'number' ? h : NaN)) : [NaN]), num('classes')];
+      let n = 0;
+      for (let i = 1; i < sizes.length; i++) n += sizes[i - 1] * sizes[i];
+      return n;
+    }
+    case 'resnet': {
+      // Every block holds a 3x3 convolution of at least 16 * widen channels in and out.
+      const w = 16 * num('widen');
+      const perStage = (num('depth') - 2) / (c.block === 'bottleneck' ? 9 : 6);
+      return 9 * num('inChannels') * w + 3 * Math.max(0, Math.floor(perStage)) * 9 * w * w + 4 * w * num('classes');
+    }
+    case 'vgg':
+      return 9 * num('inChannels') * 64 + 512 * num('classes');
+    default:
+      return NaN;
+  }
+}

@@ -3,6 +3,8 @@
 // compact sliced model), keep trainedRates / config / preprocess; foreign or
 // inconsistent files are refused; the write is atomic.
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import * as ms from '../../src/index.js';
@@ -228,4 +230,30 @@ t.test('save is atomic and validates its arguments', async (t) => {
   await mkdir(join(dir, 'nested'));
   await ms.save(model, join(dir, 'nested', 'n.safetensors'));
   t.same(await readdir(join(dir, 'nested')), ['n.safetensors'], 'save into an existing sub-folder');
+});
+
+t.test('a forged config declaring a model far larger than the file is refused before building', async (t) => {
+  const { parseSafetensors, serializeSafetensors } = await import('../../src/io/safetensors.js');
+  const { leastParameters } = await import('../../src/models/build.js');
+  const dir = mkdtempSync(join(tmpdir(), 'ms-forged-'));
+  try {
+    const model = ms.models.mlp({ inputs: 4, hidden: [3], classes: 2 });
+    const good = join(dir, 'good.safetensors');
+    await ms.save(model, good);
+    const { tensors, metadata } = parseSafetensors(readFileSync(good));
+    const config = JSON.parse(metadata.config);
+    const forged = join(dir, 'forged.safetensors');
+    writeFileSync(forged, serializeSafetensors(tensors, { ...metadata, config: JSON.stringify({ ...config, hidden: [2 ** 20] }) }));
+    await t.rejects(ms.load(forged), /load: .* declares a model of at least 6291456 parameters but holds only 23 values/);
+    t.ok((await ms.load(good)) instanceof ms.nn.Module, 'the honest file still loads');
+    // The bound holds for every built-in kind, and for compact sub-models.
+    for (const m of [model, ms.models.resnet({ depth: 20, classes: 10 }), ms.models.resnet({ depth: 29, block: 'bottleneck', classes: 10, widen: 2 }), ms.models.vgg({ depth: 11, classes: 10 })]) {
+      t.ok(leastParameters(m.config!) <= m.numParameters(), `${m.config!.kind}: the bound ${leastParameters(m.config!)} <= ${m.numParameters()}`);
+    }
+    const small = join(dir, 'small.safetensors');
+    await ms.save(ms.models.resnet({ depth: 20, classes: 10 }).slice(0.25), small);
+    t.ok((await ms.load(small)) instanceof ms.nn.Module, 'a compact sub-model at rate 0.25 loads');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
