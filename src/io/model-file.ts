@@ -111,7 +111,10 @@ export async function loadFile(path: string): Promise<LoadedFile> {
     const { sliceChain, ...full } = config;
     model = buildModel(full);
     if (rates) setTrainedRates(model, rates);
-    if (hasBatchNorm(model) && rates && rates.length > 1) useSwitchableBatchNorm(model, rates);
+    // Only when the file holds per-rate statistics: a model given trained rates
+    // without switchable batch norm (setTrainedRates alone) saves one set.
+    const switchable = Object.keys(tensors).some((n) => /(^|\.)rate_[0-9_]+\./.test(n));
+    if (hasBatchNorm(model) && rates && rates.length > 1 && switchable) useSwitchableBatchNorm(model, rates);
     for (const r of calibrated) for (const m of model.modules()) if (m instanceof BatchNorm2d) m.beginCalibration(r);
     for (const r of sliceChain ?? []) model = model.slice(r);
   } catch (err) {

@@ -257,3 +257,21 @@ t.test('a forged config declaring a model far larger than the file is refused be
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+t.test('a batch-norm model with trained rates but one set of statistics loads back', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ms-bn-'));
+  try {
+    const model = ms.models.resnet({ depth: 8, classes: 3, norm: 'batch' });
+    ms.setTrainedRates(model, [1, 0.5]);
+    const file = join(dir, 'bn.safetensors');
+    await ms.save(model, file);
+    const back = await ms.load(file);
+    t.same(ms.trainedRatesOf(back), [1, 0.5]);
+    const x = ms.randn([2, 3, 8, 8], { seed: 1 });
+    for (const rate of [1, 0.5]) {
+      assertBitwise(t, ms.infer(back, x, { rate }).data, ms.infer(model, x, { rate }).data, `rate ${rate}: same outputs`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
