@@ -432,12 +432,16 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   Span x = GetFloats(info, 1, fn, "x"), w = GetFloats(info, 2, fn, "w");
   Span bias = GetOptionalFloats(info, 3, fn, "bias");
   Span y = GetFloats(info, 4, fn, "y");
+  const bool accumulate =
+      info.Length() > 5 && !info[5].IsUndefined() && GetBool(info, 5, fn, "accumulate");
   CheckLength(env, x, ConvInputSize(env, s, fn), fn, "x");
   CheckLength(env, w, ConvWeightNeed(env, s, fn), fn, "w");
   if (bias.data) CheckLength(env, bias, s.outChannels, fn, "bias");
   CheckLength(env, y, ConvOutputSize(env, s, fn), fn, "y");
+  if (accumulate && (s.groups != 1 || bias.data))
+    ThrowRange(env, "conv2dForward: accumulate needs groups 1 and no bias");
   if (ConvOutputSize(env, s, fn) == 0) return env.Undefined();
-  RunKernel(env, fn, [&] { ms::conv2d_forward(s, x.data, w.data, bias.data, y.data); });
+  RunKernel(env, fn, [&] { ms::conv2d_forward(s, x.data, w.data, bias.data, y.data, accumulate); });
   return env.Undefined();
 }
 

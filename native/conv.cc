@@ -1,6 +1,7 @@
 #include "conv.h"
 
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "conv_implicit.h"
@@ -196,13 +197,15 @@ int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, i
   return (padded - span) / stride + 1;
 }
 
-void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
-                    float* y) {
+void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                    bool accumulate) {
+  if (accumulate && (s.groups != 1 || bias != nullptr))
+    throw std::invalid_argument("conv2dForward: accumulate needs groups 1 and no bias");
   if (is_depthwise(s)) {
     depthwise_forward(s, x, w, bias, y);
     return;
   }
-  if (conv_implicit_forward(s, x, w, bias, y)) return;
+  if (conv_implicit_forward(s, x, w, bias, y, accumulate)) return;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t plane = s.outH * s.outW;
@@ -217,7 +220,8 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
         b = col;
       }
       float* yg = y + (n * s.outChannels + g * og) * plane;
-      sgemm(false, false, og, plane, k, 1.0f, w + g * og * ldw, ldw, b, plane, 0.0f, yg, plane);
+      sgemm(false, false, og, plane, k, 1.0f, w + g * og * ldw, ldw, b, plane,
+            accumulate ? 1.0f : 0.0f, yg, plane);
     }
   if (bias) {
     const int64_t planes = s.batch * s.outChannels;

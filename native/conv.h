@@ -24,8 +24,10 @@ struct ConvShape {
 int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation);
 
 // y = conv(x, w) + bias (bias may be null); y is written, not accumulated.
-void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
-                    float* y);
+// With accumulate, y += conv(x, w) instead: ungrouped, without bias (an
+// inference plan folds a residual add into the convolution before it).
+void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                    bool accumulate = false);
 
 // gx += conv_transpose(gy, w).
 void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx);

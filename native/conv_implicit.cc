@@ -482,7 +482,7 @@ bool small_pointwise(const ConvShape& s) {
 }
 
 bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
-                           float* y) {
+                           float* y, bool accumulate) {
   if (is_depthwise(s) || small_pointwise(s) || s.strideW != 1) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   // Degenerate shapes (nothing to sum or nothing to write) stay on the im2col path.
@@ -506,8 +506,8 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       set_window(d, forward_window(s));
       d.C = y + g * og * plane;
       d.cImageStride = s.outChannels * plane;
-      d.bias = bias ? bias + g * og : nullptr;
-      d.accumulate = false;
+      d.bias = bias ? bias + g * og : nullptr;  // null when accumulating (conv2d_forward)
+      d.accumulate = accumulate;
       run_direct(d, s.batch);
     }
     return true;
@@ -521,7 +521,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
                            s.padW, s.strideH, s.outH, s.outW);
     cg_.C = y + g * og * plane;
     cg_.cImageStride = s.outChannels * plane;
-    cg_.beta = 0.0f;
+    cg_.beta = accumulate ? 1.0f : 0.0f;
     cg_.bias = bias ? bias + g * og : nullptr;
     const int64_t blocks = ceil_div(K, kForwardDepth);
     cg_.Apack = pack_weight_rows(*kern, og, K, ceil_div(K, blocks), w + g * og * ldw, ldw);
@@ -659,7 +659,8 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
 
 #else  // not x86: the im2col path only
 
-bool conv_implicit_forward(const ConvShape&, const float*, const float*, const float*, float*) {
+bool conv_implicit_forward(const ConvShape&, const float*, const float*, const float*, float*,
+                           bool) {
   return false;
 }
 bool conv_implicit_backward_input(const ConvShape&, const float*, const float*, float*) {

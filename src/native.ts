@@ -29,7 +29,7 @@ export interface NativeAddon {
   softmaxBackward(rows: number, cols: number, y: Float32Array, gy: Float32Array, gx: Float32Array,
     log: boolean): void;
   /** params: [N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup] */
-  conv2dForward(params: number[], x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array): void;
+  conv2dForward(params: number[], x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, accumulate?: boolean): void;
   conv2dBackwardInput(params: number[], gy: Float32Array, w: Float32Array, gx: Float32Array): void;
   conv2dBackwardWeight(params: number[], gy: Float32Array, x: Float32Array, gw: Float32Array): void;
   conv2dBackwardBias(params: number[], gy: Float32Array, gb: Float32Array): void;

@@ -4,7 +4,8 @@
 // whose lifetimes do not overlap share arena space, so a replay allocates
 // nothing, touches a working set the size of the few activations alive at a
 // time (cache-resident for slices of a few images), and skips the argument
-// checks, shape arithmetic and tensor objects of the eager path.
+// checks, shape arithmetic and tensor objects of the eager path. Residual adds
+// are folded into the convolution before them (fuseResidualAdds).
 import { captureCalls, type CapturedStep } from '../capture.js';
 import type { Module } from '../nn/module.js';
 import { noGrad, outputBuffer, Tensor } from '../tensor.js';
@@ -23,6 +24,8 @@ export class InferencePlan {
   readonly arenaBytes: number;
   /** Bytes the same intermediates take when each has its own buffer (the eager pass). */
   readonly eagerBytes: number;
+  /** Residual adds folded into the convolution before them. */
+  readonly fusedAdds: number;
   private readonly steps: Step[];
   private readonly input: Float32Array;
   private readonly output: Float32Array;
@@ -37,8 +40,10 @@ export class InferencePlan {
     steps: Step[];
     input: Float32Array;
     output: Float32Array;
+    fusedAdds: number;
     state: { tensor: Tensor; data: Float32Array }[];
   }) {
+    this.fusedAdds = init.fusedAdds;
     this.rate = init.rate;
     this.inputShape = init.inputShape;
     this.outputShape = init.outputShape;
@@ -62,6 +67,9 @@ export class InferencePlan {
     const { result: out, capture } = captureCalls(() => noGrad(() => model.forward(new Tensor(input, [...inputShape]))));
     if (capture.unsupported !== null) return capture.unsupported;
     if (!(out instanceof Tensor)) return 'forward did not return a Tensor';
+    const fused = fuseResidualAdds(capture.steps, capture.allocated, out.data);
+    capture.steps.splice(0, capture.steps.length, ...fused.steps);
+    const outData = fused.output;
 
     // Lifetimes, in steps, of every buffer allocated during the pass.
     const first = new Map<ArrayBufferLike, number>();
@@ -75,9 +83,9 @@ export class InferencePlan {
       if (s.kind === 'native') for (const a of s.args) note(a, i);
     });
     const end = capture.steps.length;
-    if (capture.allocated.has(out.data.buffer)) {
-      if (!first.has(out.data.buffer)) first.set(out.data.buffer, end);
-      last.set(out.data.buffer, end);
+    if (capture.allocated.has(outData.buffer)) {
+      if (!first.has(outData.buffer)) first.set(outData.buffer, end);
+      last.set(outData.buffer, end);
     }
 
     // Linear-scan placement: at each step place the buffers first used there,
@@ -157,7 +165,8 @@ export class InferencePlan {
       eagerBytes,
       steps,
       input,
-      output: relocate(out.data) as Float32Array,
+      output: relocate(outData) as Float32Array,
+      fusedAdds: fused.count,
       state,
     });
   }
@@ -185,4 +194,77 @@ export class InferencePlan {
 
 function stateTensors(model: Module): Tensor[] {
   return [...model.parameters(), ...model.namedBuffers().map(([, b]) => b)];
+}
+
+/**
+ * Folds `add(conv(x), r)` into the convolution when nothing else reads the
+ * convolution's output and r is not read again: the convolution accumulates
+ * into r's buffer (kernels add to what is there), and the add's output becomes
+ * that buffer. A pre-activation residual block ends this way, so this saves one
+ * pass over each block's output. The sum is the same up to rounding (the
+ * convolution's partial sums meet r in another order).
+ */
+function fuseResidualAdds(
+  steps: readonly CapturedStep[],
+  allocated: ReadonlySet<ArrayBufferLike>,
+  output: Float32Array,
+): { steps: CapturedStep[]; output: Float32Array; count: number } {
+  const alias = new Map<ArrayBufferLike, ArrayBufferLike>();
+  const root = (b: ArrayBufferLike): ArrayBufferLike => {
+    while (alias.has(b)) b = alias.get(b)!;
+    return b;
+  };
+  // Steps (ascending) that use each buffer.
+  const uses = new Map<ArrayBufferLike, number[]>();
+  steps.forEach((s, i) => {
+    if (s.kind !== 'native') return;
+    for (const a of s.args) {
+      if (!ArrayBuffer.isView(a)) continue;
+      const list = uses.get(a.buffer) ?? [];
+      if (list[list.length - 1] !== i) list.push(i);
+      uses.set(a.buffer, list);
+    }
+  });
+  const whole = (v: Float32Array) => v.byteOffset === 0 && v.byteLength === v.buffer.byteLength;
+  const out: CapturedStep[] = [...steps];
+  const dropped = new Set<number>();
+  let count = 0;
+  steps.forEach((s, j) => {
+    if (s.kind !== 'native' || s.name !== 'binary' || s.args[0] !== 0) return;
+    const [a, b, o] = [s.args[2], s.args[4], s.args[6]] as Float32Array[];
+    if (a.length !== o.length || b.length !== o.length || !allocated.has(o.buffer) || !whole(o)) return;
+    for (const [y, r] of [
+      [a, b],
+      [b, a],
+    ]) {
+      const yUses = uses.get(root(y.buffer)) ?? [];
+      if (!allocated.has(y.buffer) || alias.has(y.buffer) || yUses.length !== 2 || yUses[1] !== j) continue;
+      const i = yUses[0];
+      const conv = out[i];
+      if (conv.kind !== 'native' || conv.name !== 'conv2dForward' || conv.args[4] !== y || conv.args[3] !== null) continue;
+      if ((conv.args[0] as number[])[13] !== 1) continue; // groups
+      const rb = root(r.buffer);
+      const rUses = uses.get(rb) ?? [];
+      if (!allocated.has(r.buffer) || !whole(r) || rb === root(output.buffer)) continue;
+      if (rUses[rUses.length - 1] !== j || rUses.some((k) => k >= i && k < j)) continue;
+      const oUses = uses.get(o.buffer) ?? [];
+      if (oUses[0] !== j || o.length !== r.length) continue;
+      out[i] = { ...conv, args: [...conv.args.slice(0, 4), r, true] };
+      dropped.add(j);
+      alias.set(o.buffer, rb);
+      uses.set(rb, [...new Set([...rUses.filter((k) => k !== j), i, ...oUses.filter((k) => k !== j)])].sort((p, q) => p - q));
+      uses.delete(o.buffer);
+      count++;
+      break;
+    }
+  });
+  if (count === 0) return { steps: [...steps], output, count };
+  const moved = (v: unknown): unknown => {
+    if (!(v instanceof Float32Array) || !alias.has(v.buffer)) return v;
+    return new Float32Array(root(v.buffer) as ArrayBuffer, v.byteOffset, v.length);
+  };
+  const result = out
+    .filter((_, k) => !dropped.has(k))
+    .map((s) => (s.kind === 'native' ? { ...s, args: s.args.map(moved) } : s));
+  return { steps: result, output: moved(output) as Float32Array, count };
 }

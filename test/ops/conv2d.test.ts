@@ -570,3 +570,34 @@ t.test('large 1x1 convolutions (the whole-batch paths) agree with the per-image 
     assertAll(t, weight.grad!.data, convWeightOutsidePrefix(weight.shape, 56, 40), 0, `${h}x${w}: weight gradient zero outside the prefix`);
   }
 });
+
+t.test('conv2dForward with accumulate adds the convolution to y on every path', async (t) => {
+  const gen = rng(108);
+  // [n, c, h, w, o, k, stride, pad]: direct tiles (rows of 32), the column path
+  // (rows of 20), im2col (stride 2), and a small 1x1 (per-image sgemm).
+  for (const [n, c, h, w, o, k, st, pad] of [
+    [2, 5, 6, 32, 7, 3, 1, 1],
+    [3, 6, 5, 20, 9, 3, 1, 1],
+    [2, 4, 9, 9, 5, 3, 2, 1],
+    [2, 3, 4, 4, 6, 1, 1, 0],
+  ]) {
+    const oh = Math.floor((h + 2 * pad - k) / st) + 1;
+    const ow = Math.floor((w + 2 * pad - k) / st) + 1;
+    const x = randn32(gen, n * c * h * w);
+    const wt = randn32(gen, o * c * k * k);
+    const params = [n, c, h, w, o, k, k, st, st, pad, pad, 1, 1, 1, c];
+    const fresh = new Float32Array(n * o * oh * ow);
+    native.conv2dForward(params, x, wt, null, fresh);
+    const y0 = randn32(gen, fresh.length);
+    const y = y0.slice();
+    native.conv2dForward(params, x, wt, null, y, true);
+    let worst = 0;
+    for (let i = 0; i < y.length; i++) worst = Math.max(worst, Math.abs(y[i] - (y0[i] + fresh[i])) / (1 + Math.abs(y0[i] + fresh[i])));
+    t.ok(worst < 1e-5, `${n}x${c}x${h}x${w} -> ${o}, ${k}x${k} stride ${st}: y0 + conv (worst ${worst.toExponential(2)})`);
+  }
+  const params = [1, 2, 4, 4, 2, 1, 1, 1, 1, 0, 0, 1, 1, 1, 2];
+  const y = new Float32Array(32);
+  t.throws(() => native.conv2dForward(params, new Float32Array(32), new Float32Array(4), new Float32Array(2), y, true), /accumulate needs groups 1 and no bias/);
+  const grouped = [1, 2, 4, 4, 2, 1, 1, 1, 1, 0, 0, 1, 1, 2, 1];
+  t.throws(() => native.conv2dForward(grouped, new Float32Array(32), new Float32Array(2), null, y, true), /accumulate needs groups 1 and no bias/);
+});

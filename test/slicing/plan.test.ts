@@ -8,7 +8,7 @@ const maxDiff = (a: ms.Tensor, b: ms.Tensor) => {
   return worst;
 };
 
-t.test('a replayed plan gives bitwise the eager result, for every model kind, rate and slice', async (t) => {
+t.test('a replayed plan gives the eager result, for every model kind, rate and slice', async (t) => {
   ms.manualSeed(5);
   const cases: [string, ms.nn.Module, number[]][] = [
     ['mlp', ms.models.mlp({ inputs: 12, hidden: [16, 8], classes: 3 }), [12]],
@@ -22,7 +22,9 @@ t.test('a replayed plan gives bitwise the eager result, for every model kind, ra
       const eager = ms.infer(model, x, { rate, plan: false, sliceSize: 3 });
       const first = ms.infer(model, x, { rate, sliceSize: 3 });
       const again = ms.infer(model, x, { rate, sliceSize: 3 });
-      t.equal(maxDiff(eager, first) + maxDiff(eager, again), 0, `${name} at rate ${rate}: captured and replayed passes equal the eager one`);
+      // Equal up to rounding: a residual add folded into its convolution sums in another order.
+      t.ok(maxDiff(eager, first) < 1e-5 && maxDiff(eager, again) < 1e-5, `${name} at rate ${rate}: captured and replayed passes equal the eager one`);
+      t.equal(maxDiff(first, again), 0, `${name} at rate ${rate}: replays are deterministic`);
     }
   }
 });
@@ -37,7 +39,10 @@ t.test('a plan places intermediates in a shared arena smaller than the eager buf
   const out = new Float32Array(40);
   plan.run(x.data, 0, out, 0);
   const want = ms.noGrad(() => model.forward(x));
-  t.equal(maxDiff(new ms.Tensor(out, [4, 10]), want), 0);
+  t.ok(maxDiff(new ms.Tensor(out, [4, 10]), want) < 1e-5, 'the eager result, up to rounding');
+  t.equal(plan.fusedAdds, 9, 'every residual add folded into the convolution before it');
+  const vgg = ms.InferencePlan.build(ms.models.vgg({ depth: 11, classes: 10 }).eval(), [1, 3, 32, 32]);
+  t.equal(typeof vgg !== 'string' && vgg.fusedAdds, 0, 'VGG has no residual adds');
 });
 
 t.test('plans follow the weights: in-place changes at once, replaced arrays by a rebuild', async (t) => {
@@ -50,13 +55,13 @@ t.test('plans follow the weights: in-place changes at once, replaced arrays by a
     if (name.endsWith('running_var')) v.data.fill(2);
     else if (name.endsWith('weight')) v.data.forEach((w, i) => (v.data[i] = w * 0.5));
   }
-  t.equal(maxDiff(ms.infer(model, x), ms.infer(model, x, { plan: false })), 0, 'in-place weight and statistics changes are seen');
+  t.ok(maxDiff(ms.infer(model, x), ms.infer(model, x, { plan: false })) < 1e-5, 'in-place weight and statistics changes are seen');
   // Replaced arrays: the plan notices and is rebuilt.
   const fc = model.namedParameters().find(([n]) => n === 'fc.weight')![1];
   (fc as { data: Float32Array }).data = fc.data.map((v) => v + 1); // what plain JavaScript can do
-  t.equal(maxDiff(ms.infer(model, x), ms.infer(model, x, { plan: false })), 0, 'replaced arrays are seen');
+  t.ok(maxDiff(ms.infer(model, x), ms.infer(model, x, { plan: false })) < 1e-5, 'replaced arrays are seen');
   ms.releasePlans(model);
-  t.equal(maxDiff(ms.infer(model, x), ms.infer(model, x, { plan: false })), 0, 'released plans are rebuilt');
+  t.ok(maxDiff(ms.infer(model, x), ms.infer(model, x, { plan: false })) < 1e-5, 'released plans are rebuilt');
 });
 
 class JsHead extends ms.nn.Module {
