@@ -28,23 +28,26 @@ void for_planes(int64_t planes, int64_t work, Body&& body) {
 inline int64_t tap_begin(int64_t start) { return start < 0 ? -start : 0; }
 inline int64_t tap_end(int64_t start, int64_t k, int64_t in) { return std::min(k, in - start); }
 
+// Taps read in all, for the threading decision: at most the input's extent per
+// axis, so a huge window cannot overflow the product.
+inline int64_t window_work(const PoolShape& s) {
+  return s.planes * s.outH * s.outW * std::min(s.kh, s.inH) * std::min(s.kw, s.inW);
+}
+
 }  // namespace
 
 void max_pool_forward(const PoolShape& s, const float* x, float* y) {
-  for_planes(s.planes, s.planes * s.outH * s.outW * s.kh * s.kw, [&](int64_t p) {
+  for_planes(s.planes, window_work(s), [&](int64_t p) {
     const float* xp = x + p * s.inH * s.inW;
     float* yp = y + p * s.outH * s.outW;
     for (int64_t oh = 0; oh < s.outH; ++oh)
       for (int64_t ow = 0; ow < s.outW; ++ow) {
         float m = -INFINITY;
-        const int64_t h0 = oh * s.strideH - s.padH;
+        const int64_t h0 = oh * s.strideH - s.padH, w0 = ow * s.strideW - s.padW;
         for (int64_t i = tap_begin(h0); i < tap_end(h0, s.kh, s.inH); ++i) {
           const int64_t ih = h0 + i;
-          if (ih < 0 || ih >= s.inH) continue;
-          const int64_t w0 = ow * s.strideW - s.padW;
           for (int64_t j = tap_begin(w0); j < tap_end(w0, s.kw, s.inW); ++j) {
             const int64_t iw = w0 + j;
-            if (iw < 0 || iw >= s.inW) continue;
             const float v = xp[ih * s.inW + iw];
             // NaN wins, as in PyTorch.
             if (v > m || std::isnan(v)) m = v;
@@ -57,7 +60,7 @@ void max_pool_forward(const PoolShape& s, const float* x, float* y) {
 }
 
 void max_pool_backward(const PoolShape& s, const float* x, const float* gy, float* gx) {
-  for_planes(s.planes, s.planes * s.outH * s.outW * s.kh * s.kw, [&](int64_t p) {
+  for_planes(s.planes, window_work(s), [&](int64_t p) {
     const float* xp = x + p * s.inH * s.inW;
     const float* gp = gy + p * s.outH * s.outW;
     float* gxp = gx + p * s.inH * s.inW;
@@ -65,14 +68,11 @@ void max_pool_backward(const PoolShape& s, const float* x, const float* gy, floa
       for (int64_t ow = 0; ow < s.outW; ++ow) {
         float m = -INFINITY;
         int64_t arg = -1;
-        const int64_t h0 = oh * s.strideH - s.padH;
+        const int64_t h0 = oh * s.strideH - s.padH, w0 = ow * s.strideW - s.padW;
         for (int64_t i = tap_begin(h0); i < tap_end(h0, s.kh, s.inH); ++i) {
           const int64_t ih = h0 + i;
-          if (ih < 0 || ih >= s.inH) continue;
-          const int64_t w0 = ow * s.strideW - s.padW;
           for (int64_t j = tap_begin(w0); j < tap_end(w0, s.kw, s.inW); ++j) {
             const int64_t iw = w0 + j;
-            if (iw < 0 || iw >= s.inW) continue;
             const float v = xp[ih * s.inW + iw];
             if (arg < 0 || v > m || (std::isnan(v) && !std::isnan(m))) {
               m = v;
@@ -87,20 +87,18 @@ void max_pool_backward(const PoolShape& s, const float* x, const float* gy, floa
 
 void avg_pool_forward(const PoolShape& s, const float* x, float* y) {
   const float inv = 1.0f / static_cast<float>(s.kh * s.kw);
-  for_planes(s.planes, s.planes * s.outH * s.outW * s.kh * s.kw, [&](int64_t p) {
+  for_planes(s.planes, window_work(s), [&](int64_t p) {
     const float* xp = x + p * s.inH * s.inW;
     float* yp = y + p * s.outH * s.outW;
     for (int64_t oh = 0; oh < s.outH; ++oh)
       for (int64_t ow = 0; ow < s.outW; ++ow) {
         float acc = 0;
-        const int64_t h0 = oh * s.strideH - s.padH;
+        const int64_t h0 = oh * s.strideH - s.padH, w0 = ow * s.strideW - s.padW;
         for (int64_t i = tap_begin(h0); i < tap_end(h0, s.kh, s.inH); ++i) {
           const int64_t ih = h0 + i;
-          if (ih < 0 || ih >= s.inH) continue;
-          const int64_t w0 = ow * s.strideW - s.padW;
           for (int64_t j = tap_begin(w0); j < tap_end(w0, s.kw, s.inW); ++j) {
             const int64_t iw = w0 + j;
-            if (iw >= 0 && iw < s.inW) acc += xp[ih * s.inW + iw];
+            acc += xp[ih * s.inW + iw];
           }
         }
         yp[oh * s.outW + ow] = acc * inv;
@@ -110,20 +108,18 @@ void avg_pool_forward(const PoolShape& s, const float* x, float* y) {
 
 void avg_pool_backward(const PoolShape& s, const float* gy, float* gx) {
   const float inv = 1.0f / static_cast<float>(s.kh * s.kw);
-  for_planes(s.planes, s.planes * s.outH * s.outW * s.kh * s.kw, [&](int64_t p) {
+  for_planes(s.planes, window_work(s), [&](int64_t p) {
     const float* gp = gy + p * s.outH * s.outW;
     float* gxp = gx + p * s.inH * s.inW;
     for (int64_t oh = 0; oh < s.outH; ++oh)
       for (int64_t ow = 0; ow < s.outW; ++ow) {
         const float g = gp[oh * s.outW + ow] * inv;
-        const int64_t h0 = oh * s.strideH - s.padH;
+        const int64_t h0 = oh * s.strideH - s.padH, w0 = ow * s.strideW - s.padW;
         for (int64_t i = tap_begin(h0); i < tap_end(h0, s.kh, s.inH); ++i) {
           const int64_t ih = h0 + i;
-          if (ih < 0 || ih >= s.inH) continue;
-          const int64_t w0 = ow * s.strideW - s.padW;
           for (int64_t j = tap_begin(w0); j < tap_end(w0, s.kw, s.inW); ++j) {
             const int64_t iw = w0 + j;
-            if (iw >= 0 && iw < s.inW) gxp[ih * s.inW + iw] += g;
+            gxp[ih * s.inW + iw] += g;
           }
         }
       }
