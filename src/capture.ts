@@ -68,8 +68,3 @@ export function captureUnsupported(op: string): void {
 export function captureAllocation(data: Float32Array): void {
   active?.allocated.add(data.buffer);
 }
-
-/** True while a capture is open. */
-export function capturing(): boolean {
-  return active !== null;
-}

@@ -4,7 +4,7 @@ import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { capturing, captureNative } from './capture.js';
+import { captureNative } from './capture.js';
 
 /** The raw kernel entry points. Arguments are validated again on the C++ side. */
 export interface NativeAddon {
@@ -144,7 +144,7 @@ export type KernelProfile = Record<string, { calls: number; ms: number }>;
 let profile: KernelProfile | null = null;
 
 // Each entry point is wrapped once; while no profile or capture is open the
-// wrapper is two branches.
+// wrapper is two early returns.
 function instrument(addon: NativeAddon): NativeAddon {
   const wrapped: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(addon as unknown as Record<string, unknown>)) {
@@ -153,8 +153,9 @@ function instrument(addon: NativeAddon): NativeAddon {
       continue;
     }
     const f = fn as (...a: unknown[]) => unknown;
-    wrapped[name] = (...a: unknown[]) => {
-      if (capturing()) captureNative(name, wrapped[name] as (...args: unknown[]) => unknown, a);
+    // A replay calls the wrapper too, so profiling still sees replayed kernels.
+    const w = (...a: unknown[]): unknown => {
+      captureNative(name, w, a);
       if (profile === null) return f(...a);
       const t0 = performance.now();
       try {
@@ -165,6 +166,7 @@ function instrument(addon: NativeAddon): NativeAddon {
         entry.ms += performance.now() - t0;
       }
     };
+    wrapped[name] = w;
   }
   return wrapped as unknown as NativeAddon;
 }

@@ -43,12 +43,13 @@ function libraryModules(): Set<unknown> {
   return builtins;
 }
 
-function planFor(model: Module, shape: number[]): InferencePlan | null {
+/** The cached plan for the model's rate and this shape (built on a miss); `state` is InferencePlan.state(model). */
+function planFor(model: Module, shape: number[], state: readonly Tensor[]): InferencePlan | null {
   let cache = plans.get(model);
   if (cache === undefined) plans.set(model, (cache = new Map()));
   const key = `${model.sliceRate}|${shape.join('x')}`;
   let plan = cache.get(key);
-  if (plan instanceof InferencePlan && !plan.validFor(model)) plan = undefined;
+  if (plan instanceof InferencePlan && !plan.validFor(state)) plan = undefined;
   if (plan === undefined) plan = InferencePlan.build(model, shape);
   cache.delete(key);
   cache.set(key, plan);
@@ -100,6 +101,7 @@ export function infer(model: Module, x: Tensor, options: InferOptions = {}): Ten
   if (options.rate !== undefined) model.setSliceRate(rate);
   model.eval();
   const usePlan = options.plan ?? model.modules().every((m) => libraryModules().has(m.constructor));
+  const state = usePlan ? InferencePlan.state(model) : [];
   try {
     return noGrad(() => {
       const per = x.size / batch;
@@ -107,7 +109,7 @@ export function infer(model: Module, x: Tensor, options: InferOptions = {}): Ten
       let outShape: number[] = [];
       for (const [start, n] of slices(batch, slice, usePlan)) {
         const shape = [n, ...x.shape.slice(1)];
-        const plan = usePlan ? planFor(model, shape) : null;
+        const plan = usePlan ? planFor(model, shape, state) : null;
         if (plan !== null) {
           const outPer = plan.outputShape.slice(1).reduce((a, b) => a * b, 1);
           if (out === null) {

@@ -13,8 +13,6 @@ import { noGrad, outputBuffer, Tensor } from '../tensor.js';
 // Arena offsets are aligned to a cache line.
 const ALIGN = 64;
 
-type Step = { kind: 'native'; fn: (...args: unknown[]) => unknown; args: unknown[] } | { kind: 'js'; run: () => void };
-
 /** A forward pass at a fixed rate and input shape, replayable without allocation. */
 export class InferencePlan {
   readonly rate: number;
@@ -26,7 +24,7 @@ export class InferencePlan {
   readonly eagerBytes: number;
   /** Residual adds folded into the convolution before them. */
   readonly fusedAdds: number;
-  private readonly steps: Step[];
+  private readonly steps: CapturedStep[];
   private readonly input: Float32Array;
   private readonly output: Float32Array;
   private readonly state: { tensor: Tensor; data: Float32Array }[];
@@ -37,7 +35,7 @@ export class InferencePlan {
     outputShape: number[];
     arenaBytes: number;
     eagerBytes: number;
-    steps: Step[];
+    steps: CapturedStep[];
     input: Float32Array;
     output: Float32Array;
     fusedAdds: number;
@@ -57,8 +55,8 @@ export class InferencePlan {
 
   /**
    * Captures model.forward at the model's current rate for inputs of
-   * `inputShape` (the model must be in eval mode). Returns null, with the
-   * reason, when the pass computes something a replay cannot repeat.
+   * `inputShape` (the model must be in eval mode). Returns the reason, as a
+   * string, when the pass computes something a replay cannot repeat.
    */
   static build(model: Module, inputShape: readonly number[]): InferencePlan | string {
     const size = inputShape.reduce((a, b) => a * b, 1);
@@ -68,79 +66,7 @@ export class InferencePlan {
     if (capture.unsupported !== null) return capture.unsupported;
     if (!(out instanceof Tensor)) return 'forward did not return a Tensor';
     const fused = fuseResidualAdds(capture.steps, capture.allocated, out.data);
-    capture.steps.splice(0, capture.steps.length, ...fused.steps);
-    const outData = fused.output;
-
-    // Lifetimes, in steps, of every buffer allocated during the pass.
-    const first = new Map<ArrayBufferLike, number>();
-    const last = new Map<ArrayBufferLike, number>();
-    const note = (v: unknown, i: number) => {
-      if (!ArrayBuffer.isView(v) || !capture.allocated.has(v.buffer)) return;
-      if (!first.has(v.buffer)) first.set(v.buffer, i);
-      last.set(v.buffer, i);
-    };
-    capture.steps.forEach((s, i) => {
-      if (s.kind === 'native') for (const a of s.args) note(a, i);
-    });
-    const end = capture.steps.length;
-    if (capture.allocated.has(outData.buffer)) {
-      if (!first.has(outData.buffer)) first.set(outData.buffer, end);
-      last.set(outData.buffer, end);
-    }
-
-    // Linear-scan placement: at each step place the buffers first used there,
-    // then release those last used there (so a step's inputs and outputs never
-    // share space), reusing the lowest free range that fits.
-    const offsets = new Map<ArrayBufferLike, number>();
-    const free: [number, number][] = []; // [offset, bytes], sorted by offset
-    let top = 0;
-    let eagerBytes = 0;
-    const byFirst = new Map<number, ArrayBufferLike[]>();
-    const byLast = new Map<number, ArrayBufferLike[]>();
-    for (const [buf, i] of first) (byFirst.get(i) ?? byFirst.set(i, []).get(i)!).push(buf);
-    for (const [buf, i] of last) (byLast.get(i) ?? byLast.set(i, []).get(i)!).push(buf);
-    const place = (bytes: number): number => {
-      for (let k = 0; k < free.length; k++) {
-        const [at, len] = free[k];
-        if (len < bytes) continue;
-        if (len === bytes) free.splice(k, 1);
-        else free[k] = [at + bytes, len - bytes];
-        return at;
-      }
-      const at = top;
-      top += bytes;
-      return at;
-    };
-    const release = (at: number, bytes: number) => {
-      let k = 0;
-      while (k < free.length && free[k][0] < at) k++;
-      free.splice(k, 0, [at, bytes]);
-      // Merge with the neighbours.
-      if (k + 1 < free.length && free[k][0] + free[k][1] === free[k + 1][0]) {
-        free[k][1] += free[k + 1][1];
-        free.splice(k + 1, 1);
-      }
-      if (k > 0 && free[k - 1][0] + free[k - 1][1] === free[k][0]) {
-        free[k - 1][1] += free[k][1];
-        free.splice(k, 1);
-      }
-      // A free range at the top shrinks the arena's high-water mark candidate.
-      const tail = free[free.length - 1];
-      if (tail !== undefined && tail[0] + tail[1] === top) {
-        top = tail[0];
-        free.pop();
-      }
-    };
-    let arenaBytes = 0;
-    const rounded = (buf: ArrayBufferLike) => Math.ceil(buf.byteLength / ALIGN) * ALIGN;
-    for (let i = 0; i <= end; i++) {
-      for (const buf of byFirst.get(i) ?? []) {
-        offsets.set(buf, place(rounded(buf)));
-        eagerBytes += buf.byteLength;
-        arenaBytes = Math.max(arenaBytes, top);
-      }
-      for (const buf of byLast.get(i) ?? []) release(offsets.get(buf)!, rounded(buf));
-    }
+    const { offsets, arenaBytes, eagerBytes } = placeInArena(fused.steps, capture.allocated, fused.output);
 
     const arena = new ArrayBuffer(arenaBytes);
     const views = new Map<ArrayBufferView, ArrayBufferView>();
@@ -155,8 +81,8 @@ export class InferencePlan {
       }
       return moved;
     };
-    const steps: Step[] = capture.steps.map((s: CapturedStep) => (s.kind === 'native' ? { kind: 'native', fn: s.fn, args: s.args.map(relocate) } : s));
-    const state = stateTensors(model).map((tensor) => ({ tensor, data: tensor.data }));
+    const steps = fused.steps.map((s) => (s.kind === 'native' ? { ...s, args: s.args.map(relocate) } : s));
+    const state = InferencePlan.state(model).map((tensor) => ({ tensor, data: tensor.data }));
     return new InferencePlan({
       rate: model.sliceRate,
       inputShape: [...inputShape],
@@ -165,20 +91,28 @@ export class InferencePlan {
       eagerBytes,
       steps,
       input,
-      output: relocate(outData) as Float32Array,
+      output: relocate(fused.output) as Float32Array,
       fusedAdds: fused.count,
       state,
     });
   }
 
-  /** False once the model's parameters or buffers were replaced by new arrays (or the set changed). */
-  validFor(model: Module): boolean {
-    const now = stateTensors(model);
+  /**
+   * False once the model's parameters or buffers (`InferencePlan.state(model)`,
+   * taken once per call by callers checking several plans) were replaced by
+   * new arrays, or the set changed.
+   */
+  validFor(now: readonly Tensor[]): boolean {
     if (now.length !== this.state.length) return false;
     for (let i = 0; i < now.length; i++) {
       if (now[i] !== this.state[i].tensor || now[i].data !== this.state[i].data) return false;
     }
     return true;
+  }
+
+  /** The tensors a plan reads in place: the model's parameters and buffers. */
+  static state(model: Module): Tensor[] {
+    return [...model.parameters(), ...model.namedBuffers().map(([, b]) => b)];
   }
 
   /** Runs the pass on x (inputShape elements from x[xOffset]) and copies the output to out[outOffset]. */
@@ -192,9 +126,6 @@ export class InferencePlan {
   }
 }
 
-function stateTensors(model: Module): Tensor[] {
-  return [...model.parameters(), ...model.namedBuffers().map(([, b]) => b)];
-}
 
 /**
  * Folds `add(conv(x), r)` into the convolution when nothing else reads the
@@ -267,4 +198,80 @@ function fuseResidualAdds(
     .filter((_, k) => !dropped.has(k))
     .map((s) => (s.kind === 'native' ? { ...s, args: s.args.map(moved) } : s));
   return { steps: result, output: moved(output) as Float32Array, count };
+}
+
+/**
+ * Arena offsets for the buffers allocated during a pass (a linear scan over
+ * their lifetimes in steps; `output` lives to the end): at each step place the
+ * buffers first used there, then release those last used there, so a step's
+ * inputs and outputs never share space, reusing the lowest free range that fits.
+ */
+function placeInArena(
+  steps: readonly CapturedStep[],
+  allocated: ReadonlySet<ArrayBufferLike>,
+  output: Float32Array,
+): { offsets: Map<ArrayBufferLike, number>; arenaBytes: number; eagerBytes: number } {
+  const first = new Map<ArrayBufferLike, number>();
+  const last = new Map<ArrayBufferLike, number>();
+  const note = (v: unknown, i: number) => {
+    if (!ArrayBuffer.isView(v) || !allocated.has(v.buffer)) return;
+    if (!first.has(v.buffer)) first.set(v.buffer, i);
+    last.set(v.buffer, i);
+  };
+  steps.forEach((s, i) => {
+    if (s.kind === 'native') for (const a of s.args) note(a, i);
+  });
+  const end = steps.length;
+  note(output, end);
+  const byFirst = new Map<number, ArrayBufferLike[]>();
+  const byLast = new Map<number, ArrayBufferLike[]>();
+  for (const [buf, i] of first) (byFirst.get(i) ?? byFirst.set(i, []).get(i)!).push(buf);
+  for (const [buf, i] of last) (byLast.get(i) ?? byLast.set(i, []).get(i)!).push(buf);
+
+  const free: [number, number][] = []; // [offset, bytes], sorted by offset
+  let top = 0;
+  const place = (bytes: number): number => {
+    for (let k = 0; k < free.length; k++) {
+      const [at, len] = free[k];
+      if (len < bytes) continue;
+      if (len === bytes) free.splice(k, 1);
+      else free[k] = [at + bytes, len - bytes];
+      return at;
+    }
+    top += bytes;
+    return top - bytes;
+  };
+  const release = (at: number, bytes: number) => {
+    let k = 0;
+    while (k < free.length && free[k][0] < at) k++;
+    free.splice(k, 0, [at, bytes]);
+    // Merge with the neighbours.
+    if (k + 1 < free.length && free[k][0] + free[k][1] === free[k + 1][0]) {
+      free[k][1] += free[k + 1][1];
+      free.splice(k + 1, 1);
+    }
+    if (k > 0 && free[k - 1][0] + free[k - 1][1] === free[k][0]) {
+      free[k - 1][1] += free[k][1];
+      free.splice(k, 1);
+    }
+    // A free range at the top lowers the top.
+    const tail = free[free.length - 1];
+    if (tail !== undefined && tail[0] + tail[1] === top) {
+      top = tail[0];
+      free.pop();
+    }
+  };
+  const offsets = new Map<ArrayBufferLike, number>();
+  const rounded = (buf: ArrayBufferLike) => Math.ceil(buf.byteLength / ALIGN) * ALIGN;
+  let arenaBytes = 0;
+  let eagerBytes = 0;
+  for (let i = 0; i <= end; i++) {
+    for (const buf of byFirst.get(i) ?? []) {
+      offsets.set(buf, place(rounded(buf)));
+      eagerBytes += buf.byteLength;
+      arenaBytes = Math.max(arenaBytes, top);
+    }
+    for (const buf of byLast.get(i) ?? []) release(offsets.get(buf)!, rounded(buf));
+  }
+  return { offsets, arenaBytes, eagerBytes };
 }

@@ -37,30 +37,22 @@ export function profileLatency(model: Module, options: ProfileOptions): LatencyP
   const rates = options.rates ?? trainedRatesOf(model);
   const batchSizes = options.batchSizes ?? [1];
   const repeats = options.repeats ?? 5;
-  const previous = model.sliceRate;
-  const flags = model.modules().map((m) => m.training);
-  model.eval();
+  // infer sets eval mode and the rate for each pass and restores both.
   const profile: LatencyProfile = { byBatch: {} };
-  try {
-    for (const b of batchSizes) {
-      const x = randn([b, ...options.inputShape], { seed: 1 });
-      profile.byBatch[b] = {};
-      for (const r of rates) {
-        model.setSliceRate(r);
-        infer(model, x); // warm-up (and builds the inference plan)
-        const times: number[] = [];
-        for (let i = 0; i < repeats; i++) {
-          const t0 = performance.now();
-          infer(model, x);
-          times.push(performance.now() - t0);
-        }
-        times.sort((p, q) => p - q);
-        profile.byBatch[b][r] = times[Math.floor(times.length / 2)];
+  for (const b of batchSizes) {
+    const x = randn([b, ...options.inputShape], { seed: 1 });
+    profile.byBatch[b] = {};
+    for (const rate of rates) {
+      infer(model, x, { rate }); // warm-up (and builds the inference plan)
+      const times: number[] = [];
+      for (let i = 0; i < repeats; i++) {
+        const t0 = performance.now();
+        infer(model, x, { rate });
+        times.push(performance.now() - t0);
       }
+      times.sort((p, q) => p - q);
+      profile.byBatch[b][rate] = times[Math.floor(times.length / 2)];
     }
-  } finally {
-    model.setSliceRate(previous);
-    model.modules().forEach((m, i) => (m.training = flags[i]));
   }
   model.latencyProfile = profile;
   return profile;
