@@ -132,6 +132,11 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
           k: options.scheduleK ?? 1,
           generator: new Generator(options.seed ?? Generator.freshSeed()),
         });
+  // A schedule object carries its own rates; a different options.rates would be silently ignored.
+  const asked = Array.isArray(options.rates) ? [...new Set(options.rates)].sort((p, q) => q - p) : options.rates;
+  if (asked !== undefined && String(asked) !== String(schedule.rates)) {
+    throw new RangeError(`${op}: options.rates [${String(options.rates)}] differ from the schedule's rates [${schedule.rates.join(', ')}]; give one of them`);
+  }
   const distill = options.distill === true || (typeof options.distill === 'object' && options.distill !== null);
   const distillMix = typeof options.distill === 'object' && options.distill !== null ? options.distill.mix ?? 0 : 0;
   const nanGuard = options.nanGuard ?? true;

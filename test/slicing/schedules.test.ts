@@ -15,7 +15,7 @@ t.test("'random' draws k distinct rates of the set, widest first", async (t) => 
     t.same(s.rates, RATES);
     for (let i = 0; i < 200; i++) {
       const r = s.next();
-      if (r.length !== k || !isSortedWidestFirst(r) || r.some((x) => !RATES.includes(x))) {
+      if (r.length !== k || new Set(r).size !== k || !isSortedWidestFirst(r) || r.some((x) => !RATES.includes(x))) {
         t.fail(`k=${k}: bad draw ${JSON.stringify(r)}`);
         break;
       }

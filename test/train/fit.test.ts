@@ -432,3 +432,13 @@ t.test('evaluate: accuracy, loss, MACs and params per rate', async (t) => {
   await t.rejects(ms.evaluate(model, new ms.data.DataLoader(dataset, { batchSize: 30 }), { rates: [0] }), /^evaluate: slice rate/);
   t.equal(model.sliceRate, 0.5);
 });
+
+t.test('fit refuses options.rates that differ from a schedule object’s', async (t) => {
+  const model = ms.models.mlp({ inputs: 16, hidden: [6], classes: 3 });
+  const loader = new ms.data.DataLoader(toy(8, 3), { batchSize: 4 });
+  const optimizer = new ms.optim.SGD(model.parameters(), { lr: 0.01 });
+  const schedule = ms.rateSchedule('random_min_max', [1, 0.5, 0.25], { seed: 1 });
+  await t.rejects(ms.fit(model, loader, { epochs: 1, optimizer, schedule, rates: [1, 0.5] }), /fit: options.rates \[1, ?0.5\] differ from the schedule's rates/);
+  const same = await ms.fit(model, loader, { epochs: 1, optimizer, schedule, rates: [0.25, 1, 0.5] });
+  t.equal(same.epochs.length, 1, 'the same rates in another order are fine');
+});
