@@ -9,6 +9,7 @@ import { pixelStats, sample, standardize, type Dataset } from './data/dataset.js
 import { DATASETS, loadDataset, type DatasetName } from './data/registry.js';
 import { load, save } from './io/model-file.js';
 import { exportOnnx } from './io/onnx.js';
+import { checkModelInput, modelInputShape } from './models/input-shape.js';
 import { mlp } from './models/mlp.js';
 import { resnet } from './models/resnet.js';
 import { vgg } from './models/vgg.js';
@@ -72,7 +73,7 @@ export flags:
   --rate X                   slice rate to export (default 1)
   --out FILE                 the .onnx file to write
   --input-shape 1,3,32,32    input shape with the batch (the batch stays dynamic;
-                             default: 1 and the model's input size, 32x32 images)
+                             default: 1 and the model's recorded input shape)
   --json                     print {"path", "rate", "bytes"}
 
 serve flags:
@@ -86,6 +87,7 @@ serve flags:
   --workers N                predictor worker threads in this process (default 1)
   --rate X                   serve at this fixed rate instead of adapting
   --threads N                kernel threads (default: the cores shared out between the workers)
+  --input-shape 1,28,28      shape of one input, without the batch (default: the model's recorded one)
   --json                     print {"url"} when listening and a JSON summary on exit
   POST /predict {"inputs": [[...], ...]} or raw little-endian float32 -> {"classes": [...], "rate": r};
   GET /healthz; GET /metrics (Prometheus). SIGINT/SIGTERM finish queued requests, then exit.
@@ -162,8 +164,8 @@ function str<T extends string>(flags: Flags, name: keyof typeof options, allowed
   return raw as T;
 }
 
-async function loadData(flags: Flags, split: 'train' | 'test'): Promise<Dataset> {
-  const name = str(flags, 'dataset', DATASETS, 'mnist') as DatasetName;
+async function loadData(flags: Flags, split: 'train' | 'test', fallback: DatasetName = 'mnist'): Promise<Dataset> {
+  const name = str(flags, 'dataset', DATASETS, fallback) as DatasetName;
   const dataDir = flags['data-dir'] as string | undefined;
   return loadDataset(name, split, dataDir === undefined ? {} : { dataDir });
 }
@@ -172,9 +174,21 @@ function buildModel(flags: Flags, ds: Dataset): Module {
   const kind = str(flags, 'model', ['mlp', 'resnet', 'vgg'] as const, 'mlp');
   const [c, h, w] = ds.shape;
   const norm = str(flags, 'norm', ['group', 'batch'] as const, 'group');
-  if (kind === 'mlp') return mlp({ inputs: c * h * w, hidden: list(flags, 'hidden', [256, 256]), classes: ds.classes });
-  if (kind === 'resnet') return resnet({ depth: num(flags, 'depth', 20, true), classes: ds.classes, inChannels: c, norm });
-  return vgg({ depth: num(flags, 'depth', 11, true), classes: ds.classes, inChannels: c, norm });
+  // The model records the data's shape, so serve and export take these inputs.
+  const inputShape = [c, h, w];
+  if (kind === 'mlp') return mlp({ inputShape, hidden: list(flags, 'hidden', [256, 256]), classes: ds.classes });
+  if (kind === 'resnet') return resnet({ depth: num(flags, 'depth', 20, true), classes: ds.classes, inputShape, norm });
+  return vgg({ depth: num(flags, 'depth', 11, true), classes: ds.classes, inputShape, norm });
+}
+
+/** --input-shape as positive integers; `withBatch` says whether the first one is the batch. */
+function shapeFlag(flags: Flags, withBatch: boolean): number[] | undefined {
+  if (flags['input-shape'] === undefined) return undefined;
+  const shape = list(flags, 'input-shape', []);
+  if (shape.length < (withBatch ? 2 : 1) || shape.some((d) => !Number.isInteger(d) || d < 1)) {
+    throw new UsageError(`--input-shape must be positive integers${withBatch ? ' with the batch first' : ' (one input, without the batch)'}, got ${String(flags['input-shape'])}`);
+  }
+  return shape;
 }
 
 /** Checks every flag's form and range before any data is read, so a bad flag fails fast with exit 2. */
@@ -225,6 +239,7 @@ async function train(flags: Flags, log: (s: string) => void): Promise<Record<str
   const testLoader = new DataLoader(testSet, { batchSize: 500 });
   const model = buildModel(flags, trainSet);
   model.preprocess = stats;
+  model.dataset = str(flags, 'dataset', DATASETS, 'mnist');
   const epochs = num(flags, 'epochs', 5, true);
   const lr = num(flags, 'lr', 0.05);
   const weightDecay = num(flags, 'weight-decay', 5e-4);
@@ -300,13 +315,22 @@ async function evalCommand(flags: Flags, log: (s: string) => void): Promise<Reco
   if (path === undefined) throw new UsageError('eval needs --checkpoint FILE');
   const model = await load(path);
   const stats = model.preprocess;
-  const raw = await loadData(flags, 'test');
+  // The data the model was trained on, unless --dataset says otherwise.
+  const recorded = model.dataset !== undefined && (DATASETS as readonly string[]).includes(model.dataset) ? (model.dataset as DatasetName) : undefined;
+  const dataset = str(flags, 'dataset', DATASETS, recorded ?? 'mnist') as DatasetName;
+  if (recorded === undefined && flags.dataset === undefined) {
+    process.stderr.write(`modelslice eval: ${path} does not record the dataset it was trained on; evaluating on ${dataset} (pass --dataset to choose)\n`);
+  } else if (recorded !== undefined && dataset !== recorded) {
+    process.stderr.write(`modelslice eval: ${path} was trained on ${recorded}; evaluating on ${dataset} as --dataset asks\n`);
+  }
+  const raw = await loadData(flags, 'test', dataset);
+  checkModelInput('eval', model, raw.shape, `the ${dataset} images' shape`);
   const testSet = stats ? standardize(raw, stats) : raw;
   const rates = list(flags, 'rates', model.trainedRates ?? [1, 0.75, 0.5, 0.25]);
   const rows = await evaluate(model, new DataLoader(testSet, { batchSize: num(flags, 'batch-size', 500, true) }), { rates });
   log(`${path} on ${testSet.name} (${testSet.length} images):`);
   log(formatRateTable(rows));
-  return { rates: rows };
+  return { dataset, images: testSet.length, rates: rows };
 }
 
 /** Serves until SIGINT or SIGTERM, then shuts down gracefully (a second signal kills at once). */
@@ -336,7 +360,8 @@ async function serveCommand(flags: Flags, log: (s: string) => void, json: boolea
     if (!(rate > 0 && rate <= 1)) throw new UsageError(`--rate must be a slice rate in (0, 1], got ${String(flags.rate)}`);
   }
   const host = (flags.host as string | undefined) ?? '127.0.0.1';
-  const server = await serve(path, { port, host, sloMs, maxBatch, maxQueue, maxBodyBytes, workers, threads, rate });
+  const inputShape = shapeFlag(flags, false);
+  const server = await serve(path, { port, host, sloMs, maxBatch, maxQueue, maxBodyBytes, workers, threads, rate, inputShape });
   const p = server.latencyProfile.byBatch[1];
   log(`serving ${path} at ${server.url} (SLO ${sloMs} ms, ${rate === undefined ? 'elastic rate' : `fixed rate ${rate}`}, ${workers ?? 1} worker${(workers ?? 1) > 1 ? 's' : ''})`);
   if (p !== undefined) log(`profiled latency at batch 1: ${Object.entries(p).sort(([a], [b]) => Number(b) - Number(a)).map(([r, ms]) => `r=${r} ${ms.toFixed(2)} ms`).join(', ')}`);
@@ -367,17 +392,14 @@ async function exportCommand(flags: Flags, log: (s: string) => void): Promise<Re
   if (out === undefined) throw new UsageError('export needs --out FILE.onnx');
   const rate = num(flags, 'rate', 1);
   if (!(rate > 0 && rate <= 1)) throw new UsageError(`--rate must be a slice rate in (0, 1], got ${String(flags.rate)}`);
-  const given = flags['input-shape'] === undefined ? null : list(flags, 'input-shape', []);
-  if (given !== null && (given.length < 2 || given.some((d) => !Number.isInteger(d) || d < 1))) {
-    throw new UsageError(`--input-shape must be positive integers with the batch first, got ${String(flags['input-shape'])}`);
-  }
+  const given = shapeFlag(flags, true);
   const model = await load(path);
   const cfg = model.config!;
-  const inputShape = given ?? (cfg.kind === 'mlp' ? [1, cfg.inputs] : [1, cfg.inChannels, 32, 32]);
+  const inputShape = given ?? [1, ...modelInputShape('export', model)];
   await exportOnnx(model, out, { rate, inputShape });
   const bytes = (await stat(out)).size;
   log(`wrote ${out}: ${cfg.kind} at rate ${rate}, input [N, ${inputShape.slice(1).join(', ')}], ${bytes} bytes`);
-  return { path: out, rate, bytes };
+  return { path: out, rate, bytes, inputShape };
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { buildModel, leastParameters } from '../models/build.js';
 import type { ModelConfig } from '../models/config.js';
+import { modelInputShape, setInputShape } from '../models/input-shape.js';
 import type { Module } from '../nn/module.js';
 import { BatchNorm2d } from '../nn/norm.js';
 import { useSwitchableBatchNorm } from '../slicing/calibrate.js';
@@ -52,6 +53,8 @@ export async function save(model: Module, path: string, options: SaveOptions = {
   if (options.training !== undefined) metadata.training = JSON.stringify(options.training);
   const preprocess = options.preprocess ?? model.preprocess;
   if (preprocess !== undefined) metadata.preprocess = JSON.stringify(preprocess);
+  metadata.inputShape = JSON.stringify(modelInputShape('save', model));
+  if (model.dataset !== undefined) metadata.dataset = model.dataset;
   try {
     await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
   } catch (err) {
@@ -133,6 +136,22 @@ export async function loadFile(path: string): Promise<LoadedFile> {
   }
   const preprocess = parseJson(path, 'preprocess', metadata.preprocess) as Preprocess | undefined;
   if (preprocess !== undefined) model.preprocess = preprocess;
+  const inputShape = parseJson(path, 'inputShape', metadata.inputShape);
+  if (inputShape !== undefined) {
+    try {
+      setInputShape('load', model, inputShape as number[]);
+    } catch (err) {
+      throw new RangeError(`load: ${path} has unusable inputShape metadata: ${(err as Error).message}`);
+    }
+  } else {
+    // Files from before models recorded their input: the config's guess, said out loud.
+    process.emitWarning(
+      `${path} does not record its input shape (saved by an older modelslice); assuming [${model.inputShape!.join(', ')}]. ` +
+        'Set model.inputShape (or pass inputShape / --input-shape) if it was trained on other inputs, and save it again to record it.',
+      { code: 'MODELSLICE_NO_INPUT_SHAPE' },
+    );
+  }
+  if (typeof metadata.dataset === 'string') model.dataset = metadata.dataset;
   return { model, extraTensors, training: parseJson(path, 'training', metadata.training), preprocess };
 }
 

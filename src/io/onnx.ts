@@ -11,6 +11,7 @@ import { BatchNorm2d, GroupNorm, scaledNormGroups } from '../nn/norm.js';
 import { Mlp } from '../models/mlp.js';
 import { PreActBasicBlock, PreActBottleneck, ResNet } from '../models/resnet.js';
 import { Vgg } from '../models/vgg.js';
+import { modelInputShape } from '../models/input-shape.js';
 import { checkRate } from '../slicing/width.js';
 import { writeFileAtomic } from './safetensors.js';
 
@@ -224,19 +225,23 @@ function emit(g: GraphBuilder, m: Module, input: string, name: string): string {
 export interface ExportOnnxOptions {
   /** The slice rate to export (default 1). */
   rate?: number;
-  /** Input shape with the batch, e.g. [1, 3, 32, 32]; the batch axis stays dynamic. */
-  inputShape: readonly number[];
+  /**
+   * Input shape with the batch, e.g. [1, 3, 32, 32]; the batch axis stays
+   * dynamic. By default 1 and the model's own input shape (`model.inputShape`).
+   */
+  inputShape?: readonly number[];
 }
 
 /** The ONNX bytes of the compact model at `rate`. */
-export function onnxBytes(model: Module, options: ExportOnnxOptions): Uint8Array {
+export function onnxBytes(model: Module, options: ExportOnnxOptions = {}): Uint8Array {
   const op = 'exportOnnx';
   if (!(model instanceof Module)) throw new TypeError(`${op}: model must be a Module`);
   const rate = checkRate(op, options?.rate ?? 1);
-  const shape = options?.inputShape;
-  if (!Array.isArray(shape) || shape.length < 2 || shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new RangeError(`${op}: inputShape must include the batch, e.g. [1, 3, 32, 32], got ${JSON.stringify(shape)}`);
+  const given = options?.inputShape;
+  if (given !== undefined && (!Array.isArray(given) || given.length < 2 || given.some((d) => !Number.isInteger(d) || d < 1))) {
+    throw new RangeError(`${op}: inputShape must include the batch, e.g. [1, 3, 32, 32], got ${JSON.stringify(given)}`);
   }
+  const shape = [given?.[0] ?? 1, ...modelInputShape(op, model, given?.slice(1), `inputShape ${JSON.stringify(given)} without its batch`)];
   const compact = model.slice(rate, { inputShape: shape.slice(1) });
   compact.eval();
   const g = new GraphBuilder();
@@ -265,7 +270,7 @@ export function onnxBytes(model: Module, options: ExportOnnxOptions): Uint8Array
 }
 
 /** Writes the compact model at `rate` as ONNX (input `input`, output `logits`), atomically. */
-export async function exportOnnx(model: Module, path: string, options: ExportOnnxOptions): Promise<void> {
+export async function exportOnnx(model: Module, path: string, options: ExportOnnxOptions = {}): Promise<void> {
   if (typeof path !== 'string' || path.length === 0) throw new TypeError('exportOnnx: path must be a non-empty string');
   const bytes = onnxBytes(model, options);
   try {

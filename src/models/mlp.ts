@@ -7,9 +7,13 @@ import { markSliceBoundaries } from '../nn/sliceable.js';
 import { flatten } from '../ops/reshape.js';
 import type { Tensor } from '../tensor.js';
 import { positiveInt, type MlpConfig } from './config.js';
+import { checkShape, configInputShape, setInputShape } from './input-shape.js';
 
 export interface MlpOptions {
-  inputs: number;
+  /** Input features; may be left out when `inputShape` is given (its product). */
+  inputs?: number;
+  /** Shape of one input without the batch (default `[inputs]`); images are flattened. */
+  inputShape?: number[];
   hidden: number[];
   classes: number;
   sliceGroups?: number;
@@ -28,6 +32,7 @@ export class Mlp extends Sequential {
     layers.push(new Linear(inF, config.classes, { sliceGroups: config.sliceGroups }));
     super(...layers);
     this.config = config;
+    this.inputShape = configInputShape(config);
     markSliceBoundaries(this);
   }
 
@@ -42,11 +47,18 @@ export function mlp(options: MlpOptions): Mlp {
   if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object`);
   const hidden = options.hidden ?? [];
   if (!Array.isArray(hidden)) throw new TypeError(`${op}: hidden must be an array of layer sizes`);
-  return new Mlp({
+  const shape = options.inputShape === undefined ? undefined : checkShape(op, 'inputShape', options.inputShape);
+  const implied = shape?.reduce((a, b) => a * b, 1);
+  if (shape !== undefined && options.inputs !== undefined && options.inputs !== implied) {
+    throw new RangeError(`${op}: inputs ${String(options.inputs)} disagrees with inputShape [${shape.join(', ')}] (${implied} values)`);
+  }
+  const model = new Mlp({
     kind: 'mlp',
-    inputs: positiveInt(op, 'inputs', options.inputs),
+    inputs: positiveInt(op, 'inputs', options.inputs ?? implied),
     hidden: hidden.map((h, i) => positiveInt(op, `hidden[${i}]`, h)),
     classes: positiveInt(op, 'classes', options.classes),
     sliceGroups: positiveInt(op, 'sliceGroups', options.sliceGroups, 8),
   });
+  if (shape !== undefined) setInputShape(op, model, shape);
+  return model;
 }

@@ -14,6 +14,7 @@ import { globalAvgPool2d } from '../ops/global-avg-pool2d.js';
 import { relu } from '../ops/relu.js';
 import type { Tensor } from '../tensor.js';
 import { positiveInt, type NormKind, type ResNetConfig } from './config.js';
+import { configInputShape, imageChannels, setInputShape } from './input-shape.js';
 
 /** Shared settings of the blocks of one ResNet (norm kind and group counts). */
 export interface BlockContext {
@@ -105,6 +106,8 @@ export interface ResNetOptions {
   depth: number;
   classes: number;
   inChannels?: number;
+  /** Shape of one input without the batch, `[inChannels, H, W]`; default `[inChannels, 32, 32]`. */
+  inputShape?: number[];
   widen?: number;
   block?: 'basic' | 'bottleneck';
   norm?: NormKind;
@@ -142,6 +145,7 @@ export class ResNet extends Module {
     this.layer3 = stage('layer3', 64 * config.widen, 2);
     this.bn = this.registerModule('bn', makeNorm(ctx, inPlanes));
     this.fc = this.registerModule('fc', new Linear(inPlanes, config.classes, { sliceGroups: config.sliceGroups }));
+    this.inputShape = configInputShape(config);
     markSliceBoundaries(this);
   }
 
@@ -167,15 +171,17 @@ export function resnet(options: ResNetOptions): ResNet {
   }
   const norm = options.norm ?? 'group';
   if (norm !== 'group' && norm !== 'batch') throw new RangeError(`${op}: norm must be 'group' or 'batch', got ${String(norm)}`);
-  return new ResNet({
+  const model = new ResNet({
     kind: 'resnet',
     depth,
     classes: positiveInt(op, 'classes', options.classes),
-    inChannels: positiveInt(op, 'inChannels', options.inChannels, 3),
+    inChannels: positiveInt(op, 'inChannels', imageChannels(op, options, 3)),
     widen: positiveInt(op, 'widen', options.widen, 1),
     block,
     norm,
     sliceGroups: positiveInt(op, 'sliceGroups', options.sliceGroups, 8),
     normGroups: positiveInt(op, 'normGroups', options.normGroups, 8),
   });
+  if (options.inputShape !== undefined) setInputShape(op, model, options.inputShape);
+  return model;
 }

@@ -11,6 +11,7 @@ import { markSliceBoundaries } from '../nn/sliceable.js';
 import { globalAvgPool2d } from '../ops/global-avg-pool2d.js';
 import type { Tensor } from '../tensor.js';
 import { positiveInt, type NormKind, type VggConfig } from './config.js';
+import { configInputShape, imageChannels, setInputShape } from './input-shape.js';
 
 const M = 'M' as const;
 const layouts: Record<11 | 13 | 16 | 19, (number | typeof M)[]> = {
@@ -24,6 +25,8 @@ export interface VggOptions {
   depth: number;
   classes: number;
   inChannels?: number;
+  /** Shape of one input without the batch, `[inChannels, H, W]`; default `[inChannels, 32, 32]`. */
+  inputShape?: number[];
   norm?: NormKind;
   sliceGroups?: number;
   normGroups?: number;
@@ -53,6 +56,7 @@ export class Vgg extends Module {
     }
     this.features = this.registerModule('features', new Sequential(...layers));
     this.classifier = this.registerModule('classifier', new Linear(inC, config.classes, { sliceGroups: config.sliceGroups }));
+    this.inputShape = configInputShape(config);
     markSliceBoundaries(this);
   }
 
@@ -70,13 +74,15 @@ export function vgg(options: VggOptions): Vgg {
   }
   const norm = options.norm ?? 'group';
   if (norm !== 'group' && norm !== 'batch') throw new RangeError(`${op}: norm must be 'group' or 'batch', got ${String(norm)}`);
-  return new Vgg({
+  const model = new Vgg({
     kind: 'vgg',
     depth,
     classes: positiveInt(op, 'classes', options.classes),
-    inChannels: positiveInt(op, 'inChannels', options.inChannels, 3),
+    inChannels: positiveInt(op, 'inChannels', imageChannels(op, options, 3)),
     norm,
     sliceGroups: positiveInt(op, 'sliceGroups', options.sliceGroups, 8),
     normGroups: positiveInt(op, 'normGroups', options.normGroups, 8),
   });
+  if (options.inputShape !== undefined) setInputShape(op, model, options.inputShape);
+  return model;
 }

@@ -33,6 +33,14 @@ export abstract class Module {
   latencyProfile?: LatencyProfile;
   /** Input standardisation the model expects, (x - mean) / std. */
   preprocess?: { mean: number; std: number };
+  /**
+   * Shape of one input (without the batch) the model was built or trained for:
+   * set by models.*, overwritten by fit with its data's shape, saved in the
+   * model file. Cost tables, profiles, exports and servers use it by default.
+   */
+  inputShape?: number[];
+  /** Name of the dataset the model was trained on (set by the CLI; saved in the model file). */
+  dataset?: string;
   private rate = 1;
   private readonly params = new Map<string, Tensor | null>();
   private readonly buffers = new Map<string, Tensor>();

@@ -2,7 +2,6 @@
 // cross threads, so the worker loads the model itself from a file; inputs and
 // results cross as Float32Arrays whose buffers are transferred, not copied.
 import type { Preprocess } from '../io/model-file.js';
-import type { Module } from '../nn/module.js';
 import type { LatencyProfile } from '../slicing/select.js';
 
 export interface WorkerInit {
@@ -10,7 +9,7 @@ export interface WorkerInit {
   path: string;
   /** Kernel threads (process-wide: the addon has one thread count). */
   threads?: number;
-  /** Input shape without the batch; inferred from the model's config when absent. */
+  /** Input shape without the batch; the model's own (`model.inputShape`) when absent. */
   inputShape?: number[];
   /** Batch sizes to profile at start-up; none when empty. */
   profileBatchSizes: number[];
@@ -59,14 +58,6 @@ export function deserializeError(e: SerializedError): Error {
   const err = new Ctor(e.message);
   if (Ctor === Error && e.name !== 'Error') err.name = e.name;
   return err;
-}
-
-/** The input shape (without the batch) a model's config implies; conv models are assumed to take 32x32 images. */
-export function defaultInputShape(model: Module): number[] {
-  const config = model.config;
-  if (config === undefined) throw new TypeError('Predictor: the model has no config; pass inputShape');
-  if (config.kind === 'mlp') return [config.inputs];
-  return [config.inChannels, 32, 32];
 }
 
 /** Index of the largest value of each row (the first on ties). */

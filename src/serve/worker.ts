@@ -4,12 +4,13 @@
 // never mixes widths.
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadFile } from '../io/model-file.js';
+import { modelInputShape } from '../models/input-shape.js';
 import type { Module } from '../nn/module.js';
 import { infer } from '../slicing/infer.js';
 import { profileLatency, trainedRatesOf } from '../slicing/select.js';
 import { Tensor } from '../tensor.js';
 import { setNumThreads } from '../threads.js';
-import { argmaxRows, defaultInputShape, serializeError, type PredictRequest, type ResultMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { argmaxRows, serializeError, type PredictRequest, type ResultMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
 
 async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Promise<void> {
   const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
@@ -20,7 +21,7 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
     if (init.threads !== undefined) setNumThreads(init.threads);
     model = (await loadFile(init.path)).model;
     model.eval();
-    inputShape = init.inputShape ?? defaultInputShape(model);
+    inputShape = modelInputShape('Predictor', model, init.inputShape);
     if (init.profileBatchSizes.length > 0) {
       profileLatency(model, { inputShape, batchSizes: init.profileBatchSizes, repeats: init.profileRepeats });
     } else if (init.latencyProfile !== undefined) {

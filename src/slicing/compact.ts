@@ -5,6 +5,7 @@ import { Linear } from '../nn/linear.js';
 import { Module, setSliceImplementation } from '../nn/module.js';
 import { BatchNorm2d, GroupNorm } from '../nn/norm.js';
 import { SliceableLayer } from '../nn/sliceable.js';
+import { modelInputShape } from '../models/input-shape.js';
 import { noGrad, Tensor, zeros } from '../tensor.js';
 import { traceUses, type LayerUse } from './trace.js';
 import { activeGroups, checkRate } from './width.js';
@@ -19,21 +20,6 @@ export interface CostRow {
   macs: number;
   /** Parameters (norms and biases included) of the compact model at this rate. */
   params: number;
-}
-
-/** The shape of one input of a built-in model (spatial size only matters for VGG's pools). */
-function defaultInputShape(model: Module): number[] | null {
-  const cfg = model.config;
-  if (cfg === undefined) return null;
-  if (cfg.kind === 'mlp') return [cfg.inputs];
-  return [cfg.inChannels, cfg.kind === 'vgg' ? 32 : 8, cfg.kind === 'vgg' ? 32 : 8];
-}
-
-function checkInputShape(op: string, shape: unknown): number[] {
-  if (!Array.isArray(shape) || shape.length === 0 || shape.some((d) => typeof d !== 'number' || !Number.isInteger(d) || d < 1)) {
-    throw new RangeError(`${op}: inputShape must be the shape of one input without the batch, e.g. [3, 32, 32], got ${JSON.stringify(shape)}`);
-  }
-  return shape as number[];
 }
 
 /** Runs one batch-1 forward at `rate` in eval mode and returns the layers' reports. */
@@ -64,8 +50,7 @@ function sliceGroupsOf(model: Module): number {
 export function costs(model: Module, inputShape?: readonly number[], rates: readonly number[] = [1, 0.75, 0.5, 0.25]): CostRow[] {
   const op = 'costs';
   if (!(model instanceof Module)) throw new TypeError(`${op}: model must be a Module`);
-  const shape = inputShape === undefined ? defaultInputShape(model) : checkInputShape(op, inputShape);
-  if (shape === null) throw new TypeError(`${op}: inputShape is required for this model`);
+  const shape = modelInputShape(op, model, inputShape);
   if (!Array.isArray(rates) || rates.length === 0) throw new RangeError(`${op}: rates must be a non-empty array`);
   const groups = sliceGroupsOf(model);
   return rates.map((rate) => {
@@ -201,8 +186,7 @@ export interface SliceOptions {
 export function sliceModel<M extends Module>(model: M, rate: number, options: SliceOptions = {}): M {
   const op = 'slice';
   checkRate(op, rate);
-  const shape = options.inputShape === undefined ? defaultInputShape(model) : checkInputShape(op, options.inputShape);
-  if (shape === null) throw new TypeError(`${op}: options.inputShape is required for this model`);
+  const shape = modelInputShape(op, model, options.inputShape, 'options.inputShape');
   const uses = new Map(traceAtRate(model, rate, shape).map((u) => [u.module, u]));
   const previous = model.sliceRate;
   model.setSliceRate(rate); // BatchNorm copies read the statistics of this rate
@@ -216,6 +200,7 @@ export function sliceModel<M extends Module>(model: M, rate: number, options: Sl
   // A compact model is trained (only) at its own full width, and has not been profiled.
   compact.trainedRates = [1];
   delete compact.latencyProfile;
+  compact.inputShape = shape;
   if (model.config !== undefined) compact.config = { ...model.config, sliceChain: [...(model.config.sliceChain ?? []), rate] };
   return compact as M;
 }

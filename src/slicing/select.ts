@@ -1,6 +1,7 @@
 // Choosing a rate under a budget: the largest trained rate whose cost (from
 // the cost table) or measured latency (from the model's latency profile) fits.
 import type { Module } from '../nn/module.js';
+import { modelInputShape } from '../models/input-shape.js';
 import { randn } from '../tensor.js';
 import { costs } from './compact.js';
 import { infer } from './infer.js';
@@ -25,7 +26,8 @@ export function setTrainedRates(model: Module, rates: readonly number[]): void {
 }
 
 export interface ProfileOptions {
-  inputShape: readonly number[];
+  /** Shape of one input without the batch; by default the model's own (`model.inputShape`). */
+  inputShape?: readonly number[];
   batchSizes?: number[];
   rates?: number[];
   /** Timed repetitions per (batch, rate); the median is kept. */
@@ -33,14 +35,15 @@ export interface ProfileOptions {
 }
 
 /** Measures each rate's inference latency (ms.infer, as served) per batch size on this machine and keeps it with the model. */
-export function profileLatency(model: Module, options: ProfileOptions): LatencyProfile {
+export function profileLatency(model: Module, options: ProfileOptions = {}): LatencyProfile {
+  const inputShape = modelInputShape('profileLatency', model, options.inputShape, 'options.inputShape');
   const rates = options.rates ?? trainedRatesOf(model);
   const batchSizes = options.batchSizes ?? [1];
   const repeats = options.repeats ?? 5;
   // infer sets eval mode and the rate for each pass and restores both.
   const profile: LatencyProfile = { byBatch: {} };
   for (const b of batchSizes) {
-    const x = randn([b, ...options.inputShape], { seed: 1 });
+    const x = randn([b, ...inputShape], { seed: 1 });
     profile.byBatch[b] = {};
     for (const rate of rates) {
       infer(model, x, { rate }); // warm-up (and builds the inference plan)

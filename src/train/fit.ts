@@ -12,6 +12,7 @@ import { useSwitchableBatchNorm } from '../slicing/calibrate.js';
 import { rateSchedule, type RateSchedule, type ScheduleName } from '../slicing/schedules.js';
 import { DEFAULT_RATES, setTrainedRates } from '../slicing/select.js';
 import { slicedStep } from '../slicing/step.js';
+import { setInputShape } from '../models/input-shape.js';
 import { Tensor } from '../tensor.js';
 import { evaluate, type BatchSource, type EvalRow } from './evaluate.js';
 
@@ -179,6 +180,7 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
   const dataLength = (data as unknown as { length?: unknown }).length;
   const batchesPerEpoch = typeof dataLength === 'number' ? dataLength : null;
   model.train();
+  let shapeRecorded = false;
   for (let epoch = startEpoch; epoch <= epochs; epoch++) {
     if (options.signal?.aborted) throw abortError(options.signal);
     await cb.onEpochBegin?.(epoch);
@@ -192,6 +194,11 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
       await cb.onBatchBegin?.(epoch, batch);
       if (options.signal?.aborted) throw abortError(options.signal);
       if (options.lrSchedule) options.lrSchedule.setEpoch(epoch - 1 + (batchesPerEpoch ? batch / batchesPerEpoch : 0));
+      if (!shapeRecorded) {
+        // What the model trained on is what it takes: costs, exports and servers use it.
+        setInputShape(op, model, x.shape.slice(1), 'the shape of the data');
+        shapeRecorded = true;
+      }
       const rates = schedule.next();
       const results = slicedStep(model, x, y, rates, { distill, distillMix, microBatch: options.microBatch });
       const bad = results.find((r) => !Number.isFinite(r.loss));
