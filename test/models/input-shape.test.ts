@@ -194,6 +194,13 @@ t.test('CLI: a ResNet trained on 28x28 digits exports 28x28 and evaluates on its
   t.equal(bad.code, 1);
   t.match(bad.stderr, /inputShape \[1,3,32,32\] without its batch \[3, 32, 32\] does not fit the model, which takes \[1, 28, 28\]/);
 
+  const serveBad = await cli(['serve', '--checkpoint', out, '--port', '0', '--slo-ms', '50', '--input-shape', '1,0,28']);
+  t.equal(serveBad.code, 2);
+  t.match(serveBad.stderr, /--input-shape must be positive integers \(one input, without the batch\), got 1,0,28/);
+  const serveWrong = await cli(['serve', '--checkpoint', out, '--port', '0', '--slo-ms', '50', '--input-shape', '3,32,32']);
+  t.equal(serveWrong.code, 1);
+  t.match(serveWrong.stderr, /inputShape \[3, 32, 32\] does not fit the model, which takes \[1, 28, 28\]/);
+
   const ev = await cli(['eval', '--checkpoint', out, '--json']);
   t.equal(ev.code, 0, ev.stderr);
   const evJson = JSON.parse(ev.lines[ev.lines.length - 1]) as { dataset: string; rates: unknown[] };
