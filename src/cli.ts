@@ -11,8 +11,8 @@ import { load, save } from './io/model-file.js';
 import { exportOnnx } from './io/onnx.js';
 import { checkModelInput, modelInputShape } from './models/input-shape.js';
 import { mlp } from './models/mlp.js';
-import { resnet } from './models/resnet.js';
-import { vgg } from './models/vgg.js';
+import { resnet, resnetBlock } from './models/resnet.js';
+import { vgg, vggDepth } from './models/vgg.js';
 import type { Module } from './nn/module.js';
 import { Adam, AdamW } from './optim/adam.js';
 import { CosineLR, MultiStepLR, WarmupLR, type LrSchedule } from './optim/lr.js';
@@ -65,27 +65,27 @@ train flags:
   --json                     the last line printed is one JSON object
 
 eval flags:
-  --checkpoint FILE          the saved model
+  --checkpoint FILE          (required) the saved model
   --dataset, --data-dir, --rates, --batch-size, --threads, --json as above
 
 export flags:
-  --checkpoint FILE          the saved model
-  --rate X                   slice rate to export (default 1)
-  --out FILE                 the .onnx file to write
+  --checkpoint FILE          (required) the saved model
+  --rate X                   slice rate to export, in (0, 1] (default 1)
+  --out FILE                 (required) the .onnx file to write
   --input-shape 1,3,32,32    input shape with the batch (the batch stays dynamic;
                              default: 1 and the model's recorded input shape)
   --json                     print {"path", "rate", "bytes"}
 
 serve flags:
-  --checkpoint FILE          the saved model
-  --port N                   TCP port (0 picks a free one)
-  --slo-ms X                 latency objective per request, ms
+  --checkpoint FILE          (required) the saved model
+  --port N                   (required) TCP port (0 picks a free one)
+  --slo-ms X                 (required) latency objective per request, ms
   --host ADDR                interface to listen on (default 127.0.0.1)
   --max-batch N              most inputs per forward pass and per request (default 32)
   --max-queue N              most inputs waiting; beyond it 503 + Retry-After (default 256)
   --max-body-bytes N         largest request body (default: room for max-batch JSON inputs)
   --workers N                predictor worker threads in this process (default 1)
-  --rate X                   serve at this fixed rate instead of adapting
+  --rate X                   serve at this fixed rate in (0, 1] instead of adapting
   --threads N                kernel threads (default: the cores shared out between the workers)
   --input-shape 1,28,28      shape of one input, without the batch (default: the model's recorded one)
   --json                     print {"url"} when listening and a JSON summary on exit
@@ -191,6 +191,22 @@ function shapeFlag(flags: Flags, withBatch: boolean): number[] | undefined {
   return shape;
 }
 
+/**
+ * The depth against the models' own rules (resnetBlock, vggDepth), checked here
+ * because the models are built only once the data has loaded.
+ */
+function checkDepth(flags: Flags): void {
+  if (flags.depth === undefined) return;
+  const depth = num(flags, 'depth', 0, true);
+  const kind = str(flags, 'model', ['mlp', 'resnet', 'vgg'] as const, 'mlp');
+  try {
+    if (kind === 'vgg') vggDepth('--depth', depth);
+    if (kind === 'resnet') resnetBlock('--depth', depth);
+  } catch (err) {
+    throw new UsageError(`--depth ${depth} does not fit --model ${kind}: ${(err as Error).message.replace(/^--depth: /, '')}`);
+  }
+}
+
 /** Checks every flag's form and range before any data is read, so a bad flag fails fast with exit 2. */
 function checkFlags(flags: Flags): void {
   const atLeast = (name: keyof typeof options, min: number, integer: boolean, strict = false) => {
@@ -210,6 +226,11 @@ function checkFlags(flags: Flags): void {
   atLeast('warmup', 0, false);
   atLeast('clip', 0, false, true);
   num(flags, 'seed', 1, true);
+  checkDepth(flags);
+  if (flags.rate !== undefined) {
+    const rate = num(flags, 'rate', 1);
+    if (!(rate > 0 && rate <= 1)) throw new UsageError(`--rate must be a slice rate in (0, 1], got ${String(flags.rate)}`);
+  }
   for (const r of list(flags, 'rates', [1])) {
     if (!(r > 0 && r <= 1)) throw new UsageError(`--rates must be slice rates in (0, 1], got ${String(flags.rates)}`);
   }
@@ -224,15 +245,33 @@ function checkFlags(flags: Flags): void {
   str(flags, 'schedule', ['random', 'random_min_max', 'round_robin', 'uniform'] as const, 'random_min_max');
 }
 
-async function train(flags: Flags, log: (s: string) => void): Promise<Record<string, unknown>> {
+type Log = (s: string) => void;
+
+/** Evaluation progress: a line at most once a second, and always the last one. */
+function evalProgress(progress: Log, total: number): (inputs: number) => void {
+  const started = performance.now();
+  let shown = -Infinity;
+  return (inputs) => {
+    const now = performance.now();
+    if (inputs < total && now - shown < 1000) return;
+    shown = now;
+    progress(`evaluated ${inputs}/${total} images, ${((now - started) / 1000).toFixed(1)} s`);
+  };
+}
+
+async function train(flags: Flags, log: Log, progress: Log): Promise<Record<string, unknown>> {
   const seed = num(flags, 'seed', 1, true);
   manualSeed(seed);
+  const dataName = str(flags, 'dataset', DATASETS, 'mnist');
+  progress(`loading ${dataName}: train and test sets`);
+  const loadStarted = performance.now();
   const rawTrain = await loadData(flags, 'train');
   const limit = num(flags, 'limit', rawTrain.length, true);
   const trainSet0 = limit < rawTrain.length ? sample(rawTrain, limit, seed) : rawTrain;
   const stats = pixelStats(trainSet0);
   const trainSet = standardize(trainSet0, stats);
   const testSet = standardize(await loadData(flags, 'test'), stats);
+  progress(`loaded ${trainSet.length} training and ${testSet.length} test images in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s`);
   const batchSize = num(flags, 'batch-size', 128, true);
   const augment = flags.augment === true;
   const loader = new DataLoader(trainSet, { batchSize, shuffle: true, seed, cropPadding: augment ? 4 : 0, horizontalFlip: augment });
@@ -267,7 +306,7 @@ async function train(flags: Flags, log: (s: string) => void): Promise<Record<str
         )
       : null;
   if (out !== undefined) await mkdir(dirname(out), { recursive: true });
-  log(`training ${model.config!.kind} on ${trainSet.length} ${trainSet.name.replace(/-train$/, '')} images, rates ${rates.join(', ')} (${schedule}), ${epochs} epochs`);
+  log(`training ${model.config!.kind} on ${trainSet.length} ${dataName} images, rates ${rates.join(', ')} (${schedule}), ${epochs} epoch${epochs === 1 ? '' : 's'}`);
   const started = performance.now();
   let images = 0;
   const result = await fit(model, loader, {
@@ -298,7 +337,8 @@ async function train(flags: Flags, log: (s: string) => void): Promise<Record<str
     },
   });
   const trainSeconds = (performance.now() - started) / 1000;
-  const rows = await evaluate(model, testLoader, { rates });
+  progress(`evaluating ${testSet.length} test images at rates ${rates.join(', ')}`);
+  const rows = await evaluate(model, testLoader, { rates, onProgress: evalProgress(progress, testSet.length) });
   log(`\ntest set (${testSet.length} images), ${trainSeconds.toFixed(1)} s of training:`);
   log(formatRateTable(rows));
   if (out !== undefined) {
@@ -310,7 +350,7 @@ async function train(flags: Flags, log: (s: string) => void): Promise<Record<str
   return { rates: rows, trainSeconds, epochs: result.epochs.map(({ eval: _e, ...r }) => r) };
 }
 
-async function evalCommand(flags: Flags, log: (s: string) => void): Promise<Record<string, unknown>> {
+async function evalCommand(flags: Flags, log: Log, progress: Log): Promise<Record<string, unknown>> {
   const path = flags.checkpoint as string | undefined;
   if (path === undefined) throw new UsageError('eval needs --checkpoint FILE');
   const model = await load(path);
@@ -323,11 +363,14 @@ async function evalCommand(flags: Flags, log: (s: string) => void): Promise<Reco
   } else if (recorded !== undefined && dataset !== recorded) {
     process.stderr.write(`modelslice eval: ${path} was trained on ${recorded}; evaluating on ${dataset} as --dataset asks\n`);
   }
+  progress(`loading ${dataset}: test set`);
   const raw = await loadData(flags, 'test', dataset);
   checkModelInput('eval', model, raw.shape, `the ${dataset} images' shape`);
   const testSet = stats ? standardize(raw, stats) : raw;
   const rates = list(flags, 'rates', model.trainedRates ?? [1, 0.75, 0.5, 0.25]);
-  const rows = await evaluate(model, new DataLoader(testSet, { batchSize: num(flags, 'batch-size', 500, true) }), { rates });
+  progress(`evaluating ${testSet.length} test images at rates ${rates.join(', ')}`);
+  const loader = new DataLoader(testSet, { batchSize: num(flags, 'batch-size', 500, true) });
+  const rows = await evaluate(model, loader, { rates, onProgress: evalProgress(progress, testSet.length) });
   log(`${path} on ${testSet.name} (${testSet.length} images):`);
   log(formatRateTable(rows));
   return { dataset, images: testSet.length, rates: rows };
@@ -402,6 +445,26 @@ async function exportCommand(flags: Flags, log: (s: string) => void): Promise<Re
   return { path: out, rate, bytes, inputShape };
 }
 
+/**
+ * parseArgs takes `--rate -0.5` for a flag without its value followed by an unknown flag
+ * ("argument is ambiguous"); a negative number after a flag that takes a value is that value,
+ * so it is joined as `--rate=-0.5` and then range-checked like any other.
+ */
+function joinNegativeValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith('--') && !args[i].includes('=') ? args[i].slice(2) : '';
+    const takesValue = Object.hasOwn(options, name) && options[name as keyof typeof options].type === 'string';
+    if (takesValue && i + 1 < args.length && /^-(\d|\.\d|Infinity)/.test(args[i + 1])) {
+      out.push(`${args[i]}=${args[i + 1]}`);
+      i++;
+    } else {
+      out.push(args[i]);
+    }
+  }
+  return out;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === '--help' || command === '-h') {
@@ -410,7 +473,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   let flags: Flags;
   try {
-    flags = parseArgs({ args: rest, options, strict: true, allowPositionals: false }).values as Flags;
+    flags = parseArgs({ args: joinNegativeValues(rest), options, strict: true, allowPositionals: false }).values as Flags;
   } catch (err) {
     process.stderr.write(`modelslice: ${(err as Error).message}\n\n${USAGE}`);
     return 2;
@@ -421,12 +484,14 @@ export async function main(argv: string[]): Promise<number> {
   }
   const json = flags.json === true;
   const log = json ? () => {} : (s: string) => console.log(s);
+  // Progress goes to stderr, so stdout holds only the results.
+  const progress = json ? () => {} : (s: string) => void process.stderr.write(`${s}\n`);
   try {
     checkFlags(flags);
     if (flags.threads !== undefined) setNumThreads(num(flags, 'threads', 1, true));
     let result: Record<string, unknown>;
-    if (command === 'train') result = await train(flags, log);
-    else if (command === 'eval') result = await evalCommand(flags, log);
+    if (command === 'train') result = await train(flags, log, progress);
+    else if (command === 'eval') result = await evalCommand(flags, log, progress);
     else if (command === 'serve') result = await serveCommand(flags, log, json);
     else if (command === 'export') result = await exportCommand(flags, log);
     else throw new UsageError(`unknown command ${command}`);

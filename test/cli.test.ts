@@ -59,12 +59,79 @@ t.test('train without --json prints a readable table', async (t) => {
   const r = await run(['train', '--epochs', '1', '--limit', '300', '--hidden', '16', '--rates', '1,0.5']);
   t.equal(r.code, 0, r.stderr);
   const text = r.lines.join('\n');
-  t.match(text, /training mlp on 300 .*images, rates 1, 0.5 \(random_min_max\), 1 epochs/);
+  t.match(text, /^training mlp on 300 mnist images, rates 1, 0.5 \(random_min_max\), 1 epoch$/m, 'one epoch, singular; the dataset by its name');
+  t.notMatch(text, /1 epochs|digits images/);
   t.match(text, /epoch 1\/1 {2}loss [\d.]+ {2}train accuracy [\d.]+%/);
   t.match(text, /rate +accuracy +loss +MACs\/input +params +cost vs r=1/);
   t.match(text, /\n1\.000 +[\d.]+ % /);
   t.match(text, /\n0\.500 +[\d.]+ % .* 0\.5\d\d\n?/);
   t.throws(() => JSON.parse(r.lines[r.lines.length - 1]), 'no JSON without --json');
+  // Loading and evaluating take a while on real data: they say so on stderr.
+  t.match(r.stderr, /^loading mnist: train and test sets$/m, 'a line before the data loads');
+  t.match(r.stderr, /^loaded 300 training and \d+ test images in [\d.]+ s$/m, 'and one when it has');
+  t.match(r.stderr, /^evaluating \d+ test images at rates 1, 0\.5$/m, 'a line before the evaluation');
+  t.match(r.stderr, /^evaluated \d+\/\d+ images/m, 'progress through the test set');
+});
+
+t.test('eval reports its progress on stderr, and nothing there with --json', async (t) => {
+  const dir = t.testdir({});
+  const out = join(dir, 'm.safetensors');
+  const trained = await run(['train', '--epochs', '0', '--limit', '100', '--hidden', '8', '--rates', '1,0.5', '--out', out, '--json']);
+  t.equal(trained.code, 0, trained.stderr);
+  t.equal(trained.stderr, '', 'train --json writes nothing to stderr');
+  const e = await run(['eval', '--checkpoint', out]);
+  t.equal(e.code, 0, e.stderr);
+  t.match(e.stderr, /^loading mnist: test set$/m);
+  t.match(e.stderr, /^evaluating \d+ test images at rates 1, 0\.5$/m);
+  t.match(e.stderr, /^evaluated (\d+)\/\1 images/m, 'the last progress line covers the whole set');
+  const quiet = await run(['eval', '--checkpoint', out, '--json']);
+  t.equal(quiet.code, 0);
+  t.equal(quiet.stderr, '', 'eval --json writes nothing to stderr');
+});
+
+t.test('negative numbers are values, checked like any other', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['export', '--checkpoint', 'm.safetensors', '--out', 'm.onnx', '--rate', '-0.5'], /--rate must be a slice rate in \(0, 1\], got -0\.5/],
+    [['serve', '--checkpoint', 'm.safetensors', '--port', '0', '--slo-ms', '50', '--rate', '-0.5'], /--rate must be a slice rate in \(0, 1\], got -0\.5/],
+    [['serve', '--checkpoint', 'm.safetensors', '--port', '0', '--slo-ms', '-5'], /--slo-ms must be greater than 0, got -5/],
+    [['train', '--epochs', '-1'], /--epochs must be at least 0, got -1/],
+    [['train', '--rates', '-1,0.5'], /--rates must be slice rates in \(0, 1\], got -1,0\.5/],
+    [['train', '--lr', '-.5'], /--lr must be at least 0, got -\.5/],
+  ];
+  for (const [argv, message] of cases) {
+    const r = await run(argv);
+    t.equal(r.code, 2, `${argv.join(' ')}: exit 2`);
+    t.match(r.stderr, message, `${argv.join(' ')}: names the flag and its range`);
+    t.notMatch(r.stderr, /ambiguous/, `${argv.join(' ')}: not parseArgs' complaint`);
+  }
+  const flagAfter = await run(['train', '--out', '--json']);
+  t.equal(flagAfter.code, 2, 'a flag where a value should be is still refused');
+  t.match(flagAfter.stderr, /--out/);
+});
+
+t.test('serve --help marks the flags serve cannot start without', async (t) => {
+  const r = await run(['serve', '--help']);
+  t.equal(r.code, 0);
+  for (const flag of ['--checkpoint FILE', '--port N', '--slo-ms X']) {
+    const line = r.stdout.split('serve flags')[1].split('\n').find((l) => l.trimStart().startsWith(flag));
+    t.match(line, /\(required\)/, `${flag} is marked required`);
+  }
+  const host = r.stdout.split('serve flags')[1].split('\n').find((l) => l.trimStart().startsWith('--host'));
+  t.notMatch(host, /required/, 'optional flags are not');
+});
+
+t.test('a bad --depth is refused before any data is read', async (t) => {
+  const nowhere = ['--dataset', 'fashion-mnist', '--data-dir', '/nonexistent/modelslice-data'];
+  for (const [model, depth] of [['resnet', '21'], ['resnet', '120'], ['vgg', '12']]) {
+    const r = await run(['train', '--model', model, '--depth', depth, ...nowhere]);
+    t.equal(r.code, 2, `${model} --depth ${depth}: a usage error, not a missing dataset`);
+    t.match(r.stderr, new RegExp(`--depth .*got ${depth}`), `${model} --depth ${depth}: says why`);
+  }
+  for (const [model, depth] of [['resnet', '20'], ['resnet', '164'], ['vgg', '16']]) {
+    const r = await run(['train', '--model', model, '--depth', depth, ...nowhere]);
+    t.equal(r.code, 1, `${model} --depth ${depth} is accepted (then the data is missing)`);
+    t.match(r.stderr, /cannot read|neither/);
+  }
 });
 
 t.test('train --json --out: the last line is one JSON object; model, checkpoint and SVG written; eval reproduces; --resume continues', async (t) => {
@@ -183,5 +250,5 @@ t.test('usage errors exit 2 with a message; failures exit 1', async (t) => {
   t.match(g.stderr, /garbage\.safetensors/);
   const fm = await run(['train', '--dataset', 'fashion-mnist', '--data-dir', join(dir, 'none')]);
   t.equal(fm.code, 1, 'a dataset that is not there: exit 1');
-  t.match(fm.stderr, /^modelslice train: /);
+  t.match(fm.stderr, /^modelslice train: /m, 'the error line names the command (after the loading line)');
 });

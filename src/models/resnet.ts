@@ -157,18 +157,27 @@ export class ResNet extends Module {
   }
 }
 
+/**
+ * The block kind of a ResNet of this depth (basic up to 110, bottleneck above,
+ * unless `block` says), or a RangeError when the depth does not fit it.
+ */
+export function resnetBlock(op: string, depth: number, block?: 'basic' | 'bottleneck'): 'basic' | 'bottleneck' {
+  const kind = block ?? (depth <= 110 ? 'basic' : 'bottleneck');
+  if (kind !== 'basic' && kind !== 'bottleneck') throw new RangeError(`${op}: block must be 'basic' or 'bottleneck', got ${String(kind)}`);
+  if (kind === 'basic' && (depth - 2) % 6 !== 0) {
+    throw new RangeError(`${op}: a basic-block ResNet needs depth = 6n + 2 (20, 32, 44, 56, 110, ...), got ${depth}`);
+  }
+  if (kind === 'bottleneck' && (depth - 2) % 9 !== 0) {
+    throw new RangeError(`${op}: a bottleneck ResNet needs depth = 9n + 2 (29, 56, 164, ...), got ${depth}`);
+  }
+  return kind;
+}
+
 export function resnet(options: ResNetOptions): ResNet {
   const op = 'resnet';
   if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object`);
   const depth = positiveInt(op, 'depth', options.depth);
-  const block = options.block ?? (depth <= 110 ? 'basic' : 'bottleneck');
-  if (block !== 'basic' && block !== 'bottleneck') throw new RangeError(`${op}: block must be 'basic' or 'bottleneck', got ${String(block)}`);
-  if (block === 'basic' && (depth - 2) % 6 !== 0) {
-    throw new RangeError(`${op}: a basic-block ResNet needs depth = 6n + 2 (20, 32, 44, 56, 110, ...), got ${depth}`);
-  }
-  if (block === 'bottleneck' && (depth - 2) % 9 !== 0) {
-    throw new RangeError(`${op}: a bottleneck ResNet needs depth = 9n + 2 (29, 56, 164, ...), got ${depth}`);
-  }
+  const block = resnetBlock(op, depth, options.block);
   const norm = options.norm ?? 'group';
   if (norm !== 'group' && norm !== 'batch') throw new RangeError(`${op}: norm must be 'group' or 'batch', got ${String(norm)}`);
   const model = new ResNet({

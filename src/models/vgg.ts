@@ -65,13 +65,18 @@ export class Vgg extends Module {
   }
 }
 
-export function vgg(options: VggOptions): Vgg {
-  const op = 'vgg';
-  if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object`);
-  const depth = options.depth;
+/** A VGG depth (11, 13, 16 or 19), or a RangeError. */
+export function vggDepth(op: string, depth: unknown): 11 | 13 | 16 | 19 {
   if (depth !== 11 && depth !== 13 && depth !== 16 && depth !== 19) {
     throw new RangeError(`${op}: depth must be 11, 13, 16 or 19, got ${String(depth)}`);
   }
+  return depth;
+}
+
+export function vgg(options: VggOptions): Vgg {
+  const op = 'vgg';
+  if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object`);
+  const depth = vggDepth(op, options.depth);
   const norm = options.norm ?? 'group';
   if (norm !== 'group' && norm !== 'batch') throw new RangeError(`${op}: norm must be 'group' or 'batch', got ${String(norm)}`);
   const model = new Vgg({

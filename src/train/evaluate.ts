@@ -19,12 +19,16 @@ export interface EvalRow {
 
 export interface EvaluateOptions {
   rates?: readonly number[];
+  /** Called after each batch with the number of inputs evaluated so far (at every rate). */
+  onProgress?: (inputs: number) => void;
 }
 
 export type BatchSource = Iterable<{ x: Tensor; y: Int32Array }> | AsyncIterable<{ x: Tensor; y: Int32Array }>;
 
 export async function evaluate(model: Module, data: BatchSource, options: EvaluateOptions = {}): Promise<EvalRow[]> {
   const rates = [...(options.rates ?? trainedRatesOf(model))].map((r) => checkRate('evaluate', r));
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new TypeError('evaluate: onProgress must be a function');
+  let seen = 0;
   const previous = model.sliceRate;
   const flags = model.modules().map((m) => m.training);
   model.eval();
@@ -43,6 +47,8 @@ export async function evaluate(model: Module, data: BatchSource, options: Evalua
           totals[i].count += n;
         });
       });
+      seen += batch.y.length;
+      options.onProgress?.(seen);
       // Keep a server's event loop responsive between batches.
       await new Promise((resolve) => setImmediate(resolve));
     }
