@@ -144,6 +144,22 @@ t.test('closed-loop clients under an open 10x burst: down within 1 s, back to 1 
   t.ok(ratesBetween(sim, 13000, 16000).every((r) => r === 1), 'and it stays there');
 });
 
+t.test('steady open overload of rate 1: each failed probe of rate 1 doubles its hold', async (t) => {
+  const c = controller();
+  const sim = simulate(c, () => 3000, 30000); // 3000/s: beyond rate 1 (1778/s), within 0.5
+  const probes = sim.rates.filter((r, i) => i > 0 && r.rate === 1 && sim.rates[i - 1].rate !== 1).map((r) => r.t);
+  // Holds of 1, 2, 4, 8 and 16 s between probes: five in 30 s, not one a second.
+  t.ok(probes.length >= 2 && probes.length <= 5, `${probes.length} probes of rate 1 at ${probes.map((p) => (p / 1000).toFixed(1)).join(', ')} s`);
+  const gaps = probes.slice(1).map((p, i) => p - probes[i]);
+  t.ok(
+    gaps.every((g, i) => i === 0 || g > 1.5 * gaps[i - 1]),
+    `the gaps grow: ${gaps.map((g) => (g / 1000).toFixed(1)).join(', ')} s`,
+  );
+  const atFull = sim.rates.filter((r) => r.t >= 1000 && r.rate === 1).length;
+  t.ok(atFull <= 0.01 * sim.rates.length, `${atFull} of ${sim.rates.length} batches at rate 1`);
+  t.ok(p99(sim.latencies.map((l) => l.ms)) <= SLO, 'p99 within the SLO');
+});
+
 t.test('down at once, up one step at a time after the hold', async (t) => {
   const c = controller({ upHoldMs: 1000 });
   t.equal(c.rate, 1, 'starts at the widest rate');
