@@ -261,8 +261,8 @@ export class RateController {
     const { maxBatch, workers, arrivalTimeConstantMs } = this.opts;
     let fastest = this.current;
     for (const [rate, at] of this.lastChosen) if (rate < fastest && now - at <= 4 * arrivalTimeConstantMs) fastest = rate;
-    const cycleMs = this.latencyMs(fastest, Math.min(p, maxBatch)) * this.slowdownAt(fastest);
-    // One pass over all of them is the fastest they can come back; CLOSED_SLACK absorbs timing noise.
+    // The fastest they can come back: all at once, shared out over the workers. CLOSED_SLACK absorbs timing noise.
+    const cycleMs = this.latencyMs(fastest, Math.min(Math.ceil(p / workers), maxBatch)) * this.slowdownAt(fastest);
     return arrivalsPerMs <= (CLOSED_SLACK * Math.min(p, maxBatch * workers)) / cycleMs;
   }
 
