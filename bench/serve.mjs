@@ -2,10 +2,17 @@
 // Elastic serving under a 10x load spike (issue 7): open-loop Poisson arrivals
 // on loopback against ms.serve, in three phases (calm, spike at 10x calm, calm
 // again), run twice: with the rate fixed at 1 and with the rate controller.
+// Then a closed loop (issue 14): --clients clients, each sending its next
+// request as soon as its answer arrives, again fixed at 1 and elastic; rate 1
+// meets the SLO there, and the controller must keep it.
 //
 //   npm run bench:serve [-- --quick --json --model resnet20|resnet56 --inputs-per-request N
-//                          --max-batch N --max-queue N --workers N --phases 25,25,25 --seed N
-//                          --accuracy 1:89.69,0.75:89.70,0.5:89.55,0.25:89.22]
+//                          --max-batch N --max-queue N --workers 1,2 --phases 25,25,25 --seed N
+//                          --loads open,closed --clients 32 --closed-inputs-per-request 1
+//                          --closed-seconds 20 --accuracy 1:89.69,0.75:89.70,0.5:89.55,0.25:89.22]
+//
+// --workers takes a list: each worker count is profiled and run in turn, and the
+// tables stand side by side.
 //
 // Calibration, from the latency profile measured here at start-up (the same
 // profileLatency the server runs, twice, keeping the faster median of each cell):
@@ -50,7 +57,11 @@ const modelName = opt('model', 'resnet56');
 const inputsPerRequest = Number(opt('inputs-per-request', '4'));
 const maxBatch = Number(opt('max-batch', '32'));
 const maxQueue = Number(opt('max-queue', '256'));
-const workers = Number(opt('workers', '1'));
+const workerCounts = opt('workers', '1').split(',').map(Number);
+const loads = opt('loads', 'open,closed').split(',');
+const clients = Number(opt('clients', '32'));
+const closedInputsPerRequest = Number(opt('closed-inputs-per-request', '1'));
+const closedSeconds = Number(opt('closed-seconds', quick ? '4' : '20'));
 const seed = Number(opt('seed', '1'));
 const phaseSeconds = opt('phases', quick ? '4,5,4' : '25,25,25').split(',').map(Number);
 const warmupSeconds = quick ? 1 : 3;
@@ -69,10 +80,15 @@ for (const [name, v] of [
   ['inputs-per-request', inputsPerRequest],
   ['max-batch', maxBatch],
   ['max-queue', maxQueue],
-  ['workers', workers],
+  ...workerCounts.map((w) => ['workers', w]),
+  ['clients', clients],
+  ['closed-inputs-per-request', closedInputsPerRequest],
 ]) {
   if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer`);
 }
+if (loads.length === 0 || loads.some((l) => l !== 'open' && l !== 'closed')) throw new RangeError('--loads takes open, closed or open,closed');
+if (closedInputsPerRequest > maxBatch) throw new RangeError('--closed-inputs-per-request must be at most --max-batch');
+if (!(closedSeconds > 0 && closedSeconds <= 600)) throw new RangeError('--closed-seconds must be in (0, 600]');
 if (inputsPerRequest > maxBatch) throw new RangeError('--inputs-per-request must be at most --max-batch');
 if (phaseSeconds.length !== 3 || phaseSeconds.some((s) => !(s > 0 && s <= 120))) throw new RangeError('--phases takes three durations in (0, 120] seconds');
 const inputShape = [3, 32, 32];
@@ -112,44 +128,60 @@ const model = builders[modelName]();
 model.eval();
 const modelPath = join(tmp, `${modelName}.safetensors`);
 await ms.save(model, modelPath);
-// The server gives each of several workers its share of the cores; profile with the same thread count.
-const threads = workers > 1 ? Math.max(1, Math.floor(availableParallelism() / workers)) : ms.getNumThreads();
-const previousThreads = ms.getNumThreads();
-ms.setNumThreads(threads);
+// Set by calibrate() for the worker count being run; the runs below read them.
+let workers;
+let threads;
+let profile;
+let rates;
+let fullBatchMs;
+let sloMs;
+let calmInputs;
+let calmRps;
+let spikeRps;
+let phases;
+let sloReason;
+const capacity = (r) => (workers * maxBatch * 1000) / profile.byBatch[maxBatch][r]; // inputs/s at full batches
 const batchSizes = [];
 for (let b = 1; b < maxBatch; b *= 2) batchSizes.push(b);
 batchSizes.push(maxBatch);
-err(`bench:serve: profiling ${modelName} (batch sizes ${batchSizes.join(', ')}, ${threads} kernel threads)...`);
-const t0 = performance.now();
-const profiles = [0, 1].map(() => ms.profileLatency(model, { inputShape, batchSizes, repeats: quick ? 3 : 5 })); // a fresh object each time
-ms.setNumThreads(previousThreads);
-const rates = Object.keys(profiles[0].byBatch[batchSizes[0]])
-  .map(Number)
-  .sort((a, b) => b - a);
-// Keep the faster median of each cell (other jobs only ever slow a pass down), then make
-// the table monotone (a bigger batch or a wider rate never costs less): noise must not
-// make the controller believe a wider rate or a bigger batch is cheaper.
-const profile = { byBatch: {} };
-for (const b of batchSizes) {
-  profile.byBatch[b] = {};
-  for (const r of rates) profile.byBatch[b][r] = Math.min(profiles[0].byBatch[b][r], profiles[1].byBatch[b][r]);
-}
-for (let i = 1; i < batchSizes.length; i++) for (const r of rates) profile.byBatch[batchSizes[i]][r] = Math.max(profile.byBatch[batchSizes[i]][r], profile.byBatch[batchSizes[i - 1]][r]);
-for (const b of batchSizes) for (let j = rates.length - 2; j >= 0; j--) profile.byBatch[b][rates[j]] = Math.max(profile.byBatch[b][rates[j]], profile.byBatch[b][rates[j + 1]]);
-err(`bench:serve: profiled in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
-const fullBatchMs = profile.byBatch[maxBatch][1];
-const capacity = (r) => (workers * maxBatch * 1000) / profile.byBatch[maxBatch][r]; // inputs/s at full batches
-const sloMs = round(sloFactor * fullBatchMs, 1);
-const calmInputs = calmFraction * capacity(1);
-const calmRps = calmInputs / inputsPerRequest;
-const spikeRps = spikeFactor * calmRps;
-const phases = [
-  { name: 'calm', seconds: phaseSeconds[0], rps: calmRps },
-  { name: 'spike', seconds: phaseSeconds[1], rps: spikeRps },
-  { name: 'calm', seconds: phaseSeconds[2], rps: calmRps },
-];
-const sloReason = `${sloFactor} x ${fullBatchMs.toFixed(1)} ms, the profiled rate-1 latency of one batch of ${maxBatch} (a calm request waits for at most the batch in progress and its own: 2 batches, plus 2x margin)`;
+function calibrate(workerCount) {
+  workers = workerCount;
+  // The server gives each of several workers its share of the cores; profile with the same thread count.
+  threads = workers > 1 ? Math.max(1, Math.floor(availableParallelism() / workers)) : ms.getNumThreads();
+  const previousThreads = ms.getNumThreads();
+  ms.setNumThreads(threads);
+  err(`bench:serve: profiling ${modelName} (batch sizes ${batchSizes.join(', ')}, ${threads} kernel threads)...`);
+  const t0 = performance.now();
+  const profiles = [0, 1].map(() => ms.profileLatency(model, { inputShape, batchSizes, repeats: quick ? 3 : 5 })); // a fresh object each time
+  ms.setNumThreads(previousThreads);
+  rates = Object.keys(profiles[0].byBatch[batchSizes[0]])
+    .map(Number)
+    .sort((a, b) => b - a);
+  // Keep the faster median of each cell (other jobs only ever slow a pass down), then make
+  // the table monotone (a bigger batch or a wider rate never costs less): noise must not
+  // make the controller believe a wider rate or a bigger batch is cheaper.
+  profile = { byBatch: {} };
+  for (const b of batchSizes) {
+    profile.byBatch[b] = {};
+    for (const r of rates) profile.byBatch[b][r] = Math.min(profiles[0].byBatch[b][r], profiles[1].byBatch[b][r]);
+  }
+  for (let i = 1; i < batchSizes.length; i++) for (const r of rates) profile.byBatch[batchSizes[i]][r] = Math.max(profile.byBatch[batchSizes[i]][r], profile.byBatch[batchSizes[i - 1]][r]);
+  for (const b of batchSizes) for (let j = rates.length - 2; j >= 0; j--) profile.byBatch[b][rates[j]] = Math.max(profile.byBatch[b][rates[j]], profile.byBatch[b][rates[j + 1]]);
+  err(`bench:serve: profiled in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  fullBatchMs = profile.byBatch[maxBatch][1];
+  sloMs = round(sloFactor * fullBatchMs, 1);
+  calmInputs = calmFraction * capacity(1);
+  calmRps = calmInputs / inputsPerRequest;
+  spikeRps = spikeFactor * calmRps;
+  phases = [
+    { name: 'calm', seconds: phaseSeconds[0], rps: calmRps },
+    { name: 'spike', seconds: phaseSeconds[1], rps: spikeRps },
+    { name: 'calm', seconds: phaseSeconds[2], rps: calmRps },
+  ];
+  sloReason = `${sloFactor} x ${fullBatchMs.toFixed(1)} ms, the profiled rate-1 latency of one batch of ${maxBatch} (a calm request waits for at most the batch in progress and its own: 2 batches, plus 2x margin)`;
+}
 
 // ---- the server, in a child process ----------------------------------------
 // CommonJS `-e` with a dynamic import rather than `--input-type=module`: the predictor's
@@ -315,6 +347,86 @@ async function runLoad(name, serveOptions) {
   return summarize(name, records, { errors, lost, serverMetrics, endMs });
 }
 
+/** POSTs one body; resolves {status, text} (status -1 on a connection error). */
+function postOnce(agent, url, body) {
+  return new Promise((resolve) => {
+    const req = request(
+      { agent, host: url.hostname, port: url.port, method: 'POST', path: '/predict', headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length } },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode, text: Buffer.concat(chunks).toString() }));
+        res.on('error', () => resolve({ status: -1, text: '' }));
+      },
+    );
+    req.on('error', () => resolve({ status: -1, text: '' }));
+    req.end(body);
+  });
+}
+
+/**
+ * Closed loop: `clients` clients, each sending its next request as soon as the
+ * previous answer arrives (after a 503 or an error it waits 10 ms, so a refusing
+ * server is not hammered). Arrivals then follow the server's own speed.
+ */
+async function runClosed(name, serveOptions) {
+  err(`bench:serve: closed-loop ${name} run: starting the server...`);
+  const server = await startServer(serveOptions);
+  const agent = new Agent({ keepAlive: true, maxSockets: clients, maxFreeSockets: clients });
+  const bodyRand = mulberry32(seed + 2000);
+  const closedBodies = Array.from({ length: 16 }, () => {
+    const x = new Float32Array(closedInputsPerRequest * inputSize);
+    for (let i = 0; i < x.length; i++) x[i] = Math.sqrt(-2 * Math.log(1 - bodyRand())) * Math.cos(2 * Math.PI * bodyRand());
+    return Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+  });
+  const start = performance.now() + warmupSeconds * 1000;
+  const end = start + closedSeconds * 1000;
+  const records = [];
+  let errors = 0;
+  const client = async (k) => {
+    let n = k;
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      const { status, text } = await postOnce(agent, server.url, closedBodies[n++ % closedBodies.length]);
+      const t1 = performance.now();
+      let rate = NaN;
+      if (status === 200) rate = JSON.parse(text).rate;
+      if (t0 >= start && t1 <= end) records.push({ t: t0 - start, status, ms: t1 - t0, rate });
+      if (status !== 200) {
+        if (status <= 0 && t0 >= start) errors++;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, (_, k) => client(k)));
+  agent.destroy();
+  const serverMetrics = await server.close();
+  await server.exited;
+  child = null;
+  const served = records.filter((r) => r.status === 200);
+  const lat = served.map((r) => r.ms).sort((a, b) => a - b);
+  const byRate = {};
+  for (const r of served) byRate[r.rate] = (byRate[r.rate] ?? 0) + 1;
+  return {
+    name,
+    served: served.length,
+    servedPerSecond: round(served.length / closedSeconds, 1),
+    rejected: records.filter((r) => r.status === 503).length,
+    timedOut: served.filter((r) => r.ms > sloMs).length,
+    errors,
+    p50Ms: round(quantile(lat, 0.5), 1),
+    p99Ms: round(quantile(lat, 0.99), 1),
+    meanRate: round(served.length === 0 ? 0 : served.reduce((s, r) => s + r.rate, 0) / served.length, 3),
+    byRate,
+    serverMetrics,
+    // Mean rate of the answers to requests sent in each second: how the controller moved.
+    rateBySecond: Array.from({ length: Math.ceil(closedSeconds) }, (_, k) => {
+      const sv = served.filter((r) => r.t >= k * 1000 && r.t < (k + 1) * 1000);
+      return sv.length === 0 ? null : round(sv.reduce((s, r) => s + r.rate, 0) / sv.length, 2);
+    }),
+  };
+}
+
 function summarize(name, records, extra) {
   const servedRecs = records.filter((r) => r.status === 200);
   const lat = servedRecs.map((r) => r.ms).sort((a, b) => a - b);
@@ -443,19 +555,6 @@ function timelineSvg(runs) {
 }
 
 // ---- run -------------------------------------------------------------------
-const common = { port: 0, host: '127.0.0.1', sloMs, maxBatch, maxQueue, workers, threads, latencyProfile: profile };
-err(`bench:serve: SLO ${sloMs} ms = ${sloReason}`);
-err(`bench:serve: capacity at full batches: ${rates.map((r) => `r=${r} ${capacity(r).toFixed(0)}/s`).join(', ')} inputs`);
-err(`bench:serve: calm ${calmRps.toFixed(1)} req/s (${calmInputs.toFixed(0)} inputs/s), spike ${spikeRps.toFixed(1)} req/s; phases ${phaseSeconds.join('/')} s after ${warmupSeconds} s of warm-up`);
-const fixed = await runLoad('fixed', { ...common, rate: 1 });
-const elastic = await runLoad('elastic', common);
-
-mkdirSync(join(here, 'results'), { recursive: true });
-const svgPath = join(here, 'results', 'serve-timeline.svg');
-const tmpSvg = `${svgPath}.${process.pid}.tmp`;
-writeFileSync(tmpSvg, timelineSvg([fixed, elastic]));
-renameSync(tmpSvg, svgPath);
-
 const accTable = accuracy ? Object.fromEntries(accuracy.split(',').map((kv) => kv.split(':').map(Number))) : null;
 const impliedAccuracy = (run) => {
   if (!accTable) return null;
@@ -468,40 +567,88 @@ const impliedAccuracy = (run) => {
   }
   return n ? s / n : null;
 };
-
 const pad = (v, w) => String(v).padStart(w);
-console.log(`modelslice serve under a ${spikeFactor}x spike: ${modelName} (random weights), ${inputsPerRequest} inputs/request as raw float32, maxBatch ${maxBatch}, maxQueue ${maxQueue} inputs, ${workers} worker(s) x ${threads} kernel threads`);
-console.log(`profile (ms per batch of ${maxBatch}): ${rates.map((r) => `r=${r}: ${profile.byBatch[maxBatch][r].toFixed(1)}`).join(', ')}`);
-console.log(`SLO ${sloMs} ms = ${sloReason}`);
-console.log(`load: calm ${calmRps.toFixed(1)} req/s (${(calmInputs).toFixed(0)} inputs/s = ${calmFraction} x rate-1 capacity ${capacity(1).toFixed(0)}/s), spike ${spikeRps.toFixed(1)} req/s (rate-0.25 capacity ${capacity(rates[rates.length - 1]).toFixed(0)} inputs/s)`);
-console.log('');
-console.log('run      phase   secs  offered/s  served  rejected  timedOut  p50 ms   p99 ms  mean rate');
-for (const run of [fixed, elastic]) {
-  for (const p of run.phases) {
-    console.log(
-      `${run.name.padEnd(8)} ${p.name.padEnd(6)} ${pad(phases[run.phases.indexOf(p)].seconds, 5)} ${pad(p.offeredRps.toFixed(1), 10)} ${pad(p.served, 7)} ${pad(p.rejected, 9)} ${pad(p.timedOut, 9)} ${pad(p.p50Ms.toFixed(1), 7)} ${pad(p.p99Ms.toFixed(1), 8)} ${pad(p.meanRate.toFixed(3), 10)}`,
-    );
-  }
-  console.log(
-    `${run.name.padEnd(8)} ${'all'.padEnd(6)} ${pad(phaseSeconds.reduce((a, b) => a + b, 0), 5)} ${pad('', 10)} ${pad(run.served, 7)} ${pad(run.rejected, 9)} ${pad(run.timedOut, 9)} ${pad(run.p50Ms.toFixed(1), 7)} ${pad(run.p99Ms.toFixed(1), 8)} ${pad(run.meanRate.toFixed(3), 10)}`,
-  );
-}
-console.log('');
-for (const run of [fixed, elastic]) {
-  const mix = Object.entries(run.byRate)
+const rateMix = (run) =>
+  Object.entries(run.byRate)
     .sort((a, b) => Number(b[0]) - Number(a[0]))
     .map(([r, n]) => `r=${r}: ${((100 * n) / Math.max(1, run.served)).toFixed(1)}%`)
     .join(', ');
-  const acc = impliedAccuracy(run);
-  const sm = run.serverMetrics;
-  console.log(
-    `${run.name}: answers by rate ${mix || '-'}${acc === null ? '' : `; implied accuracy ${acc.toFixed(2)}%`}; client errors ${run.errors}, unanswered ${run.lost}` +
-      (sm ? `; server counted served ${sm.served} rejected ${sm.rejected} in ${sm.batches} batches (warm-up included)` : '; server metrics unavailable'),
-  );
+
+function reportOpen(fixed, elastic) {
+  mkdirSync(join(here, 'results'), { recursive: true });
+  const svgPath = join(here, 'results', workers === workerCounts[0] ? 'serve-timeline.svg' : `serve-timeline-w${workers}.svg`);
+  const tmpSvg = `${svgPath}.${process.pid}.tmp`;
+  writeFileSync(tmpSvg, timelineSvg([fixed, elastic]));
+  renameSync(tmpSvg, svgPath);
+
+  console.log(`modelslice serve under a ${spikeFactor}x spike: ${modelName} (random weights), ${inputsPerRequest} inputs/request as raw float32, maxBatch ${maxBatch}, maxQueue ${maxQueue} inputs, ${workers} worker(s) x ${threads} kernel threads`);
+  console.log(`profile (ms per batch of ${maxBatch}): ${rates.map((r) => `r=${r}: ${profile.byBatch[maxBatch][r].toFixed(1)}`).join(', ')}`);
+  console.log(`SLO ${sloMs} ms = ${sloReason}`);
+  console.log(`load: calm ${calmRps.toFixed(1)} req/s (${calmInputs.toFixed(0)} inputs/s = ${calmFraction} x rate-1 capacity ${capacity(1).toFixed(0)}/s), spike ${spikeRps.toFixed(1)} req/s (rate-0.25 capacity ${capacity(rates[rates.length - 1]).toFixed(0)} inputs/s)`);
+  console.log('');
+  console.log('run      phase   secs  offered/s  served  rejected  timedOut  p50 ms   p99 ms  mean rate');
+  for (const run of [fixed, elastic]) {
+    for (const p of run.phases) {
+      console.log(
+        `${run.name.padEnd(8)} ${p.name.padEnd(6)} ${pad(phases[run.phases.indexOf(p)].seconds, 5)} ${pad(p.offeredRps.toFixed(1), 10)} ${pad(p.served, 7)} ${pad(p.rejected, 9)} ${pad(p.timedOut, 9)} ${pad(p.p50Ms.toFixed(1), 7)} ${pad(p.p99Ms.toFixed(1), 8)} ${pad(p.meanRate.toFixed(3), 10)}`,
+      );
+    }
+    console.log(
+      `${run.name.padEnd(8)} ${'all'.padEnd(6)} ${pad(phaseSeconds.reduce((a, b) => a + b, 0), 5)} ${pad('', 10)} ${pad(run.served, 7)} ${pad(run.rejected, 9)} ${pad(run.timedOut, 9)} ${pad(run.p50Ms.toFixed(1), 7)} ${pad(run.p99Ms.toFixed(1), 8)} ${pad(run.meanRate.toFixed(3), 10)}`,
+    );
+  }
+  console.log('');
+  for (const run of [fixed, elastic]) {
+    const acc = impliedAccuracy(run);
+    const sm = run.serverMetrics;
+    console.log(
+      `${run.name}: answers by rate ${rateMix(run) || '-'}${acc === null ? '' : `; implied accuracy ${acc.toFixed(2)}%`}; client errors ${run.errors}, unanswered ${run.lost}` +
+        (sm ? `; server counted served ${sm.served} rejected ${sm.rejected} in ${sm.batches} batches (warm-up included)` : '; server metrics unavailable'),
+    );
+  }
+  const ok = (run) => run.rejected === 0 && run.timedOut === 0 && run.phases.every((p) => p.p99Ms <= sloMs) && run.errors === 0 && run.lost === 0;
+  console.log(`target (p99 within the SLO in every phase, nothing rejected or timed out): fixed ${ok(fixed) ? 'meets it' : 'misses it'}, elastic ${ok(elastic) ? 'meets it' : 'misses it'}`);
+  console.log(`timeline: ${svgPath}`);
+  console.log('');
 }
-const ok = (run) => run.rejected === 0 && run.timedOut === 0 && run.phases.every((p) => p.p99Ms <= sloMs) && run.errors === 0 && run.lost === 0;
-console.log(`target (p99 within the SLO in every phase, nothing rejected or timed out): fixed ${ok(fixed) ? 'meets it' : 'misses it'}, elastic ${ok(elastic) ? 'meets it' : 'misses it'}`);
-console.log(`timeline: ${svgPath}`);
+
+function reportClosed(fixed, elastic) {
+  console.log(`modelslice serve, closed loop: ${clients} clients each waiting for its answer, ${closedInputsPerRequest} input(s)/request, ${closedSeconds} s, ${workers} worker(s) x ${threads} kernel threads, SLO ${sloMs} ms`);
+  console.log('run      served/s  rejected  timedOut  p50 ms   p99 ms  mean rate  answers by rate');
+  for (const run of [fixed, elastic]) {
+    console.log(
+      `${run.name.padEnd(8)} ${pad(run.servedPerSecond.toFixed(1), 9)} ${pad(run.rejected, 9)} ${pad(run.timedOut, 9)} ${pad(run.p50Ms.toFixed(1), 7)} ${pad(run.p99Ms.toFixed(1), 8)} ${pad(run.meanRate.toFixed(3), 10)}  ${rateMix(run) || '-'}`,
+    );
+  }
+  console.log(`elastic rate by second: ${elastic.rateBySecond.map((r) => (r === null ? '-' : r.toFixed(2))).join(' ')}`);
+  const meets = (run) => run.p99Ms <= sloMs && run.rejected === 0 && run.errors === 0;
+  const keeps = meets(fixed) ? (elastic.meanRate >= 0.99 ? 'keeps rate 1' : `drops to a mean rate of ${elastic.meanRate.toFixed(3)} although rate 1 meets the SLO`) : 'rate 1 misses the SLO here';
+  console.log(`target (the elastic server keeps the widest rate that meets the SLO): fixed p99 ${fixed.p99Ms.toFixed(1)} ms ${meets(fixed) ? 'meets' : 'misses'} the SLO; elastic ${keeps}`);
+  console.log('');
+}
+
+const results = [];
+for (const w of workerCounts) {
+  calibrate(w);
+  const common = { port: 0, host: '127.0.0.1', sloMs, maxBatch, maxQueue, workers, threads, latencyProfile: profile };
+  err(`bench:serve: ${workers} worker(s): SLO ${sloMs} ms = ${sloReason}`);
+  err(`bench:serve: capacity at full batches: ${rates.map((r) => `r=${r} ${capacity(r).toFixed(0)}/s`).join(', ')} inputs`);
+  const result = { workers, sloMs };
+  if (loads.includes('open')) {
+    err(`bench:serve: calm ${calmRps.toFixed(1)} req/s (${calmInputs.toFixed(0)} inputs/s), spike ${spikeRps.toFixed(1)} req/s; phases ${phaseSeconds.join('/')} s after ${warmupSeconds} s of warm-up`);
+    const fixed = await runLoad('fixed', { ...common, rate: 1 });
+    const elastic = await runLoad('elastic', common);
+    reportOpen(fixed, elastic);
+    result.open = { fixed, elastic };
+  }
+  if (loads.includes('closed')) {
+    const fixed = await runClosed('fixed', { ...common, rate: 1 });
+    const elastic = await runClosed('elastic', common);
+    reportClosed(fixed, elastic);
+    result.closed = { fixed, elastic };
+  }
+  results.push(result);
+}
 
 if (jsonOut) {
   const phaseJson = (p) => ({ name: p.name, offeredRps: p.offeredRps, served: p.served, p99Ms: p.p99Ms, meanRate: p.meanRate });
@@ -514,5 +661,13 @@ if (jsonOut) {
     phases: run.phases.map(phaseJson),
     ...(withRate ? { meanRate: run.meanRate } : {}),
   });
-  console.log(JSON.stringify({ sloMs, fixed: runJson(fixed, false), elastic: runJson(elastic, true) }));
+  const closedJson = (run) => ({ servedPerSecond: run.servedPerSecond, rejected: run.rejected, timedOut: run.timedOut, p50Ms: run.p50Ms, p99Ms: run.p99Ms, meanRate: run.meanRate });
+  const one = (r) => ({
+    workers: r.workers,
+    sloMs: r.sloMs,
+    ...(r.open ? { fixed: runJson(r.open.fixed, false), elastic: runJson(r.open.elastic, true) } : {}),
+    ...(r.closed ? { closed: { clients, fixed: closedJson(r.closed.fixed), elastic: closedJson(r.closed.elastic) } } : {}),
+  });
+  // One worker count: the shape earlier results have ({sloMs, fixed, elastic}, now with closed); several: a list.
+  console.log(JSON.stringify(results.length === 1 ? one(results[0]) : { byWorkers: results.map(one) }));
 }

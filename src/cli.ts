@@ -85,12 +85,15 @@ serve flags:
   --max-queue N              most inputs waiting; beyond it 503 + Retry-After (default 256)
   --max-body-bytes N         largest request body (default: room for max-batch JSON inputs)
   --workers N                predictor worker threads in this process (default 1)
-  --rate X                   serve at this fixed rate in (0, 1] instead of adapting
+  --rate X                   serve at this fixed rate in (0, 1] instead of adapting (a request's
+                             own "rate" or X-Slice-Rate still wins)
   --threads N                kernel threads (default: the cores shared out between the workers)
   --input-shape 1,28,28      shape of one input, without the batch (default: the model's recorded one)
-  --json                     print {"url"} when listening and a JSON summary on exit
-  POST /predict {"inputs": [[...], ...]} or raw little-endian float32 -> {"classes": [...], "rate": r};
-  GET /healthz; GET /metrics (Prometheus). SIGINT/SIGTERM finish queued requests, then exit.
+  --json                     print {"url", "pid"} when listening and a JSON summary on exit
+  POST /predict {"inputs": [[...], ...], "rate"?: r} or raw little-endian float32 (X-Slice-Rate: r
+  to pin a rate) -> {"classes": [...], "rate": r}; GET /healthz; GET /metrics (Prometheus).
+  SIGINT/SIGTERM finish queued requests (up to 30 s), then exit 0; a second signal exits at once.
+  Under npx or npm run, npm exiting stops the server the same way.
 `;
 
 const options = {
@@ -376,6 +379,9 @@ async function evalCommand(flags: Flags, log: Log, progress: Log): Promise<Recor
   return { dataset, images: testSet.length, rates: rows };
 }
 
+/** How often a server started by npm checks that its parent is still there. */
+const PARENT_POLL_MS = 200;
+
 /** Serves until SIGINT or SIGTERM, then shuts down gracefully (a second signal kills at once). */
 async function serveCommand(flags: Flags, log: (s: string) => void, json: boolean): Promise<Record<string, unknown>> {
   const path = flags.checkpoint as string | undefined;
@@ -409,11 +415,20 @@ async function serveCommand(flags: Flags, log: (s: string) => void, json: boolea
   log(`serving ${path} at ${server.url} (SLO ${sloMs} ms, ${rate === undefined ? 'elastic rate' : `fixed rate ${rate}`}, ${workers ?? 1} worker${(workers ?? 1) > 1 ? 's' : ''})`);
   if (p !== undefined) log(`profiled latency at batch 1: ${Object.entries(p).sort(([a], [b]) => Number(b) - Number(a)).map(([r, ms]) => `r=${r} ${ms.toFixed(2)} ms`).join(', ')}`);
   log('POST /predict, GET /healthz, GET /metrics; Ctrl-C (SIGINT) or SIGTERM stops after finishing queued requests');
-  if (json) console.log(JSON.stringify({ url: server.url }));
+  if (json) console.log(JSON.stringify({ url: server.url, pid: process.pid }));
   const signal = await new Promise<string>((resolve) => {
     const onInt = () => done('SIGINT');
     const onTerm = () => done('SIGTERM');
+    // npx and npm run start the bin through `sh -c`. npm passes SIGTERM on to
+    // that shell, which dies of it without passing it on, so this process
+    // would serve on, orphaned. Under npm, losing the parent counts as SIGTERM.
+    // (Not otherwise: `nohup modelslice serve &` must outlive its shell.)
+    const parent = process.ppid;
+    const orphaned = process.env.npm_lifecycle_event ? setInterval(() => process.ppid !== parent && done('parent exited'), PARENT_POLL_MS) : undefined;
+    orphaned?.unref();
     const done = (name: string) => {
+      clearInterval(orphaned);
+      // Removing the handlers restores the default: a second signal ends the process at once.
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       resolve(name);

@@ -17,6 +17,17 @@ export class HttpError extends Error {
 export interface Inputs {
   data: Float32Array;
   count: number;
+  /** The slice rate the client asked for (a JSON "rate" field), not yet snapped to a trained rate. */
+  rate?: number;
+}
+
+/** A client's requested slice rate, from the JSON field or (as text) the header `where` names: a number in (0, 1]. */
+export function checkRequestedRate(value: unknown, where: string, text = false): number {
+  let rate = value;
+  // A header is text; take only a plain decimal number, not '', 'Infinity' or '0x1'.
+  if (text && typeof value === 'string') rate = /^\s*(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i.test(value) ? Number(value) : NaN;
+  if (typeof rate !== 'number' || !(rate > 0 && rate <= 1)) throw new HttpError(400, `${where} must be a slice rate in (0, 1], got ${JSON.stringify(value)}`);
+  return rate;
 }
 
 /** Reads the whole body, refusing (413) more than maxBytes whether announced by Content-Length or not. */
@@ -60,6 +71,8 @@ function tooMany(count: number, maxInputs: number): HttpError {
   return new HttpError(413, `the body holds ${count} inputs; at most ${maxInputs} per request (the server's max batch)`);
 }
 
+const FLOAT32_MAX = 3.4028234663852886e38;
+
 /** {"inputs": [[x, ...], ...]}: each input a flat array of `inputSize` finite numbers. */
 export function parseJsonInputs(body: Buffer, inputSize: number, maxInputs: number): Inputs {
   let parsed: unknown;
@@ -81,10 +94,15 @@ export function parseJsonInputs(body: Buffer, inputSize: number, maxInputs: numb
     for (let j = 0; j < inputSize; j++) {
       const v = row[j] as unknown;
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new HttpError(400, `inputs[${i}][${j}] must be a finite number, got ${JSON.stringify(v)}`);
-      data[i * inputSize + j] = v;
+      // Inputs are float32: a finite double beyond its range would become Infinity here.
+      const f = Math.fround(v);
+      if (!Number.isFinite(f)) throw new HttpError(400, `inputs[${i}][${j}] = ${v} is beyond the float32 range (magnitude at most ${FLOAT32_MAX.toExponential(4)})`);
+      data[i * inputSize + j] = f;
     }
   }
-  return { data, count: inputs.length };
+  const rate = (parsed as { rate?: unknown }).rate;
+  if (rate === undefined) return { data, count: inputs.length };
+  return { data, count: inputs.length, rate: checkRequestedRate(rate, '"rate"') };
 }
 
 /** Raw little-endian float32 values, a whole number of inputs. */

@@ -13,7 +13,23 @@
 //   predicted(r)   max(newest wait + drain(r), oldest wait + latency(r, first batch))
 //   load(r)        arrival rate (EWMA, inputs/ms) x latency(r, maxBatch) /
 //                  (maxBatch x W): the fraction of capacity r needs at full batches
-//   r fits         predicted(r) <= headroom x SLO and load(r) <= maxLoad
+//   population(r)  ms to answer every outstanding input (P, the recent peak of
+//                  queued + running) at r, plus one small pass in progress:
+//                  rounds(P) x latency(r, min(P, maxBatch)) + latency(r, 1)
+//   r fits         predicted(r) <= headroom x SLO, and load(r) <= maxLoad or,
+//                  when the load is closed, population(r) <= headroom x SLO
+// Why the population: the load term guards against arrivals that do not wait
+// for answers (open loop), which grow the queue without bound once they pass
+// capacity. Clients that each wait for their answer (closed loop) arrive as
+// fast as they are served, so at any rate the measured load is near 1, and it
+// measured at a narrow rate says nothing about a wider one; their queue can
+// never exceed their number, so what decides is the latency of serving them
+// all. The load counts as closed when P outstanding inputs, cycling at the
+// speed of the narrowest rate chosen within four arrival time constants (the
+// arrival rate still remembers it), could have produced the arrival rate. An
+// open load at steady state looks the same, so a rate entered on the
+// population alone is a probe: left again within probeMs, its hold doubles
+// (up to maxUpHoldMs), until the load check alone admits it or a probe holds.
 // It takes the largest rate that fits (the narrowest when none does), with
 // hysteresis: going down happens at once, going up one trained rate at a time,
 // and only after the next rate has fitted with stricter margins (upHeadroom,
@@ -42,6 +58,10 @@ export interface ControllerOptions {
   upMaxLoad?: number;
   /** How long the next wider rate must keep fitting before the rate goes up (default 1000 ms). */
   upHoldMs?: number;
+  /** Longest hold of a rate whose population-only probes keep failing (default 16 x upHoldMs). */
+  maxUpHoldMs?: number;
+  /** A rate entered on the population alone and left within this time was a failed probe (default 5 x upHoldMs). */
+  probeMs?: number;
   /** Time constant of the arrival-rate EWMA (default 500 ms). */
   arrivalTimeConstantMs?: number;
   /** Time constant (in batches at that rate) of the observed/profiled latency ratio (default 20). */
@@ -56,12 +76,18 @@ export interface QueueState {
   /** How long the oldest and the newest queued request have waited, ms. */
   oldestWaitMs: number;
   newestWaitMs: number;
+  /** Inputs in passes running now, on any worker (default 0). */
+  inFlightInputs?: number;
 }
 
 export interface RateEstimate {
   rate: number;
   predictedMs: number;
   load: number;
+  /** ms to answer every outstanding input at this rate (the bound that matters for a closed load). */
+  populationMs: number;
+  /** Whether the arrivals look closed (see the top of this file); then populationMs may stand in for the load. */
+  closed: boolean;
   fits: boolean;
 }
 
@@ -72,6 +98,9 @@ export interface Decision {
   estimates: RateEstimate[];
 }
 
+/** How far the arrival rate may exceed what the outstanding inputs could produce and still count as closed. */
+const CLOSED_SLACK = 1.25;
+
 export class RateController {
   readonly sloMs: number;
   readonly rates: number[];
@@ -81,6 +110,12 @@ export class RateController {
   private upSince: number | null = null;
   private arrivals = 0; // exponentially decayed count of arrived inputs
   private lastArrival = 0;
+  private population = 0; // recent peak of outstanding inputs, decaying
+  private lastPopulation = 0;
+  /** The rate entered last on the population bound alone, and when. */
+  private probe: { rate: number; at: number } | null = null;
+  private readonly probeHolds = new Map<number, number>();
+  private readonly lastChosen = new Map<number, number>(); // rate -> when it was last chosen
   private readonly slowdowns = new Map<number, number>();
 
   constructor(options: ControllerOptions) {
@@ -99,6 +134,8 @@ export class RateController {
       upHeadroom: options.upHeadroom ?? 0.5,
       upMaxLoad: options.upMaxLoad ?? 0.7,
       upHoldMs: options.upHoldMs ?? 1000,
+      maxUpHoldMs: options.maxUpHoldMs ?? 16 * (options.upHoldMs ?? 1000),
+      probeMs: options.probeMs ?? 5 * (options.upHoldMs ?? 1000),
       arrivalTimeConstantMs: options.arrivalTimeConstantMs ?? 500,
       slowdownBatches: options.slowdownBatches ?? 20,
     };
@@ -120,10 +157,15 @@ export class RateController {
     return this.slowdowns.get(rate) ?? 1;
   }
 
-  /** Records `inputs` arriving at time `now` (ms). */
-  observeArrival(inputs: number, now: number): void {
+  /**
+   * Records `inputs` arriving at time `now` (ms), with the inputs outstanding
+   * (queued or running, these included) if known: a client that waits for its
+   * answer is seen here, while the batch it will join is still running.
+   */
+  observeArrival(inputs: number, now: number, outstanding?: number): void {
     this.arrivals = this.decayed(now) + inputs;
     this.lastArrival = now;
+    if (outstanding !== undefined) this.observePopulation(outstanding, now);
   }
 
   /** Arrival rate in inputs per second (EWMA with the configured time constant). */
@@ -146,28 +188,40 @@ export class RateController {
     const { maxBatch, workers } = this.opts;
     const slowdown = this.slowdownAt(rate);
     const lat = (b: number) => this.latencyMs(rate, Math.max(1, b)) * slowdown;
+    const rounds = (n: number) => Math.ceil(Math.ceil(n / maxBatch) / workers);
     const queued = Math.max(q.queuedInputs, q.batchInputs, 1);
-    const rounds = Math.ceil(Math.ceil(queued / maxBatch) / workers);
-    const drain = rounds * lat(Math.min(queued, maxBatch));
+    const drain = rounds(queued) * lat(Math.min(queued, maxBatch));
     const predictedMs = Math.max(q.newestWaitMs + drain, q.oldestWaitMs + lat(q.batchInputs));
-    const load = ((this.arrivalRate(now) / 1000) * lat(maxBatch)) / (maxBatch * workers);
-    return { rate, predictedMs, load, fits: predictedMs <= headroom * this.sloMs && load <= maxLoad };
+    const arrivalsPerMs = this.arrivalRate(now) / 1000;
+    const load = (arrivalsPerMs * lat(maxBatch)) / (maxBatch * workers);
+    const p = Math.max(1, this.populationAt(now));
+    const populationMs = rounds(p) * lat(Math.min(p, maxBatch)) + lat(1);
+    const closed = this.closedLoad(arrivalsPerMs, now);
+    const fitsLoad = load <= maxLoad || (closed && populationMs <= this.opts.headroom * this.sloMs);
+    return { rate, predictedMs, load, populationMs, closed, fits: predictedMs <= headroom * this.sloMs && fitsLoad };
   }
 
   /** Chooses the rate of the batch about to run. */
   decide(q: QueueState, now: number): Decision {
+    const decision = this.choose(q, now);
+    this.lastChosen.set(decision.rate, now);
+    return decision;
+  }
+
+  private choose(q: QueueState, now: number): Decision {
+    this.observePopulation(q.queuedInputs + (q.inFlightInputs ?? 0), now);
     const estimates = this.rates.map((r) => this.estimate(r, q, now));
     const best = estimates.find((e) => e.fits)?.rate;
     const floor = this.rates[this.rates.length - 1];
-    if (best === undefined) {
+    if (best === undefined || best < this.current) {
+      this.leave(now);
       this.upSince = null;
-      this.current = floor;
-      return { rate: floor, reason: 'floor', estimates };
+      this.current = best ?? floor;
+      return { rate: this.current, reason: best === undefined ? 'floor' : 'down', estimates };
     }
-    if (best < this.current) {
-      this.upSince = null;
-      this.current = best;
-      return { rate: best, reason: 'down', estimates };
+    if (this.probe !== null && now - this.probe.at >= this.opts.probeMs) {
+      this.probeHolds.delete(this.probe.rate); // the probe held: the rate suits this load
+      this.probe = null;
     }
     const i = this.rates.indexOf(this.current);
     if (i <= 0) return { rate: this.current, reason: 'fits', estimates };
@@ -177,11 +231,48 @@ export class RateController {
       this.upSince = null;
       return { rate: this.current, reason: 'fits', estimates };
     }
+    const onPopulationOnly = strict.load > this.opts.upMaxLoad;
+    if (!onPopulationOnly) this.probeHolds.delete(next);
+    const hold = onPopulationOnly ? (this.probeHolds.get(next) ?? this.opts.upHoldMs) : this.opts.upHoldMs;
     if (this.upSince === null) this.upSince = now;
-    if (now - this.upSince < this.opts.upHoldMs) return { rate: this.current, reason: 'hold', estimates };
+    if (now - this.upSince < hold) return { rate: this.current, reason: 'hold', estimates };
     this.current = next;
     this.upSince = now; // the next step up needs its own hold
+    this.probe = onPopulationOnly ? { rate: next, at: now } : null;
     return { rate: next, reason: 'up', estimates };
+  }
+
+  /** Going down: a rate entered on the population alone and left soon after waits longer next time. */
+  private leave(now: number): void {
+    const probe = this.probe;
+    this.probe = null;
+    if (probe === null || probe.rate !== this.current || now - probe.at >= this.opts.probeMs) return;
+    const hold = this.probeHolds.get(probe.rate) ?? this.opts.upHoldMs;
+    this.probeHolds.set(probe.rate, Math.min(2 * hold, this.opts.maxUpHoldMs));
+  }
+
+  /**
+   * Whether `arrivalsPerMs` could come from the recent outstanding inputs
+   * alone, each sent again as soon as it is answered at the recent speed.
+   */
+  private closedLoad(arrivalsPerMs: number, now: number): boolean {
+    const p = this.populationAt(now);
+    if (!(p >= 1) || !(arrivalsPerMs > 0)) return false;
+    const { maxBatch, workers, arrivalTimeConstantMs } = this.opts;
+    let fastest = this.current;
+    for (const [rate, at] of this.lastChosen) if (rate < fastest && now - at <= 4 * arrivalTimeConstantMs) fastest = rate;
+    // The fastest they can come back: all at once, shared out over the workers. CLOSED_SLACK absorbs timing noise.
+    const cycleMs = this.latencyMs(fastest, Math.min(Math.ceil(p / workers), maxBatch)) * this.slowdownAt(fastest);
+    return arrivalsPerMs <= (CLOSED_SLACK * Math.min(p, maxBatch * workers)) / cycleMs;
+  }
+
+  private observePopulation(outstanding: number, now: number): void {
+    this.population = Math.max(outstanding, this.populationAt(now));
+    this.lastPopulation = now;
+  }
+
+  private populationAt(now: number): number {
+    return this.population * Math.exp(-Math.max(0, now - this.lastPopulation) / this.opts.arrivalTimeConstantMs);
   }
 
   private decayed(now: number): number {

@@ -63,40 +63,67 @@ export class Gauge implements Metric {
   }
 }
 
+interface HistogramSeries {
+  labels: Record<string, string>;
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+/** Cumulative buckets, one series per label set (one unlabelled series when `labelNames` is empty). */
 export class Histogram implements Metric {
   readonly buckets: number[];
-  private readonly counts: number[];
-  private total = 0;
-  private n = 0;
+  private readonly series = new Map<string, HistogramSeries>();
 
   constructor(
     readonly name: string,
     readonly help: string,
     buckets: readonly number[],
+    readonly labelNames: readonly string[] = [],
   ) {
     this.buckets = [...new Set(buckets)].filter((b) => Number.isFinite(b)).sort((a, b) => a - b);
-    this.counts = this.buckets.map(() => 0);
+    // An unlabelled histogram shows its zeros before the first observation, as Prometheus clients do.
+    if (labelNames.length === 0) this.seriesOf({});
   }
 
-  observe(v: number): void {
-    for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]) this.counts[i]++;
-    this.total += v;
-    this.n++;
+  observe(v: number, labels: Record<string, string> = {}): void {
+    const s = this.seriesOf(labels);
+    for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]) s.counts[i]++;
+    s.sum += v;
+    s.count++;
   }
 
+  /** Observations over every label set. */
   get count(): number {
-    return this.n;
+    let n = 0;
+    for (const s of this.series.values()) n += s.count;
+    return n;
   }
 
   get sum(): number {
-    return this.total;
+    let total = 0;
+    for (const s of this.series.values()) total += s.sum;
+    return total;
   }
 
   render(): string[] {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket{le="${formatNumber(b)}"} ${this.counts[i]}`));
-    lines.push(`${this.name}_bucket{le="+Inf"} ${this.n}`, `${this.name}_sum ${formatNumber(this.total)}`, `${this.name}_count ${this.n}`);
+    for (const [key, s] of [...this.series].sort(([a], [b]) => a.localeCompare(b))) {
+      const withLe = (le: number) => labelText({ ...s.labels, le: formatNumber(le) });
+      this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket${withLe(b)} ${s.counts[i]}`));
+      lines.push(`${this.name}_bucket${withLe(Infinity)} ${s.count}`, `${this.name}_sum${key} ${formatNumber(s.sum)}`, `${this.name}_count${key} ${s.count}`);
+    }
     return lines;
+  }
+
+  private seriesOf(labels: Record<string, string>): HistogramSeries {
+    const key = labelText(labels);
+    let s = this.series.get(key);
+    if (s === undefined) {
+      s = { labels: { ...labels }, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+      this.series.set(key, s);
+    }
+    return s;
   }
 }
 

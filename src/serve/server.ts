@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import type { Module } from '../nn/module.js';
 import type { LatencyProfile } from '../slicing/select.js';
 import { checkRate } from '../slicing/width.js';
-import { HttpError, parseJsonInputs, parseRawInputs, readBody, type Inputs } from './body.js';
+import { checkRequestedRate, HttpError, parseJsonInputs, parseRawInputs, readBody, type Inputs } from './body.js';
 import { RateController, type ControllerOptions, type Decision } from './controller.js';
 import { estimateLatencyMs, profileBatchSizes } from './latency.js';
 import { Counter, Gauge, Histogram, PROMETHEUS_CONTENT_TYPE, Registry } from './metrics.js';
@@ -70,6 +70,10 @@ export interface ServerMetrics {
   served: number;
   /** Predictions refused because the queue was full. */
   rejected: number;
+  /** Predictions answered 200 at a rate the client pinned ("rate" or X-Slice-Rate). */
+  pinned: number;
+  /** Inputs whose forward pass gave NaN or infinite logits (their requests were answered 500). */
+  nonFinite: number;
   /** The rate of the latest batch (the controller's current choice). */
   rate: number;
   /** Requests and inputs waiting. */
@@ -99,11 +103,16 @@ export interface ServerHandle {
 interface Pending {
   data: Float32Array;
   count: number;
+  /** The trained rate the client pinned; undefined lets the controller choose. */
+  pinned: number | undefined;
   arrived: number;
   cancelled: boolean;
   resolve: (r: { classes: number[]; rate: number }) => void;
   reject: (e: Error) => void;
 }
+
+/** The code nginx uses for a client that closed its connection before the answer; no answer is sent. */
+const CLIENT_CLOSED = '499';
 
 const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -168,19 +177,27 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
 
   // Metrics.
   const registry = new Registry();
-  const requests = registry.add(new Counter('modelslice_requests_total', 'HTTP requests answered, by route and status code.'));
+  const requests = registry.add(new Counter('modelslice_requests_total', `HTTP requests answered, by route and status code (${CLIENT_CLOSED}: the client closed the connection first).`));
   const latency = registry.add(
-    new Histogram('modelslice_request_duration_seconds', 'Time from arrival to answer of POST /predict requests, in seconds (the SLO is one bucket bound).', [...LATENCY_BUCKETS_S, sloMs / 1000]),
+    new Histogram(
+      'modelslice_request_duration_seconds',
+      'Time from arrival to answer of POST /predict requests, in seconds, by status code (the SLO is one bucket bound).',
+      [...LATENCY_BUCKETS_S, sloMs / 1000],
+      ['code'],
+    ),
   );
+  const pinnedRequests = registry.add(new Counter('modelslice_pinned_requests_total', 'POST /predict requests that pinned their slice rate, by the trained rate they ran at and status code.'));
+  const nonFinite = registry.add(new Counter('modelslice_nonfinite_outputs_total', 'Inputs whose logits came out NaN or infinite (answered 500), by slice rate.'));
   const batchSizes = registry.add(new Histogram('modelslice_batch_size', 'Inputs per forward pass.', profileBatchSizes(maxBatch)));
   const batchesByRate = registry.add(new Counter('modelslice_batches_total', 'Forward passes, by slice rate.'));
   const inputsByRate = registry.add(new Counter('modelslice_inputs_total', 'Inputs predicted, by slice rate.'));
   let currentRate = fixedRate ?? controller.rate;
   const queue: Pending[] = [];
   let queuedInputs = 0;
+  let inFlightInputs = 0;
   const busy = predictors.map(() => false);
   let nextWorker = 0;
-  registry.add(new Gauge('modelslice_slice_rate', 'Slice rate of the latest forward pass.', () => currentRate));
+  registry.add(new Gauge('modelslice_slice_rate', 'Slice rate of the latest forward pass whose rate the server chose (pinned requests aside).', () => currentRate));
   registry.add(new Gauge('modelslice_queue_length', 'Requests waiting for a forward pass.', () => queue.length));
   registry.add(new Gauge('modelslice_queue_inputs', 'Inputs waiting for a forward pass.', () => queuedInputs));
   registry.add(new Gauge('modelslice_inflight_batches', 'Forward passes running.', () => busy.filter(Boolean).length));
@@ -205,6 +222,31 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
     item.reject(new Error('the client closed the connection'));
   };
 
+  /**
+   * Takes from the queue, in arrival order, the requests of one group (`inGroup`)
+   * that fit in `room` inputs; stops at the first that does not fit, so a large
+   * request is not passed over forever.
+   */
+  const take = (inGroup: (item: Pending) => boolean, room: number): { items: Pending[]; size: number } => {
+    const items: Pending[] = [];
+    const rest: Pending[] = [];
+    let size = 0;
+    let full = false;
+    for (const item of queue) {
+      if (full || !inGroup(item)) rest.push(item);
+      else if (item.cancelled) drop(item);
+      else if (size + item.count > room) {
+        full = true;
+        rest.push(item);
+      } else {
+        items.push(item);
+        size += item.count;
+      }
+    }
+    queue.splice(0, queue.length, ...rest);
+    return { items, size };
+  };
+
   /** Hands batches to free workers (least loaded first: only idle ones take work; round-robin among them). */
   const pump = () => {
     for (;;) {
@@ -221,27 +263,35 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
       if (w < 0) break;
       nextWorker = (w + 1) % predictors.length;
       const now = clock();
-      const items: Pending[] = [];
-      let size = 0;
-      while (queue.length > 0 && size + queue[0].count <= maxBatch) {
-        const item = queue.shift()!;
-        if (item.cancelled) {
-          drop(item);
-          continue;
-        }
-        items.push(item);
-        size += item.count;
-      }
+      // A pass runs at one rate, so a batch is the oldest request's group: requests
+      // pinned to its rate, or requests that leave the rate to the server.
+      const pinned = queue[0].pinned;
+      const newest = queue[queue.length - 1];
+      const { items, size: groupSize } = take((item) => item.pinned === pinned, maxBatch);
       if (items.length === 0) continue;
-      const newest = queue.length > 0 ? queue[queue.length - 1] : items[items.length - 1];
+      let size = groupSize;
+      let rate: number;
       let decision: Decision | undefined;
-      if (fixedRate === undefined) {
-        decision = controller.decide({ queuedInputs, batchInputs: size, oldestWaitMs: now - items[0].arrived, newestWaitMs: now - newest.arrived }, now);
-        currentRate = decision.rate;
+      if (pinned !== undefined) rate = pinned;
+      else if (fixedRate !== undefined) rate = fixedRate;
+      else {
+        // Pinned requests still waiting are load like any other: they are in queuedInputs.
+        decision = controller.decide({ queuedInputs, batchInputs: size, oldestWaitMs: now - items[0].arrived, newestWaitMs: now - newest.arrived, inFlightInputs }, now);
+        rate = decision.rate;
+      }
+      if (pinned === undefined) {
+        currentRate = rate;
+        // Room left: requests pinned to the very rate chosen ride along.
+        if (size < maxBatch) {
+          const extra = take((item) => item.pinned === rate, maxBatch - size);
+          items.push(...extra.items);
+          size += extra.size;
+        }
       }
       queuedInputs -= size;
+      inFlightInputs += size;
       busy[w] = true;
-      void runBatch(w, items, size, { size, requests: items.length, rate: currentRate, worker: w, decision });
+      void runBatch(w, items, size, { size, requests: items.length, rate, worker: w, decision });
     }
     notifyDrained();
   };
@@ -260,31 +310,54 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
       batchSizes.observe(size);
       batchesByRate.inc({ rate: String(info.rate) });
       inputsByRate.inc({ rate: String(info.rate) }, size);
+      const classes = result.logits.length / size;
       let row = 0;
       for (const item of items) {
-        item.resolve({ classes: Array.from(result.classes.subarray(row, row + item.count)), rate: result.rate });
+        // The argmax of NaN logits is class 0: an answer that looks fine and means nothing.
+        const bad = firstNonFinite(result.logits, row * classes, (row + item.count) * classes);
+        if (bad < 0) item.resolve({ classes: Array.from(result.classes.subarray(row, row + item.count)), rate: result.rate });
+        else {
+          nonFinite.inc({ rate: String(info.rate) }, countNonFiniteRows(result.logits, row, item.count, classes));
+          const input = Math.floor(bad / classes) - row;
+          item.reject(new HttpError(500, `the model produced non-finite logits (NaN or Infinity) for input ${input} of this request at rate ${info.rate}; no class is given`));
+        }
         row += item.count;
       }
       options.onBatch?.({ ...info, ms: result.ms });
     } catch (err) {
       for (const item of items) item.reject(err as Error);
     } finally {
+      inFlightInputs -= size;
       busy[w] = false;
       pump();
     }
   };
 
-  const send = (req: IncomingMessage, res: ServerResponse, route: string, status: number, body: string, headers: Record<string, string> = {}) => {
-    if (res.headersSent || res.destroyed) return;
+  /** Answers and counts the answer; false when the client is gone and nothing was sent. */
+  const send = (req: IncomingMessage, res: ServerResponse, route: string, status: number, body: string, headers: Record<string, string> = {}): boolean => {
+    if (res.headersSent || res.destroyed) return false;
     const h: Record<string, string> = { 'Content-Type': 'application/json; charset=utf-8', ...headers, 'Content-Length': String(Buffer.byteLength(body)) };
     if (closing || status === 413) h.Connection = 'close';
     res.writeHead(status, h);
     res.end(req.method === 'HEAD' ? undefined : body);
     requests.inc({ route, code: String(status) });
+    return true;
   };
-  const sendError = (req: IncomingMessage, res: ServerResponse, route: string, err: unknown) => {
-    if (err instanceof HttpError) send(req, res, route, err.status, JSON.stringify({ error: err.message }), err.headers);
-    else send(req, res, route, 500, JSON.stringify({ error: `internal error: ${(err as Error)?.message ?? String(err)}` }));
+  const errorReply = (err: unknown): [number, string, Record<string, string>] =>
+    err instanceof HttpError ? [err.status, JSON.stringify({ error: err.message }), err.headers] : [500, JSON.stringify({ error: `internal error: ${(err as Error)?.message ?? String(err)}` }), {}];
+
+  /** The widest trained rate a client's requested rate needs: the nearest at or above it (BatchNorm statistics exist only there). */
+  const snapRate = (requested: number, where: string): number => {
+    const atOrAbove = first.trainedRates.filter((r) => r >= requested - 1e-9);
+    if (atOrAbove.length === 0) throw new HttpError(400, `${where} ${requested} is above the widest trained rate ${first.trainedRates[0]}`);
+    return atOrAbove[atOrAbove.length - 1];
+  };
+  const requestedRate = (req: IncomingMessage, inputs: Inputs): number | undefined => {
+    const header = req.headers['x-slice-rate'];
+    if (header === undefined) return inputs.rate === undefined ? undefined : snapRate(inputs.rate, '"rate"');
+    const fromHeader = checkRequestedRate(header, 'X-Slice-Rate', true);
+    if (inputs.rate !== undefined && inputs.rate !== fromHeader) throw new HttpError(400, `"rate" ${inputs.rate} and X-Slice-Rate ${fromHeader} disagree; give one of them`);
+    return snapRate(fromHeader, 'X-Slice-Rate');
   };
 
   const retryAfterSeconds = () => {
@@ -295,7 +368,13 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
 
   const predictRoute = async (req: IncomingMessage, res: ServerResponse) => {
     const arrived = clock();
-    const observe = () => latency.observe((clock() - arrived) / 1000);
+    let pinned: number | undefined;
+    const answer = (status: number, body: string, headers: Record<string, string> = {}) => {
+      const code = send(req, res, 'predict', status, body, headers) ? String(status) : CLIENT_CLOSED;
+      if (code === CLIENT_CLOSED) requests.inc({ route: 'predict', code });
+      latency.observe((clock() - arrived) / 1000, { code });
+      if (pinned !== undefined) pinnedRequests.inc({ rate: String(pinned), code });
+    };
     try {
       if (closing) throw new HttpError(503, 'the server is shutting down', { 'Retry-After': '1' });
       const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
@@ -305,14 +384,15 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
       }
       const body = await readBody(req, maxBodyBytes);
       const inputs: Inputs = raw ? parseRawInputs(body, inputSize, maxBatch) : parseJsonInputs(body, inputSize, maxBatch);
+      pinned = requestedRate(req, inputs);
       if (closing) throw new HttpError(503, 'the server is shutting down', { 'Retry-After': '1' });
       const now = clock();
-      controller.observeArrival(inputs.count, now); // offered load, refused or not
+      controller.observeArrival(inputs.count, now, queuedInputs + inFlightInputs + inputs.count); // offered load, refused or not, pinned or not
       if (queuedInputs + inputs.count > maxQueue) {
         throw new HttpError(503, `the queue is full (${queuedInputs} inputs waiting, at most ${maxQueue})`, { 'Retry-After': retryAfterSeconds() });
       }
       const result = await new Promise<{ classes: number[]; rate: number }>((resolve, reject) => {
-        const item: Pending = { data: inputs.data, count: inputs.count, arrived: now, cancelled: false, resolve, reject };
+        const item: Pending = { data: inputs.data, count: inputs.count, pinned, arrived: now, cancelled: false, resolve, reject };
         res.on('close', () => {
           if (!res.writableFinished) item.cancelled = true; // the client went away: do not compute for it
         });
@@ -320,11 +400,9 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
         queuedInputs += item.count;
         pump();
       });
-      observe();
-      send(req, res, 'predict', 200, JSON.stringify(result));
+      answer(200, JSON.stringify(result));
     } catch (err) {
-      observe();
-      sendError(req, res, 'predict', err);
+      answer(...errorReply(err));
       if (err instanceof HttpError && err.status === 413) req.resume(); // let the connection close cleanly
     }
   };
@@ -404,6 +482,10 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
       requests: readable,
       served: requests.get({ route: 'predict', code: '200' }),
       rejected: requests.get({ route: 'predict', code: '503' }),
+      pinned: Object.entries(pinnedRequests.snapshot())
+        .filter(([key]) => key.includes('code="200"'))
+        .reduce((n, [, v]) => n + v, 0),
+      nonFinite: Object.values(nonFinite.snapshot()).reduce((n, v) => n + v, 0),
       rate: currentRate,
       queueLength: queue.length,
       queuedInputs,
@@ -423,4 +505,16 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
     metrics,
     metricsText: () => registry.render(),
   };
+}
+
+/** Index of the first NaN or infinite value in values[from, to), or -1. */
+function firstNonFinite(values: Float32Array, from: number, to: number): number {
+  for (let i = from; i < to; i++) if (!Number.isFinite(values[i])) return i;
+  return -1;
+}
+
+function countNonFiniteRows(values: Float32Array, firstRow: number, rows: number, cols: number): number {
+  let n = 0;
+  for (let r = firstRow; r < firstRow + rows; r++) if (firstNonFinite(values, r * cols, (r + 1) * cols) >= 0) n++;
+  return n;
 }

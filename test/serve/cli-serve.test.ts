@@ -1,5 +1,7 @@
-// `modelslice serve` as a user runs it: a child process, stopped by SIGTERM.
-import { spawn } from 'node:child_process';
+// `modelslice serve` as a user runs it: a child process, stopped by SIGTERM,
+// started directly or through npx.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -8,6 +10,7 @@ import * as ms from '../../src/index.js';
 import { call, postJson } from './http.js';
 
 const bin = fileURLToPath(new URL('../../src/bin.ts', import.meta.url));
+const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Runs main() in-process for flag errors, capturing stderr. */
 async function usage(argv: string[]): Promise<{ code: number; stderr: string }> {
@@ -63,8 +66,8 @@ t.test('modelslice serve answers, then SIGTERM finishes and exits 0', async (t) 
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout.on('data', (c: Buffer) => {
       stdout += String(c);
-      const m = /\{"url":"(http:\/\/127\.0\.0\.1:\d+)"\}/.exec(stdout);
-      if (m) resolve(m[1]);
+      const m = /\{"url":"(http:\/\/127\.0\.0\.1:\d+)","pid":(\d+)\}/.exec(stdout);
+      if (m && Number(m[2]) === child.pid) resolve(m[1]);
     });
     void exited.then((code) => reject(new Error(`serve exited early (${code}): ${stderr}`)));
   });
@@ -78,4 +81,93 @@ t.test('modelslice serve answers, then SIGTERM finishes and exits 0', async (t) 
   t.equal(code, 0, `exit code 0 (stderr: ${stderr})`);
   const last = JSON.parse(stdout.trim().split('\n').pop()!) as { signal: string; served: number; url: string };
   t.match(last, { signal: 'SIGTERM', served: 1, url });
+});
+
+/** Builds dist/ when a source file is newer than dist/bin.js: npx runs the package's bin from dist. */
+function ensureDist(): void {
+  const newest = (dir: string): number =>
+    Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs)));
+  let built = 0;
+  try {
+    built = statSync(join(root, 'dist', 'bin.js')).mtimeMs;
+  } catch {
+    // not built yet
+  }
+  if (built >= newest(join(root, 'src'))) return;
+  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8', timeout: 240000 });
+  if (r.status !== 0) throw new Error(`building dist/ failed: ${r.stdout}${r.stderr}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+t.test('npx modelslice serve: SIGTERM to npx stops the server gracefully', async (t) => {
+  ensureDist();
+  ms.manualSeed(5);
+  const path = join(t.testdir(), 'm.safetensors');
+  await ms.save(ms.models.mlp({ inputs: 8, hidden: [16], classes: 3 }), path);
+  // npm exec runs the bin through `sh -c`; its own process group lets the clean-up reach all three.
+  const npx: ChildProcess = spawn('npx', ['--no', 'modelslice', 'serve', '--checkpoint', path, '--port', '0', '--slo-ms', '500', '--max-batch', '4', '--json'], {
+    cwd: root,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let serverPid = 0;
+  const killAll = () => {
+    try {
+      process.kill(-npx.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    if (serverPid > 0 && alive(serverPid)) process.kill(serverPid, 'SIGKILL');
+  };
+  const killer = setTimeout(killAll, 150000); // never hang the suite
+  t.teardown(() => {
+    clearTimeout(killer);
+    killAll();
+  });
+  let stdout = '';
+  let stderr = '';
+  npx.stderr!.on('data', (c: Buffer) => (stderr += String(c)));
+  const lines: ((s: string) => void)[] = [];
+  npx.stdout!.on('data', (c: Buffer) => {
+    stdout += String(c);
+    for (const check of lines) check(stdout);
+  });
+  const waitFor = (pattern: RegExp, what: string) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${what} within 120 s; stdout: ${stdout}; stderr: ${stderr}`)), 120000);
+      lines.push((s) => {
+        const m = pattern.exec(s);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m);
+        }
+      });
+      lines[lines.length - 1](stdout);
+    });
+  const ready = await waitFor(/\{"url":"(http:\/\/127\.0\.0\.1:\d+)","pid":(\d+)\}/, 'ready line');
+  const url = ready[1];
+  serverPid = Number(ready[2]);
+  t.not(serverPid, npx.pid, 'the server is not the npx process itself');
+  t.equal((await postJson(`${url}/predict`, { inputs: [new Array(8).fill(0.5)] })).status, 200);
+
+  const npxExited = new Promise<void>((resolve) => (npx.exitCode !== null || npx.signalCode !== null ? resolve() : npx.once('exit', () => resolve())));
+  process.kill(npx.pid!, 'SIGTERM');
+  await npxExited;
+  const summary = JSON.parse((await waitFor(/\{"url"[^\n]*"signal"[^\n]*\}/, 'summary line'))[0]) as { signal: string; served: number };
+  t.match(summary, { signal: 'parent exited', served: 1 }, 'the server finished and printed its summary');
+  let gone = false;
+  for (let i = 0; i < 400 && !gone; i++) {
+    gone = !alive(serverPid);
+    if (!gone) await new Promise((r) => setTimeout(r, 50));
+  }
+  t.ok(gone, 'the server process exited');
+  await t.rejects(call(`${url}/healthz`), { code: 'ECONNREFUSED' }, 'and no longer answers');
 });

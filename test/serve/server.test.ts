@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import * as ms from '../../src/index.js';
 import { serve, type ServedBatch } from '../../src/serve/server.js';
+import { checkExposition } from './exposition.js';
 import { call, postJson, until } from './http.js';
 
 const PRE = { mean: 0.25, std: 1.5 };
@@ -114,6 +115,9 @@ t.test('server end to end: predictions, validation, routes, health and metrics',
   await bad('{"inputs": [1, 2]}', 'application/json', 400, /inputs\[0\] must be an array of 16 numbers/, 'a flat array');
   await bad(JSON.stringify({ inputs: [new Array(15).fill(0)] }), 'application/json', 400, /inputs\[0\] has 15 values; the model takes 16/, 'wrong length');
   await bad(JSON.stringify({ inputs: [[...new Array(15).fill(0), 'x']] }), 'application/json', 400, /inputs\[0\]\[15\] must be a finite number/, 'a string value');
+  // Finite as a double, Infinity as the float32 the model takes.
+  await bad(`{"inputs": [[0, 1e39${', 0'.repeat(14)}]]}`, 'application/json', 400, /inputs\[0\]\[1\] = 1e\+39 is beyond the float32 range/, 'a number beyond float32');
+  await bad(`{"inputs": [[-3.5e38${', 0'.repeat(15)}]]}`, 'application/json', 400, /inputs\[0\]\[0\] = -3\.5e\+38 is beyond the float32 range/, 'a negative one');
   await bad(Buffer.alloc(20), 'application/octet-stream', 400, /not a whole number of inputs of 16 float32 values/, 'raw size');
   await bad(Buffer.alloc(0), 'application/octet-stream', 400, /empty/, 'empty raw body');
   await bad(Buffer.from(Float32Array.from([NaN, ...new Array(15).fill(0)]).buffer), 'application/octet-stream', 400, /value 0 .* not finite/, 'NaN in a raw body');
@@ -152,19 +156,21 @@ t.test('server end to end: predictions, validation, routes, health and metrics',
   const value = (name: string) => Number(lines.find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
   t.ok(lines.includes('# TYPE modelslice_requests_total counter'));
   t.ok(lines.includes('modelslice_requests_total{route="predict",code="200"} 9'), '9 predictions answered 200');
-  t.ok(lines.includes('modelslice_requests_total{route="predict",code="400"} 10'), 'ten answered 400');
+  t.ok(lines.includes('modelslice_requests_total{route="predict",code="400"} 12'), 'twelve answered 400');
+  t.ok(lines.includes('modelslice_requests_total{route="predict",code="499"} 1'), 'the client that went away: 499');
   t.ok(lines.includes('modelslice_requests_total{route="predict",code="415"} 1'));
   t.ok(lines.includes('modelslice_requests_total{route="predict",code="413"} 3'));
   t.ok(lines.includes('modelslice_requests_total{route="other",code="404"} 1'));
   t.ok(lines.includes('# TYPE modelslice_request_duration_seconds histogram'));
-  const buckets = lines.filter((l) => l.startsWith('modelslice_request_duration_seconds_bucket')).map((l) => {
-    const [, le, n] = /le="([^"]+)"\} (\d+)/.exec(l)!;
-    return [le === '+Inf' ? Infinity : Number(le), Number(n)];
-  });
-  t.ok(buckets.length > 5 && buckets.every(([le, n], i) => i === 0 || (le > buckets[i - 1][0] && n >= buckets[i - 1][1])), 'buckets ascend and counts are cumulative');
-  t.ok(buckets.some(([le]) => le === 60), 'the SLO (60 s) is a bucket bound');
-  t.equal(buckets[buckets.length - 1][1], value('modelslice_request_duration_seconds_count'));
-  t.equal(value('modelslice_request_duration_seconds_count'), 10 + 10 + 1 + 3, 'every POST /predict observed (the abandoned one too)');
+  const samples = checkExposition(m.text); // one HELP/TYPE per family, cumulative buckets ending at +Inf
+  const durations = samples.filter((x) => x.name === 'modelslice_request_duration_seconds_count');
+  t.same(
+    Object.fromEntries(durations.map((x) => [x.labels.code, x.value])),
+    { 200: 9, 400: 12, 413: 3, 415: 1, 499: 1 },
+    'every POST /predict observed, by status code (the abandoned one too)',
+  );
+  const sloBucket = samples.find((x) => x.name === 'modelslice_request_duration_seconds_bucket' && x.labels.code === '200' && x.labels.le === '60');
+  t.equal(sloBucket?.value, 9, 'the SLO (60 s) is a bucket bound');
   t.equal(value('modelslice_slice_rate'), 1);
   t.equal(value('modelslice_queue_length'), 0);
   t.equal(value('modelslice_batch_size_count'), batches.length);
@@ -174,7 +180,7 @@ t.test('server end to end: predictions, validation, routes, health and metrics',
   t.match(server.metricsText(), /modelslice_requests_total\{route="metrics",code="200"\} 1\n/, 'metricsText() counts the scrape just made');
   const snap = server.metrics();
   t.equal(snap.served, 9);
-  t.equal(snap.requests['predict 400'], 10);
+  t.equal(snap.requests['predict 400'], 12);
   t.equal(snap.requests['other 404'], 1);
   t.ok(snap.arrivalRate > 0);
 });
@@ -241,6 +247,99 @@ t.test('the controller lowers the rate under a burst and climbs back when calm (
   t.equal((await calm()).rate, 1, 'after the hold: back to full width');
   t.equal(batches[batches.length - 1].decision?.reason, 'up');
   t.equal(server.metrics().rate, 1);
+});
+
+t.test('a forward pass with non-finite logits answers 500 and is counted, never a class', async (t) => {
+  const model = tinyModel();
+  const params = model.namedParameters();
+  const [name, bias] = params[params.length - 1];
+  t.match(name, /bias/, `the output layer's bias (${name})`);
+  bias.data[0] = Infinity; // class 0's logit is +Inf for every input: its argmax would say 0
+  const server = await ms.serve(model, { sloMs: 60000, maxBatch: 4, profileRepeats: 1 });
+  t.teardown(() => server.close());
+  const r = await postJson(`${server.url}/predict`, { inputs: inputs(2, 3) });
+  t.equal(r.status, 500, r.text);
+  t.match((r.json() as { error: string }).error, /the model produced non-finite logits \(NaN or Infinity\) for input 0 of this request at rate 1; no class is given/);
+  const text = (await call(`${server.url}/metrics`)).text;
+  t.match(text, /modelslice_requests_total\{route="predict",code="500"\} 1\n/);
+  t.match(text, /modelslice_nonfinite_outputs_total\{rate="1"\} 2\n/, 'both inputs counted');
+  t.match(text, /modelslice_request_duration_seconds_count\{code="500"\} 1\n/);
+  t.same([server.metrics().served, server.metrics().nonFinite], [0, 2]);
+});
+
+t.test('a client can pin the rate: snapped up to a trained rate, batched apart, refused when bad, counted apart', async (t) => {
+  const model = tinyModel(); // trained at 1, 0.5 and 0.25
+  const path = join(t.testdir(), 'tiny.safetensors');
+  await ms.save(model, path, { preprocess: PRE });
+  const g = gate();
+  const batches: ServedBatch[] = [];
+  const server = await ms.serve(path, { sloMs: 60000, maxBatch: 8, maxQueue: 6, profileRepeats: 1, beforeBatch: () => g.wait(), onBatch: (b) => void batches.push(b) });
+  t.teardown(() => server.close());
+  const rows = inputs(3, 21);
+  const pinnedJson = await postJson(`${server.url}/predict`, { inputs: rows, rate: 0.3 });
+  t.equal(pinnedJson.status, 200, pinnedJson.text);
+  t.same(pinnedJson.json(), { classes: directClasses(model, rows, 0.5), rate: 0.5 }, '0.3 runs at 0.5, the nearest trained rate at or above it');
+  const raw = (rate: string) =>
+    call(`${server.url}/predict`, { method: 'POST', body: Buffer.from(Float32Array.from(rows.flat()).buffer), headers: { 'Content-Type': 'application/octet-stream', 'X-Slice-Rate': rate } });
+  const pinnedRaw = await raw('0.25');
+  t.same(pinnedRaw.json(), { classes: directClasses(model, rows, 0.25), rate: 0.25 }, 'X-Slice-Rate for raw bodies');
+  t.same((await postJson(`${server.url}/predict`, { inputs: rows, rate: 1 })).json(), { classes: directClasses(model, rows, 1), rate: 1 });
+
+  // Bad values: 400 naming them.
+  const refuse = async (r: Promise<{ status: number; json: () => unknown }>, pattern: RegExp, what: string) => {
+    const reply = await r;
+    t.equal(reply.status, 400, what);
+    t.match((reply.json() as { error: string }).error, pattern, what);
+  };
+  await refuse(postJson(`${server.url}/predict`, { inputs: rows, rate: 0 }), /"rate" must be a slice rate in \(0, 1\], got 0/, 'rate 0');
+  await refuse(postJson(`${server.url}/predict`, { inputs: rows, rate: 1.5 }), /"rate" must be a slice rate in \(0, 1\], got 1\.5/, 'rate above 1');
+  await refuse(postJson(`${server.url}/predict`, { inputs: rows, rate: '0.5' }), /"rate" must be a slice rate in \(0, 1\], got "0\.5"/, 'a string in JSON');
+  await refuse(postJson(`${server.url}/predict`, { inputs: rows, rate: null }), /"rate" must be a slice rate/, 'null');
+  await refuse(raw('abc'), /X-Slice-Rate must be a slice rate in \(0, 1\], got "abc"/, 'a header that is not a number');
+  await refuse(raw('Infinity'), /X-Slice-Rate must be a slice rate/, 'Infinity');
+  await refuse(
+    call(`${server.url}/predict`, { method: 'POST', body: JSON.stringify({ inputs: rows, rate: 0.5 }), headers: { 'Content-Type': 'application/json', 'X-Slice-Rate': '1' } }),
+    /"rate" 0\.5 and X-Slice-Rate 1 disagree/,
+    'field and header disagree',
+  );
+
+  // A pass runs at one rate: queued requests go out grouped by rate, oldest group first;
+  // requests pinned to the rate the server chose ride along with the unpinned.
+  g.close();
+  const held = postJson(`${server.url}/predict`, { inputs: inputs(1, 1) });
+  t.ok(await until(() => server.metrics().inFlightBatches === 1));
+  const before = batches.length + 1;
+  const queued = [
+    postJson(`${server.url}/predict`, { inputs: inputs(1, 2) }),
+    postJson(`${server.url}/predict`, { inputs: inputs(1, 3), rate: 0.5 }),
+    postJson(`${server.url}/predict`, { inputs: inputs(1, 4), rate: 0.2 }),
+    postJson(`${server.url}/predict`, { inputs: inputs(1, 5) }),
+    postJson(`${server.url}/predict`, { inputs: inputs(1, 6), rate: 0.5 }),
+    postJson(`${server.url}/predict`, { inputs: inputs(1, 7), rate: 1 }),
+  ];
+  t.ok(await until(() => server.metrics().queuedInputs === 6), 'six inputs queued');
+  const shed = await postJson(`${server.url}/predict`, { inputs: inputs(1, 8), rate: 0.25 });
+  t.equal(shed.status, 503, 'a pinned request is shed like any other when the queue is full');
+  g.open();
+  const answers = await Promise.all([held, ...queued]);
+  t.same(answers.map((a) => (a.json() as { rate: number }).rate), [1, 1, 0.5, 0.25, 1, 0.5, 1]);
+  t.same(
+    batches.slice(before).map((b) => [b.rate, b.requests]),
+    [
+      [1, 3],
+      [0.5, 2],
+      [0.25, 1],
+    ],
+    'three passes: the unpinned with the one pinned at 1, then 0.5, then 0.25',
+  );
+
+  const text = (await call(`${server.url}/metrics`)).text;
+  checkExposition(text);
+  t.match(text, /modelslice_pinned_requests_total\{rate="0\.5",code="200"\} 3\n/);
+  t.match(text, /modelslice_pinned_requests_total\{rate="0\.25",code="200"\} 2\n/);
+  t.match(text, /modelslice_pinned_requests_total\{rate="1",code="200"\} 2\n/);
+  t.match(text, /modelslice_pinned_requests_total\{rate="0\.25",code="503"\} 1\n/);
+  t.equal(server.metrics().pinned, 7);
 });
 
 t.test('several workers share the batches', async (t) => {
