@@ -221,14 +221,17 @@ t.test('every JavaScript block runs as written', async (t) => {
   }
 });
 
-const hasTorch = spawnSync('python3', ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+// The first python3 that can import torch (Debian's python3-torch installs for /usr/bin/python3,
+// which another python3 on PATH may shadow).
+const python = ['python3', '/usr/bin/python3'].find((p) => spawnSync(p, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0);
+const hasTorch = python !== undefined;
 
-t.test('the Python export block writes a safetensors file the library reads', { skip: hasTorch ? false : 'python3 cannot import torch, so the PyTorch block is not run' }, async (t) => {
+t.test('the Python export block writes a safetensors file the library reads', { skip: hasTorch ? false : 'no python3 here can import torch (apt-get install python3-torch), so the PyTorch block is not run' }, async (t) => {
   const block = byKey('python', PYTHON[0]);
   // `model` stands for the reader's trained network; a small one with a BatchNorm shows every kind of entry.
   const prelude = 'import torch\ntorch.manual_seed(0)\nmodel = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))\n';
   const scratch = t.testdir({});
-  const run = spawnSync('python3', ['-c', prelude + block.code], { cwd: scratch, encoding: 'utf8' });
+  const run = spawnSync(python!, ['-c', prelude + block.code], { cwd: scratch, encoding: 'utf8' });
   t.equal(run.status, 0, run.stderr);
   const file = parseSafetensors(readFileSync(join(scratch, 'preresnet164.safetensors')));
   t.same(Object.keys(file.tensors).sort(), ['0.bias', '0.weight', '1.bias', '1.num_batches_tracked', '1.running_mean', '1.running_var', '1.weight']);
