@@ -85,7 +85,7 @@ serve flags:
   --max-body-bytes N         largest request body (default: room for max-batch JSON inputs)
   --workers N                predictor worker threads in this process (default 1)
   --rate X                   serve at this fixed rate instead of adapting
-  --threads N                kernel threads (default: the cores shared out between the workers)
+  --threads N                kernel threads per worker (default: the cores shared out between the workers)
   --json                     print {"url"} when listening and a JSON summary on exit
   POST /predict {"inputs": [[...], ...]} or raw little-endian float32 -> {"classes": [...], "rate": r};
   GET /healthz; GET /metrics (Prometheus). SIGINT/SIGTERM finish queued requests, then exit.

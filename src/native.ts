@@ -52,9 +52,16 @@ export interface NativeAddon {
   batchNormBackward(batch: number, channels: number, spatial: number, x: Float32Array, gy: Float32Array,
     mean: Float32Array, rstd: Float32Array, gamma: Float32Array | null, training: boolean,
     gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null): void;
+  /** The calling thread's kernel thread count (each worker thread has its own). */
   getNumThreads(): number;
   setNumThreads(n: number): void;
-  kernelInfo(): { gemm: string; threads: number };
+  kernelInfo(): { gemm: string; threads: number; maxThreads: number };
+  /** OS thread ids that ran the shares of the calling thread's last parallel kernel section. */
+  lastParallelThreads(): number[];
+  /** The path ('direct', 'implicit', 'im2col', 'pointwise', 'depthwise') of the calling thread's last convolution of each pass. */
+  convPaths(): { forward: string; backwardInput: string; backwardWeight: string };
+  /** For tests: a two-thread job whose second share throws a C++ exception of this kind. */
+  testThrowInKernel(kind: 'bad_alloc' | 'system_error' | 'logic_error' | 'int'): void;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -16,7 +16,7 @@ import { estimateLatencyMs, monotoneProfile, rateForBudget } from './latency.js'
 import { deserializeError, type PredictRequest, type ReadyMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
 
 export interface PredictorOptions {
-  /** Kernel threads. The addon has one thread count per process, so this sets it for the whole process. */
+  /** Kernel threads of this predictor's worker thread, which has a pool of its own. */
   threads?: number;
   /**
    * Latency profile measured in the worker at start-up (each trained rate at
