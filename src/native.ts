@@ -178,6 +178,22 @@ function instrument(addon: NativeAddon): NativeAddon {
   return wrapped as unknown as NativeAddon;
 }
 
+/** The values MODELSLICE_ISA accepts (any case); each caps the kernels' instruction set. */
+export const ISA_NAMES: readonly string[] = ['avx512', 'avx2', 'generic'];
+
+/**
+ * Refuses a MODELSLICE_ISA that names no instruction set: the addon would
+ * ignore it and run its fastest kernels, so a typo meant to test another path
+ * would go unnoticed. Unset or empty means no cap.
+ */
+export function checkIsaSetting(value: string | undefined = process.env.MODELSLICE_ISA): void {
+  if (value === undefined || value === '' || ISA_NAMES.includes(value.toLowerCase())) return;
+  throw new RangeError(
+    `MODELSLICE_ISA: ${JSON.stringify(value)} names no instruction set; accepted: ${ISA_NAMES.join(', ')} (any case), or unset`,
+  );
+}
+
+checkIsaSetting();
 export const native: NativeAddon = instrument(loadAddon());
 
 /** Starts recording time per kernel entry point (for finding where time goes). */
