@@ -166,7 +166,7 @@ t.test('the pool threads of exiting workers are torn down', { skip: process.plat
   // One worker first, so threads Node starts once (for workers at all) are in the baseline.
   await runWorker(2);
   const settle = async (limit: number) => {
-    for (let i = 0; i < 200 && taskCount() > limit; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 500 && taskCount() > limit; i++) await new Promise((r) => setTimeout(r, 10));
     return taskCount();
   };
   const baseline = await settle(0);
