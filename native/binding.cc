@@ -13,7 +13,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string>
+#include <system_error>
+#include <vector>
 
 #include "conv.h"
 #include "elementwise.h"
@@ -100,14 +103,26 @@ void GetIndexArray(const Napi::CallbackInfo& info, size_t i, const char* fn, con
   }
 }
 
-// Kernels allocate scratch on the C++ heap; a failed allocation becomes a
-// JavaScript RangeError instead of terminating the process.
+// Every C++ exception a kernel raises becomes a JavaScript error naming the
+// entry point: an exception escaping a Node-API callback would end the process.
+// A failed scratch allocation is a RangeError; a thread the system refused to
+// start (std::system_error, say under a process thread limit) and anything
+// else an Error.
 template <typename F>
 void RunKernel(Napi::Env env, const char* fn, F&& kernel) {
   try {
     kernel();
+  } catch (const Napi::Error&) {
+    throw;
   } catch (const std::bad_alloc&) {
     ThrowRange(env, std::string(fn) + ": out of memory for the kernel's scratch space");
+  } catch (const std::system_error& e) {
+    throw Napi::Error::New(env, std::string(fn) + ": the system refused a kernel resource (" +
+                                    e.what() + "); with fewer threads (setNumThreads) it may fit");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string(fn) + ": kernel failed: " + e.what());
+  } catch (...) {
+    throw Napi::Error::New(env, std::string(fn) + ": kernel failed with an unknown exception");
   }
 }
 
@@ -711,9 +726,14 @@ Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ms::get_num_threads());
 }
 
+// Sets the calling thread's kernel thread count (each Node worker thread has its own).
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   int64_t n = GetIndex(info, 0, "setNumThreads", "n");
-  if (n < 1 || n > 1024) ThrowRange(info.Env(), "setNumThreads: n must be in [1, 1024]");
+  const int limit = ms::max_threads();
+  if (n < 1 || n > limit)
+    ThrowRange(info.Env(), "setNumThreads: n must be in [1, " + std::to_string(limit) + "] (" +
+                               std::to_string(limit) + " = 4 threads per available core, at most " +
+                               std::to_string(ms::kMaxThreadsCap) + "), got " + std::to_string(n));
   ms::set_num_threads(static_cast<int>(n));
   return info.Env().Undefined();
 }
@@ -723,7 +743,51 @@ Napi::Value KernelInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("gemm", ms::sgemm_kernel_name());
   o.Set("threads", ms::get_num_threads());
+  o.Set("maxThreads", ms::max_threads());
   return o;
+}
+
+// The OS thread ids that ran the calling thread's last parallel kernel section.
+Napi::Value LastParallelThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<uint64_t> ids = ms::last_parallel_threads();
+  Napi::Array out = Napi::Array::New(env, ids.size());
+  for (uint32_t i = 0; i < ids.size(); ++i) out.Set(i, static_cast<double>(ids[i]));
+  return out;
+}
+
+// The path the calling thread's last convolution of each pass took.
+Napi::Value ConvPaths(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("forward", ms::conv_last_path(ms::ConvPass::kForward));
+  o.Set("backwardInput", ms::conv_last_path(ms::ConvPass::kBackwardInput));
+  o.Set("backwardWeight", ms::conv_last_path(ms::ConvPass::kBackwardWeight));
+  return o;
+}
+
+// For tests of the error path only: runs a two-thread job whose second share
+// throws `kind` on a pool thread, as a failing kernel would.
+Napi::Value TestThrowInKernel(const Napi::CallbackInfo& info) {
+  const char* fn = "testThrowInKernel";
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString())
+    ThrowType(env, std::string(fn) + ": kind must be a string");
+  const std::string kind = info[0].As<Napi::String>().Utf8Value();
+  if (kind != "bad_alloc" && kind != "system_error" && kind != "logic_error" && kind != "int")
+    ThrowRange(env, std::string(fn) + ": unknown kind " + kind);
+  RunKernel(env, fn, [&] {
+    ms::parallel_run(2, [&](int t, int) {
+      if (t != 1) return;
+      if (kind == "bad_alloc") throw std::bad_alloc();
+      if (kind == "system_error")
+        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                                "thread");
+      if (kind == "logic_error") throw std::logic_error("share 1 failed");
+      throw 42;
+    });
+  });
+  return env.Undefined();
 }
 
 // Tensor buffers are large and short-lived. glibc serves every allocation
@@ -740,41 +804,71 @@ void TuneAllocator() {
 #endif
 }
 
+// The second net under RunKernel: whatever C++ exception escapes an entry point
+// (including the argument checks' own std::string allocations) is turned into a
+// JavaScript error rather than terminating the process.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value Guarded(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    return F(info);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw Napi::RangeError::New(env, "modelslice: out of memory in a native call");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("modelslice: native call failed: ") + e.what());
+  } catch (...) {
+    throw Napi::Error::New(env, "modelslice: native call failed with an unknown exception");
+  }
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   TuneAllocator();
-  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
-  exports.Set("binary", Napi::Function::New(env, Binary, "binary"));
-  exports.Set("sumTo", Napi::Function::New(env, SumTo, "sumTo"));
-  exports.Set("mulGrad", Napi::Function::New(env, MulGrad, "mulGrad"));
-  exports.Set("relu", Napi::Function::New(env, Relu, "relu"));
-  exports.Set("reluBackward", Napi::Function::New(env, ReluBackward, "reluBackward"));
-  exports.Set("axpy", Napi::Function::New(env, Axpy, "axpy"));
-  exports.Set("addRowBias", Napi::Function::New(env, AddRowBias, "addRowBias"));
-  exports.Set("columnSums", Napi::Function::New(env, ColumnSums, "columnSums"));
-  exports.Set("softmax", Napi::Function::New(env, Softmax, "softmax"));
-  exports.Set("softmaxBackward", Napi::Function::New(env, SoftmaxBackward, "softmaxBackward"));
-  exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward, "conv2dForward"));
+  // A worker thread's environment is torn down before its OS thread exits:
+  // join its kernel threads now, so none outlive it.
+  env.AddCleanupHook([] { ms::release_thread_pool(); });
+  exports.Set("gemm", Napi::Function::New(env, Guarded<Gemm>, "gemm"));
+  exports.Set("binary", Napi::Function::New(env, Guarded<Binary>, "binary"));
+  exports.Set("sumTo", Napi::Function::New(env, Guarded<SumTo>, "sumTo"));
+  exports.Set("mulGrad", Napi::Function::New(env, Guarded<MulGrad>, "mulGrad"));
+  exports.Set("relu", Napi::Function::New(env, Guarded<Relu>, "relu"));
+  exports.Set("reluBackward", Napi::Function::New(env, Guarded<ReluBackward>, "reluBackward"));
+  exports.Set("axpy", Napi::Function::New(env, Guarded<Axpy>, "axpy"));
+  exports.Set("addRowBias", Napi::Function::New(env, Guarded<AddRowBias>, "addRowBias"));
+  exports.Set("columnSums", Napi::Function::New(env, Guarded<ColumnSums>, "columnSums"));
+  exports.Set("softmax", Napi::Function::New(env, Guarded<Softmax>, "softmax"));
+  exports.Set("softmaxBackward",
+              Napi::Function::New(env, Guarded<SoftmaxBackward>, "softmaxBackward"));
+  exports.Set("conv2dForward", Napi::Function::New(env, Guarded<Conv2dForward>, "conv2dForward"));
   exports.Set("conv2dBackwardInput",
-              Napi::Function::New(env, Conv2dBackwardInput, "conv2dBackwardInput"));
+              Napi::Function::New(env, Guarded<Conv2dBackwardInput>, "conv2dBackwardInput"));
   exports.Set("conv2dBackwardWeight",
-              Napi::Function::New(env, Conv2dBackwardWeight, "conv2dBackwardWeight"));
+              Napi::Function::New(env, Guarded<Conv2dBackwardWeight>, "conv2dBackwardWeight"));
   exports.Set("conv2dBackwardBias",
-              Napi::Function::New(env, Conv2dBackwardBias, "conv2dBackwardBias"));
-  exports.Set("poolForward", Napi::Function::New(env, PoolForward, "poolForward"));
-  exports.Set("poolBackward", Napi::Function::New(env, PoolBackward, "poolBackward"));
-  exports.Set("globalAvgPool", Napi::Function::New(env, GlobalAvgPool, "globalAvgPool"));
+              Napi::Function::New(env, Guarded<Conv2dBackwardBias>, "conv2dBackwardBias"));
+  exports.Set("poolForward", Napi::Function::New(env, Guarded<PoolForward>, "poolForward"));
+  exports.Set("poolBackward", Napi::Function::New(env, Guarded<PoolBackward>, "poolBackward"));
+  exports.Set("globalAvgPool", Napi::Function::New(env, Guarded<GlobalAvgPool>, "globalAvgPool"));
   exports.Set("globalAvgPoolBackward",
-              Napi::Function::New(env, GlobalAvgPoolBackward, "globalAvgPoolBackward"));
-  exports.Set("groupNormForward", Napi::Function::New(env, GroupNormForward, "groupNormForward"));
+              Napi::Function::New(env, Guarded<GlobalAvgPoolBackward>, "globalAvgPoolBackward"));
+  exports.Set("groupNormForward",
+              Napi::Function::New(env, Guarded<GroupNormForward>, "groupNormForward"));
   exports.Set("groupNormBackward",
-              Napi::Function::New(env, GroupNormBackward, "groupNormBackward"));
-  exports.Set("channelMoments", Napi::Function::New(env, ChannelMoments, "channelMoments"));
-  exports.Set("channelAffine", Napi::Function::New(env, ChannelAffine, "channelAffine"));
+              Napi::Function::New(env, Guarded<GroupNormBackward>, "groupNormBackward"));
+  exports.Set("channelMoments",
+              Napi::Function::New(env, Guarded<ChannelMoments>, "channelMoments"));
+  exports.Set("channelAffine", Napi::Function::New(env, Guarded<ChannelAffine>, "channelAffine"));
   exports.Set("batchNormBackward",
-              Napi::Function::New(env, BatchNormBackward, "batchNormBackward"));
-  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
-  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
-  exports.Set("kernelInfo", Napi::Function::New(env, KernelInfo, "kernelInfo"));
+              Napi::Function::New(env, Guarded<BatchNormBackward>, "batchNormBackward"));
+  exports.Set("getNumThreads", Napi::Function::New(env, Guarded<GetNumThreads>, "getNumThreads"));
+  exports.Set("setNumThreads", Napi::Function::New(env, Guarded<SetNumThreads>, "setNumThreads"));
+  exports.Set("kernelInfo", Napi::Function::New(env, Guarded<KernelInfo>, "kernelInfo"));
+  exports.Set("lastParallelThreads",
+              Napi::Function::New(env, Guarded<LastParallelThreads>, "lastParallelThreads"));
+  exports.Set("convPaths", Napi::Function::New(env, Guarded<ConvPaths>, "convPaths"));
+  exports.Set("testThrowInKernel",
+              Napi::Function::New(env, Guarded<TestThrowInKernel>, "testThrowInKernel"));
   return exports;
 }
 

@@ -13,6 +13,8 @@ namespace modelslice {
 
 namespace {
 
+thread_local const char* tl_conv_paths[3] = {"none", "none", "none"};
+
 // Column buffers are per calling thread and grow only, so repeated
 // convolutions of one shape do not allocate.
 float* column_scratch(int64_t elements) {
@@ -202,6 +204,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   if (accumulate && (s.groups != 1 || bias != nullptr))
     throw std::invalid_argument("conv2dForward: accumulate needs groups 1 and no bias");
   if (is_depthwise(s)) {
+    note_conv_path(ConvPass::kForward, "depthwise");
     depthwise_forward(s, x, w, bias, y);
     return;
   }
@@ -210,6 +213,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t plane = s.outH * s.outW;
   const bool pointwise = is_pointwise(s);
+  note_conv_path(ConvPass::kForward, pointwise ? "pointwise" : "im2col");
   float* col = pointwise ? nullptr : column_scratch(k * plane);
   for (int64_t n = 0; n < s.batch; ++n)
     for (int64_t g = 0; g < s.groups; ++g) {
@@ -239,6 +243,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
 
 void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx) {
   if (is_depthwise(s)) {
+    note_conv_path(ConvPass::kBackwardInput, "depthwise");
     depthwise_backward_input(s, gy, w, gx);
     return;
   }
@@ -247,6 +252,7 @@ void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, 
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t plane = s.outH * s.outW;
   const bool pointwise = is_pointwise(s);
+  note_conv_path(ConvPass::kBackwardInput, pointwise ? "pointwise" : "im2col");
   float* col = pointwise ? nullptr : column_scratch(k * plane);
   for (int64_t n = 0; n < s.batch; ++n)
     for (int64_t g = 0; g < s.groups; ++g) {
@@ -264,6 +270,7 @@ void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, 
 
 void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw) {
   if (is_depthwise(s)) {
+    note_conv_path(ConvPass::kBackwardWeight, "depthwise");
     depthwise_backward_weight(s, gy, x, gw);
     return;
   }
@@ -272,6 +279,7 @@ void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x,
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t plane = s.outH * s.outW;
   const bool pointwise = is_pointwise(s);
+  note_conv_path(ConvPass::kBackwardWeight, pointwise ? "pointwise" : "im2col");
   float* col = pointwise ? nullptr : column_scratch(k * plane);
   for (int64_t n = 0; n < s.batch; ++n)
     for (int64_t g = 0; g < s.groups; ++g) {
@@ -301,6 +309,12 @@ void conv2d_backward_bias(const ConvShape& s, const float* gy, float* gb) {
                    gb[o] += static_cast<float>(acc);
                  }
                });
+}
+
+const char* conv_last_path(ConvPass pass) { return tl_conv_paths[static_cast<int>(pass)]; }
+
+void note_conv_path(ConvPass pass, const char* path) {
+  tl_conv_paths[static_cast<int>(pass)] = path;
 }
 
 }  // namespace modelslice

@@ -38,4 +38,11 @@ void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x,
 // gb[:outChannels] += sums of gy over batch and space.
 void conv2d_backward_bias(const ConvShape& s, const float* gy, float* gb);
 
+// Which code path the calling thread's last convolution of each pass took:
+// "depthwise", "direct" or "implicit" (conv_implicit.cc), "pointwise" (a plain
+// GEMM per image) or "im2col". Tests read it to know the fast paths really ran.
+enum class ConvPass : int { kForward = 0, kBackwardInput = 1, kBackwardWeight = 2 };
+const char* conv_last_path(ConvPass pass);
+void note_conv_path(ConvPass pass, const char* path);
+
 }  // namespace modelslice

@@ -516,8 +516,10 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       d.accumulate = accumulate;
       run_direct(d, s.batch);
     }
+    note_conv_path(ConvPass::kForward, "direct");
     return true;
   }
+  note_conv_path(ConvPass::kForward, "implicit");
   for (int64_t g = 0; g < s.groups; ++g) {
     ColumnGemm cg_{};
     cg_.kern = kern;
@@ -571,8 +573,10 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
       d.bias = nullptr;
       d.accumulate = true;
       run_direct(d, s.batch);
+      note_conv_path(ConvPass::kBackwardInput, "direct");
       continue;
     }
+    note_conv_path(ConvPass::kBackwardInput, "implicit");
     ColumnGemm cg_{};
     cg_.kern = kern;
     cg_.M = cg;
@@ -622,6 +626,7 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
         if (lo < hi) direct_weight_tiles(d, lo, hi);
       });
     }
+    note_conv_path(ConvPass::kBackwardWeight, "direct");
     return true;
   }
   // The transposed patch packing below costs more than the per-image im2col GEMMs once
@@ -629,6 +634,7 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
   // channels); it wins on narrow images (8x8: 56 vs 48).
   if (s.outW >= 16) return false;
   if (kern->nr % 16 != 0) return false;
+  note_conv_path(ConvPass::kBackwardWeight, "implicit");
   const int64_t depth = kWeightDepth;
   const int64_t chunks = ceil_div(plane, depth);
   const int64_t chunk = ceil_div(ceil_div(plane, chunks), 16) * 16;

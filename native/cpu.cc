@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -71,11 +72,23 @@ CpuIsa detect() {
 #endif
 }
 
+// A value that names no instruction set is reported rather than ignored, so a
+// typo cannot silently leave the fastest kernels in place of the ones asked
+// for. The package's loader (src/native.ts) refuses it before the addon loads;
+// this warning is for whoever loads the addon directly.
 CpuIsa capped() {
   CpuIsa isa = cpu_isa_detected();
   if (const char* env = std::getenv("MODELSLICE_ISA")) {
     CpuIsa cap;
-    if (parse_cpu_isa(env, &cap) && static_cast<int>(cap) < static_cast<int>(isa)) isa = cap;
+    if (!parse_cpu_isa(env, &cap)) {
+      if (*env != '\0')
+        std::fprintf(stderr,
+                     "modelslice: MODELSLICE_ISA=%s names no instruction set (accepted: avx512, "
+                     "avx2, generic); using %s\n",
+                     env, cpu_isa_name(isa));
+    } else if (static_cast<int>(cap) < static_cast<int>(isa)) {
+      isa = cap;
+    }
   }
   return isa;
 }

@@ -2,7 +2,8 @@
 //
 // The ISA is detected once, at load time. The environment variable MODELSLICE_ISA
 // ("avx512", "avx2" or "generic") caps the choice; it never raises it above what
-// the CPU and the operating system support.
+// the CPU and the operating system support. Any other non-empty value is reported
+// on stderr and leaves the choice uncapped.
 #pragma once
 
 namespace modelslice {

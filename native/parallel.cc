@@ -1,13 +1,22 @@
 #include "parallel.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#if defined(__linux__)
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include <immintrin.h>
@@ -21,15 +30,29 @@
 namespace modelslice {
 
 namespace {
-int default_threads() {
-  if (const char* env = std::getenv("MODELSLICE_NUM_THREADS")) {
-    int n = std::atoi(env);
-    if (n >= 1 && n <= 1024) return n;
+// The cores this process may run on (its affinity mask on Linux, so a container
+// or taskset limit counts), at least 1.
+int available_cores() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
   }
+#endif
   unsigned hw = std::thread::hardware_concurrency();
   return hw == 0 ? 1 : static_cast<int>(hw);
 }
-std::atomic<int> g_threads{default_threads()};
+
+int compute_max_threads() { return std::min(kMaxThreadsCap, 4 * available_cores()); }
+
+int default_threads() {
+  if (const char* env = std::getenv("MODELSLICE_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n >= 1) return std::min(n, max_threads());
+  }
+  return available_cores();
+}
 
 // How long an idle worker (or the caller waiting for workers) spins before it
 // sleeps on a condition variable. A short spin catches the next kernel of a
@@ -46,37 +69,58 @@ int spin_microseconds() {
   return 5;
 }
 
-// A fork-join pool. One job at a time: the caller writes (fn, ctx) and then
-// publishes the job word, a generation count and nt in one atomic; every
-// worker whose index is below nt runs its share and decrements `pending_`; the
-// caller runs share 0 and then waits for pending_ to reach zero. Workers
-// beyond nt read nothing but the job word, so an idle worker (after the thread
-// count went down) never holds up a job. Workers never exit (the pool lives as long as the
-// process, as the addon's library does), so no shutdown can race a job.
+// The OS thread id on Linux (as /proc/self/task lists it), else a hash of std::thread::id.
+uint64_t current_thread_id() {
+#if defined(__linux__)
+  thread_local const uint64_t id = static_cast<uint64_t>(syscall(SYS_gettid));
+#else
+  thread_local const uint64_t id =
+      static_cast<uint64_t>(std::hash<std::thread::id>()(std::this_thread::get_id()));
+#endif
+  return id;
+}
+
+// Threads that ran the shares of this thread's last parallel_run.
+thread_local std::vector<uint64_t> tl_last_run;
+
+// A fork-join pool owned by one calling thread (see pool_for_this_thread). One
+// job at a time: the owner writes (fn, ctx) and then publishes the job word, a
+// generation count and nt in one atomic; every worker whose index is below nt
+// runs its share and decrements `pending_`; the owner runs share 0 and then
+// waits for pending_ to reach zero. Workers beyond nt read nothing but the job
+// word, so an idle worker (after the thread count went down) never holds up a
+// job. The destructor stops and joins the workers.
 class ThreadPool {
  public:
+  ThreadPool() = default;
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  ~ThreadPool() {
+    stop_.store(true, std::memory_order_seq_cst);
+    publish(0);
+    for (auto& w : workers_) w.join();
+  }
+
   void run(int threads, detail::JobFn call, void* ctx) {
-    // A job started from inside a job, or while another thread (a Node worker
-    // thread using the same addon) owns the pool, runs inline: one thread
-    // computing all shares in order gives the same result, since kernels split
-    // work only by (t, nt) and never by which thread runs it.
-    if (inside_job_ || !owner_.try_lock()) {
+    // A job started from inside a job runs inline: one thread computing all
+    // shares in order gives the same result, since kernels split work only by
+    // (t, nt) and never by which thread runs it.
+    if (inside_job_) {
       run_inline(threads, call, ctx);
       return;
     }
-    std::lock_guard<std::mutex> own(owner_, std::adopt_lock);
+    // Starting a thread can fail (a process or user thread limit): that
+    // std::system_error reaches the caller before any job is published, and
+    // the workers started so far stay usable.
     ensure_workers(threads - 1);
     call_ = call;
     ctx_ = ctx;
     error_ = nullptr;
+    ran_by_.assign(static_cast<size_t>(threads), 0);
+    ran_by_[0] = current_thread_id();
     pending_.store(threads - 1, std::memory_order_relaxed);
-    job_.store(((job_.load(std::memory_order_relaxed) >> kThreadBits) + 1) << kThreadBits |
-                   static_cast<uint64_t>(threads),
-               std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
-      std::lock_guard<std::mutex> lock(sleep_mutex_);
-      wake_.notify_all();
-    }
+    publish(threads);
     inside_job_ = true;
     try {
       call(ctx, 0, threads);
@@ -85,13 +129,14 @@ class ThreadPool {
     }
     inside_job_ = false;
     wait_for_workers();
+    tl_last_run = ran_by_;
     if (error_) std::rethrow_exception(error_);
   }
 
- private:
   static void run_inline(int threads, detail::JobFn call, void* ctx) {
     bool was_inside = inside_job_;
     inside_job_ = true;
+    if (!was_inside) tl_last_run.assign(1, current_thread_id());
     try {
       for (int t = 0; t < threads; t++) call(ctx, t, threads);
     } catch (...) {
@@ -99,6 +144,17 @@ class ThreadPool {
       throw;
     }
     inside_job_ = was_inside;
+  }
+
+ private:
+  void publish(int threads) {
+    job_.store(((job_.load(std::memory_order_relaxed) >> kThreadBits) + 1) << kThreadBits |
+                   static_cast<uint64_t>(threads),
+               std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+      wake_.notify_all();
+    }
   }
 
   // Workers' shares are about as long as ours, so first spin; but a worker
@@ -126,7 +182,6 @@ class ThreadPool {
       // it may start running after the caller has already published that job.
       uint64_t seen = job_.load(std::memory_order_relaxed);
       workers_.emplace_back([this, index, seen] { worker_loop(index, seen); });
-      workers_.back().detach();
     }
   }
 
@@ -156,8 +211,10 @@ class ThreadPool {
         now = job_.load(std::memory_order_acquire);
       }
       seen = now;
+      if (stop_.load(std::memory_order_seq_cst)) return;
       const int threads = static_cast<int>(now & ((uint64_t{1} << kThreadBits) - 1));
       if (index >= threads) continue;
+      ran_by_[static_cast<size_t>(index)] = current_thread_id();
       try {
         call_(ctx_, index, threads);
       } catch (...) {
@@ -171,15 +228,16 @@ class ThreadPool {
     }
   }
 
-  std::mutex owner_;
   std::vector<std::thread> workers_;
   // Written by the owner before it publishes the job word, read by the job's
   // workers after they load it; written again only after they all acknowledged.
   detail::JobFn call_ = nullptr;
   void* ctx_ = nullptr;
-  // generation << kThreadBits | thread count (at most 1024).
+  std::vector<uint64_t> ran_by_;
+  // generation << kThreadBits | thread count (at most kMaxThreadsCap).
   static constexpr int kThreadBits = 16;
   std::atomic<uint64_t> job_{0};
+  std::atomic<bool> stop_{false};
   std::atomic<int> pending_{0};
   std::atomic<int> sleepers_{0};
   std::mutex sleep_mutex_;
@@ -194,20 +252,37 @@ class ThreadPool {
 };
 thread_local bool ThreadPool::inside_job_ = false;
 
-// Never destroyed: detached workers may still be parked on its condition
-// variable when the process exits.
-ThreadPool& pool() {
-  static ThreadPool* p = new ThreadPool();
-  return *p;
-}
+// One pool and one thread count per calling thread. Node worker threads each
+// call the addon from their own OS thread, so each gets the threads its own
+// setNumThreads asked for instead of queueing for (or running inline beside)
+// a single shared pool. The pool goes when its thread ends (or earlier, from
+// release_thread_pool), joining its workers.
+thread_local std::unique_ptr<ThreadPool> tl_pool;
+thread_local int tl_threads = 0;  // 0: the process default
 }  // namespace
 
 namespace detail {
-void run_on_pool(int threads, JobFn call, void* ctx) { pool().run(threads, call, ctx); }
+void run_on_pool(int threads, JobFn call, void* ctx) {
+  if (!tl_pool) tl_pool.reset(new ThreadPool());
+  tl_pool->run(threads, call, ctx);
+}
+void note_serial_run() { tl_last_run.assign(1, current_thread_id()); }
 }  // namespace detail
 
-int get_num_threads() { return g_threads.load(std::memory_order_relaxed); }
+int max_threads() {
+  static const int limit = compute_max_threads();
+  return limit;
+}
 
-void set_num_threads(int n) { g_threads.store(n < 1 ? 1 : n, std::memory_order_relaxed); }
+int get_num_threads() {
+  static const int fallback = default_threads();
+  return tl_threads > 0 ? tl_threads : fallback;
+}
+
+void set_num_threads(int n) { tl_threads = std::max(1, std::min(n, max_threads())); }
+
+void release_thread_pool() { tl_pool.reset(); }
+
+std::vector<uint64_t> last_parallel_threads() { return tl_last_run; }
 
 }  // namespace modelslice

@@ -6,21 +6,39 @@
 #pragma once
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 namespace modelslice {
 
+// The thread count of any one caller is at most max_threads(): 4x the cores this
+// process may use, and never above kMaxThreadsCap. More threads than that only
+// contend for the cores, and each one is an OS thread a process limit may refuse.
+constexpr int kMaxThreadsCap = 256;
+int max_threads();
+
+// Thread counts and pools belong to the calling thread: the Node main thread and
+// each worker thread have their own (the default comes from MODELSLICE_NUM_THREADS,
+// else the available cores). set_num_threads clamps to [1, max_threads()].
 int get_num_threads();
 void set_num_threads(int n);
+
+// Stops and joins the calling thread's pool workers (a Node environment that is
+// shutting down calls it; a thread's pool also goes when the thread ends).
+void release_thread_pool();
+
+// The OS thread ids that ran the shares of the calling thread's last parallel_run
+// (one entry when it ran inline): what lets a test see whose threads did the work.
+std::vector<uint64_t> last_parallel_threads();
 
 namespace detail {
 // Type-erased job: call(ctx, threadIndex, threadCount).
 using JobFn = void (*)(void* ctx, int t, int nt);
 // Runs the job on `threads` threads: the caller is thread 0, pool workers take
 // 1..threads-1; returns when all have finished. Rethrows the first exception any
-// of them threw. Nested calls (from inside a job) and calls while another
-// thread owns the pool run inline on the calling thread, wait for the pool, as
-// the comment in parallel.cc explains.
+// of them threw, and std::system_error when a worker thread cannot be started.
+// Nested calls (from inside a job) run inline on the calling thread.
 void run_on_pool(int threads, JobFn call, void* ctx);
+void note_serial_run();
 }  // namespace detail
 
 // Runs fn(threadIndex, threadCount) on `threads` threads (1 runs inline). The
@@ -29,6 +47,7 @@ void run_on_pool(int threads, JobFn call, void* ctx);
 template <typename F>
 void parallel_run(int threads, F&& fn) {
   if (threads <= 1) {
+    detail::note_serial_run();
     fn(0, 1);
     return;
   }

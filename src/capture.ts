@@ -4,7 +4,10 @@
 // buffer allocated is noted, and ops whose forward computes in JavaScript
 // either register that computation as a step of its own (batchNorm's
 // per-channel scale and shift) or mark the capture as unusable (sum, losses).
-// A capture records; it never changes what the pass computes.
+// Every tensor made during a capture is noted with the module whose forward
+// was running (when the caller says which, see enterModule), so work a custom
+// module did in JavaScript, whose values a replay would freeze, can be found
+// and named. A capture records; it never changes what the pass computes.
 
 /** A recorded kernel call: fn(...args). */
 export interface NativeStep {
@@ -26,8 +29,12 @@ export class Capture {
   readonly steps: CapturedStep[] = [];
   /** Buffers of op outputs allocated during the capture (safe to relocate). */
   readonly allocated = new Set<ArrayBufferLike>();
+  /** Buffers of tensors made during the capture, with the module running then ('' when unknown). */
+  readonly made = new Map<ArrayBufferLike, string>();
   /** Why the pass cannot be replayed, or null. */
   unsupported: string | null = null;
+  /** The modules whose forward is running, innermost last. */
+  readonly moduleStack: string[] = [];
 }
 
 let active: Capture | null = null;
@@ -67,4 +74,20 @@ export function captureUnsupported(op: string): void {
 /** @internal Called by outputBuffer for every op output allocation. */
 export function captureAllocation(data: Float32Array): void {
   active?.allocated.add(data.buffer);
+}
+
+/** @internal Notes that `label`'s forward starts (when a capture is open). */
+export function enterModule(label: string): void {
+  active?.moduleStack.push(label);
+}
+
+/** @internal Notes that the innermost forward returned. */
+export function exitModule(): void {
+  active?.moduleStack.pop();
+}
+
+/** @internal Called by the Tensor constructor. */
+export function captureTensor(data: Float32Array): void {
+  if (active === null || active.made.has(data.buffer)) return;
+  active.made.set(data.buffer, active.moduleStack[active.moduleStack.length - 1] ?? '');
 }

@@ -87,7 +87,7 @@ serve flags:
   --workers N                predictor worker threads in this process (default 1)
   --rate X                   serve at this fixed rate in (0, 1] instead of adapting (a request's
                              own "rate" or X-Slice-Rate still wins)
-  --threads N                kernel threads (default: the cores shared out between the workers)
+  --threads N                kernel threads per worker (default: the cores shared out between the workers)
   --input-shape 1,28,28      shape of one input, without the batch (default: the model's recorded one)
   --json                     print {"url", "pid"} when listening and a JSON summary on exit
   POST /predict {"inputs": [[...], ...], "rate"?: r} or raw little-endian float32 (X-Slice-Rate: r

@@ -52,9 +52,16 @@ export interface NativeAddon {
   batchNormBackward(batch: number, channels: number, spatial: number, x: Float32Array, gy: Float32Array,
     mean: Float32Array, rstd: Float32Array, gamma: Float32Array | null, training: boolean,
     gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null): void;
+  /** The calling thread's kernel thread count (each worker thread has its own). */
   getNumThreads(): number;
   setNumThreads(n: number): void;
-  kernelInfo(): { gemm: string; threads: number };
+  kernelInfo(): { gemm: string; threads: number; maxThreads: number };
+  /** OS thread ids that ran the shares of the calling thread's last parallel kernel section. */
+  lastParallelThreads(): number[];
+  /** The path ('direct', 'implicit', 'im2col', 'pointwise', 'depthwise') of the calling thread's last convolution of each pass. */
+  convPaths(): { forward: string; backwardInput: string; backwardWeight: string };
+  /** For tests: a two-thread job whose second share throws a C++ exception of this kind. */
+  testThrowInKernel(kind: 'bad_alloc' | 'system_error' | 'logic_error' | 'int'): void;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -171,6 +178,22 @@ function instrument(addon: NativeAddon): NativeAddon {
   return wrapped as unknown as NativeAddon;
 }
 
+/** The values MODELSLICE_ISA accepts (any case); each caps the kernels' instruction set. */
+export const ISA_NAMES: readonly string[] = ['avx512', 'avx2', 'generic'];
+
+/**
+ * Refuses a MODELSLICE_ISA that names no instruction set: the addon would
+ * ignore it and run its fastest kernels, so a typo meant to test another path
+ * would go unnoticed. Unset or empty means no cap.
+ */
+export function checkIsaSetting(value: string | undefined = process.env.MODELSLICE_ISA): void {
+  if (value === undefined || value === '' || ISA_NAMES.includes(value.toLowerCase())) return;
+  throw new RangeError(
+    `MODELSLICE_ISA: ${JSON.stringify(value)} names no instruction set; accepted: ${ISA_NAMES.join(', ')} (any case), or unset`,
+  );
+}
+
+checkIsaSetting();
 export const native: NativeAddon = instrument(loadAddon());
 
 /** Starts recording time per kernel entry point (for finding where time goes). */

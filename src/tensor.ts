@@ -5,7 +5,7 @@
 // topological order. Each op's backward accumulates straight into its inputs'
 // gradient buffers (gradSink), which lets a sliced op write only the prefix of
 // a full-size weight gradient.
-import { captureAllocation } from './capture.js';
+import { captureAllocation, captureTensor } from './capture.js';
 import { defaultGenerator, Generator } from './random.js';
 
 export type Shape = readonly number[];
@@ -76,6 +76,7 @@ export class Tensor {
     this.data = data;
     this.shape = Object.freeze([...shape]);
     this.requiresGrad = requiresGrad;
+    captureTensor(data);
   }
 
   /** Number of elements. */

@@ -1,11 +1,20 @@
-// Kernel thread count. MODELSLICE_NUM_THREADS sets the default (read by the addon).
+// Kernel thread count, per calling thread: the main thread and each worker
+// thread have their own (and their own pool). MODELSLICE_NUM_THREADS sets the
+// default (read by the addon).
 import { native } from './native.js';
 
 export { startKernelProfile, stopKernelProfile, type KernelProfile } from './native.js';
 
+/**
+ * Sets the kernel threads of the calling thread (a worker thread's setting is
+ * its own). At most kernelInfo().maxThreads: 4 per available core, at most 256.
+ */
 export function setNumThreads(n: number): void {
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) {
-    throw new RangeError(`setNumThreads: n must be an integer in [1, 1024], got ${String(n)}`);
+  const limit = native.kernelInfo().maxThreads;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > limit) {
+    throw new RangeError(
+      `setNumThreads: n must be an integer in [1, ${limit}] (4 threads per available core, at most 256), got ${String(n)}`,
+    );
   }
   native.setNumThreads(n);
 }
@@ -14,7 +23,7 @@ export function getNumThreads(): number {
   return native.getNumThreads();
 }
 
-/** Which kernels this process runs: the GEMM instruction set and the kernel thread count. */
-export function kernelInfo(): { gemm: string; threads: number } {
+/** Which kernels run: the GEMM instruction set, the calling thread's kernel thread count and its limit. */
+export function kernelInfo(): { gemm: string; threads: number; maxThreads: number } {
   return native.kernelInfo();
 }

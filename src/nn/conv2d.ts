@@ -21,13 +21,23 @@ function pair(v: number | [number, number] | undefined, fallback: number): [numb
   return Array.isArray(v) ? [v[0], v[1]] : [v, v];
 }
 
+// A frozen copy: writing one entry in place would change the layer without
+// moving its structureVersion, so it throws instead; assign a new value.
+function frozenPair(name: string, v: number | [number, number], min: number): [number, number] {
+  const p = pair(v, min);
+  if (!Array.isArray(p) || p.length !== 2 || p.some((n) => !Number.isInteger(n) || n < min)) {
+    throw new RangeError(`Conv2d: ${name} must be an integer >= ${min} or a pair of them, got ${String(v)}`);
+  }
+  return Object.freeze(p) as [number, number];
+}
+
 export class Conv2d extends SliceableLayer {
   readonly inChannels: number;
   readonly outChannels: number;
   readonly kernelSize: [number, number];
-  readonly stride: [number, number];
-  readonly padding: [number, number];
-  readonly dilation: [number, number];
+  private strideValue: [number, number] = [1, 1];
+  private paddingValue: [number, number] = [0, 0];
+  private dilationValue: [number, number] = [1, 1];
   readonly groups: number;
   weight: Tensor;
   bias: Tensor | null;
@@ -39,10 +49,10 @@ export class Conv2d extends SliceableLayer {
     }
     this.inChannels = inChannels;
     this.outChannels = outChannels;
-    this.kernelSize = pair(kernelSize, 1);
-    this.stride = pair(options.stride, 1);
-    this.padding = pair(options.padding, 0);
-    this.dilation = pair(options.dilation, 1);
+    this.kernelSize = Object.freeze(pair(kernelSize, 1)) as [number, number];
+    this.stride = options.stride ?? 1;
+    this.padding = options.padding ?? 0;
+    this.dilation = options.dilation ?? 1;
     this.groups = options.groups ?? 1;
     if (!Number.isInteger(this.groups) || this.groups < 1 || inChannels % this.groups !== 0 || outChannels % this.groups !== 0) {
       throw new RangeError(`Conv2d: groups ${String(this.groups)} must divide inChannels ${inChannels} and outChannels ${outChannels}`);
@@ -56,6 +66,34 @@ export class Conv2d extends SliceableLayer {
     const bound = 1 / Math.sqrt(fanIn);
     this.weight = this.registerParameter('weight', uniformInit([outChannels, inChannels / this.groups, kh, kw], bound, defaultGenerator))!;
     this.bias = (options.bias ?? true) ? this.registerParameter('bias', uniformInit([outChannels], bound, defaultGenerator)) : null;
+  }
+
+  // Each setter moves the model's structureVersion, so plans are rebuilt.
+  get stride(): [number, number] {
+    return this.strideValue;
+  }
+
+  set stride(v: number | [number, number]) {
+    this.strideValue = frozenPair('stride', v, 1);
+    this.markStructureChanged();
+  }
+
+  get padding(): [number, number] {
+    return this.paddingValue;
+  }
+
+  set padding(v: number | [number, number]) {
+    this.paddingValue = frozenPair('padding', v, 0);
+    this.markStructureChanged();
+  }
+
+  get dilation(): [number, number] {
+    return this.dilationValue;
+  }
+
+  set dilation(v: number | [number, number]) {
+    this.dilationValue = frozenPair('dilation', v, 1);
+    this.markStructureChanged();
   }
 
   isDepthwise(): boolean {

@@ -26,21 +26,55 @@ export class Flatten extends Module {
   }
 }
 
-export class MaxPool2d extends Module {
-  constructor(readonly kernelSize: number | [number, number], readonly options: Pool2dOptions = {}) {
+// A pool's size and options are frozen copies (an in-place write would change
+// what it computes without moving structureVersion); assigning new ones moves it.
+abstract class Pool extends Module {
+  private size: number | [number, number];
+  private opts: Pool2dOptions;
+
+  constructor(kernelSize: number | [number, number], options: Pool2dOptions = {}) {
     super();
+    this.size = Pool.frozen(kernelSize);
+    this.opts = Pool.frozenOptions(options);
   }
 
+  get kernelSize(): number | [number, number] {
+    return this.size;
+  }
+
+  set kernelSize(k: number | [number, number]) {
+    this.size = Pool.frozen(k);
+    this.markStructureChanged();
+  }
+
+  get options(): Pool2dOptions {
+    return this.opts;
+  }
+
+  set options(o: Pool2dOptions) {
+    this.opts = Pool.frozenOptions(o);
+    this.markStructureChanged();
+  }
+
+  private static frozen<T>(v: T): T {
+    return (Array.isArray(v) ? Object.freeze([...v]) : v) as T;
+  }
+
+  private static frozenOptions(o: Pool2dOptions): Pool2dOptions {
+    if (o === null || typeof o !== 'object') return o;
+    const copy: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(o)) copy[k] = Pool.frozen(v);
+    return Object.freeze(copy) as Pool2dOptions;
+  }
+}
+
+export class MaxPool2d extends Pool {
   forward(x: Tensor): Tensor {
     return maxPool2d(x, this.kernelSize, this.options);
   }
 }
 
-export class AvgPool2d extends Module {
-  constructor(readonly kernelSize: number | [number, number], readonly options: Pool2dOptions = {}) {
-    super();
-  }
-
+export class AvgPool2d extends Pool {
   forward(x: Tensor): Tensor {
     return avgPool2d(x, this.kernelSize, this.options);
   }

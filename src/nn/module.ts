@@ -23,6 +23,11 @@ export function setSliceImplementation(fn: SliceImplementation): void {
 /** A model's architecture, plus the slices that made a compact model from it. */
 export type SavedConfig = ModelConfig & { sliceChain?: number[] };
 
+// Stamps come from one process-wide clock, so the largest stamp in a tree
+// grows with every change anywhere in it, replaced children included (a sum or
+// per-module counters could come back to an earlier value).
+let structureClock = 0;
+
 export abstract class Module {
   training = true;
   /** Architecture of a built-in model (what a checkpoint stores to rebuild it). */
@@ -42,27 +47,51 @@ export abstract class Module {
   /** Name of the dataset the model was trained on (set by the CLI; saved in the model file). */
   dataset?: string;
   private rate = 1;
+  private structureStamp = ++structureClock;
   private readonly params = new Map<string, Tensor | null>();
   private readonly buffers = new Map<string, Tensor>();
   private readonly children_ = new Map<string, Module>();
 
   abstract forward(x: Tensor): Tensor;
 
+  /**
+   * Changes whenever what this module or any module below it computes may
+   * have changed: a child, parameter or buffer registered or replaced, or a
+   * setter of a layer attribute the forward pass reads (sliceOutput, eps,
+   * momentum, stride, padding, dilation, a pool's size). Plans captured from
+   * the model are keyed on it and rebuilt when it moves. The slice rate and
+   * the training flag are not part of it (plan keys carry them on their own),
+   * nor are parameter values, which plans read in place.
+   */
+  get structureVersion(): number {
+    let v = this.structureStamp;
+    for (const child of this.children_.values()) v = Math.max(v, child.structureVersion);
+    return v;
+  }
+
+  /** Moves structureVersion on; a custom module calls it when it changes what its forward computes. */
+  markStructureChanged(): void {
+    this.structureStamp = ++structureClock;
+  }
+
   /** Registers (or replaces) a parameter; it will require grad. */
   protected registerParameter(name: string, t: Tensor | null): Tensor | null {
     if (t !== null) t.requiresGrad = true;
     this.params.set(name, t);
+    this.markStructureChanged();
     return t;
   }
 
   /** Registers state that is saved and loaded but not trained (running statistics). */
   protected registerBuffer(name: string, t: Tensor): Tensor {
     this.buffers.set(name, t);
+    this.markStructureChanged();
     return t;
   }
 
   protected registerModule<M extends Module>(name: string, m: M): M {
     this.children_.set(name, m);
+    this.markStructureChanged();
     return m;
   }
 
@@ -71,6 +100,7 @@ export abstract class Module {
     this.params.clear();
     this.buffers.clear();
     this.children_.clear();
+    this.markStructureChanged();
   }
 
   /** Direct children with their names. */

@@ -3,6 +3,7 @@
 // BatchNorm2d can keep private statistics per trained rate (switchable BN).
 import { batchNorm } from '../ops/batch-norm.js';
 import { groupNorm } from '../ops/group-norm.js';
+import { checkEps } from '../ops/norm-args.js';
 import { reportUse, tracing } from '../slicing/trace.js';
 import { ones, Tensor, zeros } from '../tensor.js';
 import { Module } from './module.js';
@@ -27,7 +28,7 @@ export interface GroupNormLayerOptions {
 export class GroupNorm extends Module {
   readonly numGroups: number;
   readonly numChannels: number;
-  readonly eps: number;
+  private epsValue = 1e-5;
   weight: Tensor | null;
   bias: Tensor | null;
 
@@ -42,6 +43,16 @@ export class GroupNorm extends Module {
     const affine = options.affine ?? true;
     this.weight = affine ? this.registerParameter('weight', ones([numChannels])) : null;
     this.bias = affine ? this.registerParameter('bias', zeros([numChannels])) : null;
+  }
+
+  /** Added to the variance; setting it moves the model's structureVersion (plans are rebuilt). */
+  get eps(): number {
+    return this.epsValue;
+  }
+
+  set eps(value: number) {
+    this.epsValue = checkEps('GroupNorm', value);
+    this.markStructureChanged();
   }
 
   forward(x: Tensor): Tensor {
@@ -106,8 +117,8 @@ export class BatchNormState extends Module {
  */
 export class BatchNorm2d extends Module {
   readonly numFeatures: number;
-  readonly eps: number;
-  momentum: number;
+  private epsValue = 1e-5;
+  private momentumValue = 0.1;
   private readonly affine: boolean;
   private rates: number[] = [1];
   private states: BatchNormState[];
@@ -125,6 +136,29 @@ export class BatchNorm2d extends Module {
     this.affine = options.affine ?? true;
     this.states = [new BatchNormState(numFeatures, this.affine)];
     this.replaceChildren();
+  }
+
+  /** Added to the variance; setting it moves the model's structureVersion (plans are rebuilt). */
+  get eps(): number {
+    return this.epsValue;
+  }
+
+  set eps(value: number) {
+    this.epsValue = checkEps('BatchNorm2d', value);
+    this.markStructureChanged();
+  }
+
+  /** How far one training batch moves the running statistics; setting it moves structureVersion. */
+  get momentum(): number {
+    return this.momentumValue;
+  }
+
+  set momentum(value: number) {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1) {
+      throw new RangeError(`BatchNorm2d: momentum must be a number in [0, 1], got ${String(value)}`);
+    }
+    this.momentumValue = value;
+    this.markStructureChanged();
   }
 
   /** The trained rates, widest first; one set of statistics each. */

@@ -12,8 +12,7 @@ export interface SliceOptions {
 
 export abstract class SliceableLayer extends Module {
   readonly sliceGroups: number;
-  /** Whether the output narrows with the rate; 'auto' until decided from the model's structure. */
-  sliceOutput: boolean | 'auto';
+  private sliceOutputMode: boolean | 'auto' = 'auto';
 
   constructor(op: string, options: SliceOptions = {}) {
     super();
@@ -21,6 +20,20 @@ export abstract class SliceableLayer extends Module {
     if (!Number.isInteger(g) || g < 1) throw new RangeError(`${op}: sliceGroups must be a positive integer, got ${String(g)}`);
     this.sliceGroups = g;
     this.sliceOutput = options.slice === false ? false : 'auto';
+  }
+
+  /** Whether the output narrows with the rate; 'auto' until decided from the model's structure. */
+  get sliceOutput(): boolean | 'auto' {
+    return this.sliceOutputMode;
+  }
+
+  set sliceOutput(mode: boolean | 'auto') {
+    if (mode !== true && mode !== false && mode !== 'auto') {
+      throw new TypeError(`sliceOutput: must be true, false or 'auto', got ${String(mode)}`);
+    }
+    if (mode === this.sliceOutputMode) return;
+    this.sliceOutputMode = mode;
+    this.markStructureChanged();
   }
 
   /** How many of `units` outputs to compute at the current rate. */

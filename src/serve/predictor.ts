@@ -12,11 +12,12 @@ import { Module } from '../nn/module.js';
 import type { LatencyProfile } from '../slicing/select.js';
 import { checkRate } from '../slicing/width.js';
 import { shapeSize, Tensor } from '../tensor.js';
+import { kernelInfo } from '../threads.js';
 import { estimateLatencyMs, monotoneProfile, rateForBudget } from './latency.js';
 import { deserializeError, type PredictRequest, type ReadyMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
 
 export interface PredictorOptions {
-  /** Kernel threads. The addon has one thread count per process, so this sets it for the whole process. */
+  /** Kernel threads of this predictor's worker thread, which has a pool of its own. */
   threads?: number;
   /**
    * Latency profile measured in the worker at start-up (each trained rate at
@@ -119,8 +120,9 @@ export class Predictor {
   static async create(modelOrPath: string | Module, options: PredictorOptions = {}): Promise<Predictor> {
     const op = 'Predictor.create';
     if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object`);
-    if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1 && options.threads <= 1024)) {
-      throw new RangeError(`${op}: threads must be an integer in [1, 1024], got ${String(options.threads)}`);
+    const maxThreads = kernelInfo().maxThreads;
+    if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1 && options.threads <= maxThreads)) {
+      throw new RangeError(`${op}: threads must be an integer in [1, ${maxThreads}] (4 per available core, at most 256), got ${String(options.threads)}`);
     }
     const profile = options.profile;
     const inputShape = checkInputShape(op, profile ? (profile.inputShape ?? options.inputShape) : options.inputShape);

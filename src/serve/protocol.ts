@@ -7,7 +7,7 @@ import type { LatencyProfile } from '../slicing/select.js';
 export interface WorkerInit {
   /** A file written by ms.save (a checkpoint or a model). */
   path: string;
-  /** Kernel threads (process-wide: the addon has one thread count). */
+  /** Kernel threads of the worker thread (each has its own pool). */
   threads?: number;
   /** Input shape without the batch; the model's own (`model.inputShape`) when absent. */
   inputShape?: number[];

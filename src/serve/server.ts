@@ -41,7 +41,7 @@ export interface ServeOptions {
   maxBodyBytes?: number;
   /** Predictor worker threads, each taking whole batches (default 1). */
   workers?: number;
-  /** Kernel threads for the whole process (default: the cores shared out between the workers). */
+  /** Kernel threads per worker, each worker having its own pool (default: the cores shared out between the workers). */
   threads?: number;
   /** Serve every batch at this rate instead of letting the controller choose. */
   rate?: number;

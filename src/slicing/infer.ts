@@ -30,12 +30,14 @@ export interface InferOptions {
   plan?: boolean;
 }
 
-// Plans per model, by rate and slice shape; the least recently used go first
-// once a model's plans hold more than MAX_PLAN_BYTES of arenas or MAX_PLANS
-// plans (a server sees every batch size up to its limit at several rates).
+// Plans per model, by rate and slice shape, for one structureVersion of the
+// model (a change of a layer's attributes or children drops them all); the
+// least recently used go first once a model's plans hold more than
+// MAX_PLAN_BYTES of arenas or MAX_PLANS plans (a server sees every batch size
+// up to its limit at several rates).
 const MAX_PLANS = 64;
 const MAX_PLAN_BYTES = 256 * 2 ** 20;
-const plans = new WeakMap<Module, Map<string, InferencePlan | string>>();
+const plans = new WeakMap<Module, { version: number; byKey: Map<string, InferencePlan | string> }>();
 
 let builtins: Set<unknown> | null = null;
 function libraryModules(): Set<unknown> {
@@ -44,12 +46,13 @@ function libraryModules(): Set<unknown> {
 }
 
 /** The cached plan for the model's rate and this shape (built on a miss); `state` is InferencePlan.state(model). */
-function planFor(model: Module, shape: number[], state: readonly Tensor[]): InferencePlan | null {
-  let cache = plans.get(model);
-  if (cache === undefined) plans.set(model, (cache = new Map()));
+function planFor(model: Module, shape: number[], state: readonly Tensor[], version: number): InferencePlan | null {
+  let entry = plans.get(model);
+  if (entry === undefined || entry.version !== version) plans.set(model, (entry = { version, byKey: new Map() }));
+  const cache = entry.byKey;
   const key = `${model.sliceRate}|${shape.join('x')}`;
   let plan = cache.get(key);
-  if (plan instanceof InferencePlan && !plan.validFor(state)) plan = undefined;
+  if (plan instanceof InferencePlan && (!plan.validFor(state) || plan.structureVersion !== version)) plan = undefined;
   if (plan === undefined) plan = InferencePlan.build(model, shape);
   cache.delete(key);
   cache.set(key, plan);
@@ -102,6 +105,7 @@ export function infer(model: Module, x: Tensor, options: InferOptions = {}): Ten
   model.eval();
   const usePlan = options.plan ?? model.modules().every((m) => libraryModules().has(m.constructor));
   const state = usePlan ? InferencePlan.state(model) : [];
+  const version = model.structureVersion;
   try {
     return noGrad(() => {
       const per = x.size / batch;
@@ -109,7 +113,7 @@ export function infer(model: Module, x: Tensor, options: InferOptions = {}): Ten
       let outShape: number[] = [];
       for (const [start, n] of slices(batch, slice, usePlan)) {
         const shape = [n, ...x.shape.slice(1)];
-        const plan = usePlan ? planFor(model, shape, state) : null;
+        const plan = usePlan ? planFor(model, shape, state, version) : null;
         if (plan !== null) {
           const outPer = plan.outputShape.slice(1).reduce((a, b) => a * b, 1);
           if (out === null) {

@@ -6,7 +6,7 @@
 // time (cache-resident for slices of a few images), and skips the argument
 // checks, shape arithmetic and tensor objects of the eager path. Residual adds
 // are folded into the convolution before them (fuseResidualAdds).
-import { captureCalls, type CapturedStep } from '../capture.js';
+import { captureCalls, enterModule, exitModule, type Capture, type CapturedStep } from '../capture.js';
 import type { Module } from '../nn/module.js';
 import { noGrad, outputBuffer, Tensor } from '../tensor.js';
 
@@ -24,6 +24,8 @@ export class InferencePlan {
   readonly eagerBytes: number;
   /** Residual adds folded into the convolution before them. */
   readonly fusedAdds: number;
+  /** The model's structureVersion the pass was captured at; a plan of another version is stale. */
+  readonly structureVersion: number;
   private readonly steps: CapturedStep[];
   private readonly input: Float32Array;
   private readonly output: Float32Array;
@@ -40,8 +42,10 @@ export class InferencePlan {
     output: Float32Array;
     fusedAdds: number;
     state: { tensor: Tensor; data: Float32Array }[];
+    structureVersion: number;
   }) {
     this.fusedAdds = init.fusedAdds;
+    this.structureVersion = init.structureVersion;
     this.rate = init.rate;
     this.inputShape = init.inputShape;
     this.outputShape = init.outputShape;
@@ -56,15 +60,21 @@ export class InferencePlan {
   /**
    * Captures model.forward at the model's current rate for inputs of
    * `inputShape` (the model must be in eval mode). Returns the reason, as a
-   * string, when the pass computes something a replay cannot repeat.
+   * string, when the pass computes something a replay cannot repeat: an op
+   * that computes in JavaScript, or a module whose forward made a tensor
+   * outside the kernels (its values would be replayed as captured).
    */
   static build(model: Module, inputShape: readonly number[]): InferencePlan | string {
     const size = inputShape.reduce((a, b) => a * b, 1);
     const input = outputBuffer(size);
     input.fill(0);
-    const { result: out, capture } = captureCalls(() => noGrad(() => model.forward(new Tensor(input, [...inputShape]))));
+    const { result: out, capture } = captureCalls(() =>
+      withModuleLabels(model, () => noGrad(() => model.forward(new Tensor(input, [...inputShape])))),
+    );
     if (capture.unsupported !== null) return capture.unsupported;
     if (!(out instanceof Tensor)) return 'forward did not return a Tensor';
+    const refused = jsWork(model, capture, input, out.data);
+    if (refused !== null) return refused;
     const fused = fuseResidualAdds(capture.steps, capture.allocated, out.data);
     const { offsets, arenaBytes, eagerBytes } = placeInArena(fused.steps, capture.allocated, fused.output);
 
@@ -94,6 +104,7 @@ export class InferencePlan {
       output: relocate(fused.output) as Float32Array,
       fusedAdds: fused.count,
       state,
+      structureVersion: model.structureVersion,
     });
   }
 
@@ -126,6 +137,68 @@ export class InferencePlan {
   }
 }
 
+
+/**
+ * Runs fn with every module's forward announcing itself to the capture, so a
+ * tensor made during the pass can be traced to the module that made it.
+ */
+function withModuleLabels<T>(model: Module, fn: () => T): T {
+  const restore: (() => void)[] = [];
+  const seen = new Set<Module>();
+  try {
+    for (const [name, m] of model.namedModules()) {
+      if (seen.has(m)) continue;
+      seen.add(m);
+      const label = `${m.constructor.name} (${name === '' ? 'the model' : `module '${name}'`})`;
+      const own = Object.getOwnPropertyDescriptor(m, 'forward');
+      const original = m.forward;
+      m.forward = function (this: Module, x: Tensor): Tensor {
+        enterModule(label);
+        try {
+          return original.call(this, x);
+        } finally {
+          exitModule();
+        }
+      };
+      restore.push(() => {
+        if (own !== undefined) Object.defineProperty(m, 'forward', own);
+        else delete (m as { forward?: unknown }).forward;
+      });
+    }
+    return fn();
+  } finally {
+    for (const undo of restore.reverse()) undo();
+  }
+}
+
+/**
+ * Why a captured pass cannot be replayed because part of it ran in
+ * JavaScript, or null. A replay repeats kernel calls only, so a value computed
+ * in JavaScript during the capture would come back unchanged for every input:
+ * the output must be an op's output that a kernel wrote (or the input itself),
+ * and no kernel may read a tensor made during the capture outside the ops.
+ */
+function jsWork(model: Module, capture: Capture, input: Float32Array, output: Float32Array): string | null {
+  const state = new Set(InferencePlan.state(model).map((t) => t.data.buffer));
+  const maker = (buf: ArrayBufferLike) => capture.made.get(buf) || `${model.constructor.name} (the model)`;
+  const outBuf = output.buffer;
+  if (outBuf !== input.buffer) {
+    const written = capture.steps.some((s) => s.kind === 'native' && s.args.some((a) => ArrayBuffer.isView(a) && a.buffer === outBuf));
+    if (!capture.allocated.has(outBuf) || !written) {
+      return `${maker(outBuf)} computes in JavaScript: the output was not written by a kernel, so a replay would return the captured values for every input`;
+    }
+  }
+  for (const s of capture.steps) {
+    if (s.kind !== 'native') continue;
+    for (const a of s.args) {
+      if (!ArrayBuffer.isView(a)) continue;
+      const buf = a.buffer;
+      if (!capture.made.has(buf) || capture.allocated.has(buf) || buf === input.buffer || state.has(buf)) continue;
+      return `${maker(buf)} computes in JavaScript: kernel ${s.name} reads a tensor made outside the kernels, which a replay would not recompute`;
+    }
+  }
+  return null;
+}
 
 /**
  * Folds `add(conv(x), r)` into the convolution when nothing else reads the

@@ -307,6 +307,8 @@ export interface CloseOptions {
   scaleTol?: number;
   /** Only compare these indices. */
   indices?: readonly number[];
+  /** Pass when there is nothing to compare (an empty tensor); otherwise that fails, since it checks nothing. */
+  allowEmpty?: boolean;
   /** Mark the assertion as a known, reported defect (tap todo): it runs and reports but does not fail the suite. */
   todo?: string;
 }
@@ -314,7 +316,8 @@ export interface CloseOptions {
 /**
  * Asserts |actual - expected| <= atol + rtol |expected| (+ scaleTol * scale) for
  * every element, and reports the worst element (index, value, expected,
- * tolerance). NaN matches NaN only; infinities must match exactly.
+ * tolerance). NaN matches NaN only; infinities must match exactly. Comparing
+ * nothing fails unless `allowEmpty` says an empty result is what is tested.
  */
 export function assertClose(
   t: Asserter, actual: ArrayLike<number>, expected: ArrayLike<number>, message: string, options: CloseOptions = {},
@@ -348,7 +351,11 @@ export function assertClose(
   if (options.indices !== undefined) for (const i of options.indices) check(i);
   else for (let i = 0; i < actual.length; i++) check(i);
   const extra: Extra = options.todo === undefined ? {} : { todo: options.todo };
-  if (worst < 0) return t.ok(true, `${message} (empty)`, extra);
+  if (worst < 0) {
+    if (options.allowEmpty === true) return t.ok(true, `${message} (empty, as expected)`, extra);
+    const what = options.indices !== undefined ? 'no indices were given' : 'the arrays are empty';
+    return t.ok(false, `${message}: nothing compared (${what})`, extra);
+  }
   const ok = bad === 0;
   return t.ok(
     ok,
@@ -437,7 +444,7 @@ export function checkGradients(
     const indices = sampleIndices(options.gen, x.size, options.sample ?? 64);
     const f = (xk: Float64Array): ArrayLike<number> => reference(base.map((b, j) => (j === k ? xk : b)));
     const ng = numGrad(f, base[k], w, { eps: options.eps, indices });
-    assertClose(t, x.grad.data, ng, `${name}: d/d input ${k} vs finite differences`, { ...GRAD_TOL, ...options.tol, indices });
+    assertClose(t, x.grad.data, ng, `${name}: d/d input ${k} vs finite differences`, { ...GRAD_TOL, ...options.tol, indices, allowEmpty: x.size === 0 });
   });
   return y;
 }

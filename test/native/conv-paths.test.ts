@@ -5,6 +5,10 @@
 // multiple of the register tile), partial pixel tiles, panels spanning two images, depth
 // blocks, dilation, vertical stride, groups, padding wider than the kernel, accumulation
 // into gx / the gw prefix (the rest of gw untouched), and bitwise equality for 1 and 2 threads.
+// Each case names the path each pass must take, and the addon reports the path it took. The
+// fast paths exist only where the kernels run AVX-512 (kernelInfo().gemm === 'avx512': an
+// AVX-512 F/DQ/VL CPU and no lower MODELSLICE_ISA cap); elsewhere every case must take the
+// im2col path, and the numeric checks then cover that path instead.
 import t from 'tap';
 import * as ms from '../../src/index.js';
 import { native } from '../../src/native.js';
@@ -12,12 +16,18 @@ import { native } from '../../src/native.js';
 // [N, C, H, W, O, kh, kw, sH, sW, pH, pW, dH, dW, groups, weightInPerGroup]
 type Params = [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
 
+type Path = 'direct' | 'implicit' | 'im2col';
+
 interface Case {
   name: string;
   p: Params;
   outFull: number;
   bias: boolean;
+  /** The paths of the forward, input-gradient and weight-gradient passes on AVX-512. */
+  paths: [Path, Path, Path];
 }
+
+const fastPaths = ms.kernelInfo().gemm === 'avx512';
 
 let seed = 987654321;
 function rand(): number {
@@ -95,28 +105,28 @@ function checkClose(tt: { ok: (ok: boolean, message: string) => unknown }, got: 
 
 const cases: Case[] = [
   // Direct tiles (output width a multiple of 16).
-  { name: 'direct: prefixes, 11 of 13 filters (row tail), bias', p: [3, 5, 16, 16, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 13, bias: true },
-  { name: 'direct: 16 -> 16 of 24, 32x32', p: [2, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 24], outFull: 24, bias: false },
-  { name: 'direct: dilation 2, padding 2', p: [2, 6, 16, 16, 8, 3, 3, 1, 1, 2, 2, 2, 2, 1, 6], outFull: 8, bias: true },
-  { name: 'direct: vertical stride 2', p: [2, 4, 15, 16, 6, 3, 3, 2, 1, 1, 1, 1, 1, 1, 4], outFull: 6, bias: false },
-  { name: 'direct: 2 groups', p: [2, 8, 16, 16, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, 5], outFull: 10, bias: true },
-  { name: 'direct: 5x5, partial pixel tiles (6 vectors per image)', p: [3, 3, 3, 32, 24, 5, 5, 1, 1, 2, 2, 1, 1, 1, 3], outFull: 24, bias: false },
-  { name: 'direct: 9x9 kernel (81 taps)', p: [2, 2, 16, 16, 7, 9, 9, 1, 1, 4, 4, 1, 1, 1, 2], outFull: 7, bias: false },
-  { name: 'direct: 24 filters, 5 vectors per image', p: [3, 4, 5, 16, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4], outFull: 32, bias: true },
-  { name: 'direct: 1x1 kernel with padding 1', p: [2, 33, 4, 30, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 40], outFull: 20, bias: true },
+  { name: 'direct: prefixes, 11 of 13 filters (row tail), bias', p: [3, 5, 16, 16, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 13, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: 16 -> 16 of 24, 32x32', p: [2, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 24], outFull: 24, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: dilation 2, padding 2', p: [2, 6, 16, 16, 8, 3, 3, 1, 1, 2, 2, 2, 2, 1, 6], outFull: 8, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: vertical stride 2', p: [2, 4, 15, 16, 6, 3, 3, 2, 1, 1, 1, 1, 1, 1, 4], outFull: 6, bias: false, paths: ['direct', 'im2col', 'direct'] },
+  { name: 'direct: 2 groups', p: [2, 8, 16, 16, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, 5], outFull: 10, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: 5x5, partial pixel tiles (6 vectors per image)', p: [3, 3, 3, 32, 24, 5, 5, 1, 1, 2, 2, 1, 1, 1, 3], outFull: 24, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: 9x9 kernel (81 taps)', p: [2, 2, 16, 16, 7, 9, 9, 1, 1, 4, 4, 1, 1, 1, 2], outFull: 7, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: 24 filters, 5 vectors per image', p: [3, 4, 5, 16, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4], outFull: 32, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: 1x1 kernel with padding 1', p: [2, 33, 4, 30, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 40], outFull: 20, bias: true, paths: ['direct', 'implicit', 'direct'] },
   // Implicit GEMM (other widths), including a depth of two blocks and panels across images.
-  { name: 'implicit: 70 channels (two depth blocks), 9x9 images', p: [3, 70, 9, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 12, bias: true },
-  { name: 'implicit: 20x7, no padding, 16 filters', p: [3, 6, 7, 20, 16, 3, 3, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 16, bias: true },
-  { name: 'implicit: padding wider than the kernel', p: [2, 3, 6, 16, 5, 3, 3, 1, 1, 3, 3, 1, 1, 1, 3], outFull: 5, bias: false },
-  { name: 'implicit: 1x1 kernel with padding 1, 7x7', p: [3, 33, 7, 7, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 33], outFull: 17, bias: false },
-  { name: 'direct: 16x16 images (6 x 4 tiles), 64 filters', p: [2, 8, 16, 16, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 64, bias: true },
-  { name: 'implicit: vertical stride 2, dilation 2, groups 3', p: [2, 6, 11, 13, 9, 3, 3, 2, 1, 2, 1, 2, 2, 3, 2], outFull: 9, bias: true },
+  { name: 'implicit: 70 channels (two depth blocks), 9x9 images', p: [3, 70, 9, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 12, bias: true, paths: ['implicit', 'implicit', 'implicit'] },
+  { name: 'implicit: 20x7, no padding, 16 filters', p: [3, 6, 7, 20, 16, 3, 3, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 16, bias: true, paths: ['implicit', 'implicit', 'im2col'] },
+  { name: 'implicit: padding wider than the kernel', p: [2, 3, 6, 16, 5, 3, 3, 1, 1, 3, 3, 1, 1, 1, 3], outFull: 5, bias: false, paths: ['implicit', 'implicit', 'im2col'] },
+  { name: 'implicit: 1x1 kernel with padding 1, 7x7', p: [3, 33, 7, 7, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 33], outFull: 17, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
+  { name: 'direct: 16x16 images (6 x 4 tiles), 64 filters', p: [2, 8, 16, 16, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 64, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'implicit: vertical stride 2, dilation 2, groups 3', p: [2, 6, 11, 13, 9, 3, 3, 2, 1, 2, 1, 2, 2, 3, 2], outFull: 9, bias: true, paths: ['implicit', 'im2col', 'implicit'] },
   // Weight gradient with several pixel chunks per image.
-  { name: 'implicit: 15x40 images (600 pixels: two weight-gradient chunks)', p: [2, 3, 40, 15, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false },
-  { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false },
+  { name: 'implicit: 15x40 images (600 pixels: two weight-gradient chunks)', p: [2, 3, 40, 15, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
+  { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['direct', 'direct', 'direct'] },
 ];
 
-function run(c: Case): { y: Float32Array; gx: Float32Array; gw: Float32Array } & Record<string, unknown> {
+function run(c: Case): { y: Float32Array; gx: Float32Array; gw: Float32Array; taken: [string, string, string] } & Record<string, unknown> {
   const g = geometry(c.p);
   const x = randArray(g.n * g.c * g.h * g.w);
   const w = randArray(c.outFull * g.ipg * g.kh * g.kw);
@@ -130,7 +140,8 @@ function run(c: Case): { y: Float32Array; gx: Float32Array; gw: Float32Array } &
   native.conv2dBackwardInput(c.p, gy, w, gx);
   const gw = gw0.slice();
   native.conv2dBackwardWeight(c.p, gy, x, gw);
-  return { y, gx, gw, x, w, bias, gy, gx0, gw0 };
+  const p = native.convPaths();
+  return { y, gx, gw, x, w, bias, gy, gx0, gw0, taken: [p.forward, p.backwardInput, p.backwardWeight] };
 }
 
 for (const c of cases) {
@@ -138,6 +149,8 @@ for (const c of cases) {
     const g = geometry(c.p);
     seed = 12345;
     const r = run(c);
+    const want = fastPaths ? c.paths : (['im2col', 'im2col', 'im2col'] as const);
+    tt.same(r.taken, want, `paths taken (forward, input gradient, weight gradient) on ${fastPaths ? 'AVX-512' : `${ms.kernelInfo().gemm}, without the fast paths`}`);
     const x = r.x as Float32Array, w = r.w as Float32Array, bias = r.bias as Float32Array | null, gy = r.gy as Float32Array;
     const refY = new Acc(new Float64Array(r.y.length).map((_, i) => (bias ? bias[Math.floor(i / (g.oh * g.ow)) % g.o] : 0)));
     const refGx = new Acc(r.gx0 as Float32Array);

@@ -1,11 +1,33 @@
 // Every instruction-set path of the kernels, forced with MODELSLICE_ISA in a
-// child process, gives the same results (to rounding) as the default one.
+// child process, gives the same results (to rounding) as the default one; the
+// default is the one the CPU's flags call for; a misspelt MODELSLICE_ISA is refused.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 
 const root = new URL('../../', import.meta.url).pathname;
 
-function runWith(isa: string | undefined): { kernel: string; values: number[] } {
+// What cpuid should give here, read independently of the addon: Linux lists the CPU's
+// flags (which the kernel clears when the OS does not save the vector state).
+function expectedIsa(): string | null {
+  if (process.arch === 'arm64') return 'generic';
+  if (process.arch !== 'x64' || process.platform !== 'linux') return null;
+  const flags = new Set(/^flags\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1].split(/\s+/) ?? []);
+  if (['avx512f', 'avx512dq', 'avx512vl', 'fma', 'avx2'].every((f) => flags.has(f))) return 'avx512';
+  if (['avx2', 'fma', 'avx'].every((f) => flags.has(f))) return 'avx2';
+  return 'generic';
+}
+
+interface Run {
+  kernel: string;
+  values: number[];
+  /** Per value: the sum of the magnitudes of its terms, and how many terms. */
+  scale: number[];
+  terms: number[];
+  stderr: string;
+}
+
+function runWith(isa: string | undefined): Run {
   const script = `
     const addon = require('node-gyp-build')(${JSON.stringify(root)});
     let s = 12345;
@@ -15,33 +37,88 @@ function runWith(isa: string | undefined): { kernel: string; values: number[] } 
     const B = Float32Array.from({ length: N * K }, rand);
     const C = new Float32Array(M * N);
     addon.gemm(false, true, M, N, K, 1, A, 0, K, B, 0, K, 0, C, 0, N);
+    const scale = [], terms = [];
+    for (let i = 0; i < M; i++)
+      for (let j = 0; j < N; j++) {
+        let a = 0;
+        for (let k = 0; k < K; k++) a += Math.abs(A[i * K + k] * B[j * K + k]);
+        scale.push(a);
+        terms.push(K);
+      }
     const x = Float32Array.from({ length: 2 * 5 * 9 * 9 }, rand);
     const w = Float32Array.from({ length: 7 * 5 * 3 * 3 }, rand);
     const y = new Float32Array(2 * 7 * 9 * 9);
     addon.conv2dForward([2, 5, 9, 9, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5], x, w, null, y);
-    console.log(JSON.stringify({ kernel: addon.kernelInfo().gemm, values: [...C, ...y] }));
+    for (let n = 0; n < 2; n++)
+      for (let o = 0; o < 7; o++)
+        for (let h = 0; h < 9; h++)
+          for (let v = 0; v < 9; v++) {
+            let a = 0;
+            for (let c = 0; c < 5; c++)
+              for (let i = 0; i < 3; i++)
+                for (let j = 0; j < 3; j++) {
+                  const ih = h - 1 + i, iw = v - 1 + j;
+                  if (ih >= 0 && ih < 9 && iw >= 0 && iw < 9) a += Math.abs(x[((n * 5 + c) * 9 + ih) * 9 + iw] * w[((o * 5 + c) * 3 + i) * 3 + j]);
+                }
+            scale.push(a);
+            terms.push(45);
+          }
+    console.log(JSON.stringify({ kernel: addon.kernelInfo().gemm, values: [...C, ...y], scale, terms }));
   `;
   const env = { ...process.env };
   delete env.MODELSLICE_ISA;
   if (isa !== undefined) env.MODELSLICE_ISA = isa;
   const out = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8', timeout: 60000 });
   if (out.status !== 0) throw new Error(`child failed: ${out.stderr}`);
-  return JSON.parse(out.stdout.trim().split('\n').pop()!);
+  return { ...JSON.parse(out.stdout.trim().split('\n').pop()!), stderr: out.stderr };
 }
 
 t.test('forced instruction sets agree with the default path', async (t) => {
   const base = runWith(undefined);
-  t.ok(['avx512', 'avx2', 'generic', 'neon'].includes(base.kernel), `default kernel ${base.kernel}`);
+  const want = expectedIsa();
+  if (want !== null) t.equal(base.kernel, want, `the default kernel is the best the CPU has (${want})`);
+  else t.ok(['avx512', 'avx2', 'generic'].includes(base.kernel), `default kernel ${base.kernel}`);
   for (const isa of ['avx2', 'generic']) {
     const got = runWith(isa);
     // A cap never raises the choice above what the CPU has.
     if (base.kernel === 'generic') t.equal(got.kernel, 'generic');
     else if (isa === 'generic') t.equal(got.kernel, 'generic', 'capped at generic');
     else t.equal(got.kernel, base.kernel === 'avx512' ? 'avx2' : base.kernel, 'capped at avx2');
-    let worst = 0;
-    for (let i = 0; i < base.values.length; i++) worst = Math.max(worst, Math.abs(got.values[i] - base.values[i]));
-    t.ok(worst < 1e-4, `${isa}: largest difference ${worst.toExponential(2)} from the default path`);
+    // Each float32 result is within about (terms) * 2^-24 * sum|terms| of the exact
+    // sum whatever the order of its additions; two of them differ by at most twice that.
+    let bad = -1;
+    for (let i = 0; i < base.values.length; i++) {
+      const tol = (base.terms[i] + 8) * 2 ** -23 * base.scale[i];
+      if (!(Math.abs(got.values[i] - base.values[i]) <= tol)) {
+        bad = i;
+        break;
+      }
+    }
+    t.equal(bad, -1, bad < 0 ? `${isa}: every value within its rounding bound of the default path` : `${isa}: value ${bad} is ${got.values[bad]}, default ${base.values[bad]}, bound ${((base.terms[bad] + 8) * 2 ** -23 * base.scale[bad]).toExponential(2)}`);
   }
+});
+
+t.test('a MODELSLICE_ISA that names no instruction set is not ignored', async (t) => {
+  // The addon loaded directly warns and keeps the uncapped choice.
+  const base = runWith(undefined);
+  const typo = runWith('avx-2');
+  t.equal(typo.kernel, base.kernel, 'the choice is not capped');
+  t.match(typo.stderr, /modelslice: MODELSLICE_ISA=avx-2 names no instruction set \(accepted: avx512, avx2, generic\); using /);
+  t.equal(runWith('AVX2').stderr, '', 'the accepted names, in any case, say nothing');
+  // The package refuses to load with it.
+  const execArgv = process.execArgv.filter((a) => a.includes('typescript') || a.includes('tsx') || a.startsWith('--import') || a.startsWith('--loader'));
+  const load = (isa: string) =>
+    spawnSync(process.execPath, [...execArgv, '--input-type=module', '-e', `await import(${JSON.stringify(`${root}src/index.ts`)}); console.log('loaded');`], {
+      env: { ...process.env, MODELSLICE_ISA: isa },
+      encoding: 'utf8',
+      timeout: 60000,
+    });
+  const refused = load('avx-2');
+  t.not(refused.status, 0, 'importing the package fails');
+  t.match(refused.stderr, /RangeError: MODELSLICE_ISA: "avx-2" names no instruction set; accepted: avx512, avx2, generic \(any case\), or unset/);
+  const fine = load('Generic');
+  t.equal(fine.status, 0, `an accepted name loads\n${fine.stderr}`);
+  t.match(fine.stdout, /loaded/);
 });
 
 t.test('the standalone GEMM check passes on every kernel', { skip: spawnSync('g++', ['--version']).status !== 0 ? 'no g++ on PATH' : false }, async (t) => {

@@ -107,3 +107,85 @@ t.test('a batch remainder replays as power-of-two slices, one plan per size', as
   t.ok(maxDiff(eager, planned) < 1e-5, '27 = 16 + 8 + 2 + 1 gives the eager result');
   t.same(planned.shape, [27, 4]);
 });
+
+// Issue 14: plans went stale when a layer changed after they were built.
+t.test('a plan is rebuilt after a layer changes: sliceOutput, eps, stride, children', async (t) => {
+  ms.manualSeed(11);
+  const mlp = ms.models.mlp({ inputs: 12, hidden: [16, 16], classes: 3 });
+  const x = ms.randn([4, 12], { seed: 3 });
+  ms.infer(mlp, x, { rate: 0.5 }); // a plan at rate 0.5 now exists
+  const first = mlp.modules().find((m): m is ms.nn.Linear => m instanceof ms.nn.Linear)!;
+  const before = mlp.structureVersion;
+  first.sliceOutput = false; // its output stays full width at every rate
+  t.ok(mlp.structureVersion > before, 'setting sliceOutput moves the version');
+  t.ok(maxDiff(ms.infer(mlp, x, { rate: 0.5 }), ms.infer(mlp, x, { rate: 0.5, plan: false })) < 1e-5, 'sliceOutput: the plan follows');
+
+  const resnet = ms.models.resnet({ depth: 8, classes: 4 });
+  const xi = ms.randn([3, 3, 8, 8], { seed: 4 });
+  ms.infer(resnet, xi);
+  const norm = resnet.modules().find((m): m is ms.nn.GroupNorm => m instanceof ms.nn.GroupNorm)!;
+  norm.eps = 0.5;
+  t.ok(maxDiff(ms.infer(resnet, xi), ms.infer(resnet, xi, { plan: false })) < 1e-5, 'GroupNorm eps: the plan follows');
+  const conv = resnet.modules().filter((m): m is ms.nn.Conv2d => m instanceof ms.nn.Conv2d)[1];
+  conv.dilation = 2;
+  conv.padding = 2;
+  t.ok(maxDiff(ms.infer(resnet, xi), ms.infer(resnet, xi, { plan: false })) < 1e-5, 'Conv2d dilation and padding: the plan follows');
+  t.throws(() => {
+    conv.stride[0] = 2;
+  }, TypeError, 'an in-place write, which could not move the version, is refused');
+
+  const bn = ms.models.resnet({ depth: 8, classes: 4, norm: 'batch' });
+  ms.infer(bn, xi);
+  const bnorm = bn.modules().find((m): m is ms.nn.BatchNorm2d => m instanceof ms.nn.BatchNorm2d)!;
+  bnorm.eps = 0.5;
+  t.ok(maxDiff(ms.infer(bn, xi), ms.infer(bn, xi, { plan: false })) < 1e-5, 'BatchNorm2d eps: the plan follows');
+
+  const seq = new ms.nn.Sequential(new ms.nn.Linear(6, 5), new ms.nn.ReLU(), new ms.nn.Linear(5, 3));
+  const xs = ms.randn([2, 6], { seed: 5 });
+  ms.infer(seq, xs);
+  const pool = new ms.nn.MaxPool2d(2);
+  const v = seq.structureVersion;
+  pool.kernelSize = 3;
+  t.equal(seq.structureVersion, v, "a module outside the model does not move the model's version");
+  t.throws(() => {
+    (pool.options as { stride?: number }).stride = 1;
+  }, TypeError, "a pool's options are frozen");
+});
+
+t.test('what does not move structureVersion: the rate, train/eval, parameter values', async (t) => {
+  const model = ms.models.mlp({ inputs: 6, hidden: [5], classes: 3 });
+  const v = model.structureVersion;
+  model.setSliceRate(0.5);
+  model.eval();
+  model.train();
+  model.parameters()[0].data[0] += 1;
+  model.loadStateDict(model.stateDict());
+  t.equal(model.structureVersion, v, 'unchanged');
+  model.markStructureChanged();
+  t.ok(model.structureVersion > v, 'markStructureChanged moves it (for custom modules)');
+});
+
+t.test('{plan: true} on a module that computes in JavaScript is refused, not replayed', async (t) => {
+  const model = new ms.nn.Sequential(ms.models.mlp({ inputs: 6, hidden: [5], classes: 3 }), new JsHead());
+  model.eval();
+  t.match(ms.InferencePlan.build(model, [2, 6]), /^JsHead \(module '1'\) computes in JavaScript: the output was not written by a kernel/);
+  const x1 = ms.randn([2, 6], { seed: 1 });
+  const x2 = ms.randn([2, 6], { seed: 2 });
+  const y1 = ms.infer(model, x1, { plan: true });
+  const y2 = ms.infer(model, x2, { plan: true });
+  t.equal(maxDiff(y1, ms.noGrad(() => model.forward(x1))), 0, 'the first input: the eager result');
+  t.equal(maxDiff(y2, ms.noGrad(() => model.forward(x2))), 0, 'another input: its own eager result, not the captured one');
+  // JavaScript work in the middle of a pass, feeding a kernel.
+  class JsMiddle extends ms.nn.Module {
+    forward(x: ms.Tensor): ms.Tensor {
+      return ms.tensor(x.data.map((v) => Math.tanh(v)), x.shape);
+    }
+  }
+  const middle = new ms.nn.Sequential(new ms.nn.Linear(6, 4), new JsMiddle(), new ms.nn.Linear(4, 2)).eval();
+  t.match(ms.InferencePlan.build(middle, [2, 6]), /^JsMiddle \(module '1'\) computes in JavaScript: kernel gemm reads a tensor made outside the kernels/);
+  const z2 = ms.infer(middle, x2, { plan: true });
+  t.equal(maxDiff(z2, ms.noGrad(() => middle.forward(x2))), 0, 'run eagerly instead');
+  // A module returning its input unchanged is not JavaScript work.
+  const plain = new ms.nn.Sequential(new ms.nn.Linear(6, 4), new ms.nn.Identity()).eval();
+  t.type(ms.InferencePlan.build(plain, [2, 6]), ms.InferencePlan, 'Identity is replayable');
+});
