@@ -823,52 +823,47 @@ Napi::Value Guarded(const Napi::CallbackInfo& info) {
   }
 }
 
+// Every entry point goes out through Guarded, so none can let a C++ exception escape.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+void Export(Napi::Env env, Napi::Object exports, const char* name) {
+  exports.Set(name, Napi::Function::New(env, Guarded<F>, name));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   TuneAllocator();
   // A worker thread's environment is torn down before its OS thread exits:
   // join its kernel threads now, so none outlive it.
   env.AddCleanupHook([] { ms::release_thread_pool(); });
-  exports.Set("gemm", Napi::Function::New(env, Guarded<Gemm>, "gemm"));
-  exports.Set("binary", Napi::Function::New(env, Guarded<Binary>, "binary"));
-  exports.Set("sumTo", Napi::Function::New(env, Guarded<SumTo>, "sumTo"));
-  exports.Set("mulGrad", Napi::Function::New(env, Guarded<MulGrad>, "mulGrad"));
-  exports.Set("relu", Napi::Function::New(env, Guarded<Relu>, "relu"));
-  exports.Set("reluBackward", Napi::Function::New(env, Guarded<ReluBackward>, "reluBackward"));
-  exports.Set("axpy", Napi::Function::New(env, Guarded<Axpy>, "axpy"));
-  exports.Set("addRowBias", Napi::Function::New(env, Guarded<AddRowBias>, "addRowBias"));
-  exports.Set("columnSums", Napi::Function::New(env, Guarded<ColumnSums>, "columnSums"));
-  exports.Set("softmax", Napi::Function::New(env, Guarded<Softmax>, "softmax"));
-  exports.Set("softmaxBackward",
-              Napi::Function::New(env, Guarded<SoftmaxBackward>, "softmaxBackward"));
-  exports.Set("conv2dForward", Napi::Function::New(env, Guarded<Conv2dForward>, "conv2dForward"));
-  exports.Set("conv2dBackwardInput",
-              Napi::Function::New(env, Guarded<Conv2dBackwardInput>, "conv2dBackwardInput"));
-  exports.Set("conv2dBackwardWeight",
-              Napi::Function::New(env, Guarded<Conv2dBackwardWeight>, "conv2dBackwardWeight"));
-  exports.Set("conv2dBackwardBias",
-              Napi::Function::New(env, Guarded<Conv2dBackwardBias>, "conv2dBackwardBias"));
-  exports.Set("poolForward", Napi::Function::New(env, Guarded<PoolForward>, "poolForward"));
-  exports.Set("poolBackward", Napi::Function::New(env, Guarded<PoolBackward>, "poolBackward"));
-  exports.Set("globalAvgPool", Napi::Function::New(env, Guarded<GlobalAvgPool>, "globalAvgPool"));
-  exports.Set("globalAvgPoolBackward",
-              Napi::Function::New(env, Guarded<GlobalAvgPoolBackward>, "globalAvgPoolBackward"));
-  exports.Set("groupNormForward",
-              Napi::Function::New(env, Guarded<GroupNormForward>, "groupNormForward"));
-  exports.Set("groupNormBackward",
-              Napi::Function::New(env, Guarded<GroupNormBackward>, "groupNormBackward"));
-  exports.Set("channelMoments",
-              Napi::Function::New(env, Guarded<ChannelMoments>, "channelMoments"));
-  exports.Set("channelAffine", Napi::Function::New(env, Guarded<ChannelAffine>, "channelAffine"));
-  exports.Set("batchNormBackward",
-              Napi::Function::New(env, Guarded<BatchNormBackward>, "batchNormBackward"));
-  exports.Set("getNumThreads", Napi::Function::New(env, Guarded<GetNumThreads>, "getNumThreads"));
-  exports.Set("setNumThreads", Napi::Function::New(env, Guarded<SetNumThreads>, "setNumThreads"));
-  exports.Set("kernelInfo", Napi::Function::New(env, Guarded<KernelInfo>, "kernelInfo"));
-  exports.Set("lastParallelThreads",
-              Napi::Function::New(env, Guarded<LastParallelThreads>, "lastParallelThreads"));
-  exports.Set("convPaths", Napi::Function::New(env, Guarded<ConvPaths>, "convPaths"));
-  exports.Set("testThrowInKernel",
-              Napi::Function::New(env, Guarded<TestThrowInKernel>, "testThrowInKernel"));
+  Export<Gemm>(env, exports, "gemm");
+  Export<Binary>(env, exports, "binary");
+  Export<SumTo>(env, exports, "sumTo");
+  Export<MulGrad>(env, exports, "mulGrad");
+  Export<Relu>(env, exports, "relu");
+  Export<ReluBackward>(env, exports, "reluBackward");
+  Export<Axpy>(env, exports, "axpy");
+  Export<AddRowBias>(env, exports, "addRowBias");
+  Export<ColumnSums>(env, exports, "columnSums");
+  Export<Softmax>(env, exports, "softmax");
+  Export<SoftmaxBackward>(env, exports, "softmaxBackward");
+  Export<Conv2dForward>(env, exports, "conv2dForward");
+  Export<Conv2dBackwardInput>(env, exports, "conv2dBackwardInput");
+  Export<Conv2dBackwardWeight>(env, exports, "conv2dBackwardWeight");
+  Export<Conv2dBackwardBias>(env, exports, "conv2dBackwardBias");
+  Export<PoolForward>(env, exports, "poolForward");
+  Export<PoolBackward>(env, exports, "poolBackward");
+  Export<GlobalAvgPool>(env, exports, "globalAvgPool");
+  Export<GlobalAvgPoolBackward>(env, exports, "globalAvgPoolBackward");
+  Export<GroupNormForward>(env, exports, "groupNormForward");
+  Export<GroupNormBackward>(env, exports, "groupNormBackward");
+  Export<ChannelMoments>(env, exports, "channelMoments");
+  Export<ChannelAffine>(env, exports, "channelAffine");
+  Export<BatchNormBackward>(env, exports, "batchNormBackward");
+  Export<GetNumThreads>(env, exports, "getNumThreads");
+  Export<SetNumThreads>(env, exports, "setNumThreads");
+  Export<KernelInfo>(env, exports, "kernelInfo");
+  Export<LastParallelThreads>(env, exports, "lastParallelThreads");
+  Export<ConvPaths>(env, exports, "convPaths");
+  Export<TestThrowInKernel>(env, exports, "testThrowInKernel");
   return exports;
 }
 
