@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -159,6 +160,41 @@ void CheckLength(Napi::Env env, const Span& s, int64_t need, const char* fn, con
                         " elements, needs " + std::to_string(need));
 }
 
+// A buffer region a kernel reads or writes: [begin, end) in memory.
+struct Region {
+  const char* name;
+  const float* begin;
+  const float* end;
+};
+
+Region Whole(const char* name, const Span& s) { return {name, s.data, s.data + s.length}; }
+
+// A kernel writes its outputs while it reads its inputs, in blocks and on
+// several threads: an output that shares memory with an input (or another
+// output) would make it read values it has already overwritten. Typed arrays
+// that view one ArrayBuffer can do that, so the regions are checked here.
+// Elementwise kernels may write over an input exactly (the same region: in
+// place), never partly.
+void CheckDisjoint(Napi::Env env, const char* fn, std::initializer_list<Region> writes,
+                   std::initializer_list<Region> reads, bool inPlaceAllowed = false) {
+  auto overlaps = [](const Region& a, const Region& b) {
+    bool empty = a.begin == nullptr || b.begin == nullptr || a.begin == a.end || b.begin == b.end;
+    return !empty && a.begin < b.end && b.begin < a.end;
+  };
+  auto fail = [&](const Region& w, const Region& r) {
+    ThrowRange(env, std::string(fn) + ": " + w.name + " shares memory with " + r.name +
+                        "; a kernel's outputs must not overlap its inputs or each other");
+  };
+  for (auto w = writes.begin(); w != writes.end(); ++w) {
+    for (auto o = w + 1; o != writes.end(); ++o)
+      if (overlaps(*w, *o)) fail(*w, *o);
+    for (const Region& r : reads) {
+      bool inPlace = inPlaceAllowed && w->begin == r.begin && w->end == r.end;
+      if (overlaps(*w, r) && !inPlace) fail(*w, r);
+    }
+  }
+}
+
 // gemm(transA, transB, M, N, K, alpha, A, aOffset, lda, B, bOffset, ldb, beta, C, cOffset, ldc)
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const char* fn = "gemm";
@@ -184,6 +220,15 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     CheckMatrix(env, B, bOff, K, N, ldb, fn, "B");
   CheckMatrix(env, C, cOff, M, N, ldc, fn, "C");
   if (M == 0 || N == 0) return env.Undefined();
+  // Only the regions the call touches: operands may be views of one buffer at offsets.
+  auto region = [](const char* name, const Span& s, int64_t off, int64_t rows, int64_t cols,
+                   int64_t ld) -> Region {
+    if (rows == 0 || cols == 0) return {name, nullptr, nullptr};
+    return {name, s.data + off, s.data + off + (rows - 1) * ld + cols};
+  };
+  CheckDisjoint(env, fn, {region("C", C, cOff, M, N, ldc)},
+                {ta ? region("A", A, aOff, K, M, lda) : region("A", A, aOff, M, K, lda),
+                 tb ? region("B", B, bOff, N, K, ldb) : region("B", B, bOff, K, N, ldb)});
   RunKernel(env, fn, [&] {
     ms::sgemm(ta, tb, M, N, K, alpha, A.data + aOff, lda, B.data + bOff, ldb, beta, C.data + cOff,
               ldc);
@@ -255,6 +300,7 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   CheckLength(env, b, eb, fn, "b");
   CheckLength(env, out, count, fn, "out");
   if (count == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("out", out)}, {Whole("a", a), Whole("b", b)}, true);
   RunKernel(env, fn, [&] {
     ms::binary_broadcast(static_cast<ms::BinaryOp>(op), rank, shape, a.data, sa, b.data, sb,
                          out.data);
@@ -275,6 +321,7 @@ Napi::Value SumTo(const Napi::CallbackInfo& info) {
   CheckLength(env, g, count, fn, "g");
   CheckLength(env, acc, e, fn, "acc");
   if (count == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("acc", acc)}, {Whole("g", g)});
   RunKernel(env, fn, [&] { ms::sum_to_strided(rank, shape, g.data, scale, acc.data, sacc); });
   return env.Undefined();
 }
@@ -294,6 +341,7 @@ Napi::Value MulGrad(const Napi::CallbackInfo& info) {
   CheckLength(env, other, eo, fn, "other");
   CheckLength(env, acc, ea, fn, "acc");
   if (count == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("acc", acc)}, {Whole("g", g), Whole("other", other)});
   RunKernel(env, fn,
             [&] { ms::mul_grad_strided(rank, shape, g.data, other.data, so, acc.data, sacc); });
   return env.Undefined();
@@ -305,6 +353,7 @@ Napi::Value Relu(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Span x = GetFloats(info, 0, fn, "x"), y = GetFloats(info, 1, fn, "y");
   CheckLength(info.Env(), y, x.length, fn, "y");
+  CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x)}, true);
   RunKernel(env, fn, [&] { ms::relu_forward(x.length, x.data, y.data); });
   return info.Env().Undefined();
 }
@@ -317,6 +366,7 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
        gx = GetFloats(info, 2, fn, "gx");
   CheckLength(info.Env(), gy, x.length, fn, "gy");
   CheckLength(info.Env(), gx, x.length, fn, "gx");
+  CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("x", x), Whole("gy", gy)}, true);
   RunKernel(env, fn, [&] { ms::relu_backward(x.length, x.data, gy.data, gx.data); });
   return info.Env().Undefined();
 }
@@ -330,6 +380,7 @@ Napi::Value Axpy(const Napi::CallbackInfo& info) {
   Span x = GetFloats(info, 2, fn, "x"), y = GetFloats(info, 3, fn, "y");
   CheckLength(info.Env(), x, n, fn, "x");
   CheckLength(info.Env(), y, n, fn, "y");
+  CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x)}, true);
   RunKernel(env, fn, [&] { ms::axpy(n, alpha, x.data, y.data); });
   return info.Env().Undefined();
 }
@@ -345,6 +396,7 @@ Napi::Value AddRowBias(const Napi::CallbackInfo& info) {
   CheckMatrix(env, y, 0, rows, cols, ldy, fn, "y");
   // Nothing to do; and the kernels would still walk a huge count of empty rows.
   if (rows == 0 || cols == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("bias", bias)});
   RunKernel(env, fn, [&] { ms::add_row_bias(rows, cols, bias.data, y.data, ldy); });
   return env.Undefined();
 }
@@ -360,6 +412,7 @@ Napi::Value ColumnSums(const Napi::CallbackInfo& info) {
   CheckMatrix(env, g, 0, rows, cols, ldg, fn, "g");
   CheckLength(env, acc, cols, fn, "acc");
   if (rows == 0 || cols == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("acc", acc)}, {Whole("g", g)});
   RunKernel(env, fn, [&] { ms::column_sums(rows, cols, g.data, ldg, acc.data); });
   return env.Undefined();
 }
@@ -375,6 +428,7 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   CheckLength(env, x, n, fn, "x");
   CheckLength(env, y, n, fn, "y");
   if (n == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x)});
   RunKernel(env, fn, [&] { ms::softmax_rows(rows, cols, x.data, y.data, log); });
   return env.Undefined();
 }
@@ -392,6 +446,7 @@ Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
   CheckLength(env, gy, n, fn, "gy");
   CheckLength(env, gx, n, fn, "gx");
   if (n == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("y", y), Whole("gy", gy)});
   RunKernel(env, fn, [&] { ms::softmax_rows_backward(rows, cols, y.data, gy.data, gx.data, log); });
   return env.Undefined();
 }
@@ -456,6 +511,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   if (accumulate && (s.groups != 1 || bias.data))
     ThrowRange(env, "conv2dForward: accumulate needs groups 1 and no bias");
   if (ConvOutputSize(env, s, fn) == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x), Whole("w", w), Whole("bias", bias)});
   RunKernel(env, fn, [&] { ms::conv2d_forward(s, x.data, w.data, bias.data, y.data, accumulate); });
   return env.Undefined();
 }
@@ -471,6 +527,7 @@ Napi::Value Conv2dBackwardInput(const Napi::CallbackInfo& info) {
   CheckLength(env, w, ConvWeightNeed(env, s, fn), fn, "w");
   CheckLength(env, gx, ConvInputSize(env, s, fn), fn, "gx");
   if (ConvOutputSize(env, s, fn) == 0 || ConvInputSize(env, s, fn) == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("gy", gy), Whole("w", w)});
   RunKernel(env, fn, [&] { ms::conv2d_backward_input(s, gy.data, w.data, gx.data); });
   return env.Undefined();
 }
@@ -486,6 +543,7 @@ Napi::Value Conv2dBackwardWeight(const Napi::CallbackInfo& info) {
   CheckLength(env, x, ConvInputSize(env, s, fn), fn, "x");
   CheckLength(env, gw, ConvWeightNeed(env, s, fn), fn, "gw");
   if (ConvOutputSize(env, s, fn) == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("gw", gw)}, {Whole("gy", gy), Whole("x", x)});
   RunKernel(env, fn, [&] { ms::conv2d_backward_weight(s, gy.data, x.data, gw.data); });
   return env.Undefined();
 }
@@ -498,6 +556,7 @@ Napi::Value Conv2dBackwardBias(const Napi::CallbackInfo& info) {
   Span gy = GetFloats(info, 1, fn, "gy"), gb = GetFloats(info, 2, fn, "gb");
   CheckLength(env, gy, ConvOutputSize(env, s, fn), fn, "gy");
   CheckLength(env, gb, s.outChannels, fn, "gb");
+  CheckDisjoint(env, fn, {Whole("gb", gb)}, {Whole("gy", gy)});
   RunKernel(env, fn, [&] { ms::conv2d_backward_bias(s, gy.data, gb.data); });
   return env.Undefined();
 }
@@ -531,6 +590,7 @@ Napi::Value PoolForward(const Napi::CallbackInfo& info) {
   Span x = GetFloats(info, 2, fn, "x"), y = GetFloats(info, 3, fn, "y");
   CheckLength(env, x, CheckedMul(env, s.planes, s.inH * s.inW, fn), fn, "x");
   CheckLength(env, y, CheckedMul(env, s.planes, s.outH * s.outW, fn), fn, "y");
+  CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x)});
   RunKernel(env, fn, [&] {
     if (kind == 0)
       ms::max_pool_forward(s, x.data, y.data);
@@ -553,6 +613,7 @@ Napi::Value PoolBackward(const Napi::CallbackInfo& info) {
   CheckLength(env, x, inSize, fn, "x");
   CheckLength(env, gy, CheckedMul(env, s.planes, s.outH * s.outW, fn), fn, "gy");
   CheckLength(env, gx, inSize, fn, "gx");
+  CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("x", x), Whole("gy", gy)});
   RunKernel(env, fn, [&] {
     if (kind == 0)
       ms::max_pool_backward(s, x.data, gy.data, gx.data);
@@ -571,6 +632,7 @@ Napi::Value GlobalAvgPool(const Napi::CallbackInfo& info) {
   if (size == 0) ThrowRange(env, std::string(fn) + ": planes must not be empty");
   CheckLength(env, x, CheckedMul(env, planes, size, fn), fn, "x");
   CheckLength(env, y, planes, fn, "y");
+  CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x)});
   RunKernel(env, fn, [&] { ms::global_avg_pool_forward(planes, size, x.data, y.data); });
   return env.Undefined();
 }
@@ -584,6 +646,7 @@ Napi::Value GlobalAvgPoolBackward(const Napi::CallbackInfo& info) {
   if (size == 0) ThrowRange(env, std::string(fn) + ": planes must not be empty");
   CheckLength(env, gy, planes, fn, "gy");
   CheckLength(env, gx, CheckedMul(env, planes, size, fn), fn, "gx");
+  CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("gy", gy)});
   RunKernel(env, fn, [&] { ms::global_avg_pool_backward(planes, size, gy.data, gx.data); });
   return env.Undefined();
 }
@@ -620,6 +683,8 @@ Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
   CheckLength(env, mean, CheckedMul(env, n, g, fn), fn, "mean");
   CheckLength(env, rstd, CheckedMul(env, n, g, fn), fn, "rstd");
   if (total == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("y", y), Whole("mean", mean), Whole("rstd", rstd)},
+                {Whole("x", x), Whole("gamma", gamma), Whole("beta", beta)});
   RunKernel(env, fn, [&] {
     ms::group_norm_forward(n, c, sp, g, x.data, gamma.data, beta.data, eps, y.data, mean.data,
                            rstd.data, relu);
@@ -652,6 +717,9 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   if (ggamma.data) CheckLength(env, ggamma, c, fn, "ggamma");
   if (gbeta.data) CheckLength(env, gbeta, c, fn, "gbeta");
   if (total == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("gx", gx), Whole("ggamma", ggamma), Whole("gbeta", gbeta)},
+                {Whole("x", x), Whole("gy", gy), Whole("gamma", gamma), Whole("mean", mean),
+                 Whole("rstd", rstd), Whole("reluOut", reluOut)});
   RunKernel(env, fn, [&] {
     ms::group_norm_backward(n, c, sp, g, x.data, gy.data, gamma.data, mean.data, rstd.data, gx.data,
                             ggamma.data, gbeta.data, reluOut.data);
@@ -671,6 +739,7 @@ Napi::Value ChannelMoments(const Napi::CallbackInfo& info) {
   CheckLength(env, x, total, fn, "x");
   CheckLength(env, mean, c, fn, "mean");
   CheckLength(env, var, c, fn, "var");
+  CheckDisjoint(env, fn, {Whole("mean", mean), Whole("var", var)}, {Whole("x", x)});
   RunKernel(env, fn, [&] { ms::channel_moments(n, c, sp, x.data, mean.data, var.data); });
   return env.Undefined();
 }
@@ -688,6 +757,8 @@ Napi::Value ChannelAffine(const Napi::CallbackInfo& info) {
   CheckLength(env, shift, c, fn, "shift");
   CheckLength(env, y, total, fn, "y");
   if (total == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("y", y)},
+                {Whole("x", x), Whole("scale", scale), Whole("shift", shift)}, true);
   RunKernel(env, fn, [&] { ms::channel_affine(n, c, sp, x.data, scale.data, shift.data, y.data); });
   return env.Undefined();
 }
@@ -715,6 +786,9 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   if (ggamma.data) CheckLength(env, ggamma, c, fn, "ggamma");
   if (gbeta.data) CheckLength(env, gbeta, c, fn, "gbeta");
   if (total == 0) return env.Undefined();
+  CheckDisjoint(env, fn, {Whole("gx", gx), Whole("ggamma", ggamma), Whole("gbeta", gbeta)},
+                {Whole("x", x), Whole("gy", gy), Whole("mean", mean), Whole("rstd", rstd),
+                 Whole("gamma", gamma)});
   RunKernel(env, fn, [&] {
     ms::batch_norm_backward(n, c, sp, x.data, gy.data, mean.data, rstd.data, gamma.data, training,
                             gx.data, ggamma.data, gbeta.data);
