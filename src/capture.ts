@@ -9,8 +9,10 @@
 // module did in JavaScript, whose values a replay would freeze, can be found
 // and named. A capture records; it never changes what the pass computes.
 
-/** A recorded kernel call: fn(...args). */
-export interface NativeStep {
+import { KERNELS, type KernelCall } from './kernels.js';
+
+/** A recorded kernel call: fn(...args), with its declaration (kernels.ts) to read the args by role. */
+export interface NativeStep extends KernelCall {
   readonly kind: 'native';
   readonly name: string;
   readonly fn: (...args: unknown[]) => unknown;
@@ -54,11 +56,14 @@ export function captureCalls<T>(fn: () => T): { result: T; capture: Capture } {
 /** @internal Called by the native wrapper for every kernel call. */
 export function captureNative(name: string, fn: (...args: unknown[]) => unknown, args: unknown[]): void {
   if (active === null) return;
+  const decl = KERNELS.get(name);
+  // Entry points that are not kernels (thread counts, queries) compute nothing a replay needs.
+  if (decl === undefined) return;
   for (const a of args) {
     const plain = a === null || a === undefined || typeof a === 'number' || typeof a === 'boolean' || ArrayBuffer.isView(a) || Array.isArray(a);
     if (!plain) active.unsupported ??= `kernel ${name} takes an argument the capture cannot relocate`;
   }
-  active.steps.push({ kind: 'native', name, fn, args });
+  active.steps.push({ kind: 'native', name, fn, args, decl });
 }
 
 /** @internal Called by ops for a JS computation that replays must repeat. */

@@ -7,6 +7,7 @@
 // checks, shape arithmetic and tensor objects of the eager path. Residual adds
 // are folded into the convolution before them (fuseResidualAdds).
 import { captureCalls, enterModule, exitModule, type Capture, type CapturedStep } from '../capture.js';
+import { arg, attr, buffers, withArgs } from '../kernels.js';
 import type { Module } from '../nn/module.js';
 import { noGrad, outputBuffer, Tensor } from '../tensor.js';
 
@@ -183,16 +184,15 @@ function jsWork(model: Module, capture: Capture, input: Float32Array, output: Fl
   const maker = (buf: ArrayBufferLike) => capture.made.get(buf) || `${model.constructor.name} (the model)`;
   const outBuf = output.buffer;
   if (outBuf !== input.buffer) {
-    const written = capture.steps.some((s) => s.kind === 'native' && s.args.some((a) => ArrayBuffer.isView(a) && a.buffer === outBuf));
+    const written = capture.steps.some((s) => s.kind === 'native' && buffers(s).some((b) => b.access !== 'read' && b.view.buffer === outBuf));
     if (!capture.allocated.has(outBuf) || !written) {
       return `${maker(outBuf)} computes in JavaScript: the output was not written by a kernel, so a replay would return the captured values for every input`;
     }
   }
   for (const s of capture.steps) {
     if (s.kind !== 'native') continue;
-    for (const a of s.args) {
-      if (!ArrayBuffer.isView(a)) continue;
-      const buf = a.buffer;
+    for (const { view } of buffers(s)) {
+      const buf = view.buffer;
       if (!capture.made.has(buf) || capture.allocated.has(buf) || buf === input.buffer || state.has(buf)) continue;
       return `${maker(buf)} computes in JavaScript: kernel ${s.name} reads a tensor made outside the kernels, which a replay would not recompute`;
     }
@@ -222,11 +222,10 @@ function fuseResidualAdds(
   const uses = new Map<ArrayBufferLike, number[]>();
   steps.forEach((s, i) => {
     if (s.kind !== 'native') return;
-    for (const a of s.args) {
-      if (!ArrayBuffer.isView(a)) continue;
-      const list = uses.get(a.buffer) ?? [];
+    for (const { view } of buffers(s)) {
+      const list = uses.get(view.buffer) ?? [];
       if (list[list.length - 1] !== i) list.push(i);
-      uses.set(a.buffer, list);
+      uses.set(view.buffer, list);
     }
   });
   const whole = (v: Float32Array) => v.byteOffset === 0 && v.byteLength === v.buffer.byteLength;
@@ -234,8 +233,8 @@ function fuseResidualAdds(
   const dropped = new Set<number>();
   let count = 0;
   steps.forEach((s, j) => {
-    if (s.kind !== 'native' || s.name !== 'binary' || s.args[0] !== 0) return;
-    const [a, b, o] = [s.args[2], s.args[4], s.args[6]] as Float32Array[];
+    if (s.kind !== 'native' || s.name !== 'binary' || attr(s, 'op') !== 0) return;
+    const [a, b, o] = [arg(s, 'a'), arg(s, 'b'), arg(s, 'out')] as Float32Array[];
     if (a.length !== o.length || b.length !== o.length || !allocated.has(o.buffer) || !whole(o)) return;
     for (const [y, r] of [
       [a, b],
@@ -245,15 +244,15 @@ function fuseResidualAdds(
       if (!allocated.has(y.buffer) || alias.has(y.buffer) || yUses.length !== 2 || yUses[1] !== j) continue;
       const i = yUses[0];
       const conv = out[i];
-      if (conv.kind !== 'native' || conv.name !== 'conv2dForward' || conv.args[4] !== y || conv.args[3] !== null) continue;
-      if ((conv.args[0] as number[])[13] !== 1) continue; // groups
+      if (conv.kind !== 'native' || conv.name !== 'conv2dForward' || arg(conv, 'y') !== y || arg(conv, 'bias') !== null) continue;
+      if (attr(conv, 'params', 'groups') !== 1) continue;
       const rb = root(r.buffer);
       const rUses = uses.get(rb) ?? [];
       if (!allocated.has(r.buffer) || !whole(r) || rb === root(output.buffer)) continue;
       if (rUses[rUses.length - 1] !== j || rUses.some((k) => k >= i && k < j)) continue;
       const oUses = uses.get(o.buffer) ?? [];
       if (oUses[0] !== j || o.length !== r.length) continue;
-      out[i] = { ...conv, args: [...conv.args.slice(0, 4), r, true] };
+      out[i] = { ...conv, args: withArgs(conv, { y: r, accumulate: true }) };
       dropped.add(j);
       alias.set(o.buffer, rb);
       uses.set(rb, [...new Set([...rUses.filter((k) => k !== j), i, ...oUses.filter((k) => k !== j)])].sort((p, q) => p - q));
@@ -292,7 +291,7 @@ function placeInArena(
     last.set(v.buffer, i);
   };
   steps.forEach((s, i) => {
-    if (s.kind === 'native') for (const a of s.args) note(a, i);
+    if (s.kind === 'native') for (const { view } of buffers(s)) note(view, i);
   });
   const end = steps.length;
   note(output, end);
