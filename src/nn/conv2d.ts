@@ -3,10 +3,10 @@
 // layer (groups = in = out channels) narrows its groups with its channels.
 import { conv2d } from '../ops/conv2d.js';
 import { defaultGenerator } from '../random.js';
-import { reportUse, tracing } from '../slicing/trace.js';
 import type { Tensor } from '../tensor.js';
 import { uniformInit } from './init.js';
 import { SliceableLayer, type SliceOptions } from './sliceable.js';
+import { reportUse, tracing } from './trace.js';
 
 export interface Conv2dLayerOptions extends SliceOptions {
   stride?: number | [number, number];

@@ -2,10 +2,10 @@
 // inWidth inputs (the width of whatever arrives) with one in-place GEMM.
 import { linear } from '../ops/linear.js';
 import { defaultGenerator } from '../random.js';
-import { reportUse, tracing } from '../slicing/trace.js';
 import type { Tensor } from '../tensor.js';
 import { uniformInit } from './init.js';
 import { SliceableLayer, type SliceOptions } from './sliceable.js';
+import { reportUse, tracing } from './trace.js';
 
 export interface LinearLayerOptions extends SliceOptions {
   bias?: boolean;

@@ -1,9 +1,10 @@
 // Module: parameters, buffers and children with PyTorch-style dotted names, a
 // training flag, and one slice rate that drives every sliceable layer below it.
-import type { ModelConfig } from '../models/config.js';
-import type { LatencyProfile } from '../slicing/select.js';
+import type { LatencyProfile, SavedConfig } from '../metadata.js';
 import { Tensor } from '../tensor.js';
-import { checkRate } from '../slicing/width.js';
+import { checkRate } from './width.js';
+
+export type { SavedConfig };
 
 export type StateDict = Record<string, Tensor>;
 
@@ -19,9 +20,6 @@ let sliceImplementation: SliceImplementation | null = null;
 export function setSliceImplementation(fn: SliceImplementation): void {
   sliceImplementation = fn;
 }
-
-/** A model's architecture, plus the slices that made a compact model from it. */
-export type SavedConfig = ModelConfig & { sliceChain?: number[] };
 
 // Stamps come from one process-wide clock, so the largest stamp in a tree
 // grows with every change anywhere in it, replaced children included (a sum or

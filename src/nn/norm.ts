@@ -4,9 +4,9 @@
 import { batchNorm } from '../ops/batch-norm.js';
 import { groupNorm } from '../ops/group-norm.js';
 import { checkEps } from '../ops/norm-args.js';
-import { reportUse, tracing } from '../slicing/trace.js';
 import { ones, Tensor, zeros } from '../tensor.js';
 import { Module } from './module.js';
+import { reportUse, tracing } from './trace.js';
 
 /** Group count at `channels` active channels for a norm of `full` channels in `groups` groups. */
 export function scaledNormGroups(full: number, groups: number, channels: number): number {

@@ -1,6 +1,6 @@
 // What sliceable layers share: G slice groups, whether the output shrinks with
 // the rate ('auto' until the model's structure decides), and the width rule.
-import { sliceWidth } from '../slicing/width.js';
+import { sliceWidth } from './width.js';
 import { Module } from './module.js';
 
 export interface SliceOptions {

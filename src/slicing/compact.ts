@@ -7,8 +7,8 @@ import { BatchNorm2d, GroupNorm } from '../nn/norm.js';
 import { SliceableLayer } from '../nn/sliceable.js';
 import { modelInputShape } from '../models/input-shape.js';
 import { noGrad, Tensor, zeros } from '../tensor.js';
-import { traceUses, type LayerUse } from './trace.js';
-import { activeGroups, checkRate } from './width.js';
+import { traceUses, type LayerUse } from '../nn/trace.js';
+import { activeGroups, checkRate } from '../nn/width.js';
 
 /** One row of a cost table. */
 export interface CostRow {

@@ -1,4 +1,4 @@
-export { checkRate, activeGroups, sliceWidth } from './width.js';
+export { checkRate, activeGroups, sliceWidth } from '../nn/width.js';
 export { costs, sliceModel, traceAtRate, type CostRow, type SliceOptions } from './compact.js';
 export { rateSchedule, type RateSchedule, type ScheduleName, type ScheduleOptions } from './schedules.js';
 export { selectRate, profileLatency, setTrainedRates, trainedRatesOf, DEFAULT_RATES, type LatencyProfile, type RateBudget, type ProfileOptions } from './select.js';
@@ -6,4 +6,4 @@ export { slicedStep, countCorrect, type SlicedStepOptions, type RateLoss } from 
 export { calibrateBatchNorm, useSwitchableBatchNorm, type CalibrateOptions } from './calibrate.js';
 export { infer, releasePlans, type InferOptions } from './infer.js';
 export { InferencePlan } from './plan.js';
-export type { LayerUse } from './trace.js';
+export type { LayerUse } from '../nn/trace.js';
