@@ -159,27 +159,51 @@ t.test('a compact model is rebuilt by the walk: fields follow the copies', async
 t.test('a custom module: its own tensors are copied and its fields follow them', async (t) => {
   class Scale extends Module {
     readonly scale: Tensor;
+    readonly calls: Tensor;
     readonly inner: Linear;
     constructor() {
       super();
       this.inner = this.registerModule('inner', new Linear(4, 8, { sliceGroups: 2 }));
       this.scale = this.registerParameter('scale', ones([1]))!;
+      this.calls = this.registerBuffer('calls', ones([2]));
     }
     forward(x: Tensor): Tensor {
       return mul(this.inner.forward(x), this.scale);
     }
   }
-  const model = new Sequential(new Scale(), new ReLU(), new Linear(8, 2, { sliceGroups: 2 }));
-  markSliceBoundaries(model);
-  model.inputShape = [4];
-  const small = model.slice(0.5);
+  class Net extends Module {
+    readonly body: Sequential;
+    /** A module two levels down, held under another name. */
+    readonly first: Linear;
+    constructor() {
+      super();
+      this.body = this.registerModule('body', new Sequential(new Scale(), new ReLU(), new Linear(8, 2, { sliceGroups: 2 })));
+      this.first = (this.body.at(0) as Scale).inner;
+    }
+    forward(x: Tensor): Tensor {
+      return this.body.forward(x);
+    }
+  }
+  const net = new Net();
+  markSliceBoundaries(net);
+  net.inputShape = [4];
+  (net.body.at(0) as Scale).calls.data.set([3, 4]);
+  const smallNet = net.slice(0.5);
+  t.ok(smallNet instanceof Net);
+  const model = net.body;
+  const small = smallNet.body;
+  t.equal(small, new Map(smallNet.namedChildren()).get('body'));
   const scale = small.at(0) as Scale;
   t.ok(scale instanceof Scale);
   t.equal(scale.inner, new Map(scale.namedChildren()).get('inner'));
+  t.equal(smallNet.first, scale.inner, 'a field naming a module below a child follows too');
   t.equal(scale.inner.outFeatures, 4);
   const registered = new Map(small.namedParameters());
   t.equal(scale.scale, registered.get('0.scale'), 'the field is the registered parameter of the copy');
   t.not(scale.scale, (model.at(0) as Scale).scale, 'not the source tensor');
+  t.equal(scale.calls, new Map(small.namedBuffers()).get('0.calls'), 'the field is the registered buffer of the copy');
+  t.same([...scale.calls.data], [3, 4], 'buffers are copied as they are');
+  t.not(scale.calls.data, (model.at(0) as Scale).calls.data, 'into storage of their own');
   const x = randn([2, 4], { seed: 4 });
   model.setSliceRate(0.5);
   const before = noGrad(() => model.forward(x));
