@@ -2,22 +2,17 @@
 // profile, export and server needs the shape of one input; a model records it
 // (models.* set it, fit overwrites it with the data it trained on, the model
 // file keeps it), so none of them has to guess.
+import { checkShape } from '../nn/input-shape.js';
 import type { Module } from '../nn/module.js';
 import type { ModelConfig } from './config.js';
+
+export { checkShape };
 
 /** Max-pools of 2 in a built-in VGG: its spatial size must survive halving this many times. */
 export const VGG_POOLS = 5;
 
 function formatShape(shape: readonly unknown[]): string {
   return `[${shape.map(String).join(', ')}]`;
-}
-
-/** A positive-integer shape of one input (no batch), or a RangeError naming `name`. */
-export function checkShape(op: string, name: string, shape: unknown): number[] {
-  if (!Array.isArray(shape) || shape.length === 0 || shape.some((d) => typeof d !== 'number' || !Number.isInteger(d) || d < 1)) {
-    throw new RangeError(`${op}: ${name} must be the shape of one input without the batch, e.g. [3, 32, 32], got ${JSON.stringify(shape)}`);
-  }
-  return [...(shape as number[])];
 }
 
 /**

@@ -14,7 +14,7 @@ import { globalAvgPool2d } from '../ops/global-avg-pool2d.js';
 import { relu } from '../ops/relu.js';
 import type { Tensor } from '../tensor.js';
 import { positiveInt, type NormKind, type ResNetConfig } from './config.js';
-import { configInputShape, imageChannels, setInputShape } from './input-shape.js';
+import { configInputShape, imageChannels, modelInputShape, setInputShape } from './input-shape.js';
 
 /** Shared settings of the blocks of one ResNet (norm kind and group counts). */
 export interface BlockContext {
@@ -154,6 +154,11 @@ export class ResNet extends Module {
     h = this.layer3.forward(this.layer2.forward(this.layer1.forward(h)));
     h = normRelu(this.bn, h);
     return this.fc.forward(globalAvgPool2d(h));
+  }
+
+  // slice() checks a shape it is given against the config, as costs() and the rest do.
+  protected override inputShapeFor(op: string, given: readonly number[] | null | undefined, name: string): number[] {
+    return modelInputShape(op, this, given, name);
   }
 }
 

@@ -11,7 +11,7 @@ import { markSliceBoundaries } from '../nn/sliceable.js';
 import { globalAvgPool2d } from '../ops/global-avg-pool2d.js';
 import type { Tensor } from '../tensor.js';
 import { positiveInt, type NormKind, type VggConfig } from './config.js';
-import { configInputShape, imageChannels, setInputShape } from './input-shape.js';
+import { configInputShape, imageChannels, modelInputShape, setInputShape } from './input-shape.js';
 
 const M = 'M' as const;
 const layouts: Record<11 | 13 | 16 | 19, (number | typeof M)[]> = {
@@ -62,6 +62,11 @@ export class Vgg extends Module {
 
   forward(x: Tensor): Tensor {
     return this.classifier.forward(globalAvgPool2d(this.features.forward(x)));
+  }
+
+  // slice() checks a shape it is given against the config, as costs() and the rest do.
+  protected override inputShapeFor(op: string, given: readonly number[] | null | undefined, name: string): number[] {
+    return modelInputShape(op, this, given, name);
   }
 }
 

@@ -3,10 +3,10 @@
 // layer (groups = in = out channels) narrows its groups with its channels.
 import { conv2d } from '../ops/conv2d.js';
 import { defaultGenerator } from '../random.js';
-import { reportUse, tracing } from '../slicing/trace.js';
 import type { Tensor } from '../tensor.js';
-import { uniformInit } from './init.js';
-import { SliceableLayer, type SliceOptions } from './sliceable.js';
+import { uniformInit, withoutDrawing } from './init.js';
+import { copyPrefix, SliceableLayer, type SliceOptions } from './sliceable.js';
+import { reportUse, tracing } from './trace.js';
 
 export interface Conv2dLayerOptions extends SliceOptions {
   stride?: number | [number, number];
@@ -123,5 +123,28 @@ export class Conv2d extends SliceableLayer {
       });
     }
     return y;
+  }
+
+  /**
+   * A layer of the widths this one reported in a trace (inWidth, outWidth and
+   * groups, which a depthwise layer narrows), holding copies of its prefix filters.
+   */
+  override compact(widths?: Readonly<Record<string, number>>): Conv2d {
+    const inWidth = widths?.inWidth ?? this.inChannels;
+    const outWidth = widths?.outWidth ?? this.outChannels;
+    const options: Conv2dLayerOptions = {
+      stride: this.stride,
+      padding: this.padding,
+      dilation: this.dilation,
+      groups: widths?.groups ?? this.groups,
+      bias: this.bias !== null,
+      sliceGroups: this.sliceGroups,
+    };
+    const copy = withoutDrawing(() => new Conv2d(inWidth, outWidth, this.kernelSize, options));
+    copy.sliceOutput = this.sliceOutput;
+    copy.training = this.training;
+    copyPrefix(this.weight, copy.weight);
+    if (this.bias !== null && copy.bias !== null) copyPrefix(this.bias, copy.bias);
+    return copy;
   }
 }

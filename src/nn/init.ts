@@ -17,3 +17,18 @@ export function kaimingNormalFanOut(shape: number[], fanOut: number, gen: Genera
   for (let i = 0; i < data.length; i++) data[i] = gen.normal() * std;
   return new Tensor(data, shape);
 }
+
+/**
+ * Runs `build` (a layer's constructor) and puts the default generator back
+ * where it was. A compact copy overwrites the random weights its constructor
+ * draws; drawing them must not shift the seeded sequence that later
+ * initialisation, shuffling and resumed training follow.
+ */
+export function withoutDrawing<T>(build: () => T): T {
+  const state = defaultGenerator.getState();
+  try {
+    return build();
+  } finally {
+    defaultGenerator.setState(state);
+  }
+}

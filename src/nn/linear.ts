@@ -2,10 +2,10 @@
 // inWidth inputs (the width of whatever arrives) with one in-place GEMM.
 import { linear } from '../ops/linear.js';
 import { defaultGenerator } from '../random.js';
-import { reportUse, tracing } from '../slicing/trace.js';
 import type { Tensor } from '../tensor.js';
-import { uniformInit } from './init.js';
-import { SliceableLayer, type SliceOptions } from './sliceable.js';
+import { uniformInit, withoutDrawing } from './init.js';
+import { copyPrefix, SliceableLayer, type SliceOptions } from './sliceable.js';
+import { reportUse, tracing } from './trace.js';
 
 export interface LinearLayerOptions extends SliceOptions {
   bias?: boolean;
@@ -42,5 +42,17 @@ export class Linear extends SliceableLayer {
       });
     }
     return y;
+  }
+
+  /** A layer of the widths this one reported in a trace (inWidth, outWidth), holding copies of its prefix weights. */
+  override compact(widths?: Readonly<Record<string, number>>): Linear {
+    const inWidth = widths?.inWidth ?? this.inFeatures;
+    const outWidth = widths?.outWidth ?? this.outFeatures;
+    const copy = withoutDrawing(() => new Linear(inWidth, outWidth, { bias: this.bias !== null, sliceGroups: this.sliceGroups }));
+    copy.sliceOutput = this.sliceOutput;
+    copy.training = this.training;
+    copyPrefix(this.weight, copy.weight);
+    if (this.bias !== null && copy.bias !== null) copyPrefix(this.bias, copy.bias);
+    return copy;
   }
 }

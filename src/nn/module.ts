@@ -1,9 +1,12 @@
 // Module: parameters, buffers and children with PyTorch-style dotted names, a
 // training flag, and one slice rate that drives every sliceable layer below it.
-import type { ModelConfig } from '../models/config.js';
-import type { LatencyProfile } from '../slicing/select.js';
+import type { LatencyProfile, SavedConfig } from '../metadata.js';
 import { Tensor } from '../tensor.js';
-import { checkRate } from '../slicing/width.js';
+import { checkShape } from './input-shape.js';
+import { traceAtRate } from './trace.js';
+import { checkRate } from './width.js';
+
+export type { SavedConfig };
 
 export type StateDict = Record<string, Tensor>;
 
@@ -11,17 +14,6 @@ export interface LoadStateDictOptions {
   /** Refuse missing or unexpected keys (default true). */
   strict?: boolean;
 }
-
-type SliceImplementation = (model: Module, rate: number, options?: { inputShape?: readonly number[] }) => Module;
-let sliceImplementation: SliceImplementation | null = null;
-
-/** @internal Installed by slicing/compact.ts, which builds on the layer classes (avoiding an import cycle). */
-export function setSliceImplementation(fn: SliceImplementation): void {
-  sliceImplementation = fn;
-}
-
-/** A model's architecture, plus the slices that made a compact model from it. */
-export type SavedConfig = ModelConfig & { sliceChain?: number[] };
 
 // Stamps come from one process-wide clock, so the largest stamp in a tree
 // grows with every change anywhere in it, replaced children included (a sum or
@@ -48,9 +40,10 @@ export abstract class Module {
   dataset?: string;
   private rate = 1;
   private structureStamp = ++structureClock;
-  private readonly params = new Map<string, Tensor | null>();
-  private readonly buffers = new Map<string, Tensor>();
-  private readonly children_ = new Map<string, Module>();
+  // Not readonly: copyStructure gives a copy maps of its own.
+  private params = new Map<string, Tensor | null>();
+  private buffers = new Map<string, Tensor>();
+  private children_ = new Map<string, Module>();
 
   abstract forward(x: Tensor): Tensor;
 
@@ -207,9 +200,91 @@ export abstract class Module {
    * r (its full width is that width, its rate 1); the same outputs as
    * setSliceRate(r) on this one, which stays unchanged.
    */
-  slice(rate: number, options?: { inputShape?: readonly number[] }): this {
-    if (sliceImplementation === null) throw new Error('slice: the slicing module is not loaded');
-    return sliceImplementation(this, rate, options) as this;
+  slice(rate: number, options: { inputShape?: readonly number[] } = {}): this {
+    const op = 'slice';
+    checkRate(op, rate);
+    const shape = this.inputShapeFor(op, options.inputShape, 'options.inputShape');
+    const widths = new Map(traceAtRate(this, rate, shape).map((u) => [u.module, u.widths]));
+    const compactChild = (m: Module): Module => m.compact(widths.get(m), compactChild);
+    const previous = this.sliceRate;
+    this.setSliceRate(rate); // BatchNorm copies read the statistics of this rate
+    let compact: Module;
+    try {
+      compact = compactChild(this);
+    } finally {
+      this.setSliceRate(previous);
+    }
+    compact.setSliceRate(1);
+    // What belongs to the model travels with its copy, whatever module the copy's root is;
+    // it is trained (only) at its own full width, and has not been profiled.
+    compact.trainedRates = [1];
+    delete compact.latencyProfile;
+    compact.inputShape = shape;
+    if (this.preprocess !== undefined) compact.preprocess = { ...this.preprocess };
+    if (this.dataset !== undefined) compact.dataset = this.dataset;
+    if (this.config !== undefined) compact.config = { ...this.config, sliceChain: [...(this.config.sliceChain ?? []), rate] };
+    return compact as this;
+  }
+
+  /**
+   * The shape of one input (no batch) that `op` should feed this module:
+   * `given`, checked, else the recorded inputShape. Built-in models override
+   * it to check the shape against their config.
+   */
+  protected inputShapeFor(op: string, given: readonly number[] | null | undefined, name: string): number[] {
+    if (given !== undefined && given !== null) return checkShape(op, name, given);
+    if (this.inputShape !== undefined) return [...this.inputShape];
+    throw new TypeError(`${op}: ${name} is required for a model that does not record its input shape`);
+  }
+
+  /**
+   * This module's copy in a compact model. `widths` is what it reported in a
+   * trace at the rate (undefined if it reported nothing: the copy keeps its
+   * full size); `compactChild` makes a child's copy (by default the child's
+   * own compact()). Layers whose parameters narrow override it; this default
+   * suits containers and modules whose own tensors keep their size.
+   */
+  compact(_widths?: Readonly<Record<string, number>>, compactChild: (child: Module) => Module = (child) => child.compact()): Module {
+    return this.copyStructure(compactChild);
+  }
+
+  /**
+   * A copy of this module of the same class and fields, with copies of its own
+   * parameters and buffers and compactChild(child) in place of each child.
+   * Fields that pointed at a child, at a module below one or at an own tensor
+   * (or at arrays of them) point at the copy's counterpart, so a model's named
+   * fields (a ResNet's layer1, a Sequential's layer list) follow.
+   */
+  protected copyStructure(compactChild: (child: Module) => Module): this {
+    const copy = Object.create(Object.getPrototypeOf(this) as object) as this;
+    Object.assign(copy, this);
+    copy.params = new Map();
+    copy.buffers = new Map();
+    copy.children_ = new Map();
+    copy.markStructureChanged();
+    const counterpart = new Map<unknown, unknown>();
+    for (const [name, p] of this.params) {
+      const c = p === null ? null : new Tensor(p.data.slice(), p.shape, true);
+      copy.params.set(name, c);
+      if (p !== null) counterpart.set(p, c);
+    }
+    for (const [name, b] of this.buffers) {
+      const c = new Tensor(b.data.slice(), b.shape);
+      copy.buffers.set(name, c);
+      counterpart.set(b, c);
+    }
+    for (const [name, child] of this.children_) {
+      const c = compactChild(child);
+      copy.children_.set(name, c);
+      // A copy may hold fewer modules than its source (a BatchNorm keeps one rate): match by name.
+      const copied = new Map(c.namedModules());
+      for (const [path, m] of child.namedModules()) if (copied.has(path)) counterpart.set(m, copied.get(path));
+    }
+    for (const [key, v] of Object.entries(copy)) {
+      if (counterpart.has(v)) Reflect.set(copy, key, counterpart.get(v));
+      else if (Array.isArray(v) && v.some((x) => counterpart.has(x))) Reflect.set(copy, key, v.map((x) => (counterpart.has(x) ? counterpart.get(x) : x)));
+    }
+    return copy;
   }
 
   /** Sets .grad of every parameter to null. */

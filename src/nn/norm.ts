@@ -4,9 +4,9 @@
 import { batchNorm } from '../ops/batch-norm.js';
 import { groupNorm } from '../ops/group-norm.js';
 import { checkEps } from '../ops/norm-args.js';
-import { reportUse, tracing } from '../slicing/trace.js';
 import { ones, Tensor, zeros } from '../tensor.js';
 import { Module } from './module.js';
+import { reportUse, tracing } from './trace.js';
 
 /** Group count at `channels` active channels for a norm of `full` channels in `groups` groups. */
 export function scaledNormGroups(full: number, groups: number, channels: number): number {
@@ -70,6 +70,16 @@ export class GroupNorm extends Module {
     if (tracing()) reportUse({ module: this, macs: 0, params: this.weight ? 2 * channels : 0, widths: { channels, groups } });
     return groupNorm(x, groups, this.weight, this.bias, { eps: this.eps, relu });
   }
+
+  /** A GroupNorm of the channels and groups this one reported in a trace, with their affine parameters. */
+  override compact(widths?: Readonly<Record<string, number>>): GroupNorm {
+    const channels = widths?.channels ?? this.numChannels;
+    const copy = new GroupNorm(widths?.groups ?? this.numGroups, channels, { eps: this.eps, affine: this.weight !== null });
+    copy.training = this.training;
+    if (this.weight !== null && copy.weight !== null) copy.weight.data.set(this.weight.data.subarray(0, channels));
+    if (this.bias !== null && copy.bias !== null) copy.bias.data.set(this.bias.data.subarray(0, channels));
+    return copy;
+  }
 }
 
 export interface BatchNormLayerOptions {
@@ -101,11 +111,20 @@ export class BatchNormState extends Module {
     return x;
   }
 
+  /** Copies the leading channels of `other` (all of them when both have as many). */
   copyFrom(other: BatchNormState): void {
-    if (this.weight && other.weight) this.weight.data.set(other.weight.data);
-    if (this.bias && other.bias) this.bias.data.set(other.bias.data);
-    this.runningMean.data.set(other.runningMean.data);
-    this.runningVar.data.set(other.runningVar.data);
+    const channels = this.runningMean.size;
+    if (this.weight && other.weight) this.weight.data.set(other.weight.data.subarray(0, channels));
+    if (this.bias && other.bias) this.bias.data.set(other.bias.data.subarray(0, channels));
+    this.runningMean.data.set(other.runningMean.data.subarray(0, channels));
+    this.runningVar.data.set(other.runningVar.data.subarray(0, channels));
+  }
+
+  override compact(): BatchNormState {
+    const copy = new BatchNormState(this.runningMean.size, this.weight !== null);
+    copy.training = this.training;
+    copy.copyFrom(this);
+    return copy;
   }
 }
 
@@ -236,5 +255,18 @@ export class BatchNorm2d extends Module {
       momentum: this.momentum,
       eps: this.eps,
     });
+  }
+
+  /**
+   * A BatchNorm2d of the channels this one reported in a trace with one set of
+   * statistics: those of the current rate (which slice() sets while copying).
+   */
+  override compact(widths?: Readonly<Record<string, number>>): BatchNorm2d {
+    const channels = widths?.channels ?? this.numFeatures;
+    const state = this.stateForRate(this.sliceRate);
+    const copy = new BatchNorm2d(channels, { eps: this.eps, momentum: this.momentum, affine: state.weight !== null });
+    copy.training = this.training;
+    copy.states[0].copyFrom(state);
+    return copy;
   }
 }

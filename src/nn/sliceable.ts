@@ -1,6 +1,7 @@
 // What sliceable layers share: G slice groups, whether the output shrinks with
 // the rate ('auto' until the model's structure decides), and the width rule.
-import { sliceWidth } from '../slicing/width.js';
+import type { Tensor } from '../tensor.js';
+import { sliceWidth } from './width.js';
 import { Module } from './module.js';
 
 export interface SliceOptions {
@@ -52,4 +53,22 @@ export function markSliceBoundaries(model: Module): void {
   layers.forEach((layer, i) => {
     if (layer.sliceOutput === 'auto') layer.sliceOutput = i < layers.length - 1;
   });
+}
+
+/** Copies the leading block of `src` (a prefix along every dimension) into `dst`, a tensor of the same rank. */
+export function copyPrefix(src: Tensor, dst: Tensor): void {
+  const rank = dst.rank;
+  const inner = dst.shape[rank - 1];
+  const rows = dst.size / Math.max(1, inner);
+  for (let r = 0; r < rows; r++) {
+    let srcOffset = 0;
+    let srcStride = src.shape[rank - 1];
+    let rest = r;
+    for (let i = rank - 2; i >= 0; i--) {
+      srcOffset += (rest % dst.shape[i]) * srcStride;
+      rest = Math.floor(rest / dst.shape[i]);
+      srcStride *= src.shape[i];
+    }
+    dst.data.set(src.data.subarray(srcOffset, srcOffset + inner), r * inner);
+  }
 }

@@ -4,7 +4,7 @@
 import type { Module } from '../nn/module.js';
 import { BatchNorm2d } from '../nn/norm.js';
 import { noGrad, type Tensor } from '../tensor.js';
-import { checkRate } from './width.js';
+import { checkRate } from '../nn/width.js';
 
 /** Gives every BatchNorm2d in the model private statistics for each of `rates`. */
 export function useSwitchableBatchNorm(model: Module, rates: readonly number[]): void {

@@ -8,7 +8,7 @@ import * as nn from '../nn/index.js';
 import type { Module } from '../nn/module.js';
 import { noGrad, Tensor } from '../tensor.js';
 import { InferencePlan } from './plan.js';
-import { checkRate } from './width.js';
+import { checkRate } from '../nn/width.js';
 
 export interface InferOptions {
   /** Slice rate for this pass (default: the model's current rate). */

@@ -2,7 +2,7 @@
 // first (so the widest pass can teach the others in in-place distillation).
 // Gradients of all passes in a batch are summed before one optimizer step.
 import { Generator, type GeneratorState } from '../random.js';
-import { checkRate } from './width.js';
+import { checkRate } from '../nn/width.js';
 
 export type ScheduleName = 'random' | 'random_min_max' | 'round_robin' | 'uniform';
 

@@ -1,16 +1,16 @@
 // Choosing a rate under a budget: the largest trained rate whose cost (from
 // the cost table) or measured latency (from the model's latency profile) fits.
+import type { LatencyProfile } from '../metadata.js';
 import type { Module } from '../nn/module.js';
 import { modelInputShape } from '../models/input-shape.js';
 import { randn } from '../tensor.js';
 import { costs } from './compact.js';
 import { infer } from './infer.js';
-import { checkRate } from './width.js';
+import { checkRate } from '../nn/width.js';
 
-export interface LatencyProfile {
-  /** Milliseconds per forward pass, by batch size, then by rate. */
-  byBatch: Record<number, Record<number, number>>;
-}
+// The type sits with the other things a model carries (metadata.ts); it is
+// named here too, where profiles are made.
+export type { LatencyProfile } from '../metadata.js';
 
 export const DEFAULT_RATES = [1, 0.75, 0.5, 0.25];
 

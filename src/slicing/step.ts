@@ -11,7 +11,7 @@ import { logSoftmax } from '../ops/log-softmax.js';
 import { mul } from '../ops/mul.js';
 import { softmax } from '../ops/softmax.js';
 import { noGrad, Tensor, tensor } from '../tensor.js';
-import { checkRate } from './width.js';
+import { checkRate } from '../nn/width.js';
 
 export interface SlicedStepOptions {
   /** In-place distillation: narrower rates learn from the widest rate's soft predictions. */

@@ -1,7 +1,8 @@
 // While a trace is active, sliceable layers report what one forward pass used:
 // their active widths, multiply-accumulates per image and the parameters a
 // compact copy at this rate would hold. Cost tables and model.slice() read it.
-import type { Module } from '../nn/module.js';
+import { noGrad, zeros } from '../tensor.js';
+import type { Module } from './module.js';
 
 export interface LayerUse {
   module: Module;
@@ -34,4 +35,20 @@ export function traceUses(fn: () => void): LayerUse[] {
     active = previous;
   }
   return uses;
+}
+
+/** Runs one batch-1 forward at `rate` in eval mode and returns the layers' reports. */
+export function traceAtRate(model: Module, rate: number, inputShape: readonly number[]): LayerUse[] {
+  const previousRate = model.sliceRate;
+  const flags = model.modules().map((m) => m.training);
+  model.eval();
+  model.setSliceRate(rate);
+  try {
+    return traceUses(() => {
+      noGrad(() => model.forward(zeros([1, ...inputShape])));
+    });
+  } finally {
+    model.setSliceRate(previousRate);
+    model.modules().forEach((m, i) => (m.training = flags[i]));
+  }
 }
