@@ -1,0 +1,197 @@
+// The HTTP front of the server: routes, methods and media types, body limits,
+// status codes and headers, /healthz and /metrics, and a graceful close. What
+// a prediction means is the batcher's business: the front parses a request
+// into inputs and a pinned rate, submits them and answers with the result.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { BatchAnswer, BatchRequest } from './batcher.js';
+import { checkRequestedRate, HttpError, parseJsonInputs, parseRawInputs, readBody, type Inputs } from './body.js';
+import { Counter, Histogram, PROMETHEUS_CONTENT_TYPE, type Registry } from './metrics.js';
+
+/** What the front needs of the batcher. */
+export interface PredictQueue {
+  submit(request: BatchRequest): Promise<BatchAnswer>;
+}
+
+/** The instruments the front updates (registered by createHttpMetrics). */
+export interface HttpMetrics {
+  requests: Counter;
+  latency: Histogram;
+  pinnedRequests: Counter;
+}
+
+/** The code nginx uses for a client that closed its connection before the answer; no answer is sent. */
+const CLIENT_CLOSED = '499';
+
+const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export function createHttpMetrics(registry: Registry, sloMs: number): HttpMetrics {
+  return {
+    requests: registry.add(new Counter('modelslice_requests_total', `HTTP requests answered, by route and status code (${CLIENT_CLOSED}: the client closed the connection first).`)),
+    latency: registry.add(
+      new Histogram(
+        'modelslice_request_duration_seconds',
+        'Time from arrival to answer of POST /predict requests, in seconds, by status code (the SLO is one bucket bound).',
+        [...LATENCY_BUCKETS_S, sloMs / 1000],
+        ['code'],
+      ),
+    ),
+    pinnedRequests: registry.add(new Counter('modelslice_pinned_requests_total', 'POST /predict requests that pinned their slice rate, by the trained rate they ran at and status code.')),
+  };
+}
+
+export interface HttpFrontOptions {
+  batcher: PredictQueue;
+  /** Values per input. */
+  inputSize: number;
+  /** Most inputs per request. */
+  maxInputs: number;
+  /** Largest request body. */
+  maxBodyBytes: number;
+  /** The model's trained rates, widest first: a rate a client asks for runs at the nearest at or above it. */
+  trainedRates: readonly number[];
+  metrics: HttpMetrics;
+  /** The /metrics text. */
+  metricsText: () => string;
+  /** The fields of /healthz after its status. */
+  health: () => Record<string, unknown>;
+  /** Milliseconds clock (default performance.now). */
+  clock?: () => number;
+}
+
+export class HttpFront {
+  private readonly server: Server;
+  private readonly clock: () => number;
+  private closing = false;
+  private closed: Promise<void> | null = null;
+
+  constructor(private readonly options: HttpFrontOptions) {
+    this.clock = options.clock ?? (() => performance.now());
+    this.server = createServer((req, res) => this.handle(req, res));
+    this.server.requestTimeout = 30000; // a slow client cannot hold a connection forever
+    this.server.headersTimeout = 10000;
+  }
+
+  /** Starts listening; resolves the address, or rejects with the listen error. */
+  listen(port: number, host: string): Promise<{ url: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        const address = this.server.address() as AddressInfo;
+        const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+        resolve({ url: `http://${urlHost}:${address.port}`, port: address.port });
+      });
+    });
+  }
+
+  /** Whether close() has begun: predictions get 503 and /healthz says so. */
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
+  /**
+   * Stops accepting connections and predictions, awaits `drain` (the queued
+   * work; it resolves whether all of it finished), then closes the connections:
+   * idle ones at once, busy ones after a second's grace, or at once when the
+   * drain gave up. Idempotent.
+   */
+  close(drain: () => Promise<boolean>): Promise<void> {
+    if (this.closed !== null) return this.closed;
+    this.closing = true;
+    const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.closed = (async () => {
+      const finished = await drain();
+      this.server.closeIdleConnections();
+      const forced = setTimeout(() => this.server.closeAllConnections(), finished ? 1000 : 0);
+      await serverClosed;
+      clearTimeout(forced);
+    })();
+    return this.closed;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    const method = req.method ?? 'GET';
+    if (path === '/predict') {
+      if (method !== 'POST') {
+        this.send(req, res, 'predict', 405, JSON.stringify({ error: `${method} is not allowed on /predict; use POST` }), { Allow: 'POST' });
+        return;
+      }
+      void this.predictRoute(req, res);
+      return;
+    }
+    if (path === '/healthz' || path === '/metrics') {
+      const route = path.slice(1);
+      if (method !== 'GET' && method !== 'HEAD') this.send(req, res, route, 405, JSON.stringify({ error: `${method} is not allowed on ${path}; use GET` }), { Allow: 'GET, HEAD' });
+      else if (route === 'metrics') this.send(req, res, route, 200, this.options.metricsText(), { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
+      else this.send(req, res, route, this.closing ? 503 : 200, JSON.stringify({ status: this.closing ? 'shutting down' : 'ok', ...this.options.health() }));
+      return;
+    }
+    this.send(req, res, 'other', 404, JSON.stringify({ error: `no route ${path}; try POST /predict, GET /healthz or GET /metrics` }));
+  }
+
+  /** Answers and counts the answer; false when the client is gone and nothing was sent. */
+  private send(req: IncomingMessage, res: ServerResponse, route: string, status: number, body: string, headers: Record<string, string> = {}): boolean {
+    if (res.headersSent || res.destroyed) return false;
+    const h: Record<string, string> = { 'Content-Type': 'application/json; charset=utf-8', ...headers, 'Content-Length': String(Buffer.byteLength(body)) };
+    if (this.closing || status === 413) h.Connection = 'close';
+    res.writeHead(status, h);
+    res.end(req.method === 'HEAD' ? undefined : body);
+    this.options.metrics.requests.inc({ route, code: String(status) });
+    return true;
+  }
+
+  /** The widest trained rate a client's requested rate needs: the nearest at or above it (BatchNorm statistics exist only there). */
+  private snapRate(requested: number, where: string): number {
+    const trained = this.options.trainedRates;
+    const atOrAbove = trained.filter((r) => r >= requested - 1e-9);
+    if (atOrAbove.length === 0) throw new HttpError(400, `${where} ${requested} is above the widest trained rate ${trained[0]}`);
+    return atOrAbove[atOrAbove.length - 1];
+  }
+
+  private requestedRate(req: IncomingMessage, inputs: Inputs): number | undefined {
+    const header = req.headers['x-slice-rate'];
+    if (header === undefined) return inputs.rate === undefined ? undefined : this.snapRate(inputs.rate, '"rate"');
+    const fromHeader = checkRequestedRate(header, 'X-Slice-Rate', true);
+    if (inputs.rate !== undefined && inputs.rate !== fromHeader) throw new HttpError(400, `"rate" ${inputs.rate} and X-Slice-Rate ${fromHeader} disagree; give one of them`);
+    return this.snapRate(fromHeader, 'X-Slice-Rate');
+  }
+
+  private async predictRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { metrics, inputSize, maxInputs } = this.options;
+    const arrived = this.clock();
+    let pinned: number | undefined;
+    const answer = (status: number, body: string, headers: Record<string, string> = {}) => {
+      const code = this.send(req, res, 'predict', status, body, headers) ? String(status) : CLIENT_CLOSED;
+      if (code === CLIENT_CLOSED) metrics.requests.inc({ route: 'predict', code });
+      metrics.latency.observe((this.clock() - arrived) / 1000, { code });
+      if (pinned !== undefined) metrics.pinnedRequests.inc({ rate: String(pinned), code });
+    };
+    try {
+      if (this.closing) throw new HttpError(503, 'the server is shutting down', { 'Retry-After': '1' });
+      const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+      const raw = type === 'application/octet-stream';
+      if (!raw && type !== '' && type !== 'application/json') {
+        throw new HttpError(415, `unsupported Content-Type ${JSON.stringify(type)}; send application/json or application/octet-stream (little-endian float32)`);
+      }
+      const body = await readBody(req, this.options.maxBodyBytes);
+      const inputs: Inputs = raw ? parseRawInputs(body, inputSize, maxInputs) : parseJsonInputs(body, inputSize, maxInputs);
+      pinned = this.requestedRate(req, inputs);
+      if (this.closing) throw new HttpError(503, 'the server is shutting down', { 'Retry-After': '1' });
+      const gone = new AbortController();
+      res.on('close', () => {
+        if (!res.writableFinished) gone.abort(); // the client went away: do not compute for it
+      });
+      const result = await this.options.batcher.submit({ data: inputs.data, count: inputs.count, pinned, signal: gone.signal });
+      answer(200, JSON.stringify(result));
+    } catch (err) {
+      answer(...errorReply(err));
+      if (err instanceof HttpError && err.status === 413) req.resume(); // let the connection close cleanly
+    }
+  }
+}
+
+function errorReply(err: unknown): [number, string, Record<string, string>] {
+  return err instanceof HttpError ? [err.status, JSON.stringify({ error: err.message }), err.headers] : [500, JSON.stringify({ error: `internal error: ${(err as Error)?.message ?? String(err)}` }), {}];
+}
