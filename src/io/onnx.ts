@@ -12,7 +12,7 @@ import { Mlp } from '../models/mlp.js';
 import { PreActBasicBlock, PreActBottleneck, ResNet } from '../models/resnet.js';
 import { Vgg } from '../models/vgg.js';
 import { modelInputShape } from '../models/input-shape.js';
-import { checkRate } from '../slicing/width.js';
+import { checkRate } from '../nn/width.js';
 import { writeFileAtomic } from './safetensors.js';
 
 // The parts of onnx.proto (field numbers as in the ONNX specification) that the exporter writes.

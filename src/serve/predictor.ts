@@ -10,7 +10,7 @@ import type { Preprocess } from '../io/model-file.js';
 import { save } from '../io/model-file.js';
 import { Module } from '../nn/module.js';
 import type { LatencyProfile } from '../slicing/select.js';
-import { checkRate } from '../slicing/width.js';
+import { checkRate } from '../nn/width.js';
 import { shapeSize, Tensor } from '../tensor.js';
 import { kernelInfo } from '../threads.js';
 import { estimateLatencyMs, monotoneProfile, rateForBudget } from './latency.js';

@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import type { Module } from '../nn/module.js';
 import type { LatencyProfile } from '../slicing/select.js';
-import { checkRate } from '../slicing/width.js';
+import { checkRate } from '../nn/width.js';
 import { Batcher, createBatchMetrics, type ServedBatch } from './batcher.js';
 import { RateController, type ControllerOptions } from './controller.js';
 import { createHttpMetrics, HttpFront } from './http.js';

@@ -5,7 +5,7 @@ import { costs } from '../slicing/compact.js';
 import { infer } from '../slicing/infer.js';
 import { countCorrect } from '../slicing/step.js';
 import { trainedRatesOf } from '../slicing/select.js';
-import { checkRate } from '../slicing/width.js';
+import { checkRate } from '../nn/width.js';
 import { noGrad, type Tensor } from '../tensor.js';
 
 export interface EvalRow {
