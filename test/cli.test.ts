@@ -2,43 +2,11 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { main } from '../src/cli.js';
+import { runCli, type CliRun } from './helpers/cli.js';
 import * as ms from '../src/index.js';
 
-interface Run {
-  code: number;
-  /** Lines given to console.log. */
-  lines: string[];
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI in-process, capturing console.log, stdout and stderr. */
-async function run(argv: string[]): Promise<Run> {
-  const lines: string[] = [];
-  let stdout = '';
-  let stderr = '';
-  const log = console.log;
-  const out = process.stdout.write;
-  const err = process.stderr.write;
-  console.log = (...args: unknown[]) => void lines.push(args.map(String).join(' '));
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  }) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    const code = await main(argv);
-    return { code, lines, stdout, stderr };
-  } finally {
-    console.log = log;
-    process.stdout.write = out;
-    process.stderr.write = err;
-  }
-}
+type Run = CliRun;
+const run = runCli;
 
 interface Row {
   rate: number;

@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import * as ms from '../../src/index.js';
-import { main } from '../../src/cli.js';
+import { runCli } from '../helpers/cli.js';
 import { parseSafetensors, serializeSafetensors } from '../../src/io/safetensors.js';
 
 const require = createRequire(import.meta.url);
@@ -157,23 +157,7 @@ t.test('exportOnnx takes the recorded shape; onnxruntime accepts 28x28 images', 
   t.ok(worst <= 1e-5 * Math.max(1, largest), `agrees with infer (${worst.toExponential(2)})`);
 });
 
-async function cli(argv: string[]): Promise<{ code: number; lines: string[]; stderr: string }> {
-  const lines: string[] = [];
-  let stderr = '';
-  const log = console.log;
-  const err = process.stderr.write;
-  console.log = (...args: unknown[]) => void lines.push(args.map(String).join(' '));
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    return { code: await main(argv), lines, stderr };
-  } finally {
-    console.log = log;
-    process.stderr.write = err;
-  }
-}
+const cli = runCli;
 
 t.test('CLI: a ResNet trained on 28x28 digits exports 28x28 and evaluates on its own dataset', async (t) => {
   const dir = t.testdir({});
