@@ -104,29 +104,6 @@ void GetIndexArray(const Napi::CallbackInfo& info, size_t i, const char* fn, con
   }
 }
 
-// Every C++ exception a kernel raises becomes a JavaScript error naming the
-// entry point: an exception escaping a Node-API callback would end the process.
-// A failed scratch allocation is a RangeError; a thread the system refused to
-// start (std::system_error, say under a process thread limit) and anything
-// else an Error.
-template <typename F>
-void RunKernel(Napi::Env env, const char* fn, F&& kernel) {
-  try {
-    kernel();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::bad_alloc&) {
-    ThrowRange(env, std::string(fn) + ": out of memory for the kernel's scratch space");
-  } catch (const std::system_error& e) {
-    throw Napi::Error::New(env, std::string(fn) + ": the system refused a kernel resource (" +
-                                    e.what() + "); with fewer threads (setNumThreads) it may fit");
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, std::string(fn) + ": kernel failed: " + e.what());
-  } catch (...) {
-    throw Napi::Error::New(env, std::string(fn) + ": kernel failed with an unknown exception");
-  }
-}
-
 // Products of sizes that could overflow int64 are refused before use.
 int64_t CheckedMul(Napi::Env env, int64_t a, int64_t b, const char* fn) {
   if (a != 0 && b > INT64_MAX / a) ThrowRange(env, std::string(fn) + ": size overflow");
@@ -229,10 +206,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   CheckDisjoint(env, fn, {region("C", C, cOff, M, N, ldc)},
                 {ta ? region("A", A, aOff, K, M, lda) : region("A", A, aOff, M, K, lda),
                  tb ? region("B", B, bOff, N, K, ldb) : region("B", B, bOff, K, N, ldb)});
-  RunKernel(env, fn, [&] {
-    ms::sgemm(ta, tb, M, N, K, alpha, A.data + aOff, lda, B.data + bOff, ldb, beta, C.data + cOff,
-              ldc);
-  });
+  ms::sgemm(ta, tb, M, N, K, alpha, A.data + aOff, lda, B.data + bOff, ldb, beta, C.data + cOff,
+            ldc);
   return env.Undefined();
 }
 
@@ -301,10 +276,8 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   CheckLength(env, out, count, fn, "out");
   if (count == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("out", out)}, {Whole("a", a), Whole("b", b)}, true);
-  RunKernel(env, fn, [&] {
-    ms::binary_broadcast(static_cast<ms::BinaryOp>(op), rank, shape, a.data, sa, b.data, sb,
-                         out.data);
-  });
+  ms::binary_broadcast(static_cast<ms::BinaryOp>(op), rank, shape, a.data, sa, b.data, sb,
+                       out.data);
   return env.Undefined();
 }
 
@@ -322,7 +295,7 @@ Napi::Value SumTo(const Napi::CallbackInfo& info) {
   CheckLength(env, acc, e, fn, "acc");
   if (count == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("acc", acc)}, {Whole("g", g)});
-  RunKernel(env, fn, [&] { ms::sum_to_strided(rank, shape, g.data, scale, acc.data, sacc); });
+  ms::sum_to_strided(rank, shape, g.data, scale, acc.data, sacc);
   return env.Undefined();
 }
 
@@ -342,8 +315,7 @@ Napi::Value MulGrad(const Napi::CallbackInfo& info) {
   CheckLength(env, acc, ea, fn, "acc");
   if (count == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("acc", acc)}, {Whole("g", g), Whole("other", other)});
-  RunKernel(env, fn,
-            [&] { ms::mul_grad_strided(rank, shape, g.data, other.data, so, acc.data, sacc); });
+  ms::mul_grad_strided(rank, shape, g.data, other.data, so, acc.data, sacc);
   return env.Undefined();
 }
 
@@ -354,7 +326,7 @@ Napi::Value Relu(const Napi::CallbackInfo& info) {
   Span x = GetFloats(info, 0, fn, "x"), y = GetFloats(info, 1, fn, "y");
   CheckLength(info.Env(), y, x.length, fn, "y");
   CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x)}, true);
-  RunKernel(env, fn, [&] { ms::relu_forward(x.length, x.data, y.data); });
+  ms::relu_forward(x.length, x.data, y.data);
   return info.Env().Undefined();
 }
 
@@ -367,7 +339,7 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
   CheckLength(info.Env(), gy, x.length, fn, "gy");
   CheckLength(info.Env(), gx, x.length, fn, "gx");
   CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("x", x), Whole("gy", gy)}, true);
-  RunKernel(env, fn, [&] { ms::relu_backward(x.length, x.data, gy.data, gx.data); });
+  ms::relu_backward(x.length, x.data, gy.data, gx.data);
   return info.Env().Undefined();
 }
 
@@ -381,7 +353,7 @@ Napi::Value Axpy(const Napi::CallbackInfo& info) {
   CheckLength(info.Env(), x, n, fn, "x");
   CheckLength(info.Env(), y, n, fn, "y");
   CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x)}, true);
-  RunKernel(env, fn, [&] { ms::axpy(n, alpha, x.data, y.data); });
+  ms::axpy(n, alpha, x.data, y.data);
   return info.Env().Undefined();
 }
 
@@ -397,7 +369,7 @@ Napi::Value AddRowBias(const Napi::CallbackInfo& info) {
   // Nothing to do; and the kernels would still walk a huge count of empty rows.
   if (rows == 0 || cols == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("bias", bias)});
-  RunKernel(env, fn, [&] { ms::add_row_bias(rows, cols, bias.data, y.data, ldy); });
+  ms::add_row_bias(rows, cols, bias.data, y.data, ldy);
   return env.Undefined();
 }
 
@@ -413,7 +385,7 @@ Napi::Value ColumnSums(const Napi::CallbackInfo& info) {
   CheckLength(env, acc, cols, fn, "acc");
   if (rows == 0 || cols == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("acc", acc)}, {Whole("g", g)});
-  RunKernel(env, fn, [&] { ms::column_sums(rows, cols, g.data, ldg, acc.data); });
+  ms::column_sums(rows, cols, g.data, ldg, acc.data);
   return env.Undefined();
 }
 
@@ -429,7 +401,7 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   CheckLength(env, y, n, fn, "y");
   if (n == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x)});
-  RunKernel(env, fn, [&] { ms::softmax_rows(rows, cols, x.data, y.data, log); });
+  ms::softmax_rows(rows, cols, x.data, y.data, log);
   return env.Undefined();
 }
 
@@ -447,7 +419,7 @@ Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
   CheckLength(env, gx, n, fn, "gx");
   if (n == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("y", y), Whole("gy", gy)});
-  RunKernel(env, fn, [&] { ms::softmax_rows_backward(rows, cols, y.data, gy.data, gx.data, log); });
+  ms::softmax_rows_backward(rows, cols, y.data, gy.data, gx.data, log);
   return env.Undefined();
 }
 
@@ -512,7 +484,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
     ThrowRange(env, "conv2dForward: accumulate needs groups 1 and no bias");
   if (ConvOutputSize(env, s, fn) == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x), Whole("w", w), Whole("bias", bias)});
-  RunKernel(env, fn, [&] { ms::conv2d_forward(s, x.data, w.data, bias.data, y.data, accumulate); });
+  ms::conv2d_forward(s, x.data, w.data, bias.data, y.data, accumulate);
   return env.Undefined();
 }
 
@@ -528,7 +500,7 @@ Napi::Value Conv2dBackwardInput(const Napi::CallbackInfo& info) {
   CheckLength(env, gx, ConvInputSize(env, s, fn), fn, "gx");
   if (ConvOutputSize(env, s, fn) == 0 || ConvInputSize(env, s, fn) == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("gy", gy), Whole("w", w)});
-  RunKernel(env, fn, [&] { ms::conv2d_backward_input(s, gy.data, w.data, gx.data); });
+  ms::conv2d_backward_input(s, gy.data, w.data, gx.data);
   return env.Undefined();
 }
 
@@ -544,7 +516,7 @@ Napi::Value Conv2dBackwardWeight(const Napi::CallbackInfo& info) {
   CheckLength(env, gw, ConvWeightNeed(env, s, fn), fn, "gw");
   if (ConvOutputSize(env, s, fn) == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("gw", gw)}, {Whole("gy", gy), Whole("x", x)});
-  RunKernel(env, fn, [&] { ms::conv2d_backward_weight(s, gy.data, x.data, gw.data); });
+  ms::conv2d_backward_weight(s, gy.data, x.data, gw.data);
   return env.Undefined();
 }
 
@@ -557,7 +529,7 @@ Napi::Value Conv2dBackwardBias(const Napi::CallbackInfo& info) {
   CheckLength(env, gy, ConvOutputSize(env, s, fn), fn, "gy");
   CheckLength(env, gb, s.outChannels, fn, "gb");
   CheckDisjoint(env, fn, {Whole("gb", gb)}, {Whole("gy", gy)});
-  RunKernel(env, fn, [&] { ms::conv2d_backward_bias(s, gy.data, gb.data); });
+  ms::conv2d_backward_bias(s, gy.data, gb.data);
   return env.Undefined();
 }
 
@@ -591,12 +563,10 @@ Napi::Value PoolForward(const Napi::CallbackInfo& info) {
   CheckLength(env, x, CheckedMul(env, s.planes, s.inH * s.inW, fn), fn, "x");
   CheckLength(env, y, CheckedMul(env, s.planes, s.outH * s.outW, fn), fn, "y");
   CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x)});
-  RunKernel(env, fn, [&] {
-    if (kind == 0)
-      ms::max_pool_forward(s, x.data, y.data);
-    else
-      ms::avg_pool_forward(s, x.data, y.data);
-  });
+  if (kind == 0)
+    ms::max_pool_forward(s, x.data, y.data);
+  else
+    ms::avg_pool_forward(s, x.data, y.data);
   return env.Undefined();
 }
 
@@ -614,12 +584,10 @@ Napi::Value PoolBackward(const Napi::CallbackInfo& info) {
   CheckLength(env, gy, CheckedMul(env, s.planes, s.outH * s.outW, fn), fn, "gy");
   CheckLength(env, gx, inSize, fn, "gx");
   CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("x", x), Whole("gy", gy)});
-  RunKernel(env, fn, [&] {
-    if (kind == 0)
-      ms::max_pool_backward(s, x.data, gy.data, gx.data);
-    else
-      ms::avg_pool_backward(s, gy.data, gx.data);
-  });
+  if (kind == 0)
+    ms::max_pool_backward(s, x.data, gy.data, gx.data);
+  else
+    ms::avg_pool_backward(s, gy.data, gx.data);
   return env.Undefined();
 }
 
@@ -633,7 +601,7 @@ Napi::Value GlobalAvgPool(const Napi::CallbackInfo& info) {
   CheckLength(env, x, CheckedMul(env, planes, size, fn), fn, "x");
   CheckLength(env, y, planes, fn, "y");
   CheckDisjoint(env, fn, {Whole("y", y)}, {Whole("x", x)});
-  RunKernel(env, fn, [&] { ms::global_avg_pool_forward(planes, size, x.data, y.data); });
+  ms::global_avg_pool_forward(planes, size, x.data, y.data);
   return env.Undefined();
 }
 
@@ -647,7 +615,7 @@ Napi::Value GlobalAvgPoolBackward(const Napi::CallbackInfo& info) {
   CheckLength(env, gy, planes, fn, "gy");
   CheckLength(env, gx, CheckedMul(env, planes, size, fn), fn, "gx");
   CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("gy", gy)});
-  RunKernel(env, fn, [&] { ms::global_avg_pool_backward(planes, size, gy.data, gx.data); });
+  ms::global_avg_pool_backward(planes, size, gy.data, gx.data);
   return env.Undefined();
 }
 
@@ -685,10 +653,8 @@ Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
   if (total == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("y", y), Whole("mean", mean), Whole("rstd", rstd)},
                 {Whole("x", x), Whole("gamma", gamma), Whole("beta", beta)});
-  RunKernel(env, fn, [&] {
-    ms::group_norm_forward(n, c, sp, g, x.data, gamma.data, beta.data, eps, y.data, mean.data,
-                           rstd.data, relu);
-  });
+  ms::group_norm_forward(n, c, sp, g, x.data, gamma.data, beta.data, eps, y.data, mean.data,
+                         rstd.data, relu);
   return env.Undefined();
 }
 
@@ -720,10 +686,8 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   CheckDisjoint(env, fn, {Whole("gx", gx), Whole("ggamma", ggamma), Whole("gbeta", gbeta)},
                 {Whole("x", x), Whole("gy", gy), Whole("gamma", gamma), Whole("mean", mean),
                  Whole("rstd", rstd), Whole("reluOut", reluOut)});
-  RunKernel(env, fn, [&] {
-    ms::group_norm_backward(n, c, sp, g, x.data, gy.data, gamma.data, mean.data, rstd.data, gx.data,
-                            ggamma.data, gbeta.data, reluOut.data);
-  });
+  ms::group_norm_backward(n, c, sp, g, x.data, gy.data, gamma.data, mean.data, rstd.data, gx.data,
+                          ggamma.data, gbeta.data, reluOut.data);
   return env.Undefined();
 }
 
@@ -740,7 +704,7 @@ Napi::Value ChannelMoments(const Napi::CallbackInfo& info) {
   CheckLength(env, mean, c, fn, "mean");
   CheckLength(env, var, c, fn, "var");
   CheckDisjoint(env, fn, {Whole("mean", mean), Whole("var", var)}, {Whole("x", x)});
-  RunKernel(env, fn, [&] { ms::channel_moments(n, c, sp, x.data, mean.data, var.data); });
+  ms::channel_moments(n, c, sp, x.data, mean.data, var.data);
   return env.Undefined();
 }
 
@@ -759,7 +723,7 @@ Napi::Value ChannelAffine(const Napi::CallbackInfo& info) {
   if (total == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("y", y)},
                 {Whole("x", x), Whole("scale", scale), Whole("shift", shift)}, true);
-  RunKernel(env, fn, [&] { ms::channel_affine(n, c, sp, x.data, scale.data, shift.data, y.data); });
+  ms::channel_affine(n, c, sp, x.data, scale.data, shift.data, y.data);
   return env.Undefined();
 }
 
@@ -789,10 +753,8 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   CheckDisjoint(env, fn, {Whole("gx", gx), Whole("ggamma", ggamma), Whole("gbeta", gbeta)},
                 {Whole("x", x), Whole("gy", gy), Whole("mean", mean), Whole("rstd", rstd),
                  Whole("gamma", gamma)});
-  RunKernel(env, fn, [&] {
-    ms::batch_norm_backward(n, c, sp, x.data, gy.data, mean.data, rstd.data, gamma.data, training,
-                            gx.data, ggamma.data, gbeta.data);
-  });
+  ms::batch_norm_backward(n, c, sp, x.data, gy.data, mean.data, rstd.data, gamma.data, training,
+                          gx.data, ggamma.data, gbeta.data);
   return env.Undefined();
 }
 
@@ -850,16 +812,14 @@ Napi::Value TestThrowInKernel(const Napi::CallbackInfo& info) {
   const std::string kind = info[0].As<Napi::String>().Utf8Value();
   if (kind != "bad_alloc" && kind != "system_error" && kind != "logic_error" && kind != "int")
     ThrowRange(env, std::string(fn) + ": unknown kind " + kind);
-  RunKernel(env, fn, [&] {
-    ms::parallel_run(2, [&](int t, int) {
-      if (t != 1) return;
-      if (kind == "bad_alloc") throw std::bad_alloc();
-      if (kind == "system_error")
-        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
-                                "thread");
-      if (kind == "logic_error") throw std::logic_error("share 1 failed");
-      throw 42;
-    });
+  ms::parallel_run(2, [&](int t, int) {
+    if (t != 1) return;
+    if (kind == "bad_alloc") throw std::bad_alloc();
+    if (kind == "system_error")
+      throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again),
+                              "thread");
+    if (kind == "logic_error") throw std::logic_error("share 1 failed");
+    throw 42;
   });
   return env.Undefined();
 }
@@ -878,29 +838,37 @@ void TuneAllocator() {
 #endif
 }
 
-// The second net under RunKernel: whatever C++ exception escapes an entry point
-// (including the argument checks' own std::string allocations) is turned into a
-// JavaScript error rather than terminating the process.
+// Every entry point runs inside Guarded: a C++ exception escaping a Node-API
+// callback would end the process, so each becomes a JavaScript error naming
+// the entry point (its name rides along as the function's data). A failed
+// allocation (scratch space, or the checks' own strings) is a RangeError; a
+// thread the system refused to start (std::system_error, say under a process
+// thread or memory limit) and anything else an Error.
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 Napi::Value Guarded(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  const std::string fn = static_cast<const char*>(info.Data());
   try {
     return F(info);
   } catch (const Napi::Error&) {
     throw;
   } catch (const std::bad_alloc&) {
-    throw Napi::RangeError::New(env, "modelslice: out of memory in a native call");
+    throw Napi::RangeError::New(env, fn + ": out of memory for the kernel's scratch space");
+  } catch (const std::system_error& e) {
+    throw Napi::Error::New(env, fn + ": the system refused a kernel resource (" + e.what() +
+                                    "); with fewer threads (setNumThreads) it may fit");
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, std::string("modelslice: native call failed: ") + e.what());
+    throw Napi::Error::New(env, fn + ": kernel failed: " + e.what());
   } catch (...) {
-    throw Napi::Error::New(env, "modelslice: native call failed with an unknown exception");
+    throw Napi::Error::New(env, fn + ": kernel failed with an unknown exception");
   }
 }
 
 // Every entry point goes out through Guarded, so none can let a C++ exception escape.
 template <Napi::Value (*F)(const Napi::CallbackInfo&)>
 void Export(Napi::Env env, Napi::Object exports, const char* name) {
-  exports.Set(name, Napi::Function::New(env, Guarded<F>, name));
+  exports.Set(name, Napi::Function::New(env, Guarded<F>, name,
+                                        const_cast<void*>(static_cast<const void*>(name))));
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
