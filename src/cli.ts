@@ -281,7 +281,7 @@ async function train(flags: Flags, log: Log, progress: Log): Promise<Record<stri
   const testLoader = new DataLoader(testSet, { batchSize: 500 });
   const model = buildModel(flags, trainSet);
   model.preprocess = stats;
-  model.dataset = str(flags, 'dataset', DATASETS, 'mnist');
+  model.dataset = dataName;
   const epochs = num(flags, 'epochs', 5, true);
   const lr = num(flags, 'lr', 0.05);
   const weightDecay = num(flags, 'weight-decay', 5e-4);
@@ -403,11 +403,8 @@ async function serveCommand(flags: Flags, log: (s: string) => void, json: boolea
   const maxBodyBytes = atLeastOne('max-body-bytes');
   const workers = atLeastOne('workers');
   const threads = atLeastOne('threads');
-  let rate: number | undefined;
-  if (flags.rate !== undefined) {
-    rate = num(flags, 'rate', 1);
-    if (!(rate > 0 && rate <= 1)) throw new UsageError(`--rate must be a slice rate in (0, 1], got ${String(flags.rate)}`);
-  }
+  // checkFlags has checked --rate's range, for every command.
+  const rate = flags.rate === undefined ? undefined : num(flags, 'rate', 1);
   const host = (flags.host as string | undefined) ?? '127.0.0.1';
   const inputShape = shapeFlag(flags, false);
   const server = await serve(path, { port, host, sloMs, maxBatch, maxQueue, maxBodyBytes, workers, threads, rate, inputShape });
@@ -449,7 +446,6 @@ async function exportCommand(flags: Flags, log: (s: string) => void): Promise<Re
   if (path === undefined) throw new UsageError('export needs --checkpoint FILE');
   if (out === undefined) throw new UsageError('export needs --out FILE.onnx');
   const rate = num(flags, 'rate', 1);
-  if (!(rate > 0 && rate <= 1)) throw new UsageError(`--rate must be a slice rate in (0, 1], got ${String(flags.rate)}`);
   const given = shapeFlag(flags, true);
   const model = await load(path);
   const cfg = model.config!;

@@ -123,6 +123,17 @@ export class RateController {
     if (!(options.sloMs > 0) || !Number.isFinite(options.sloMs)) throw new RangeError(`${op}: sloMs must be a positive number, got ${String(options.sloMs)}`);
     if (!Array.isArray(options.rates) || options.rates.length === 0) throw new RangeError(`${op}: rates must be a non-empty array`);
     if (!Number.isInteger(options.maxBatch) || options.maxBatch < 1) throw new RangeError(`${op}: maxBatch must be a positive integer, got ${String(options.maxBatch)}`);
+    if (options.workers !== undefined && !(Number.isInteger(options.workers) && options.workers >= 1)) {
+      throw new RangeError(`${op}: workers must be a positive integer, got ${String(options.workers)}`);
+    }
+    for (const name of ['headroom', 'maxLoad', 'upHeadroom', 'upMaxLoad'] as const) {
+      const v = options[name];
+      if (v !== undefined && !(typeof v === 'number' && v > 0 && v <= 1)) throw new RangeError(`${op}: ${name} must be a fraction in (0, 1], got ${String(v)}`);
+    }
+    for (const name of ['upHoldMs', 'maxUpHoldMs', 'probeMs', 'arrivalTimeConstantMs', 'slowdownBatches'] as const) {
+      const v = options[name];
+      if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new RangeError(`${op}: ${name} must be a positive number, got ${String(v)}`);
+    }
     this.sloMs = options.sloMs;
     this.rates = [...new Set(options.rates)].sort((a, b) => b - a);
     this.latencyMs = options.latencyMs;

@@ -36,7 +36,7 @@ export interface ServeOptions {
   threads?: number;
   /** Serve every batch at this rate instead of letting the controller choose. */
   rate?: number;
-  /** Input shape without the batch (default from the model's config). */
+  /** Input shape without the batch (default: the shape the model records, `model.inputShape`). */
   inputShape?: readonly number[];
   /** Timed repetitions per (batch size, rate) of the start-up profile (default 3). */
   profileRepeats?: number;
@@ -124,126 +124,124 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
     profile: options.latencyProfile ? false : { batchSizes: profileBatchSizes(maxBatch), repeats: options.profileRepeats ?? 3 },
   });
   const predictors = [first];
+  // From here on a failure (a bad option, a port in use) stops the workers started so far.
   try {
-    const rest = await Promise.all(
+    const rest = await Promise.allSettled(
       Array.from({ length: workerCount - 1 }, () => Predictor.create(modelOrPath, { threads, inputShape: options.inputShape, profile: false })),
     );
-    predictors.push(...rest);
+    for (const r of rest) if (r.status === 'fulfilled') predictors.push(r.value);
+    const failed = rest.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    const profile = options.latencyProfile ?? first.latencyProfile!;
+    const inputSize = first.inputSize;
+    const maxBodyBytes = positiveInt(op, 'maxBodyBytes', options.maxBodyBytes, Math.max(64 * 1024, maxBatch * inputSize * 32 + 1024));
+    const rates = first.trainedRates.filter((r) => estimateLatencyMs(profile, r, 1) !== undefined);
+    if (rates.length === 0) {
+      throw new RangeError(`${op}: the latency profile has no row for any trained rate (${first.trainedRates.join(', ')})`);
+    }
+    const controller = new RateController({
+      ...options.controller,
+      sloMs,
+      rates,
+      maxBatch,
+      workers: workerCount,
+      latencyMs: (r, b) => estimateLatencyMs(profile, r, b)!,
+    });
+
+    // Metrics, registered in the order of their families in the /metrics text.
+    const registry = new Registry();
+    const httpMetrics = createHttpMetrics(registry, sloMs);
+    const batchMetrics = createBatchMetrics(registry, maxBatch);
+    const batcher = new Batcher({
+      predictors,
+      inputShape: first.inputShape,
+      maxBatch,
+      maxQueue,
+      controller,
+      fixedRate,
+      clock,
+      retryAfterSeconds: (queuedInputs) => {
+        const smallest = rates[rates.length - 1];
+        const drainMs = (Math.ceil(queuedInputs / maxBatch) / predictors.length) * estimateLatencyMs(profile, smallest, maxBatch)! * controller.slowdownAt(smallest);
+        return Math.max(1, Math.ceil(drainMs / 1000));
+      },
+      beforeBatch: options.beforeBatch,
+      onBatch: options.onBatch,
+      metrics: batchMetrics,
+    });
+    registry.add(new Gauge('modelslice_slice_rate', 'Slice rate of the latest forward pass whose rate the server chose (pinned requests aside).', () => batcher.rate));
+    registry.add(new Gauge('modelslice_queue_length', 'Requests waiting for a forward pass.', () => batcher.queueLength));
+    registry.add(new Gauge('modelslice_queue_inputs', 'Inputs waiting for a forward pass.', () => batcher.queuedInputs));
+    registry.add(new Gauge('modelslice_inflight_batches', 'Forward passes running.', () => batcher.inFlightBatches));
+    registry.add(new Gauge('modelslice_arrival_rate', 'Arrival rate estimate (EWMA), inputs per second.', () => controller.arrivalRate(clock())));
+    registry.add(new Gauge('modelslice_latency_slowdown', 'Observed over profiled forward-pass latency at the current rate (EWMA).', () => controller.slowdown));
+    registry.add(new Gauge('modelslice_slo_seconds', 'The latency objective.', () => sloMs / 1000));
+    registry.add(new Gauge('modelslice_workers', 'Predictor worker threads.', () => predictors.length));
+
+    const front = new HttpFront({
+      batcher,
+      inputSize,
+      maxInputs: maxBatch,
+      maxBodyBytes,
+      trainedRates: first.trainedRates,
+      metrics: httpMetrics,
+      metricsText: () => registry.render(),
+      health: () => ({ rate: batcher.rate, queue: batcher.queueLength, workers: predictors.length, sloMs }),
+      clock,
+    });
+    const address = await front.listen(port, host).catch((err: NodeJS.ErrnoException) => {
+      throw new Error(`${op}: cannot listen on ${host}:${port} (${err.code ?? err.message})`);
+    });
+
+    let closed: Promise<void> | null = null;
+    const close = () => {
+      if (closed !== null) return closed;
+      // Finish what is queued (bounded by shutdownTimeoutMs; the rest is answered 503), then stop the workers.
+      const frontClosed = front.close(() => batcher.drain(shutdownTimeoutMs));
+      closed = (async () => {
+        await frontClosed;
+        await Promise.all(predictors.map((p) => p.close()));
+      })();
+      return closed;
+    };
+
+    const metrics = (): ServerMetrics => {
+      const { requests, pinnedRequests } = httpMetrics;
+      const byCode = requests.snapshot();
+      const readable: Record<string, number> = {};
+      for (const [key, v] of Object.entries(byCode)) {
+        const m = /route="([^"]*)",code="([^"]*)"/.exec(key);
+        readable[m ? `${m[1]} ${m[2]}` : key] = v;
+      }
+      return {
+        requests: readable,
+        served: requests.get({ route: 'predict', code: '200' }),
+        rejected: requests.get({ route: 'predict', code: '503' }),
+        pinned: Object.entries(pinnedRequests.snapshot())
+          .filter(([key]) => key.includes('code="200"'))
+          .reduce((n, [, v]) => n + v, 0),
+        nonFinite: Object.values(batchMetrics.nonFinite.snapshot()).reduce((n, v) => n + v, 0),
+        rate: batcher.rate,
+        queueLength: batcher.queueLength,
+        queuedInputs: batcher.queuedInputs,
+        inFlightBatches: batcher.inFlightBatches,
+        batches: batchMetrics.batchSizes.count,
+        arrivalRate: controller.arrivalRate(clock()),
+        slowdown: controller.slowdown,
+      };
+    };
+
+    return {
+      url: address.url,
+      port: address.port,
+      latencyProfile: profile,
+      sloMs,
+      close,
+      metrics,
+      metricsText: () => registry.render(),
+    };
   } catch (err) {
     await Promise.all(predictors.map((p) => p.close()));
     throw err;
   }
-  const profile = options.latencyProfile ?? first.latencyProfile!;
-  const inputSize = first.inputSize;
-  const maxBodyBytes = positiveInt(op, 'maxBodyBytes', options.maxBodyBytes, Math.max(64 * 1024, maxBatch * inputSize * 32 + 1024));
-  const rates = first.trainedRates.filter((r) => estimateLatencyMs(profile, r, 1) !== undefined);
-  if (rates.length === 0) {
-    await Promise.all(predictors.map((p) => p.close()));
-    throw new RangeError(`${op}: the latency profile has no row for any trained rate (${first.trainedRates.join(', ')})`);
-  }
-  const controller = new RateController({
-    ...options.controller,
-    sloMs,
-    rates,
-    maxBatch,
-    workers: workerCount,
-    latencyMs: (r, b) => estimateLatencyMs(profile, r, b)!,
-  });
-
-  // Metrics, registered in the order of their families in the /metrics text.
-  const registry = new Registry();
-  const httpMetrics = createHttpMetrics(registry, sloMs);
-  const batchMetrics = createBatchMetrics(registry, maxBatch);
-  const batcher = new Batcher({
-    predictors,
-    inputShape: first.inputShape,
-    maxBatch,
-    maxQueue,
-    controller,
-    fixedRate,
-    clock,
-    retryAfterSeconds: (queuedInputs) => {
-      const smallest = rates[rates.length - 1];
-      const drainMs = (Math.ceil(queuedInputs / maxBatch) / predictors.length) * estimateLatencyMs(profile, smallest, maxBatch)! * controller.slowdownAt(smallest);
-      return Math.max(1, Math.ceil(drainMs / 1000));
-    },
-    beforeBatch: options.beforeBatch,
-    onBatch: options.onBatch,
-    metrics: batchMetrics,
-  });
-  registry.add(new Gauge('modelslice_slice_rate', 'Slice rate of the latest forward pass whose rate the server chose (pinned requests aside).', () => batcher.rate));
-  registry.add(new Gauge('modelslice_queue_length', 'Requests waiting for a forward pass.', () => batcher.queueLength));
-  registry.add(new Gauge('modelslice_queue_inputs', 'Inputs waiting for a forward pass.', () => batcher.queuedInputs));
-  registry.add(new Gauge('modelslice_inflight_batches', 'Forward passes running.', () => batcher.inFlightBatches));
-  registry.add(new Gauge('modelslice_arrival_rate', 'Arrival rate estimate (EWMA), inputs per second.', () => controller.arrivalRate(clock())));
-  registry.add(new Gauge('modelslice_latency_slowdown', 'Observed over profiled forward-pass latency at the current rate (EWMA).', () => controller.slowdown));
-  registry.add(new Gauge('modelslice_slo_seconds', 'The latency objective.', () => sloMs / 1000));
-  registry.add(new Gauge('modelslice_workers', 'Predictor worker threads.', () => predictors.length));
-
-  const front = new HttpFront({
-    batcher,
-    inputSize,
-    maxInputs: maxBatch,
-    maxBodyBytes,
-    trainedRates: first.trainedRates,
-    metrics: httpMetrics,
-    metricsText: () => registry.render(),
-    health: () => ({ rate: batcher.rate, queue: batcher.queueLength, workers: predictors.length, sloMs }),
-    clock,
-  });
-  let address: { url: string; port: number };
-  try {
-    address = await front.listen(port, host);
-  } catch (err) {
-    await Promise.all(predictors.map((p) => p.close()));
-    throw new Error(`${op}: cannot listen on ${host}:${port} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-
-  let closed: Promise<void> | null = null;
-  const close = () => {
-    if (closed !== null) return closed;
-    // Finish what is queued (bounded by shutdownTimeoutMs; the rest is answered 503), then stop the workers.
-    const frontClosed = front.close(() => batcher.drain(shutdownTimeoutMs));
-    closed = (async () => {
-      await frontClosed;
-      await Promise.all(predictors.map((p) => p.close()));
-    })();
-    return closed;
-  };
-
-  const metrics = (): ServerMetrics => {
-    const { requests, pinnedRequests } = httpMetrics;
-    const byCode = requests.snapshot();
-    const readable: Record<string, number> = {};
-    for (const [key, v] of Object.entries(byCode)) {
-      const m = /route="([^"]*)",code="([^"]*)"/.exec(key);
-      readable[m ? `${m[1]} ${m[2]}` : key] = v;
-    }
-    return {
-      requests: readable,
-      served: requests.get({ route: 'predict', code: '200' }),
-      rejected: requests.get({ route: 'predict', code: '503' }),
-      pinned: Object.entries(pinnedRequests.snapshot())
-        .filter(([key]) => key.includes('code="200"'))
-        .reduce((n, [, v]) => n + v, 0),
-      nonFinite: Object.values(batchMetrics.nonFinite.snapshot()).reduce((n, v) => n + v, 0),
-      rate: batcher.rate,
-      queueLength: batcher.queueLength,
-      queuedInputs: batcher.queuedInputs,
-      inFlightBatches: batcher.inFlightBatches,
-      batches: batchMetrics.batchSizes.count,
-      arrivalRate: controller.arrivalRate(clock()),
-      slowdown: controller.slowdown,
-    };
-  };
-
-  return {
-    url: address.url,
-    port: address.port,
-    latencyProfile: profile,
-    sloMs,
-    close,
-    metrics,
-    metricsText: () => registry.render(),
-  };
 }

@@ -52,7 +52,7 @@ function planFor(model: Module, shape: number[], state: readonly Tensor[], versi
   const cache = entry.byKey;
   const key = `${model.sliceRate}|${shape.join('x')}`;
   let plan = cache.get(key);
-  if (plan instanceof InferencePlan && (!plan.validFor(state) || plan.structureVersion !== version)) plan = undefined;
+  if (plan instanceof InferencePlan && !plan.validFor(state)) plan = undefined;
   if (plan === undefined) plan = InferencePlan.build(model, shape);
   cache.delete(key);
   cache.set(key, plan);

@@ -25,8 +25,6 @@ export class InferencePlan {
   readonly eagerBytes: number;
   /** Residual adds folded into the convolution before them. */
   readonly fusedAdds: number;
-  /** The model's structureVersion the pass was captured at; a plan of another version is stale. */
-  readonly structureVersion: number;
   private readonly steps: CapturedStep[];
   private readonly input: Float32Array;
   private readonly output: Float32Array;
@@ -43,10 +41,8 @@ export class InferencePlan {
     output: Float32Array;
     fusedAdds: number;
     state: { tensor: Tensor; data: Float32Array }[];
-    structureVersion: number;
   }) {
     this.fusedAdds = init.fusedAdds;
-    this.structureVersion = init.structureVersion;
     this.rate = init.rate;
     this.inputShape = init.inputShape;
     this.outputShape = init.outputShape;
@@ -105,7 +101,6 @@ export class InferencePlan {
       output: relocate(fused.output) as Float32Array,
       fusedAdds: fused.count,
       state,
-      structureVersion: model.structureVersion,
     });
   }
 

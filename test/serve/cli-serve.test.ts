@@ -94,7 +94,8 @@ function ensureDist(): void {
     // not built yet
   }
   if (built >= newest(join(root, 'src'))) return;
-  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8', timeout: 240000 });
+  // npm run build:ts, as a developer would: it also makes dist/bin.js executable, which npx needs.
+  const r = spawnSync('npm', ['run', 'build:ts'], { cwd: root, encoding: 'utf8', timeout: 240000 });
   if (r.status !== 0) throw new Error(`building dist/ failed: ${r.stdout}${r.stderr}`);
 }
 

@@ -234,6 +234,10 @@ t.test('several workers share the queue', async (t) => {
 
 t.test('bad options', async (t) => {
   t.throws(() => controller({ sloMs: 0 }), { name: 'RangeError', message: /sloMs/ });
+  t.throws(() => controller({ headroom: -1 }), { name: 'RangeError', message: /RateController: headroom must be a fraction in \(0, 1\], got -1/ });
+  t.throws(() => controller({ maxLoad: 1.5 }), { name: 'RangeError', message: /maxLoad must be a fraction/ });
+  t.throws(() => controller({ upHoldMs: Number.NaN }), { name: 'RangeError', message: /upHoldMs must be a positive number/ });
+  t.throws(() => controller({ workers: 0 }), { name: 'RangeError', message: /workers must be a positive integer/ });
   t.throws(() => controller({ rates: [] }), { name: 'RangeError', message: /rates/ });
   t.throws(() => controller({ maxBatch: 0 }), { name: 'RangeError', message: /maxBatch/ });
 });

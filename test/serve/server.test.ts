@@ -2,6 +2,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import t from 'tap';
 import * as ms from '../../src/index.js';
+import { Predictor } from '../../src/serve/predictor.js';
 import { serve, type ServedBatch } from '../../src/serve/server.js';
 import { checkExposition } from './exposition.js';
 import { call, postJson, until } from './http.js';
@@ -367,4 +368,19 @@ t.test('bad serve options', async (t) => {
   await t.rejects(serve(tinyModel(), { sloMs: 10, port: 70000 }), { name: 'RangeError', message: /port/ });
   await t.rejects(serve(tinyModel(), { sloMs: 10, rate: 2 }), { name: 'RangeError', message: /slice rate/ });
   await t.rejects(serve(tinyModel(), { sloMs: 10, latencyProfile: { byBatch: { 1: { 0.3: 1 } } } }), { name: 'RangeError', message: /no row for any trained rate/ });
+});
+
+t.test('options refused after the workers started stop those workers', async (t) => {
+  const closed: Predictor[] = [];
+  const close = Predictor.prototype.close;
+  Predictor.prototype.close = function (this: Predictor) {
+    closed.push(this);
+    return close.call(this);
+  };
+  t.teardown(() => void (Predictor.prototype.close = close));
+  const profile = { byBatch: { 1: { 1: 1, 0.5: 0.5, 0.25: 0.3 } } };
+  await t.rejects(serve(tinyModel(), { sloMs: 10, workers: 2, latencyProfile: profile, maxBodyBytes: 0 }), { name: 'RangeError', message: /maxBodyBytes/ });
+  t.equal(closed.length, 2, 'both workers were closed');
+  await t.rejects(serve(tinyModel(), { sloMs: 10, latencyProfile: profile, controller: { headroom: -1 } }), { name: 'RangeError' });
+  t.equal(closed.length, 3, 'and the one worker of a refused controller option');
 });
