@@ -9,7 +9,7 @@ import { pixelStats, sample, standardize, type Dataset } from './data/dataset.js
 import { DATASETS, loadDataset, type DatasetName } from './data/registry.js';
 import { load, save } from './io/model-file.js';
 import { exportOnnx } from './io/onnx.js';
-import { checkModelInput, modelInputShape } from './models/input-shape.js';
+import { checkModelInput, modelInputShape } from './nn/input-shape.js';
 import { mlp } from './models/mlp.js';
 import { resnet, resnetBlock } from './models/resnet.js';
 import { vgg, vggDepth } from './models/vgg.js';

@@ -1,6 +1,7 @@
-// Types of what travels with a model besides its layers: the architecture a
-// checkpoint rebuilds it from and its measured latency. They sit outside nn/,
-// models/ and slicing/ because Module carries them and all three read them.
+// What travels with a model besides its layers: the architecture a checkpoint
+// rebuilds it from (and the inputs that architecture can take), and its
+// measured latency. It sits outside nn/, models/ and slicing/ because Module
+// carries it and all three read it.
 
 export interface MlpConfig {
   kind: 'mlp';
@@ -43,4 +44,31 @@ export type SavedConfig = ModelConfig & { sliceChain?: number[] };
 export interface LatencyProfile {
   /** Milliseconds per forward pass, by batch size, then by rate. */
   byBatch: Record<number, Record<number, number>>;
+}
+
+/** Max-pools of 2 in a built-in VGG: its spatial size must survive halving this many times. */
+export const VGG_POOLS = 5;
+
+/**
+ * The shape of one input a config implies when nothing better is known: what
+ * models were assumed to take before they recorded their input (32x32 images
+ * for the CIFAR-style networks).
+ */
+export function configInputShape(config: ModelConfig): number[] {
+  if (config.kind === 'mlp') return [config.inputs];
+  return [config.inChannels, 32, 32];
+}
+
+/** Why `shape` (one input, no batch) cannot feed a model of this config, or null when it can. */
+export function configInputProblem(config: ModelConfig, shape: readonly number[]): string | null {
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (config.kind === 'mlp') {
+    return size === config.inputs ? null : `an MLP of ${config.inputs} inputs takes ${config.inputs} values per input, not ${size}`;
+  }
+  if (shape.length !== 3) return `a ${config.kind} takes images [channels, height, width]`;
+  if (shape[0] !== config.inChannels) return `a ${config.kind} built for ${config.inChannels} input channel${config.inChannels === 1 ? '' : 's'} cannot take ${shape[0]}`;
+  if (config.kind === 'vgg' && (shape[1] < 2 ** VGG_POOLS || shape[2] < 2 ** VGG_POOLS)) {
+    return `a VGG's ${VGG_POOLS} max-pools of 2 need images of at least ${2 ** VGG_POOLS}x${2 ** VGG_POOLS}`;
+  }
+  return null;
 }

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { buildModel, leastParameters } from '../models/build.js';
 import type { ModelConfig } from '../models/config.js';
-import { modelInputShape, setInputShape } from '../models/input-shape.js';
+import { modelInputShape, setInputShape } from '../nn/input-shape.js';
 import type { Module } from '../nn/module.js';
 import { BatchNorm2d } from '../nn/norm.js';
 import { useSwitchableBatchNorm } from '../slicing/calibrate.js';

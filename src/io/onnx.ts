@@ -11,7 +11,7 @@ import { BatchNorm2d, GroupNorm, scaledNormGroups } from '../nn/norm.js';
 import { Mlp } from '../models/mlp.js';
 import { PreActBasicBlock, PreActBottleneck, ResNet } from '../models/resnet.js';
 import { Vgg } from '../models/vgg.js';
-import { modelInputShape } from '../models/input-shape.js';
+import { modelInputShape } from '../nn/input-shape.js';
 import { checkRate } from '../nn/width.js';
 import { writeFileAtomic } from './safetensors.js';
 

@@ -7,7 +7,8 @@ import { markSliceBoundaries } from '../nn/sliceable.js';
 import { flatten } from '../ops/reshape.js';
 import type { Tensor } from '../tensor.js';
 import { positiveInt, type MlpConfig } from './config.js';
-import { checkShape, configInputShape, modelInputShape, setInputShape } from './input-shape.js';
+import { configInputShape } from '../metadata.js';
+import { checkShape, setInputShape } from '../nn/input-shape.js';
 
 export interface MlpOptions {
   /** Input features; may be left out when `inputShape` is given (its product). */
@@ -41,10 +42,6 @@ export class Mlp extends Sequential {
     return super.forward(x.rank > 2 ? flatten(x) : x);
   }
 
-  // slice() checks a shape it is given against the config, as costs() and the rest do.
-  protected override inputShapeFor(op: string, given: readonly number[] | null | undefined, name: string): number[] {
-    return modelInputShape(op, this, given, name);
-  }
 }
 
 export function mlp(options: MlpOptions): Mlp {

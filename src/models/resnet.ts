@@ -14,7 +14,9 @@ import { globalAvgPool2d } from '../ops/global-avg-pool2d.js';
 import { relu } from '../ops/relu.js';
 import type { Tensor } from '../tensor.js';
 import { positiveInt, type NormKind, type ResNetConfig } from './config.js';
-import { configInputShape, imageChannels, modelInputShape, setInputShape } from './input-shape.js';
+import { configInputShape } from '../metadata.js';
+import { setInputShape } from '../nn/input-shape.js';
+import { imageChannels } from './input-shape.js';
 
 /** Shared settings of the blocks of one ResNet (norm kind and group counts). */
 export interface BlockContext {
@@ -156,10 +158,6 @@ export class ResNet extends Module {
     return this.fc.forward(globalAvgPool2d(h));
   }
 
-  // slice() checks a shape it is given against the config, as costs() and the rest do.
-  protected override inputShapeFor(op: string, given: readonly number[] | null | undefined, name: string): number[] {
-    return modelInputShape(op, this, given, name);
-  }
 }
 
 /**

@@ -11,7 +11,9 @@ import { markSliceBoundaries } from '../nn/sliceable.js';
 import { globalAvgPool2d } from '../ops/global-avg-pool2d.js';
 import type { Tensor } from '../tensor.js';
 import { positiveInt, type NormKind, type VggConfig } from './config.js';
-import { configInputShape, imageChannels, modelInputShape, setInputShape } from './input-shape.js';
+import { configInputShape } from '../metadata.js';
+import { setInputShape } from '../nn/input-shape.js';
+import { imageChannels } from './input-shape.js';
 
 const M = 'M' as const;
 const layouts: Record<11 | 13 | 16 | 19, (number | typeof M)[]> = {
@@ -64,10 +66,6 @@ export class Vgg extends Module {
     return this.classifier.forward(globalAvgPool2d(this.features.forward(x)));
   }
 
-  // slice() checks a shape it is given against the config, as costs() and the rest do.
-  protected override inputShapeFor(op: string, given: readonly number[] | null | undefined, name: string): number[] {
-    return modelInputShape(op, this, given, name);
-  }
 }
 
 /** A VGG depth (11, 13, 16 or 19), or a RangeError. */

@@ -2,7 +2,7 @@
 // training flag, and one slice rate that drives every sliceable layer below it.
 import type { LatencyProfile, SavedConfig } from '../metadata.js';
 import { Tensor } from '../tensor.js';
-import { checkShape } from './input-shape.js';
+import { modelInputShape } from './input-shape.js';
 import { traceAtRate } from './trace.js';
 import { checkRate } from './width.js';
 
@@ -203,7 +203,7 @@ export abstract class Module {
   slice(rate: number, options: { inputShape?: readonly number[] } = {}): this {
     const op = 'slice';
     checkRate(op, rate);
-    const shape = this.inputShapeFor(op, options.inputShape, 'options.inputShape');
+    const shape = modelInputShape(op, this, options.inputShape, 'options.inputShape');
     const widths = new Map(traceAtRate(this, rate, shape).map((u) => [u.module, u.widths]));
     const compactChild = (m: Module): Module => m.compact(widths.get(m), compactChild);
     const previous = this.sliceRate;
@@ -224,17 +224,6 @@ export abstract class Module {
     if (this.dataset !== undefined) compact.dataset = this.dataset;
     if (this.config !== undefined) compact.config = { ...this.config, sliceChain: [...(this.config.sliceChain ?? []), rate] };
     return compact as this;
-  }
-
-  /**
-   * The shape of one input (no batch) that `op` should feed this module:
-   * `given`, checked, else the recorded inputShape. Built-in models override
-   * it to check the shape against their config.
-   */
-  protected inputShapeFor(op: string, given: readonly number[] | null | undefined, name: string): number[] {
-    if (given !== undefined && given !== null) return checkShape(op, name, given);
-    if (this.inputShape !== undefined) return [...this.inputShape];
-    throw new TypeError(`${op}: ${name} is required for a model that does not record its input shape`);
   }
 
   /**

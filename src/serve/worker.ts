@@ -4,7 +4,7 @@
 // never mixes widths.
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadFile } from '../io/model-file.js';
-import { modelInputShape } from '../models/input-shape.js';
+import { modelInputShape } from '../nn/input-shape.js';
 import type { Module } from '../nn/module.js';
 import { infer } from '../slicing/infer.js';
 import { profileLatency, trainedRatesOf } from '../slicing/select.js';

@@ -5,7 +5,7 @@ import { Module } from '../nn/module.js';
 import { SliceableLayer } from '../nn/sliceable.js';
 import { traceAtRate } from '../nn/trace.js';
 import { activeGroups, checkRate } from '../nn/width.js';
-import { modelInputShape } from '../models/input-shape.js';
+import { modelInputShape } from '../nn/input-shape.js';
 
 /** One row of a cost table. */
 export interface CostRow {

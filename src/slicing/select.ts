@@ -2,7 +2,7 @@
 // the cost table) or measured latency (from the model's latency profile) fits.
 import type { LatencyProfile } from '../metadata.js';
 import type { Module } from '../nn/module.js';
-import { modelInputShape } from '../models/input-shape.js';
+import { modelInputShape } from '../nn/input-shape.js';
 import { randn } from '../tensor.js';
 import { costs } from './compact.js';
 import { infer } from './infer.js';

@@ -12,7 +12,7 @@ import { useSwitchableBatchNorm } from '../slicing/calibrate.js';
 import { rateSchedule, type RateSchedule, type ScheduleName } from '../slicing/schedules.js';
 import { DEFAULT_RATES, setTrainedRates } from '../slicing/select.js';
 import { slicedStep } from '../slicing/step.js';
-import { setInputShape } from '../models/input-shape.js';
+import { setInputShape } from '../nn/input-shape.js';
 import { Tensor } from '../tensor.js';
 import { evaluate, type BatchSource, type EvalRow } from './evaluate.js';
 
