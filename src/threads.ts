@@ -10,13 +10,16 @@ export { startKernelProfile, stopKernelProfile, type KernelProfile } from './nat
  * its own). At most kernelInfo().maxThreads: 4 per available core, at most 256.
  */
 export function setNumThreads(n: number): void {
+  native.setNumThreads(checkThreadCount('setNumThreads', 'n', n));
+}
+
+/** A kernel thread count within kernelInfo().maxThreads, or a RangeError naming `name`. */
+export function checkThreadCount(op: string, name: string, n: unknown): number {
   const limit = native.kernelInfo().maxThreads;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > limit) {
-    throw new RangeError(
-      `setNumThreads: n must be an integer in [1, ${limit}] (4 threads per available core, at most 256), got ${String(n)}`,
-    );
+    throw new RangeError(`${op}: ${name} must be an integer in [1, ${limit}] (4 threads per available core, at most 256), got ${String(n)}`);
   }
-  native.setNumThreads(n);
+  return n;
 }
 
 export function getNumThreads(): number {

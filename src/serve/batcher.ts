@@ -3,6 +3,7 @@
 // the oldest request's group (requests pinned to one trained rate, or those
 // that leave the rate to the controller), asked of the controller just before
 // it runs. It knows nothing of HTTP beyond the status its errors carry.
+import { checkShape } from '../nn/input-shape.js';
 import { HttpError } from './body.js';
 import type { Decision, RateController } from './controller.js';
 import { Counter, Histogram, type Registry } from './metrics.js';
@@ -121,12 +122,9 @@ export class Batcher {
       const v = options[name];
       if (!Number.isInteger(v) || v < 1) throw new RangeError(`${op}: ${name} must be an integer >= 1, got ${String(v)}`);
     }
-    if (!Array.isArray(options.inputShape) || options.inputShape.length === 0 || options.inputShape.some((d) => !Number.isInteger(d) || d < 1)) {
-      throw new TypeError(`${op}: inputShape must be a non-empty array of positive integers, got ${JSON.stringify(options.inputShape)}`);
-    }
     this.options = options;
     this.predictors = options.predictors;
-    this.inputShape = [...options.inputShape];
+    this.inputShape = checkShape(op, 'inputShape', options.inputShape);
     this.inputSize = this.inputShape.reduce((a, b) => a * b, 1);
     this.maxBatch = options.maxBatch;
     this.maxQueue = options.maxQueue;

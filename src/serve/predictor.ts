@@ -8,11 +8,12 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Preprocess } from '../io/model-file.js';
 import { save } from '../io/model-file.js';
+import { checkShape } from '../nn/input-shape.js';
 import { Module } from '../nn/module.js';
 import type { LatencyProfile } from '../slicing/select.js';
 import { checkRate } from '../nn/width.js';
 import { shapeSize, Tensor } from '../tensor.js';
-import { kernelInfo } from '../threads.js';
+import { checkThreadCount } from '../threads.js';
 import { estimateLatencyMs, monotoneProfile, rateForBudget } from './latency.js';
 import { deserializeError, type PredictRequest, type ReadyMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
 
@@ -120,12 +121,11 @@ export class Predictor {
   static async create(modelOrPath: string | Module, options: PredictorOptions = {}): Promise<Predictor> {
     const op = 'Predictor.create';
     if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object`);
-    const maxThreads = kernelInfo().maxThreads;
-    if (options.threads !== undefined && !(Number.isInteger(options.threads) && options.threads >= 1 && options.threads <= maxThreads)) {
-      throw new RangeError(`${op}: threads must be an integer in [1, ${maxThreads}] (4 per available core, at most 256), got ${String(options.threads)}`);
-    }
+    // Checked here, before a worker starts, against the limit its setNumThreads will apply.
+    if (options.threads !== undefined) checkThreadCount(op, 'threads', options.threads);
     const profile = options.profile;
-    const inputShape = checkInputShape(op, profile ? (profile.inputShape ?? options.inputShape) : options.inputShape);
+    const givenShape = profile ? (profile.inputShape ?? options.inputShape) : options.inputShape;
+    const inputShape = givenShape === undefined ? undefined : checkShape(op, 'inputShape', givenShape);
     let batchSizes: number[] = [];
     if (profile !== false) {
       batchSizes = profile?.batchSizes ?? (modelOrPath instanceof Module && modelOrPath.latencyProfile !== undefined ? [] : [1]);
@@ -339,10 +339,3 @@ export class Predictor {
   }
 }
 
-function checkInputShape(op: string, shape: readonly number[] | undefined): number[] | undefined {
-  if (shape === undefined) return undefined;
-  if (!Array.isArray(shape) || shape.length === 0 || shape.some((d) => !Number.isInteger(d) || d < 1)) {
-    throw new TypeError(`${op}: inputShape must be a non-empty array of positive integers (without the batch), got ${JSON.stringify(shape)}`);
-  }
-  return [...shape];
-}

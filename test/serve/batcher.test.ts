@@ -378,6 +378,6 @@ t.test('bad batcher options', (t) => {
   t.throws(() => new Batcher({ ...ok, predictors: [] }), { name: 'RangeError', message: /^Batcher: predictors must be a non-empty array/ });
   t.throws(() => new Batcher({ ...ok, maxBatch: 0 }), { name: 'RangeError', message: /^Batcher: maxBatch must be an integer >= 1, got 0/ });
   t.throws(() => new Batcher({ ...ok, maxQueue: 1.5 }), { name: 'RangeError', message: /^Batcher: maxQueue must be an integer >= 1, got 1\.5/ });
-  t.throws(() => new Batcher({ ...ok, inputShape: [2, 0] }), { name: 'TypeError', message: /^Batcher: inputShape must be a non-empty array of positive integers, got \[2,0\]/ });
+  t.throws(() => new Batcher({ ...ok, inputShape: [2, 0] }), { name: 'RangeError', message: /^Batcher: inputShape must be the shape of one input without the batch, e\.g\. \[3, 32, 32\], got \[2,0\]/ });
   t.end();
 });

@@ -160,7 +160,7 @@ t.test('bad input and a closed predictor', async (t) => {
   const limit = ms.kernelInfo().maxThreads;
   await t.rejects(Predictor.create(tinyModel(), { threads: limit + 1 }), new RegExp(`Predictor.create: threads must be an integer in \\[1, ${limit}\\]`));
   await t.rejects(Predictor.create(tinyModel(), { profile: { batchSizes: [0] } }), { name: 'RangeError' });
-  await t.rejects(Predictor.create(tinyModel(), { inputShape: [] }), { name: 'TypeError' });
+  await t.rejects(Predictor.create(tinyModel(), { inputShape: [] }), { name: 'RangeError', message: /Predictor.create: inputShape must be the shape of one input/ });
   const p = await Predictor.create(tinyModel(), { profile: false });
   const x = ms.randn([2, 16]);
   await t.rejects(p.predict(ms.randn([2, 15])), { name: 'RangeError', message: /does not fit the model's input \[N, 16\]/ });
