@@ -66,7 +66,9 @@ train flags:
 
 eval flags:
   --checkpoint FILE          (required) the saved model
-  --dataset, --data-dir, --rates, --batch-size, --threads, --json as above
+  --dataset NAME             (default: the dataset the model file records it was trained on)
+  --rates 1,0.5              (default: the model's trained rates)
+  --data-dir, --batch-size, --threads, --json as above
 
 export flags:
   --checkpoint FILE          (required) the saved model
@@ -74,7 +76,7 @@ export flags:
   --out FILE                 (required) the .onnx file to write
   --input-shape 1,3,32,32    input shape with the batch (the batch stays dynamic;
                              default: 1 and the model's recorded input shape)
-  --json                     print {"path", "rate", "bytes"}
+  --json                     print {"path", "rate", "bytes", "inputShape"}
 
 serve flags:
   --checkpoint FILE          (required) the saved model
