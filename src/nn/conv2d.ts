@@ -5,7 +5,7 @@ import { conv2d } from '../ops/conv2d.js';
 import { defaultGenerator } from '../random.js';
 import type { Tensor } from '../tensor.js';
 import { uniformInit, withoutDrawing } from './init.js';
-import { copyPrefix, SliceableLayer, type SliceOptions } from './sliceable.js';
+import { SliceableLayer, type SliceOptions } from './sliceable.js';
 import { reportUse, tracing } from './trace.js';
 
 export interface Conv2dLayerOptions extends SliceOptions {
@@ -140,11 +140,6 @@ export class Conv2d extends SliceableLayer {
       bias: this.bias !== null,
       sliceGroups: this.sliceGroups,
     };
-    const copy = withoutDrawing(() => new Conv2d(inWidth, outWidth, this.kernelSize, options));
-    copy.sliceOutput = this.sliceOutput;
-    copy.training = this.training;
-    copyPrefix(this.weight, copy.weight);
-    if (this.bias !== null && copy.bias !== null) copyPrefix(this.bias, copy.bias);
-    return copy;
+    return this.filledCopy(withoutDrawing(() => new Conv2d(inWidth, outWidth, this.kernelSize, options)));
   }
 }

@@ -4,7 +4,7 @@ import { linear } from '../ops/linear.js';
 import { defaultGenerator } from '../random.js';
 import type { Tensor } from '../tensor.js';
 import { uniformInit, withoutDrawing } from './init.js';
-import { copyPrefix, SliceableLayer, type SliceOptions } from './sliceable.js';
+import { SliceableLayer, type SliceOptions } from './sliceable.js';
 import { reportUse, tracing } from './trace.js';
 
 export interface LinearLayerOptions extends SliceOptions {
@@ -48,11 +48,6 @@ export class Linear extends SliceableLayer {
   override compact(widths?: Readonly<Record<string, number>>): Linear {
     const inWidth = widths?.inWidth ?? this.inFeatures;
     const outWidth = widths?.outWidth ?? this.outFeatures;
-    const copy = withoutDrawing(() => new Linear(inWidth, outWidth, { bias: this.bias !== null, sliceGroups: this.sliceGroups }));
-    copy.sliceOutput = this.sliceOutput;
-    copy.training = this.training;
-    copyPrefix(this.weight, copy.weight);
-    if (this.bias !== null && copy.bias !== null) copyPrefix(this.bias, copy.bias);
-    return copy;
+    return this.filledCopy(withoutDrawing(() => new Linear(inWidth, outWidth, { bias: this.bias !== null, sliceGroups: this.sliceGroups })));
   }
 }

@@ -11,6 +11,11 @@ export interface SliceOptions {
   slice?: boolean;
 }
 
+interface WeightAndBias {
+  weight: Tensor;
+  bias: Tensor | null;
+}
+
 export abstract class SliceableLayer extends Module {
   readonly sliceGroups: number;
   private sliceOutputMode: boolean | 'auto' = 'auto';
@@ -35,6 +40,18 @@ export abstract class SliceableLayer extends Module {
     if (mode === this.sliceOutputMode) return;
     this.sliceOutputMode = mode;
     this.markStructureChanged();
+  }
+
+  /**
+   * Finishes a compact copy made by a subclass's constructor: the same output
+   * mode and training flag, and the prefixes of this layer's weight and bias.
+   */
+  protected filledCopy<L extends SliceableLayer & WeightAndBias>(this: L, copy: L): L {
+    copy.sliceOutput = this.sliceOutput;
+    copy.training = this.training;
+    copyPrefix(this.weight, copy.weight);
+    if (this.bias !== null && copy.bias !== null) copyPrefix(this.bias, copy.bias);
+    return copy;
   }
 
   /** How many of `units` outputs to compute at the current rate. */
