@@ -73,7 +73,7 @@ export function markSliceBoundaries(model: Module): void {
 }
 
 /** Copies the leading block of `src` (a prefix along every dimension) into `dst`, a tensor of the same rank. */
-export function copyPrefix(src: Tensor, dst: Tensor): void {
+function copyPrefix(src: Tensor, dst: Tensor): void {
   const rank = dst.rank;
   const inner = dst.shape[rank - 1];
   const rows = dst.size / Math.max(1, inner);
