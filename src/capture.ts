@@ -1,9 +1,9 @@
-// Capture of one forward pass as a replayable list of kernel calls, the
-// machinery behind inference plans (slicing/plan.ts). While a capture is open,
-// every native kernel call is recorded with its arguments, every op output
-// buffer allocated is noted, and ops whose forward computes in JavaScript
-// either register that computation as a step of its own (batchNorm's
-// per-channel scale and shift) or mark the capture as unusable (sum, losses).
+// Capture of a pass (a forward pass, or a whole training step) as a
+// replayable list of kernel calls, the machinery behind plans
+// (slicing/plan.ts, slicing/train-plan.ts). While a capture is open, every
+// kernel call, native or JavaScript (kernels.ts declares both), is recorded
+// with its arguments and every op output buffer allocated is noted; ops
+// compute nothing outside kernels, so the list is the whole computation.
 // Every tensor made during a capture is noted with the module whose forward
 // was running (when the caller says which, see enterModule), so work a custom
 // module did in JavaScript, whose values a replay would freeze, can be found
@@ -12,20 +12,11 @@
 import { KERNELS, type KernelCall } from './kernels.js';
 
 /** A recorded kernel call: fn(...args), with its declaration (kernels.ts) to read the args by role. */
-export interface NativeStep extends KernelCall {
-  readonly kind: 'native';
+export interface CapturedStep extends KernelCall {
   readonly name: string;
   readonly fn: (...args: unknown[]) => unknown;
   readonly args: unknown[];
 }
-
-/** A recorded JavaScript computation over buffers that are not op outputs. */
-export interface JsStep {
-  readonly kind: 'js';
-  readonly run: () => void;
-}
-
-export type CapturedStep = NativeStep | JsStep;
 
 export class Capture {
   readonly steps: CapturedStep[] = [];
@@ -63,17 +54,12 @@ export function captureNative(name: string, fn: (...args: unknown[]) => unknown,
     const plain = a === null || a === undefined || typeof a === 'number' || typeof a === 'boolean' || ArrayBuffer.isView(a) || Array.isArray(a);
     if (!plain) active.unsupported ??= `kernel ${name} takes an argument the capture cannot relocate`;
   }
-  active.steps.push({ kind: 'native', name, fn, args, decl });
+  active.steps.push({ name, fn, args, decl });
 }
 
-/** @internal Called by ops for a JS computation that replays must repeat. */
-export function captureJs(run: () => void): void {
-  active?.steps.push({ kind: 'js', run });
-}
-
-/** @internal Called by ops whose forward pass cannot be replayed. */
-export function captureUnsupported(op: string): void {
-  if (active !== null) active.unsupported ??= `${op} computes in JavaScript`;
+/** @internal Called by an op that read something a replay could not read again (why, in a phrase). */
+export function captureUnsupported(why: string): void {
+  if (active !== null) active.unsupported ??= why;
 }
 
 /** @internal Called by outputBuffer for every op output allocation. */

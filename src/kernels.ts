@@ -1,12 +1,13 @@
-// Every kernel entry point of the addon, declared once: its arguments in call
+// Every kernel, declared once: the addon's entry points and the few computed
+// in JavaScript (js-kernels.ts). A declaration gives the arguments in call
 // order, each an attribute (a number or flag), a group of named attributes
 // passed as one array (a convolution's params), a variable-length index list
 // (a shape or strides), or a buffer with how the kernel uses it: reads it,
 // writes it (every element it covers, without reading it first) or accumulates
 // into it (adds to what is there).
 //
-// Ops call the addon through native.ts as before; what the declarations add is
-// meaning for the records a capture keeps. Plan passes find a call's buffers
+// Ops call the kernels through native.ts and js-kernels.ts; what the
+// declarations add is meaning for the records a capture keeps. Plan passes find a call's buffers
 // and attributes by role (`arg(step, 'y')`, `attr(step, 'params', 'groups')`),
 // never by argument position, and know which buffers a call writes, which is
 // what liveness, arena placement and fusions need. (DESIGN.md, "Kernel calls
@@ -32,6 +33,8 @@ export type ArgDecl =
 
 export interface KernelDecl {
   readonly name: string;
+  /** Where it computes: the addon, or JavaScript (js-kernels.ts). */
+  readonly runs: 'native' | 'js';
   readonly args: readonly ArgDecl[];
   /** Argument index by name. */
   readonly index: ReadonlyMap<string, number>;
@@ -44,15 +47,15 @@ const reads = (name: string, optional = false): ArgDecl => ({ name, kind: 'buffe
 const writes = (name: string, optional = false): ArgDecl => ({ name, kind: 'buffer', access: 'write', optional });
 const accumulates = (name: string, optional = false): ArgDecl => ({ name, kind: 'buffer', access: 'accumulate', optional });
 
-function kernel(name: string, args: ArgDecl[]): KernelDecl {
-  return { name, args, index: new Map(args.map((a, i) => [a.name, i])) };
+function kernel(name: string, args: ArgDecl[], runs: 'native' | 'js' = 'native'): KernelDecl {
+  return { name, runs, args, index: new Map(args.map((a, i) => [a.name, i])) };
 }
 
 const CONV_PARAMS = ['N', 'C', 'H', 'W', 'O', 'kh', 'kw', 'strideH', 'strideW', 'padH', 'padW', 'dilationH', 'dilationW', 'groups', 'weightInPerGroup'];
 const POOL_PARAMS = ['planes', 'H', 'W', 'kh', 'kw', 'strideH', 'strideW', 'padH', 'padW'];
 const NORM_SIZES = [value('batch'), value('channels'), value('spatial')];
 
-/** The addon's kernels by name, in the argument order of `NativeAddon` (native.ts). */
+/** Every kernel by name, in the argument order of `NativeAddon` (native.ts) or `JsKernels` (js-kernels.ts). */
 export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
   [
     kernel('gemm', [
@@ -99,6 +102,23 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       ...NORM_SIZES, reads('x'), reads('gy'), reads('mean'), reads('rstd'), reads('gamma', true), value('training'),
       accumulates('gx', true), accumulates('ggamma', true), accumulates('gbeta', true),
     ]),
+    // Computed in JavaScript.
+    kernel('fill', [value('n'), value('value'), writes('y')], 'js'),
+    kernel('copyLabels', [value('n'), reads('src'), writes('dst')], 'js'),
+    kernel('nllLoss', [value('rows'), value('cols'), reads('logp'), reads('labels'), writes('loss')], 'js'),
+    kernel('nllLossBackward', [value('rows'), value('cols'), reads('labels'), reads('g'), accumulates('glogp')], 'js'),
+    kernel('klDiv', [value('rows'), value('cols'), reads('logp'), reads('q'), writes('loss')], 'js'),
+    kernel('klDivBackward', [value('rows'), value('cols'), reads('q'), reads('g'), accumulates('glogp')], 'js'),
+    kernel('sum', [value('n'), value('scale'), reads('x'), writes('out')], 'js'),
+    kernel('sumBackward', [value('n'), value('scale'), reads('g'), accumulates('gx')], 'js'),
+    kernel('batchNormAffine', [
+      value('channels'), value('eps'), reads('mean'), reads('variance'), reads('gamma', true), reads('beta', true),
+      writes('rstd'), writes('scale'), writes('shift'),
+    ], 'js'),
+    kernel('batchNormRunningStats', [
+      value('channels'), value('momentum'), value('unbias'), reads('mean'), reads('variance'),
+      accumulates('runningMean'), accumulates('runningVar'),
+    ], 'js'),
   ].map((k) => [k.name, k]),
 );
 
@@ -147,7 +167,8 @@ function attributes(call: KernelCall): Attrs {
 
 export interface BufferUse {
   readonly name: string;
-  readonly view: Float32Array;
+  /** Float32Array, or Int32Array for labels. */
+  readonly view: Float32Array | Int32Array;
   readonly access: Access;
 }
 
@@ -158,7 +179,7 @@ export function buffers(call: KernelCall): BufferUse[] {
   call.decl.args.forEach((a, i) => {
     if (a.kind !== 'buffer') return;
     const v = call.args[i];
-    if (!(v instanceof Float32Array)) return;
+    if (!(v instanceof Float32Array || v instanceof Int32Array)) return;
     let access: Access;
     if (typeof a.access === 'function') {
       attrs ??= attributes(call);

@@ -150,11 +150,14 @@ export type KernelProfile = Record<string, { calls: number; ms: number }>;
 
 let profile: KernelProfile | null = null;
 
-// Each entry point is wrapped once; while no profile or capture is open the
-// wrapper is two early returns.
-function instrument(addon: NativeAddon): NativeAddon {
+/**
+ * @internal Wraps each function of a kernel table (the addon's, or the
+ * JavaScript kernels of js-kernels.ts) once, so a capture records its calls and
+ * a profile times them; while neither is open the wrapper is two early returns.
+ */
+export function instrumentKernels<T extends object>(table: T): T {
   const wrapped: Record<string, unknown> = {};
-  for (const [name, fn] of Object.entries(addon as unknown as Record<string, unknown>)) {
+  for (const [name, fn] of Object.entries(table as unknown as Record<string, unknown>)) {
     if (typeof fn !== 'function') {
       wrapped[name] = fn;
       continue;
@@ -175,7 +178,7 @@ function instrument(addon: NativeAddon): NativeAddon {
     };
     wrapped[name] = w;
   }
-  return wrapped as unknown as NativeAddon;
+  return wrapped as unknown as T;
 }
 
 /** The values MODELSLICE_ISA accepts (any case); each caps the kernels' instruction set. */
@@ -194,7 +197,7 @@ export function checkIsaSetting(value: string | undefined = process.env.MODELSLI
 }
 
 checkIsaSetting();
-export const native: NativeAddon = instrument(loadAddon());
+export const native: NativeAddon = instrumentKernels(loadAddon());
 
 /** Starts recording time per kernel entry point (for finding where time goes). */
 export function startKernelProfile(): void {

@@ -6,6 +6,8 @@
 // gradient buffers (gradSink), which lets a sliced op write only the prefix of
 // a full-size weight gradient.
 import { captureAllocation, captureTensor } from './capture.js';
+import { js } from './js-kernels.js';
+import { native } from './native.js';
 import { defaultGenerator, Generator } from './random.js';
 
 export type Shape = readonly number[];
@@ -155,7 +157,7 @@ export class Tensor {
     const order = topologicalOrder(this);
     const sink = gradSink(this);
     if (sink === null) return;
-    for (let i = 0; i < seed.length; i++) sink[i] += seed[i];
+    native.axpy(seed.length, 1, seed, sink);
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
       const fn = t.gradFn;
@@ -167,13 +169,25 @@ export class Tensor {
     }
   }
 
-  /** @internal The gradient accumulator for this tensor, allocated on first use. */
+  /**
+   * @internal The gradient accumulator for this tensor, allocated on first use
+   * and zeroed by a kernel (so a plan zeroes it on every replay, or lets the
+   * first write overwrite it). A leaf's is its own buffer (.grad), an
+   * intermediate's an op output buffer (placed in a plan's arena).
+   */
   accumulator(): Float32Array {
     if (this.gradFn === null) {
-      if (this.grad === null) this.grad = new Tensor(new Float32Array(this.size), this.shape);
+      if (this.grad === null) {
+        const data = new Float32Array(this.size);
+        js.fill(data.length, 0, data);
+        this.grad = new Tensor(data, this.shape);
+      }
       return this.grad.data;
     }
-    if (this.gradAcc === null) this.gradAcc = new Float32Array(this.size);
+    if (this.gradAcc === null) {
+      this.gradAcc = outputBuffer(this.size);
+      js.fill(this.gradAcc.length, 0, this.gradAcc);
+    }
     return this.gradAcc;
   }
 }

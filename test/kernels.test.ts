@@ -3,31 +3,33 @@
 // argument of every call a forward and backward pass records has the kind its
 // declaration says, so plan passes can read calls by role.
 import t from 'tap';
-import { captureCalls, type NativeStep } from '../src/capture.js';
+import { captureCalls, type CapturedStep } from '../src/capture.js';
 import { arg, attr, buffers, KERNELS, withArgs } from '../src/kernels.js';
+import { js } from '../src/js-kernels.js';
 import { native } from '../src/native.js';
 import * as ms from '../src/index.js';
 
 // Entry points that compute nothing a plan replays.
 const CONTROL = ['getNumThreads', 'setNumThreads', 'kernelInfo', 'lastParallelThreads', 'convPaths', 'testThrowInKernel'];
 
-t.test('every kernel of the addon is declared, and nothing else', async (t) => {
+t.test('every kernel of the addon and of js-kernels.ts is declared, and nothing else', async (t) => {
   const functions = Object.entries(native as unknown as Record<string, unknown>)
     .filter(([, f]) => typeof f === 'function')
     .map(([name]) => name)
     .filter((name) => !CONTROL.includes(name))
     .sort();
-  t.same([...KERNELS.keys()].sort(), functions);
+  const declared = (runs: string) => [...KERNELS.values()].filter((k) => k.runs === runs).map((k) => k.name).sort();
+  t.same(declared('native'), functions);
+  t.same(declared('js'), Object.keys(js).sort());
 });
 
-function recordPass(run: () => void): NativeStep[] {
-  const { capture } = captureCalls(run);
-  return capture.steps.filter((s): s is NativeStep => s.kind === 'native');
+function recordPass(run: () => void): CapturedStep[] {
+  return captureCalls(run).capture.steps;
 }
 
 t.test('every recorded call matches its declaration', async (t) => {
   ms.manualSeed(5);
-  const calls: NativeStep[] = [];
+  const calls: CapturedStep[] = [];
   const models: [ms.nn.Module, number[]][] = [
     [ms.models.resnet({ depth: 8, classes: 5, inputShape: [3, 12, 12] }), [2, 3, 12, 12]],
     [ms.models.resnet({ depth: 11, classes: 5, block: 'bottleneck', norm: 'batch', inputShape: [3, 8, 8] }), [2, 3, 8, 8]],
@@ -49,7 +51,7 @@ t.test('every recorded call matches its declaration', async (t) => {
     }),
   );
   const names = new Set(calls.map((c) => c.name));
-  for (const k of ['gemm', 'conv2dForward', 'conv2dBackwardInput', 'conv2dBackwardWeight', 'groupNormForward', 'groupNormBackward', 'channelMoments', 'channelAffine', 'batchNormBackward', 'poolForward', 'poolBackward', 'globalAvgPool', 'globalAvgPoolBackward', 'binary', 'softmax', 'softmaxBackward', 'relu', 'reluBackward']) {
+  for (const k of ['gemm', 'conv2dForward', 'conv2dBackwardInput', 'conv2dBackwardWeight', 'groupNormForward', 'groupNormBackward', 'channelMoments', 'channelAffine', 'batchNormBackward', 'poolForward', 'poolBackward', 'globalAvgPool', 'globalAvgPoolBackward', 'binary', 'softmax', 'softmaxBackward', 'relu', 'reluBackward', 'fill', 'copyLabels', 'nllLoss', 'nllLossBackward', 'sum', 'sumBackward', 'batchNormAffine', 'batchNormRunningStats']) {
     t.ok(names.has(k), `a pass called ${k}`);
   }
   let checked = 0;
@@ -67,7 +69,8 @@ t.test('every recorded call matches its declaration', async (t) => {
       if (d.kind === 'attr' && !(typeof v === 'number' || typeof v === 'boolean')) t.fail(`${where} should be a number or flag, got ${typeof v}`);
       if (d.kind === 'fields' && !(Array.isArray(v) && v.length === d.fields.length)) t.fail(`${where} should hold ${d.fields.length} fields`);
       if (d.kind === 'indices' && !(Array.isArray(v) && v.every((n) => typeof n === 'number'))) t.fail(`${where} should be a list of numbers`);
-      if (d.kind === 'buffer' && !(v instanceof Float32Array || (d.optional === true && (v === null || v === undefined)))) t.fail(`${where} should be a Float32Array${d.optional ? ' or null' : ''}`);
+      const typed = v instanceof Float32Array || (v instanceof Int32Array && /labels|src|dst/.test(d.name));
+      if (d.kind === 'buffer' && !(typed || (d.optional === true && (v === null || v === undefined)))) t.fail(`${where} should be a Float32Array${d.optional ? ' or null' : ''}`);
       checked++;
     });
   }

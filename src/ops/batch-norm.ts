@@ -2,7 +2,7 @@
 // normalize and the running statistics move by `momentum` (variance unbiased);
 // in evaluation the running statistics normalize. Per-channel vectors may be
 // longer than C (full-width buffers of a sliced layer); the first C are used.
-import { captureJs, captureUnsupported } from '../capture.js';
+import { js } from '../js-kernels.js';
 import { native } from '../native.js';
 import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkOptions, checkTensor, fmt } from './check.js';
@@ -43,32 +43,24 @@ export function batchNorm(
   if (useBatchStats && count <= 1) {
     throw new RangeError(`${op}: training needs more than one value per channel, got x of shape ${fmt(x.shape)}`);
   }
-  const mean = new Float32Array(channels);
   const rstd = new Float32Array(channels);
-  const variance = useBatchStats ? new Float32Array(channels) : null;
   const scale = new Float32Array(channels);
   const shift = new Float32Array(channels);
-  // The per-channel affine map from the statistics; an inference plan repeats
-  // it on every replay, so it reads the running statistics and the affine
-  // parameters as they are then.
-  const deriveAffine = () => {
-    for (let c = 0; c < channels; c++) {
-      if (variance === null) mean[c] = rm!.data[c];
-      rstd[c] = 1 / Math.sqrt((variance === null ? rv!.data[c] : variance[c]) + eps);
-      scale[c] = (g === null ? 1 : g.data[c]) * rstd[c];
-      shift[c] = (b === null ? 0 : b.data[c]) - mean[c] * scale[c];
-    }
-  };
-  if (variance !== null) native.channelMoments(batch, channels, spatial, x.data, mean, variance);
-  deriveAffine();
-  captureJs(deriveAffine);
+  // The statistics that normalize: the batch's, or the running ones (read as
+  // they are at each replay of a plan, as are the affine parameters).
+  let mean: Float32Array;
+  let variance: Float32Array;
+  if (useBatchStats) {
+    mean = new Float32Array(channels);
+    variance = new Float32Array(channels);
+    native.channelMoments(batch, channels, spatial, x.data, mean, variance);
+  } else {
+    mean = rm!.data;
+    variance = rv!.data;
+  }
+  js.batchNormAffine(channels, eps, mean, variance, g?.data ?? null, b?.data ?? null, rstd, scale, shift);
   if (training && rm !== null && rv !== null) {
-    captureUnsupported('batchNorm in training mode');
-    const unbias = count / (count - 1);
-    for (let c = 0; c < channels; c++) {
-      rm.data[c] = (1 - momentum) * rm.data[c] + momentum * mean[c];
-      rv.data[c] = (1 - momentum) * rv.data[c] + momentum * variance![c] * unbias;
-    }
+    js.batchNormRunningStats(channels, momentum, count / (count - 1), mean, variance, rm.data, rv.data);
   }
   const y = outputBuffer(x.size);
   native.channelAffine(batch, channels, spatial, x.data, scale, shift, y);

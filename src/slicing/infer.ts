@@ -40,9 +40,15 @@ const MAX_PLAN_BYTES = 256 * 2 ** 20;
 const plans = new WeakMap<Module, { version: number; byKey: Map<string, InferencePlan | string> }>();
 
 let builtins: Set<unknown> | null = null;
-function libraryModules(): Set<unknown> {
+
+/**
+ * Whether every module of the model is one of the library's own, whose passes
+ * are known to compute only in kernels (a custom module may compute in
+ * JavaScript, which a plan's replay would skip): the default for plans.
+ */
+export function onlyLibraryModules(model: Module): boolean {
   builtins ??= new Set<unknown>([...Object.values(nn), ...Object.values(models)].filter((v) => typeof v === 'function'));
-  return builtins;
+  return model.modules().every((m) => builtins!.has(m.constructor));
 }
 
 /** The cached plan for the model's rate and this shape (built on a miss); `state` is InferencePlan.state(model). */
@@ -103,7 +109,7 @@ export function infer(model: Module, x: Tensor, options: InferOptions = {}): Ten
   const flags = model.modules().map((m) => m.training);
   if (options.rate !== undefined) model.setSliceRate(rate);
   model.eval();
-  const usePlan = options.plan ?? model.modules().every((m) => libraryModules().has(m.constructor));
+  const usePlan = options.plan ?? onlyLibraryModules(model);
   const state = usePlan ? InferencePlan.state(model) : [];
   const version = model.structureVersion;
   try {

@@ -73,22 +73,11 @@ export class InferencePlan {
     const refused = jsWork(model, capture, input, out.data);
     if (refused !== null) return refused;
     const fused = fuseResidualAdds(capture.steps, capture.allocated, out.data);
-    const { offsets, arenaBytes, eagerBytes } = placeInArena(fused.steps, capture.allocated, fused.output);
-
+    const { offsets, arenaBytes, eagerBytes } = placeInArena(fused.steps, capture.allocated, [fused.output]);
+    const layout = new ArenaLayout(offsets);
     const arena = new ArrayBuffer(arenaBytes);
-    const views = new Map<ArrayBufferView, ArrayBufferView>();
-    const relocate = (v: unknown): unknown => {
-      if (!ArrayBuffer.isView(v) || !offsets.has(v.buffer)) return v;
-      let moved = views.get(v);
-      if (moved === undefined) {
-        const Ctor = v.constructor as new (b: ArrayBuffer, offset: number, length: number) => ArrayBufferView;
-        const per = (v as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
-        moved = new Ctor(arena, offsets.get(v.buffer)! + v.byteOffset, v.byteLength / per);
-        views.set(v, moved);
-      }
-      return moved;
-    };
-    const steps = fused.steps.map((s) => (s.kind === 'native' ? { ...s, args: s.args.map(relocate) } : s));
+    const steps = bindSteps(layout.template(fused.steps), arena);
+    const output = layout.bind(layout.ref(fused.output), arena) as Float32Array;
     const state = InferencePlan.state(model).map((tensor) => ({ tensor, data: tensor.data }));
     return new InferencePlan({
       rate: model.sliceRate,
@@ -98,7 +87,7 @@ export class InferencePlan {
       eagerBytes,
       steps,
       input,
-      output: relocate(fused.output) as Float32Array,
+      output,
       fusedAdds: fused.count,
       state,
     });
@@ -125,20 +114,17 @@ export class InferencePlan {
   /** Runs the pass on x (inputShape elements from x[xOffset]) and copies the output to out[outOffset]. */
   run(x: Float32Array, xOffset: number, out: Float32Array, outOffset: number): void {
     this.input.set(x.subarray(xOffset, xOffset + this.input.length));
-    for (const s of this.steps) {
-      if (s.kind === 'native') s.fn(...s.args);
-      else s.run();
-    }
+    for (const s of this.steps) s.fn(...s.args);
     out.set(this.output, outOffset);
   }
 }
 
 
 /**
- * Runs fn with every module's forward announcing itself to the capture, so a
+ * @internal Runs fn with every module's forward announcing itself to the capture, so a
  * tensor made during the pass can be traced to the module that made it.
  */
-function withModuleLabels<T>(model: Module, fn: () => T): T {
+export function withModuleLabels<T>(model: Module, fn: () => T): T {
   const restore: (() => void)[] = [];
   const seen = new Set<Module>();
   try {
@@ -179,17 +165,29 @@ function jsWork(model: Module, capture: Capture, input: Float32Array, output: Fl
   const maker = (buf: ArrayBufferLike) => capture.made.get(buf) || `${model.constructor.name} (the model)`;
   const outBuf = output.buffer;
   if (outBuf !== input.buffer) {
-    const written = capture.steps.some((s) => s.kind === 'native' && buffers(s).some((b) => b.access !== 'read' && b.view.buffer === outBuf));
+    const written = capture.steps.some((s) => buffers(s).some((b) => b.access !== 'read' && b.view.buffer === outBuf));
     if (!capture.allocated.has(outBuf) || !written) {
       return `${maker(outBuf)} computes in JavaScript: the output was not written by a kernel, so a replay would return the captured values for every input`;
     }
   }
+  return readsMadeTensor(model, capture, new Set([...state, input.buffer]), false);
+}
+
+/**
+ * @internal Why a captured pass cannot be replayed because a kernel reads a
+ * tensor made during the capture outside the kernels (its values would be
+ * replayed as captured), or null. `allowed`: buffers a replay reads as they are
+ * then (parameters, the inputs). With `stepCode`, tensors made outside every
+ * module's forward (a training step's own constants) are allowed.
+ */
+export function readsMadeTensor(model: Module, capture: Capture, allowed: ReadonlySet<ArrayBufferLike>, stepCode: boolean): string | null {
   for (const s of capture.steps) {
-    if (s.kind !== 'native') continue;
-    for (const { view } of buffers(s)) {
+    for (const { view, access } of buffers(s)) {
       const buf = view.buffer;
-      if (!capture.made.has(buf) || capture.allocated.has(buf) || buf === input.buffer || state.has(buf)) continue;
-      return `${maker(buf)} computes in JavaScript: kernel ${s.name} reads a tensor made outside the kernels, which a replay would not recompute`;
+      if (access === 'write' || !capture.made.has(buf) || capture.allocated.has(buf) || allowed.has(buf)) continue;
+      const label = capture.made.get(buf)!;
+      if (stepCode && label === '') continue;
+      return `${label || `${model.constructor.name} (the model)`} computes in JavaScript: kernel ${s.name} reads a tensor made outside the kernels, which a replay would not recompute`;
     }
   }
   return null;
@@ -203,7 +201,8 @@ function jsWork(model: Module, capture: Capture, input: Float32Array, output: Fl
  * pass over each block's output. The sum is the same up to rounding (the
  * convolution's partial sums meet r in another order).
  */
-function fuseResidualAdds(
+/** @internal */
+export function fuseResidualAdds(
   steps: readonly CapturedStep[],
   allocated: ReadonlySet<ArrayBufferLike>,
   output: Float32Array,
@@ -216,7 +215,6 @@ function fuseResidualAdds(
   // Steps (ascending) that use each buffer.
   const uses = new Map<ArrayBufferLike, number[]>();
   steps.forEach((s, i) => {
-    if (s.kind !== 'native') return;
     for (const { view } of buffers(s)) {
       const list = uses.get(view.buffer) ?? [];
       if (list[list.length - 1] !== i) list.push(i);
@@ -228,7 +226,7 @@ function fuseResidualAdds(
   const dropped = new Set<number>();
   let count = 0;
   steps.forEach((s, j) => {
-    if (s.kind !== 'native' || s.name !== 'binary' || attr(s, 'op') !== 0) return;
+    if (s.name !== 'binary' || attr(s, 'op') !== 0) return;
     const [a, b, o] = [arg(s, 'a'), arg(s, 'b'), arg(s, 'out')] as Float32Array[];
     if (a.length !== o.length || b.length !== o.length || !allocated.has(o.buffer) || !whole(o)) return;
     for (const [y, r] of [
@@ -239,7 +237,7 @@ function fuseResidualAdds(
       if (!allocated.has(y.buffer) || alias.has(y.buffer) || yUses.length !== 2 || yUses[1] !== j) continue;
       const i = yUses[0];
       const conv = out[i];
-      if (conv.kind !== 'native' || conv.name !== 'conv2dForward' || arg(conv, 'y') !== y || arg(conv, 'bias') !== null) continue;
+      if (conv.name !== 'conv2dForward' || arg(conv, 'y') !== y || arg(conv, 'bias') !== null) continue;
       if (attr(conv, 'params', 'groups') !== 1) continue;
       const rb = root(r.buffer);
       const rUses = uses.get(rb) ?? [];
@@ -263,20 +261,21 @@ function fuseResidualAdds(
   };
   const result = out
     .filter((_, k) => !dropped.has(k))
-    .map((s) => (s.kind === 'native' ? { ...s, args: s.args.map(moved) } : s));
+    .map((s) => ({ ...s, args: s.args.map(moved) }));
   return { steps: result, output: moved(output) as Float32Array, count };
 }
 
 /**
- * Arena offsets for the buffers allocated during a pass (a linear scan over
- * their lifetimes in steps; `output` lives to the end): at each step place the
- * buffers first used there, then release those last used there, so a step's
- * inputs and outputs never share space, reusing the lowest free range that fits.
+ * @internal Arena offsets for the buffers allocated during a pass (a linear
+ * scan over their lifetimes in steps; `outputs` live to the end): at each step
+ * place the buffers first used there, then release those last used there, so a
+ * step's inputs and outputs never share space, reusing the lowest free range
+ * that fits.
  */
-function placeInArena(
+export function placeInArena(
   steps: readonly CapturedStep[],
   allocated: ReadonlySet<ArrayBufferLike>,
-  output: Float32Array,
+  outputs: readonly ArrayBufferView[],
 ): { offsets: Map<ArrayBufferLike, number>; arenaBytes: number; eagerBytes: number } {
   const first = new Map<ArrayBufferLike, number>();
   const last = new Map<ArrayBufferLike, number>();
@@ -286,10 +285,10 @@ function placeInArena(
     last.set(v.buffer, i);
   };
   steps.forEach((s, i) => {
-    if (s.kind === 'native') for (const { view } of buffers(s)) note(view, i);
+    for (const { view } of buffers(s)) note(view, i);
   });
   const end = steps.length;
-  note(output, end);
+  for (const o of outputs) note(o, end);
   const byFirst = new Map<number, ArrayBufferLike[]>();
   const byLast = new Map<number, ArrayBufferLike[]>();
   for (const [buf, i] of first) (byFirst.get(i) ?? byFirst.set(i, []).get(i)!).push(buf);
@@ -341,4 +340,58 @@ function placeInArena(
     for (const buf of byLast.get(i) ?? []) release(offsets.get(buf)!, rounded(buf));
   }
   return { offsets, arenaBytes, eagerBytes };
+}
+
+type ViewCtor = new (b: ArrayBuffer, offset: number, length: number) => ArrayBufferView;
+
+/** Where a view of an arena buffer lives: bound to an arena's ArrayBuffer when a plan runs. */
+class ArenaRef {
+  constructor(
+    readonly ctor: ViewCtor,
+    readonly byteOffset: number,
+    readonly length: number,
+  ) {}
+}
+
+/**
+ * @internal The arena offsets of a captured pass, turning its steps into a
+ * template that holds no captured buffer (arena views become ArenaRefs), so a
+ * plan can be bound to any arena big enough, and rebound when one it shares
+ * grows.
+ */
+export class ArenaLayout {
+  private readonly refs = new Map<ArrayBufferView, ArenaRef>();
+  constructor(private readonly offsets: ReadonlyMap<ArrayBufferLike, number>) {}
+
+  /** The ArenaRef of a view of an arena buffer; any other value unchanged. */
+  ref(v: unknown): unknown {
+    if (!ArrayBuffer.isView(v) || !this.offsets.has(v.buffer)) return v;
+    let r = this.refs.get(v);
+    if (r === undefined) {
+      const per = (v as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+      r = new ArenaRef(v.constructor as ViewCtor, this.offsets.get(v.buffer)! + v.byteOffset, v.byteLength / per);
+      this.refs.set(v, r);
+    }
+    return r;
+  }
+
+  template(steps: readonly CapturedStep[]): CapturedStep[] {
+    return steps.map((s) => ({ ...s, args: s.args.map((a) => this.ref(a)) }));
+  }
+
+  /** A view of `arena` for an ArenaRef (`seen` shares one view per ref); any other value unchanged. */
+  bind(v: unknown, arena: ArrayBuffer, seen = new Map<ArenaRef, ArrayBufferView>()): unknown {
+    return v instanceof ArenaRef ? bindRef(v, arena, seen) : v;
+  }
+}
+
+/** @internal A template's steps with their ArenaRefs bound to views of `arena`. */
+export function bindSteps(template: readonly CapturedStep[], arena: ArrayBuffer, seen = new Map<ArenaRef, ArrayBufferView>()): CapturedStep[] {
+  return template.map((s) => ({ ...s, args: s.args.map((a) => (a instanceof ArenaRef ? bindRef(a, arena, seen) : a)) }));
+}
+
+function bindRef(r: ArenaRef, arena: ArrayBuffer, seen: Map<ArenaRef, ArrayBufferView>): ArrayBufferView {
+  let view = seen.get(r);
+  if (view === undefined) seen.set(r, (view = new r.ctor(arena, r.byteOffset, r.length)));
+  return view;
 }

@@ -38,15 +38,105 @@ export interface RateLoss {
   correct: number;
 }
 
+/** Correct predictions of logits [N, classes] for the labels. */
 export function countCorrect(logits: Tensor, labels: Int32Array | readonly number[]): number {
-  const [n, c] = logits.shape;
+  return correctRows(logits.data, logits.shape[0], logits.shape[1], labels);
+}
+
+/** @internal countCorrect on raw logits. */
+export function correctRows(logits: Float32Array, n: number, c: number, labels: Int32Array | readonly number[]): number {
   let correct = 0;
   for (let i = 0; i < n; i++) {
     let best = 0;
-    for (let j = 1; j < c; j++) if (logits.data[i * c + j] > logits.data[i * c + best]) best = j;
+    for (let j = 1; j < c; j++) if (logits[i * c + j] > logits[i * c + best]) best = j;
     if (best === labels[i]) correct++;
   }
   return correct;
+}
+
+/** @internal A step's checked settings. */
+export interface StepPlan {
+  /** Rates, widest first. */
+  rates: number[];
+  distill: boolean;
+  mix: number;
+  /** Images per chunk. */
+  chunk: number;
+}
+
+/** @internal One chunk's pass: its loss weighted by its share of the batch, its logits and labels. */
+export interface ChunkPass {
+  share: Tensor;
+  logits: Tensor;
+  labels: Int32Array | readonly number[];
+}
+
+/** @internal Checks a step's rates and options against the model and batch. */
+export function stepSettings(op: string, model: Module, batch: number, rates: readonly number[], options: SlicedStepOptions): StepPlan {
+  const sorted = [...rates].map((r) => checkRate(op, r)).sort((a, b) => b - a);
+  const mix = options.distillMix ?? 0;
+  if (!(mix >= 0 && mix <= 1)) throw new RangeError(`${op}: distillMix must be in [0, 1], got ${String(mix)}`);
+  const perSample = !model.modules().some((m) => m instanceof BatchNorm2d && m.training);
+  const chunk = options.microBatch ?? Math.max(1, batch);
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`${op}: microBatch must be a positive integer, got ${String(chunk)}`);
+  if (chunk < batch && !perSample) {
+    throw new RangeError(`${op}: microBatch needs a model without BatchNorm in training mode (its batch statistics depend on the chunk)`);
+  }
+  return { rates: sorted, distill: options.distill === true, mix, chunk };
+}
+
+/**
+ * @internal The forward and backward passes of a step, gradients added to the
+ * parameters' .grad; per rate, the passes of its chunks (read their values
+ * with stepResults). Only kernels compute here, so a capture of this is the
+ * whole step (train-plan.ts).
+ */
+export function runStep(model: Module, x: Tensor, labels: Int32Array | readonly number[], s: StepPlan): ChunkPass[][] {
+  const batch = x.shape[0];
+  const per = x.size / Math.max(1, batch);
+  const previous = model.sliceRate;
+  const out: ChunkPass[][] = [];
+  const teachers: Tensor[] = [];
+  try {
+    s.rates.forEach((rate, i) => {
+      model.setSliceRate(rate);
+      const passes: ChunkPass[] = [];
+      for (let start = 0, k = 0; start < batch || (batch === 0 && k === 0); start += s.chunk, k++) {
+        const n = Math.min(s.chunk, batch - start);
+        const xs = n === batch ? x : new Tensor(x.data.subarray(start * per, (start + n) * per), [n, ...x.shape.slice(1)]);
+        const ys = n === batch ? labels : labels instanceof Int32Array ? labels.subarray(start, start + n) : labels.slice(start, start + n);
+        const logits = model.forward(xs);
+        let loss: Tensor;
+        if (i === 0 || !s.distill || teachers.length === 0) {
+          loss = crossEntropy(logits, ys);
+        } else {
+          const kd = klDiv(logSoftmax(logits), teachers[k]);
+          loss = s.mix > 0 ? add(mul(kd, tensor([1 - s.mix], [])), mul(crossEntropy(logits, ys), tensor([s.mix], []))) : kd;
+        }
+        const share = n === batch ? loss : mul(loss, tensor([n / batch], []));
+        share.backward();
+        if (i === 0 && s.distill) teachers.push(noGrad(() => softmax(logits.detach())));
+        passes.push({ share, logits, labels: ys });
+      }
+      out.push(passes);
+    });
+  } finally {
+    model.setSliceRate(previous);
+  }
+  return out;
+}
+
+/** @internal Loss and correct predictions per rate from a step's passes. */
+export function stepResults(rates: readonly number[], passes: readonly ChunkPass[][]): RateLoss[] {
+  return rates.map((rate, i) => {
+    let loss = 0;
+    let correct = 0;
+    for (const p of passes[i]) {
+      loss += p.share.item();
+      correct += countCorrect(p.logits, p.labels);
+    }
+    return { rate, loss, correct };
+  });
 }
 
 export function slicedStep(
@@ -56,47 +146,6 @@ export function slicedStep(
   rates: readonly number[],
   options: SlicedStepOptions = {},
 ): RateLoss[] {
-  const sorted = [...rates].map((r) => checkRate('slicedStep', r)).sort((a, b) => b - a);
-  const mix = options.distillMix ?? 0;
-  if (!(mix >= 0 && mix <= 1)) throw new RangeError(`slicedStep: distillMix must be in [0, 1], got ${String(mix)}`);
-  const batch = x.shape[0];
-  const perSample = !model.modules().some((m) => m instanceof BatchNorm2d && m.training);
-  const chunk = options.microBatch ?? Math.max(1, batch);
-  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`slicedStep: microBatch must be a positive integer, got ${String(chunk)}`);
-  if (chunk < batch && !perSample) {
-    throw new RangeError('slicedStep: microBatch needs a model without BatchNorm in training mode (its batch statistics depend on the chunk)');
-  }
-  const per = x.size / Math.max(1, batch);
-  const previous = model.sliceRate;
-  const out: RateLoss[] = [];
-  const teachers: Tensor[] = [];
-  try {
-    sorted.forEach((rate, i) => {
-      model.setSliceRate(rate);
-      let total = 0;
-      let correct = 0;
-      for (let start = 0, k = 0; start < batch || (batch === 0 && k === 0); start += chunk, k++) {
-        const n = Math.min(chunk, batch - start);
-        const xs = n === batch ? x : new Tensor(x.data.subarray(start * per, (start + n) * per), [n, ...x.shape.slice(1)]);
-        const ys = n === batch ? labels : labels.slice(start, start + n);
-        const logits = model.forward(xs);
-        let loss: Tensor;
-        if (i === 0 || !options.distill || teachers.length === 0) {
-          loss = crossEntropy(logits, ys);
-        } else {
-          const kd = klDiv(logSoftmax(logits), teachers[k]);
-          loss = mix > 0 ? add(mul(kd, tensor([1 - mix], [])), mul(crossEntropy(logits, ys), tensor([mix], []))) : kd;
-        }
-        const share = n === batch ? loss : mul(loss, tensor([n / batch], []));
-        share.backward();
-        if (i === 0 && options.distill) teachers.push(noGrad(() => softmax(logits.detach())));
-        total += share.item();
-        correct += countCorrect(logits, ys);
-      }
-      out.push({ rate, loss: total, correct });
-    });
-  } finally {
-    model.setSliceRate(previous);
-  }
-  return out;
+  const settings = stepSettings('slicedStep', model, x.shape[0], rates, options);
+  return stepResults(settings.rates, runStep(model, x, labels, settings));
 }

@@ -11,7 +11,9 @@ import { defaultGenerator, Generator, type GeneratorState } from '../random.js';
 import { useSwitchableBatchNorm } from '../slicing/calibrate.js';
 import { rateSchedule, type RateSchedule, type ScheduleName } from '../slicing/schedules.js';
 import { DEFAULT_RATES, setTrainedRates } from '../slicing/select.js';
+import { onlyLibraryModules } from '../slicing/infer.js';
 import { slicedStep } from '../slicing/step.js';
+import { plannedStep } from '../slicing/train-plan.js';
 import { setInputShape } from '../nn/input-shape.js';
 import { Tensor } from '../tensor.js';
 import { evaluate, type BatchSource, type EvalRow } from './evaluate.js';
@@ -67,6 +69,13 @@ export interface FitOptions {
   signal?: AbortSignal;
   /** Rescale gradients whose global L2 norm exceeds this. */
   clipGradNorm?: number;
+  /**
+   * Replay each step from a training plan (slicing/train-plan.ts) once its
+   * rates and batch shape come back (default: true when every module is one of
+   * the library's own; a custom module may compute in JavaScript, which a
+   * replay would skip). Gives the same weights as eager steps, faster.
+   */
+  plan?: boolean;
   /** Stop with an error when a loss is not finite (default true). */
   nanGuard?: boolean;
   /** Write a checkpoint here after every epoch (atomically). */
@@ -141,6 +150,7 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
   const distill = options.distill === true || (typeof options.distill === 'object' && options.distill !== null);
   const distillMix = typeof options.distill === 'object' && options.distill !== null ? options.distill.mix ?? 0 : 0;
   const nanGuard = options.nanGuard ?? true;
+  if (options.plan !== undefined && typeof options.plan !== 'boolean') throw new TypeError(`${op}: plan must be a boolean`);
   const cb = options.callbacks ?? {};
   setTrainedRates(model, schedule.rates);
   if (model.modules().some((m) => m instanceof BatchNorm2d) && schedule.rates.length > 1) {
@@ -180,6 +190,7 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
   const dataLength = (data as unknown as { length?: unknown }).length;
   const batchesPerEpoch = typeof dataLength === 'number' ? dataLength : null;
   model.train();
+  const usePlan = options.plan ?? onlyLibraryModules(model);
   let shapeRecorded = false;
   for (let epoch = startEpoch; epoch <= epochs; epoch++) {
     if (options.signal?.aborted) throw abortError(options.signal);
@@ -200,7 +211,10 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
         shapeRecorded = true;
       }
       const rates = schedule.next();
-      const results = slicedStep(model, x, y, rates, { distill, distillMix, microBatch: options.microBatch });
+      const stepOptions = { distill, distillMix, microBatch: options.microBatch };
+      const results = usePlan
+        ? plannedStep(model, x, y instanceof Int32Array ? y : Int32Array.from(y), rates, stepOptions).results
+        : slicedStep(model, x, y, rates, stepOptions);
       const bad = results.find((r) => !Number.isFinite(r.loss));
       if (nanGuard && bad !== undefined) {
         optimizer.zeroGrad();

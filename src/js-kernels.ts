@@ -1,0 +1,91 @@
+// Kernels computed in JavaScript: the losses, whole-tensor sums, batch norm's
+// per-channel statistics, label copies and buffer fills. They are small (per
+// sample, per channel or one pass), but a plan must repeat them, so each is
+// declared in kernels.ts beside the addon's and called through the same
+// wrapper (native.ts): a capture records them as it records native calls, the
+// profile times them, and no op computes outside a record.
+import { instrumentKernels } from './native.js';
+
+export interface JsKernels {
+  /** y[0..n) = value. */
+  fill(n: number, value: number, y: Float32Array): void;
+  /** dst[0..n) = src[0..n): an op's private copy of labels the caller may reuse. */
+  copyLabels(n: number, src: Int32Array, dst: Int32Array): void;
+  /** loss[0] = mean over rows of -logp[i, labels[i]] (NaN for no rows). */
+  nllLoss(rows: number, cols: number, logp: Float32Array, labels: Int32Array, loss: Float32Array): void;
+  /** glogp[i, labels[i]] -= g[0] / rows. */
+  nllLossBackward(rows: number, cols: number, labels: Int32Array, g: Float32Array, glogp: Float32Array): void;
+  /** loss[0] = mean over rows of sum_j q (log q - logp), with 0 log 0 = 0. */
+  klDiv(rows: number, cols: number, logp: Float32Array, q: Float32Array, loss: Float32Array): void;
+  /** glogp -= q * g[0] / rows. */
+  klDivBackward(rows: number, cols: number, q: Float32Array, g: Float32Array, glogp: Float32Array): void;
+  /** out[0] = scale * sum(x[0..n)). */
+  sum(n: number, scale: number, x: Float32Array, out: Float32Array): void;
+  /** gx[0..n) += g[0] * scale. */
+  sumBackward(n: number, scale: number, g: Float32Array, gx: Float32Array): void;
+  /**
+   * Batch norm's per-channel map y = x * scale + shift from the statistics it
+   * normalizes with (a batch's, or the running ones): rstd = 1 / sqrt(var + eps),
+   * scale = gamma * rstd, shift = beta - mean * scale.
+   */
+  batchNormAffine(channels: number, eps: number, mean: Float32Array, variance: Float32Array,
+    gamma: Float32Array | null, beta: Float32Array | null, rstd: Float32Array, scale: Float32Array, shift: Float32Array): void;
+  /** Running statistics move by momentum towards a batch's (variance unbiased by count / (count - 1)). */
+  batchNormRunningStats(channels: number, momentum: number, unbias: number, mean: Float32Array, variance: Float32Array,
+    runningMean: Float32Array, runningVar: Float32Array): void;
+}
+
+const kernels: JsKernels = {
+  fill(n, value, y) {
+    y.fill(value, 0, n);
+  },
+  copyLabels(n, src, dst) {
+    dst.set(src.subarray(0, n));
+  },
+  nllLoss(rows, cols, logp, labels, loss) {
+    let total = 0;
+    for (let i = 0; i < rows; i++) total -= logp[i * cols + labels[i]];
+    loss[0] = rows === 0 ? NaN : total / rows;
+  },
+  nllLossBackward(rows, cols, labels, g, glogp) {
+    const scale = g[0] / rows;
+    for (let i = 0; i < rows; i++) glogp[i * cols + labels[i]] -= scale;
+  },
+  klDiv(rows, cols, logp, q, loss) {
+    let total = 0;
+    for (let i = 0; i < rows * cols; i++) {
+      const qi = q[i];
+      if (qi > 0) total += qi * (Math.log(qi) - logp[i]);
+    }
+    loss[0] = rows === 0 ? NaN : total / rows;
+  },
+  klDivBackward(rows, cols, q, g, glogp) {
+    const scale = g[0] / rows;
+    for (let i = 0; i < rows * cols; i++) glogp[i] -= scale * q[i];
+  },
+  sum(n, scale, x, out) {
+    let total = 0;
+    for (let i = 0; i < n; i++) total += x[i];
+    out[0] = total * scale;
+  },
+  sumBackward(n, scale, g, gx) {
+    const v = g[0] * scale;
+    for (let i = 0; i < n; i++) gx[i] += v;
+  },
+  batchNormAffine(channels, eps, mean, variance, gamma, beta, rstd, scale, shift) {
+    for (let c = 0; c < channels; c++) {
+      rstd[c] = 1 / Math.sqrt(variance[c] + eps);
+      scale[c] = (gamma === null ? 1 : gamma[c]) * rstd[c];
+      shift[c] = (beta === null ? 0 : beta[c]) - mean[c] * scale[c];
+    }
+  },
+  batchNormRunningStats(channels, momentum, unbias, mean, variance, runningMean, runningVar) {
+    for (let c = 0; c < channels; c++) {
+      runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean[c];
+      runningVar[c] = (1 - momentum) * runningVar[c] + momentum * variance[c] * unbias;
+    }
+  },
+};
+
+/** The JavaScript kernels, recorded and profiled like the addon's. */
+export const js: JsKernels = instrumentKernels(kernels);
