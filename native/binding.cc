@@ -488,19 +488,21 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// conv2dBackwardInput(params, gy, w, gx)
+// conv2dBackwardInput(params, gy, w, gx, accumulate = true): false writes gx without reading it.
 Napi::Value Conv2dBackwardInput(const Napi::CallbackInfo& info) {
   const char* fn = "conv2dBackwardInput";
   Napi::Env env = info.Env();
   ms::ConvShape s = ReadConvShape(info, fn);
   Span gy = GetFloats(info, 1, fn, "gy"), w = GetFloats(info, 2, fn, "w"),
        gx = GetFloats(info, 3, fn, "gx");
+  const bool accumulate =
+      info.Length() <= 4 || info[4].IsUndefined() || GetBool(info, 4, fn, "accumulate");
   CheckLength(env, gy, ConvOutputSize(env, s, fn), fn, "gy");
   CheckLength(env, w, ConvWeightNeed(env, s, fn), fn, "w");
   CheckLength(env, gx, ConvInputSize(env, s, fn), fn, "gx");
   if (ConvOutputSize(env, s, fn) == 0 || ConvInputSize(env, s, fn) == 0) return env.Undefined();
   CheckDisjoint(env, fn, {Whole("gx", gx)}, {Whole("gy", gy), Whole("w", w)});
-  ms::conv2d_backward_input(s, gy.data, w.data, gx.data);
+  ms::conv2d_backward_input(s, gy.data, w.data, gx.data, accumulate);
   return env.Undefined();
 }
 
@@ -658,7 +660,8 @@ Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// groupNormBackward(N, C, S, G, x, gy, gamma|null, mean, rstd, gx|null, ggamma|null, gbeta|null)
+// groupNormBackward(N, C, S, G, x, gy, gamma|null, mean, rstd, gx|null, ggamma|null, gbeta|null,
+//                   reluOut|null, gxAccumulate = true): false writes gx without reading it.
 Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
   const char* fn = "groupNormBackward";
   Napi::Env env = info.Env();
@@ -673,6 +676,8 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
        ggamma = GetOptionalFloats(info, 10, fn, "ggamma"),
        gbeta = GetOptionalFloats(info, 11, fn, "gbeta");
   Span reluOut = GetOptionalFloats(info, 12, fn, "reluOut");
+  const bool gxAccumulate =
+      info.Length() <= 13 || info[13].IsUndefined() || GetBool(info, 13, fn, "gxAccumulate");
   if (reluOut.data) CheckLength(env, reluOut, total, fn, "reluOut");
   CheckLength(env, x, total, fn, "x");
   CheckLength(env, gy, total, fn, "gy");
@@ -687,7 +692,7 @@ Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
                 {Whole("x", x), Whole("gy", gy), Whole("gamma", gamma), Whole("mean", mean),
                  Whole("rstd", rstd), Whole("reluOut", reluOut)});
   ms::group_norm_backward(n, c, sp, g, x.data, gy.data, gamma.data, mean.data, rstd.data, gx.data,
-                          ggamma.data, gbeta.data, reluOut.data);
+                          ggamma.data, gbeta.data, reluOut.data, gxAccumulate);
   return env.Undefined();
 }
 

@@ -1,5 +1,6 @@
 #include "conv.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -241,13 +242,16 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   }
 }
 
-void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx) {
+void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx,
+                           bool accumulate) {
+  const int64_t inPlane = s.inH * s.inW;
   if (is_depthwise(s)) {
     note_conv_path(ConvPass::kBackwardInput, "depthwise");
+    if (!accumulate) std::fill(gx, gx + s.batch * s.inChannels * inPlane, 0.0f);
     depthwise_backward_input(s, gy, w, gx);
     return;
   }
-  if (conv_implicit_backward_input(s, gy, w, gx)) return;
+  if (conv_implicit_backward_input(s, gy, w, gx, accumulate)) return;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t plane = s.outH * s.outW;
@@ -260,9 +264,11 @@ void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, 
       float* gxg = gx + (n * s.inChannels + g * cg) * s.inH * s.inW;
       const float* wg = w + g * og * ldw;
       if (pointwise) {
-        sgemm(true, false, k, plane, og, 1.0f, wg, ldw, gyg, plane, 1.0f, gxg, plane);
+        sgemm(true, false, k, plane, og, 1.0f, wg, ldw, gyg, plane, accumulate ? 1.0f : 0.0f, gxg,
+              plane);
       } else {
         sgemm(true, false, k, plane, og, 1.0f, wg, ldw, gyg, plane, 0.0f, col, plane);
+        if (!accumulate) std::fill(gxg, gxg + cg * inPlane, 0.0f);
         col2im_add(s, cg, col, gxg);
       }
     }

@@ -30,7 +30,9 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
                     bool accumulate = false);
 
 // gx += conv_transpose(gy, w).
-void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx);
+// Adds the input gradient into gx, or with accumulate false writes it (gx's old values unread).
+void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx,
+                           bool accumulate = true);
 
 // gw[prefix] += correlation of gy with x (the rest of gw is untouched).
 void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw);

@@ -538,7 +538,8 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
   return true;
 }
 
-bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx) {
+bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx,
+                                  bool accumulate) {
   if (!implicit_applies(s) || s.strideH != 1) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const SgemmKernel* kern = conv_kernel(cg);
@@ -571,7 +572,7 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
       d.C = gx + g * cg * inPlane;
       d.cImageStride = s.inChannels * inPlane;
       d.bias = nullptr;
-      d.accumulate = true;
+      d.accumulate = accumulate;
       run_direct(d, s.batch);
       note_conv_path(ConvPass::kBackwardInput, "direct");
       continue;
@@ -586,7 +587,7 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
                            s.inH, s.inW);
     cg_.C = gx + g * cg * inPlane;
     cg_.cImageStride = s.inChannels * inPlane;
-    cg_.beta = 1.0f;
+    cg_.beta = accumulate ? 1.0f : 0.0f;
     cg_.bias = nullptr;
     const int64_t blocks = ceil_div(K, kForwardDepth);
     cg_.Apack = pack_weight_rows(*kern, cg, K, ceil_div(K, blocks), At, K);
@@ -669,7 +670,7 @@ bool conv_implicit_forward(const ConvShape&, const float*, const float*, const f
                            bool) {
   return false;
 }
-bool conv_implicit_backward_input(const ConvShape&, const float*, const float*, float*) {
+bool conv_implicit_backward_input(const ConvShape&, const float*, const float*, float*, bool) {
   return false;
 }
 bool conv_implicit_backward_weight(const ConvShape&, const float*, const float*, float*) {

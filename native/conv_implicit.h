@@ -13,7 +13,8 @@ namespace modelslice {
 
 bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
                            float* y, bool accumulate = false);
-bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx);
+bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx,
+                                  bool accumulate);
 bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw);
 
 }  // namespace modelslice

@@ -87,7 +87,8 @@ struct MaskedGrad {
 template <typename Grad>
 void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
                               const float* x, const Grad& gy, const float* gamma, const float* mean,
-                              const float* rstd, float* gx, float* ggamma, float* gbeta) {
+                              const float* rstd, float* gx, float* ggamma, float* gbeta,
+                              bool gx_accumulate) {
   const int64_t cpg = channels / groups;
   const int64_t count = cpg * spatial;
   if (gx) {
@@ -114,8 +115,12 @@ void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, 
         const int64_t off = base + c * spatial;
         const float* xc = x + off;
         float* oc = gx + off;
-        for (int64_t i = 0; i < spatial; ++i)
-          oc[i] += rf * (gy.at(off + i) * gm - mdxf - (xc[i] - mu) * slope);
+        if (gx_accumulate)
+          for (int64_t i = 0; i < spatial; ++i)
+            oc[i] += rf * (gy.at(off + i) * gm - mdxf - (xc[i] - mu) * slope);
+        else
+          for (int64_t i = 0; i < spatial; ++i)
+            oc[i] = rf * (gy.at(off + i) * gm - mdxf - (xc[i] - mu) * slope);
       }
     });
   }
@@ -139,13 +144,13 @@ void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, 
 void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
                          const float* x, const float* gy, const float* gamma, const float* mean,
                          const float* rstd, float* gx, float* ggamma, float* gbeta,
-                         const float* relu_out) {
+                         const float* relu_out, bool gx_accumulate) {
   if (relu_out)
     group_norm_backward_impl(batch, channels, spatial, groups, x, MaskedGrad{gy, relu_out}, gamma,
-                             mean, rstd, gx, ggamma, gbeta);
+                             mean, rstd, gx, ggamma, gbeta, gx_accumulate);
   else
     group_norm_backward_impl(batch, channels, spatial, groups, x, PlainGrad{gy}, gamma, mean, rstd,
-                             gx, ggamma, gbeta);
+                             gx, ggamma, gbeta, gx_accumulate);
 }
 
 void channel_moments(int64_t batch, int64_t channels, int64_t spatial, const float* x, float* mean,

@@ -16,7 +16,7 @@ void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_
 void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
                          const float* x, const float* gy, const float* gamma, const float* mean,
                          const float* rstd, float* gx, float* ggamma, float* gbeta,
-                         const float* relu_out = nullptr);
+                         const float* relu_out = nullptr, bool gx_accumulate = true);
 
 // Per-channel mean and biased variance over batch and space.
 void channel_moments(int64_t batch, int64_t channels, int64_t spatial, const float* x, float* mean,

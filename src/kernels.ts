@@ -81,7 +81,11 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       { name: 'y', kind: 'buffer', access: (a) => (a.accumulate === true ? 'accumulate' : 'write') },
       value('accumulate'),
     ]),
-    kernel('conv2dBackwardInput', [fields('params', CONV_PARAMS), reads('gy'), reads('w'), accumulates('gx')]),
+    kernel('conv2dBackwardInput', [
+      fields('params', CONV_PARAMS), reads('gy'), reads('w'),
+      { name: 'gx', kind: 'buffer', access: (a) => (a.accumulate === false ? 'write' : 'accumulate') },
+      value('accumulate'),
+    ]),
     kernel('conv2dBackwardWeight', [fields('params', CONV_PARAMS), reads('gy'), reads('x'), accumulates('gw')]),
     kernel('conv2dBackwardBias', [fields('params', CONV_PARAMS), reads('gy'), accumulates('gb')]),
     kernel('poolForward', [value('kind'), fields('params', POOL_PARAMS), reads('x'), writes('y')]),
@@ -94,7 +98,8 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
     ]),
     kernel('groupNormBackward', [
       ...NORM_SIZES, value('groups'), reads('x'), reads('gy'), reads('gamma', true), reads('mean'), reads('rstd'),
-      accumulates('gx', true), accumulates('ggamma', true), accumulates('gbeta', true), reads('reluOut', true),
+      { name: 'gx', kind: 'buffer', access: (a) => (a.gxAccumulate === false ? 'write' : 'accumulate'), optional: true },
+      accumulates('ggamma', true), accumulates('gbeta', true), reads('reluOut', true), value('gxAccumulate'),
     ]),
     kernel('channelMoments', [...NORM_SIZES, reads('x'), writes('mean'), writes('variance')]),
     kernel('channelAffine', [...NORM_SIZES, reads('x'), reads('scale'), reads('shift'), writes('y')]),

@@ -30,7 +30,8 @@ export interface NativeAddon {
     log: boolean): void;
   /** params: [N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup] */
   conv2dForward(params: number[], x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, accumulate?: boolean): void;
-  conv2dBackwardInput(params: number[], gy: Float32Array, w: Float32Array, gx: Float32Array): void;
+  /** accumulate false: writes gx without reading it (default true: adds to it). */
+  conv2dBackwardInput(params: number[], gy: Float32Array, w: Float32Array, gx: Float32Array, accumulate?: boolean): void;
   conv2dBackwardWeight(params: number[], gy: Float32Array, x: Float32Array, gw: Float32Array): void;
   conv2dBackwardBias(params: number[], gy: Float32Array, gb: Float32Array): void;
   /** kind 0 = max, 1 = average; params: [planes, H, W, kh, kw, strideH, strideW, padH, padW] */
@@ -44,7 +45,7 @@ export interface NativeAddon {
   groupNormBackward(batch: number, channels: number, spatial: number, groups: number, x: Float32Array,
     gy: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
     gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null,
-    reluOut?: Float32Array | null): void;
+    reluOut?: Float32Array | null, gxAccumulate?: boolean): void;
   channelMoments(batch: number, channels: number, spatial: number, x: Float32Array, mean: Float32Array,
     variance: Float32Array): void;
   channelAffine(batch: number, channels: number, spatial: number, x: Float32Array, scale: Float32Array,

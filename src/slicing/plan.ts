@@ -395,3 +395,119 @@ function bindRef(r: ArenaRef, arena: ArrayBuffer, seen: Map<ArenaRef, ArrayBuffe
   if (view === undefined) seen.set(r, (view = new r.ctor(arena, r.byteOffset, r.length)));
   return view;
 }
+
+const isWhole = (v: ArrayBufferView) => v.byteOffset === 0 && v.byteLength === v.buffer.byteLength;
+
+/** Row-major element strides of a shape. */
+function contiguousStrides(shape: readonly number[]): number[] {
+  const out = new Array<number>(shape.length);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    out[i] = s;
+    s *= shape[i];
+  }
+  return out;
+}
+
+/**
+ * @internal Gradient pass-through: an add's backward sums its output's
+ * gradient g into each input's gradient buffer, which for same-shape inputs is
+ * a copy into a buffer just zeroed. When that buffer's first use is the zero
+ * fill and g is only read from then until the buffer's next use, the buffer
+ * can be g itself: both the fill and the sum go, and later contributions add
+ * into g once its last reader is done (while the buffer is only read, both
+ * hold g's values). A residual block's add backward costs
+ * nothing this way.
+ */
+export function aliasGradientSums(
+  steps: readonly CapturedStep[],
+  allocated: ReadonlySet<ArrayBufferLike>,
+  outputs: readonly ArrayBufferView[],
+): { steps: CapturedStep[]; count: number } {
+  const alias = new Map<ArrayBufferLike, ArrayBufferLike>();
+  const root = (b: ArrayBufferLike): ArrayBufferLike => {
+    while (alias.has(b)) b = alias.get(b)!;
+    return b;
+  };
+  // Steps (ascending) using each buffer.
+  const uses = new Map<ArrayBufferLike, number[]>();
+  steps.forEach((s, i) => {
+    for (const { view } of buffers(s)) {
+      const list = uses.get(view.buffer) ?? [];
+      if (list[list.length - 1] !== i) list.push(i);
+      uses.set(view.buffer, list);
+    }
+  });
+  const readsOnly = (i: number, buf: ArrayBufferLike) =>
+    buffers(steps[i]).every((b) => root(b.view.buffer) !== buf || b.access === 'read');
+  const outs = new Set(outputs.map((o) => o.buffer));
+  const dropped = new Set<number>();
+  let count = 0;
+  steps.forEach((s, j) => {
+    if (s.name !== 'sumTo' || attr(s, 'scale') !== 1) return;
+    const g = arg(s, 'g') as Float32Array;
+    const acc = arg(s, 'acc') as Float32Array;
+    const shape = arg(s, 'shape') as number[];
+    if (!allocated.has(g.buffer) || !allocated.has(acc.buffer) || !isWhole(g) || !isWhole(acc) || g.length !== acc.length) return;
+    if (alias.has(acc.buffer) || outs.has(acc.buffer) || outs.has(root(g.buffer))) return;
+    if (String(arg(s, 'accStrides')) !== String(contiguousStrides(shape))) return;
+    const accUses = uses.get(acc.buffer)!;
+    const fill = accUses[0];
+    if (accUses[1] !== j || steps[fill].name !== 'fill' || dropped.has(fill) || arg(steps[fill], 'value') !== 0) return;
+    // g must only be read from here on, and only before acc is next added to.
+    const gb = root(g.buffer);
+    const next = accUses.slice(2).find((k) => !readsOnly(k, acc.buffer)) ?? Infinity;
+    const gUses = uses.get(gb)!;
+    if (gUses.some((k) => k > j && (k >= next || !readsOnly(k, gb)))) return;
+    alias.set(acc.buffer, gb);
+    dropped.add(fill);
+    dropped.add(j);
+    uses.set(gb, [...new Set([...gUses, ...accUses])].filter((k) => !dropped.has(k)).sort((p, q) => p - q));
+    uses.delete(acc.buffer);
+    count++;
+  });
+  if (count === 0) return { steps: [...steps], count };
+  const moved = (v: unknown): unknown => {
+    if (!(v instanceof Float32Array) || !alias.has(v.buffer)) return v;
+    return new Float32Array(root(v.buffer) as ArrayBuffer, v.byteOffset, v.length);
+  };
+  const result = steps.filter((_, k) => !dropped.has(k)).map((s) => ({ ...s, args: s.args.map(moved) }));
+  return { steps: result, count };
+}
+
+/**
+ * @internal First writes overwrite: a gradient buffer is zeroed by a fill
+ * before its first contribution is added. Where that first call can write
+ * instead of add (a convolution's or group norm's input gradient, a GEMM
+ * with beta 1) over the whole buffer, it is switched to writing and the fill
+ * goes, saving a pass over the buffer.
+ */
+export function overwriteFirstWrites(steps: readonly CapturedStep[]): { steps: CapturedStep[]; count: number } {
+  const pending = new Map<ArrayBufferLike, number>(); // buffer -> its fill, not yet followed by a use
+  const out: CapturedStep[] = [...steps];
+  const dropped = new Set<number>();
+  steps.forEach((s, j) => {
+    if (s.name === 'fill') {
+      const y = arg(s, 'y') as Float32Array;
+      if (arg(s, 'value') === 0 && isWhole(y) && arg(s, 'n') === y.length) pending.set(y.buffer, j);
+      return;
+    }
+    for (const use of buffers(s)) {
+      const fill = pending.get(use.view.buffer);
+      if (fill === undefined) continue;
+      pending.delete(use.view.buffer);
+      if (!isWhole(use.view)) continue;
+      let changes: Record<string, unknown> | null = null;
+      if (s.name === 'conv2dBackwardInput' && use.name === 'gx') changes = { accumulate: false };
+      else if (s.name === 'groupNormBackward' && use.name === 'gx') changes = { gxAccumulate: false };
+      else if (s.name === 'gemm' && use.name === 'C' && attr(s, 'beta') === 1 && attr(s, 'cOffset') === 0) {
+        const [m, n, ldc] = [attr(s, 'M'), attr(s, 'N'), attr(s, 'ldc')] as number[];
+        if (ldc === n && m * n === use.view.length) changes = { beta: 0 };
+      }
+      if (changes === null) continue;
+      out[j] = { ...s, args: withArgs(s, changes) };
+      dropped.add(fill);
+    }
+  });
+  return { steps: out.filter((_, k) => !dropped.has(k)), count: dropped.size };
+}

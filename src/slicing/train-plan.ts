@@ -18,7 +18,7 @@
 import { captureCalls } from '../capture.js';
 import type { Module } from '../nn/module.js';
 import { Tensor } from '../tensor.js';
-import { ArenaLayout, bindSteps, InferencePlan, placeInArena, readsMadeTensor, withModuleLabels } from './plan.js';
+import { aliasGradientSums, ArenaLayout, bindSteps, InferencePlan, overwriteFirstWrites, placeInArena, readsMadeTensor, withModuleLabels } from './plan.js';
 import type { CapturedStep } from '../capture.js';
 import { correctRows, runStep, stepResults, stepSettings, type RateLoss, type SlicedStepOptions, type StepPlan } from './step.js';
 
@@ -56,6 +56,8 @@ export class TrainingPlan {
   readonly eagerBytes: number;
   /** Kernel calls per replay. */
   readonly calls: number;
+  /** What the plan passes changed: add gradients passed through, fills replaced by overwriting first writes. */
+  readonly passes: { aliasedSums: number; overwrites: number };
   private readonly template: CapturedStep[];
   private bound: CapturedStep[] | null = null;
   private boundOut: { share: Float32Array; logits: Float32Array; rows: number; cols: number; labels: Int32Array }[][] = [];
@@ -80,7 +82,9 @@ export class TrainingPlan {
     grads: [Tensor, Tensor][];
     state: { tensor: Tensor; data: Float32Array }[];
     arena: SharedArena;
+    passes: { aliasedSums: number; overwrites: number };
   }) {
+    this.passes = init.passes;
     this.rates = init.rates;
     this.inputShape = init.inputShape;
     this.arenaBytes = init.arenaBytes;
@@ -123,7 +127,10 @@ export class TrainingPlan {
     const outViews = passes.flat().flatMap((p) => [p.share.data, p.logits.data]);
     const notKernel = outViews.find((v) => !capture.allocated.has(v.buffer));
     if (notKernel !== undefined) return { plan: 'a loss or logits tensor was not written by a kernel', results };
-    const { offsets, arenaBytes, eagerBytes } = placeInArena(capture.steps, capture.allocated, outViews);
+    const aliased = aliasGradientSums(capture.steps, capture.allocated, outViews);
+    const overwritten = overwriteFirstWrites(aliased.steps);
+    const steps = overwritten.steps;
+    const { offsets, arenaBytes, eagerBytes } = placeInArena(steps, capture.allocated, outViews);
     const layout = new ArenaLayout(offsets);
     const outputs = passes.map((chunks) =>
       chunks.map((p) => ({
@@ -141,7 +148,8 @@ export class TrainingPlan {
       inputShape: [...x.shape],
       arenaBytes,
       eagerBytes,
-      template: layout.template(capture.steps),
+      template: layout.template(steps),
+      passes: { aliasedSums: aliased.count, overwrites: overwritten.count },
       input,
       labels: labelsIn,
       outputs,

@@ -144,6 +144,30 @@ function run(c: Case): { y: Float32Array; gx: Float32Array; gw: Float32Array; ta
   return { y, gx, gw, x, w, bias, gy, gx0, gw0, taken: [p.forward, p.backwardInput, p.backwardWeight] };
 }
 
+/** conv2dBackwardInput(accumulate false) into NaN equals accumulating into zeros, bitwise. */
+function writesLikeZeroed(p: Params, gy: Float32Array, w: Float32Array, size: number): boolean {
+  const zeroed = new Float32Array(size);
+  native.conv2dBackwardInput(p, gy, w, zeroed);
+  const written = new Float32Array(size).fill(NaN);
+  native.conv2dBackwardInput(p, gy, w, written, false);
+  return Buffer.compare(Buffer.from(zeroed.buffer), Buffer.from(written.buffer)) === 0;
+}
+
+t.test('backward input with accumulate false on the pointwise, im2col and depthwise paths', async (tt) => {
+  const shapes: [string, Params][] = [
+    ['pointwise 1x1', [2, 8, 5, 6, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1, 8]],
+    ['im2col, stride 2 (pixels no window covers)', [2, 5, 9, 9, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1, 5]],
+    ['im2col, 3x3 stride 2', [2, 4, 8, 8, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 4]],
+    ['depthwise', [2, 6, 7, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6, 1]],
+  ];
+  for (const [name, p] of shapes) {
+    const g = geometry(p);
+    const gy = randArray(g.n * g.o * g.oh * g.ow);
+    const w = randArray(g.o * g.ipg * g.kh * g.kw);
+    tt.ok(writesLikeZeroed(p, gy, w, g.n * g.c * g.h * g.w), `${name}: the sum into zeros, bit for bit`);
+  }
+});
+
 for (const c of cases) {
   t.test(c.name, async (tt) => {
     const g = geometry(c.p);
@@ -177,6 +201,8 @@ for (const c of cases) {
           if (Object.is(r.gw[i], gw0[i]) === false) changed++;
         }
     tt.equal(changed, 0, `${outside} weight-gradient entries outside the prefix untouched`);
+    // accumulate false writes gx without reading it: NaN there must not show.
+    tt.ok(writesLikeZeroed(c.p, gy, w, x.length), 'backward input with accumulate false: the sum into zeros, bit for bit');
     // Thread-count independence.
     const before = ms.getNumThreads();
     try {

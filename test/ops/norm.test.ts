@@ -404,6 +404,20 @@ t.test('batchNorm bad input throws a clear TypeError / RangeError', async (t) =>
   t.same(Array.from(rv.data), [1, 1, 1, 1], 'running var untouched by failed calls');
 });
 
+t.test('groupNormBackward with gxAccumulate false writes gx without reading it', async (t) => {
+  const r = (n: number, seed: number) => ms.randn([n], { seed }).data;
+  const [x, gy, gamma] = [r(60, 1), r(60, 2), r(6, 3)];
+  const [mean, rstd] = [new Float32Array(6), new Float32Array(6)];
+  native.groupNormForward(2, 6, 5, 3, x, gamma, null, 1e-5, new Float32Array(60), mean, rstd);
+  for (const reluOut of [null, r(60, 4)]) {
+    const zeroed = new Float32Array(60);
+    native.groupNormBackward(2, 6, 5, 3, x, gy, gamma, mean, rstd, zeroed, null, null, reluOut);
+    const written = new Float32Array(60).fill(NaN);
+    native.groupNormBackward(2, 6, 5, 3, x, gy, gamma, mean, rstd, written, null, null, reluOut, false);
+    t.same(Array.from(written), Array.from(zeroed), `${reluOut ? 'with' : 'without'} the fused ReLU: the sum into zeros`);
+  }
+});
+
 t.test('raw addon: inconsistent sizes and short buffers throw instead of crashing', async (t) => {
   const f = (n: number): Float32Array => new Float32Array(n);
   // N=2, C=6, S=5, G=3

@@ -159,6 +159,30 @@ t.test('plans stay bounded, follow the structure, and are refused for what they 
   releaseTrainingPlans(model);
 });
 
+t.test('plan passes: add gradients pass through, first writes overwrite, the arena reuses space', async (t) => {
+  ms.manualSeed(6);
+  const model = ms.models.resnet({ depth: 14, classes: 3, inputShape: [3, 8, 8] }).train();
+  const twin = ms.models.resnet({ depth: 14, classes: 3, inputShape: [3, 8, 8] }).train();
+  twin.loadStateDict(model.stateDict());
+  const x = ms.randn([4, 3, 8, 8], { seed: 1 });
+  const y = new Int32Array([0, 1, 2, 0]);
+  const { plan } = TrainingPlan.build(model, x, y, stepSettings('test', model, 4, [1, 0.5], {}));
+  if (typeof plan === 'string') throw new Error(plan);
+  t.equal(plan.passes.aliasedSums, 2 * 6 * 2, `${plan.passes.aliasedSums}: both sums of each of the 6 residual adds at both rates are gone`);
+  t.ok(plan.passes.overwrites >= 2 * 12, `${plan.passes.overwrites} fills replaced by overwriting first writes`);
+  t.ok(plan.arenaBytes < 0.7 * plan.eagerBytes, `arena ${plan.arenaBytes} bytes for ${plan.eagerBytes} of intermediates`);
+  // Replays on new data give the eager gradients, bit for bit.
+  for (const seed of [2, 3]) {
+    const xs = ms.randn([4, 3, 8, 8], { seed });
+    plan.run(xs.data, y);
+    for (const p of twin.parameters()) p.grad = null;
+    ms.slicedStep(twin, xs, y, [1, 0.5]);
+    const got = model.parameters().map((p) => p.grad?.data ?? null);
+    const bad = twin.parameters().findIndex((p, i) => (p.grad === null) !== (got[i] === null) || (p.grad !== null && p.grad.data.some((v, j) => v !== got[i]![j])));
+    t.equal(bad, -1, `replay on batch ${seed}: every gradient equals the eager one`);
+  }
+});
+
 t.test('fit checks the plan option', async (t) => {
   const model = ms.models.mlp({ inputs: 6, hidden: [8], classes: 2 });
   const optimizer = new ms.optim.SGD(model.parameters(), { lr: 0.1 });
