@@ -28,14 +28,24 @@ export class Capture {
   unsupported: string | null = null;
   /** The modules whose forward is running, innermost last. */
   readonly moduleStack: string[] = [];
+  /**
+   * A dry capture records the calls without running them: nothing is
+   * computed, no state changes, and op outputs are zero-filled allocations no
+   * kernel touches (so they take address space, not memory). A plan is built
+   * from one and then run.
+   */
+  constructor(readonly dry = false) {}
 }
 
 let active: Capture | null = null;
 
-/** @internal Runs fn with a capture open and returns what it recorded. */
-export function captureCalls<T>(fn: () => T): { result: T; capture: Capture } {
+/**
+ * @internal Runs fn with a capture open and returns what it recorded; with
+ * `dry`, kernels are recorded and not run (fn's results hold no values).
+ */
+export function captureCalls<T>(fn: () => T, dry = false): { result: T; capture: Capture } {
   if (active !== null) throw new Error('captureCalls: a capture is already open');
-  const capture = new Capture();
+  const capture = new Capture(dry);
   active = capture;
   try {
     return { result: fn(), capture };
@@ -44,17 +54,26 @@ export function captureCalls<T>(fn: () => T): { result: T; capture: Capture } {
   }
 }
 
-/** @internal Called by the native wrapper for every kernel call. */
-export function captureNative(name: string, fn: (...args: unknown[]) => unknown, args: unknown[]): void {
-  if (active === null) return;
+/**
+ * @internal Called by the kernel wrapper for every call; true when the call
+ * must not run (a kernel in a dry capture).
+ */
+export function captureNative(name: string, fn: (...args: unknown[]) => unknown, args: unknown[]): boolean {
+  if (active === null) return false;
   const decl = KERNELS.get(name);
   // Entry points that are not kernels (thread counts, queries) compute nothing a replay needs.
-  if (decl === undefined) return;
+  if (decl === undefined) return false;
   for (const a of args) {
     const plain = a === null || a === undefined || typeof a === 'number' || typeof a === 'boolean' || ArrayBuffer.isView(a) || Array.isArray(a);
     if (!plain) active.unsupported ??= `kernel ${name} takes an argument the capture cannot relocate`;
   }
   active.steps.push({ name, fn, args, decl });
+  return active.dry;
+}
+
+/** @internal Whether a dry capture is open (op outputs then need no real memory). */
+export function dryCapture(): boolean {
+  return active !== null && active.dry;
 }
 
 /** @internal Called by an op that read something a replay could not read again (why, in a phrase). */

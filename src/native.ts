@@ -166,7 +166,7 @@ export function instrumentKernels<T extends object>(table: T): T {
     const f = fn as (...a: unknown[]) => unknown;
     // A replay calls the wrapper too, so profiling still sees replayed kernels.
     const w = (...a: unknown[]): unknown => {
-      captureNative(name, w, a);
+      if (captureNative(name, w, a)) return undefined;
       if (profile === null) return f(...a);
       const t0 = performance.now();
       try {

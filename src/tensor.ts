@@ -5,7 +5,7 @@
 // topological order. Each op's backward accumulates straight into its inputs'
 // gradient buffers (gradSink), which lets a sliced op write only the prefix of
 // a full-size weight gradient.
-import { captureAllocation, captureTensor } from './capture.js';
+import { captureAllocation, captureTensor, dryCapture } from './capture.js';
 import { js } from './js-kernels.js';
 import { native } from './native.js';
 import { defaultGenerator, Generator } from './random.js';
@@ -254,9 +254,11 @@ function topologicalOrder(root: Tensor): Tensor[] {
  */
 export function outputBuffer(n: number): Float32Array {
   let data: Float32Array;
-  if (n < 1024) {
+  if (n < 1024 && !dryCapture()) {
     data = new Float32Array(n);
   } else {
+    // Not zero-filled: the kernels overwrite it, or in a dry capture nothing touches it (so its
+    // pages take no memory).
     const bytes = Buffer.allocUnsafeSlow(n * 4);
     data = new Float32Array(bytes.buffer, bytes.byteOffset, n);
   }

@@ -9,7 +9,7 @@
 import { captureCalls, enterModule, exitModule, type Capture, type CapturedStep } from '../capture.js';
 import { arg, attr, buffers, withArgs } from '../kernels.js';
 import type { Module } from '../nn/module.js';
-import { noGrad, outputBuffer, Tensor } from '../tensor.js';
+import { noGrad, Tensor } from '../tensor.js';
 
 // Arena offsets are aligned to a cache line.
 const ALIGN = 64;
@@ -56,17 +56,18 @@ export class InferencePlan {
 
   /**
    * Captures model.forward at the model's current rate for inputs of
-   * `inputShape` (the model must be in eval mode). Returns the reason, as a
+   * `inputShape` (the model must be in eval mode), dry: recorded, not run,
+   * so building a plan changes nothing in the model. Returns the reason, as a
    * string, when the pass computes something a replay cannot repeat: an op
    * that computes in JavaScript, or a module whose forward made a tensor
    * outside the kernels (its values would be replayed as captured).
    */
   static build(model: Module, inputShape: readonly number[]): InferencePlan | string {
     const size = inputShape.reduce((a, b) => a * b, 1);
-    const input = outputBuffer(size);
-    input.fill(0);
-    const { result: out, capture } = captureCalls(() =>
-      withModuleLabels(model, () => noGrad(() => model.forward(new Tensor(input, [...inputShape])))),
+    const input = new Float32Array(size);
+    const { result: out, capture } = captureCalls(
+      () => withModuleLabels(model, () => noGrad(() => model.forward(new Tensor(input, [...inputShape])))),
+      true,
     );
     if (capture.unsupported !== null) return capture.unsupported;
     if (!(out instanceof Tensor)) return 'forward did not return a Tensor';

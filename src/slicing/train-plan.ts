@@ -102,9 +102,11 @@ export class TrainingPlan {
   }
 
   /**
-   * Runs one step eagerly on (x, labels) with a capture open, leaving its
-   * gradients in .grad (replacing any there) and returning its results, with
-   * the plan of that step or why it cannot be replayed.
+   * Captures the step dry (recorded, not run: no memory for its
+   * intermediates beyond the arena, no change to the model), then runs it on
+   * (x, labels) from the plan, leaving its gradients in .grad (replacing any
+   * there). When the step cannot be replayed, it runs eagerly instead; either
+   * way the results are the step's, with the plan or why there is none.
    */
   static build(
     model: Module,
@@ -117,16 +119,18 @@ export class TrainingPlan {
     for (const p of params) p.grad = null;
     const input = new Float32Array(x.data);
     const labelsIn = new Int32Array(labels);
-    const { result: passes, capture } = captureCalls(() => withModuleLabels(model, () => runStep(model, new Tensor(input, x.shape), labelsIn, settings)));
-    const results = stepResults(settings.rates, passes);
-    if (capture.unsupported !== null) return { plan: capture.unsupported, results };
+    const { result: passes, capture } = captureCalls(() => withModuleLabels(model, () => runStep(model, new Tensor(input, x.shape), labelsIn, settings)), true);
+    const eager = (why: string) => {
+      for (const p of params) p.grad = null;
+      return { plan: why, results: stepResults(settings.rates, runStep(model, x, labels, settings)) };
+    };
+    if (capture.unsupported !== null) return eager(capture.unsupported);
     const state = InferencePlan.state(model);
     const allowed = new Set<ArrayBufferLike>([input.buffer, ...state.map((t) => t.data.buffer), ...params.flatMap((p) => (p.grad === null ? [] : [p.grad.data.buffer]))]);
     const refused = readsMadeTensor(model, capture, allowed, true);
-    if (refused !== null) return { plan: refused, results };
+    if (refused !== null) return eager(refused);
     const outViews = passes.flat().flatMap((p) => [p.share.data, p.logits.data]);
-    const notKernel = outViews.find((v) => !capture.allocated.has(v.buffer));
-    if (notKernel !== undefined) return { plan: 'a loss or logits tensor was not written by a kernel', results };
+    if (outViews.some((v) => !capture.allocated.has(v.buffer))) return eager('a loss or logits tensor was not written by a kernel');
     const aliased = aliasGradientSums(capture.steps, capture.allocated, outViews);
     const overwritten = overwriteFirstWrites(aliased.steps);
     const steps = overwritten.steps;
@@ -158,7 +162,7 @@ export class TrainingPlan {
       state: state.map((tensor) => ({ tensor, data: tensor.data })),
       arena,
     });
-    return { plan, results };
+    return { plan, results: plan.run(x.data, labels) };
   }
 
   /** False once the model's parameters or buffers were replaced by new arrays, or the set changed. */
@@ -233,11 +237,12 @@ function arenaOf(model: Module): SharedArena {
 }
 
 // Plans per model, for one structureVersion (a change of a layer drops them
-// all). A plan is built the second time its key is seen, so keys that never
-// come back (the `uniform` schedule's continuous rates) cost nothing but the
-// eager step they run. At most MAX_PLANS are kept, the least recently used
-// dropped first: the `random` schedule over 4 rates with k = 2 draws 6 rate
-// sets, random_min_max with k = 1 draws 2.
+// all). A plan is built the first time its key is seen, or with `sightings: 2`
+// the second, so keys that never come back (the `uniform` schedule's
+// continuous rates) cost nothing but the eager step they run. At most
+// MAX_PLANS are kept, the least recently used dropped first: the `random`
+// schedule over 4 rates with k = 2 draws 6 rate sets, random_min_max with k = 1
+// draws 2 (plus, for each, the smaller last batch of an epoch).
 const MAX_PLANS = 8;
 const MAX_SEEN = 64;
 interface Cache {
@@ -251,6 +256,12 @@ const counts = new WeakMap<Module, Record<StepMode, number>>();
 /** What plannedStep did: replayed a plan, built one, or ran eagerly (and why). */
 export type StepMode = 'replay' | 'build' | 'eager';
 
+/** plannedStep's options: slicedStep's, and when to build a plan. */
+export interface PlannedStepOptions extends SlicedStepOptions {
+  /** Build a step's plan the first time its rates and shape are seen (1, the default) or the second (2). */
+  sightings?: 1 | 2;
+}
+
 /**
  * @internal One training step like slicedStep, replayed from a cached plan
  * when one exists: gradients replace the parameters' .grad (they do not add to
@@ -261,7 +272,7 @@ export function plannedStep(
   x: Tensor,
   labels: Int32Array,
   rates: readonly number[],
-  options: SlicedStepOptions = {},
+  options: PlannedStepOptions = {},
 ): { results: RateLoss[]; mode: StepMode; why?: string } {
   const out = step(model, x, labels, rates, options);
   const c = counts.get(model) ?? { replay: 0, build: 0, eager: 0 };
@@ -275,7 +286,7 @@ function step(
   x: Tensor,
   labels: Int32Array,
   rates: readonly number[],
-  options: SlicedStepOptions,
+  options: PlannedStepOptions,
 ): { results: RateLoss[]; mode: StepMode; why?: string } {
   const settings = stepSettings('fit', model, x.shape[0], rates, options);
   const key = [settings.rates.join(','), x.shape.join('x'), settings.distill, settings.mix, settings.chunk, model.modules().map((m) => (m.training ? 1 : 0)).join('')].join('|');
@@ -296,7 +307,7 @@ function step(
     byKey.set(key, plan);
     return { results: plan.run(x.data, labels), mode: 'replay' };
   }
-  if (plan === undefined && seen.has(key)) {
+  if (plan === undefined && (seen.has(key) || options.sightings !== 2)) {
     const built = TrainingPlan.build(model, x, labels, settings);
     byKey.set(key, built.plan);
     for (const [k, p] of byKey) {

@@ -213,7 +213,8 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
       const rates = schedule.next();
       const stepOptions = { distill, distillMix, microBatch: options.microBatch };
       const results = usePlan
-        ? plannedStep(model, x, y instanceof Int32Array ? y : Int32Array.from(y), rates, stepOptions).results
+        ? // Uniform rates never repeat: plan a step only if it comes back.
+          plannedStep(model, x, y instanceof Int32Array ? y : Int32Array.from(y), rates, { ...stepOptions, sightings: schedule.name === 'uniform' ? 2 : 1 }).results
         : slicedStep(model, x, y, rates, stepOptions);
       const bad = results.find((r) => !Number.isFinite(r.loss));
       if (nanGuard && bad !== undefined) {

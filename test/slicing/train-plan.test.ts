@@ -95,7 +95,7 @@ t.test('a plan is built on the second sight of a step and replayed after; gradie
   for (let i = 0; i < 4; i++) {
     const x = ms.randn([5, 3, 8, 8], { seed: i });
     const y = new Int32Array([0, 1, 2, 1, i % 3]);
-    const got = plannedStep(model, x, y, rates);
+    const got = plannedStep(model, x, y, rates, { sightings: 2 });
     modes.push(got.mode);
     for (const p of twin.parameters()) p.grad = null;
     const want = ms.slicedStep(twin, x, y, rates);
@@ -111,8 +111,7 @@ t.test('a plan is built on the second sight of a step and replayed after; gradie
   }
   t.same(modes, ['eager', 'build', 'replay', 'replay']);
   // A step at another rate set may reach less: the replay of [1, 0.25] must not leave its gradients there.
-  plannedStep(model, ms.randn([5, 3, 8, 8], { seed: 9 }), new Int32Array(5), [0.25]);
-  plannedStep(model, ms.randn([5, 3, 8, 8], { seed: 9 }), new Int32Array(5), [0.25]);
+  t.equal(plannedStep(model, ms.randn([5, 3, 8, 8], { seed: 9 }), new Int32Array(5), [0.25]).mode, 'build', 'by default a plan is built on the first sight');
   const fc = model.namedParameters().find(([n]) => n === 'fc.weight')![1];
   const [classes, inputs] = fc.shape;
   let beyond = 0;
@@ -138,8 +137,8 @@ t.test('plans stay bounded, follow the structure, and are refused for what they 
   // 12 rate sets, each seen twice: every one gets built, at most 8 are kept.
   for (let k = 1; k <= 12; k++) {
     const rates = [1, k / 16];
-    plannedStep(model, x, y, rates);
-    builds.push(plannedStep(model, x, y, rates).mode);
+    plannedStep(model, x, y, rates, { sightings: 2 });
+    builds.push(plannedStep(model, x, y, rates, { sightings: 2 }).mode);
   }
   t.ok(builds.every((m) => m === 'build'), 'each built on its second sight');
   t.equal(plannedStep(model, x, y, [1, 12 / 16]).mode, 'replay', 'the newest is kept');
@@ -148,7 +147,7 @@ t.test('plans stay bounded, follow the structure, and are refused for what they 
   const lin = model.modules().find((m): m is ms.nn.Linear => m instanceof ms.nn.Linear)!;
   t.equal(plannedStep(model, x, y, [1, 12 / 16]).mode, 'replay');
   lin.sliceOutput = false;
-  t.equal(plannedStep(model, x, y, [1, 12 / 16]).mode, 'eager', 'after sliceOutput changes, the step runs eagerly again');
+  t.equal(plannedStep(model, x, y, [1, 12 / 16]).mode, 'build', 'after sliceOutput changes, the plan is built again');
   // What a replay could not repeat stays eager, with the reason.
   const custom = new ms.nn.Sequential(ms.models.mlp({ inputs: 6, hidden: [8], classes: 2 }), new Doubler()).train();
   const built = TrainingPlan.build(custom, x, y, stepSettings('test', custom, 3, [1], {}));
