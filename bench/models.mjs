@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Model benchmarks: inference at batch 1 and 64 and training steps at batch
-// 128, at rates 1, 0.75, 0.5 and 0.25, with the PyTorch peer (the paper's
+// Model benchmarks: inference at batch 1 and 64, at rates 1, 0.75, 0.5 and
+// 0.25, and with --train the training steps of bench/train.mjs, with the PyTorch peer (the paper's
 // slicing by weight views, bench/peers/torch_slicing.py) run in the same
 // session where Debian's python3-torch is installed, and onnxruntime-node and
 // the TensorFlow.js wasm backend (bench/peers/tfjs_wasm.mjs) where their npm
@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Benchmark from 'benchmark';
 import * as ms from 'modelslice';
+import { runTrainBench } from './train.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -44,7 +45,7 @@ function bestMs(fn, heavy) {
   return Math.min(...bench.stats.sample) * 1e3;
 }
 
-const results = { date: new Date().toISOString(), threads, kernels: ms.kernelInfo(), inference: [], train: [], peakRssMiB: {}, peer: null };
+const results = { date: new Date().toISOString(), threads, kernels: ms.kernelInfo(), inference: [], train: null, peakRssMiB: {}, peer: null };
 log(`model inference, ${threads} threads, best sample (ms)`);
 log('model       batch   r=1      r=0.75   r=0.5    r=0.25   t(0.5)/t(1)  t(0.25)/t(1)');
 for (const name of names) {
@@ -63,31 +64,6 @@ for (const name of names) {
     );
   }
   results.peakRssMiB[`${name} inference`] = process.resourceUsage().maxRSS / 1024;
-  if (withTrain && name !== 'mlp') {
-    model.train();
-    const x = ms.randn([128, ...input], { seed: 2 });
-    const y = Int32Array.from({ length: 128 }, (_, i) => i % 10);
-    const optimizer = new ms.optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });
-    // Micro-batched steps first: peak RSS is a high-water mark, so it can only
-    // show their smaller footprint before a whole-batch step has run.
-    const variants = [
-      ['rate 1, micro-batches of 16', [1], 16],
-      ['sandwich 1/0.5/0.25, micro-batches of 16', [1, 0.5, 0.25], 16],
-      ['rate 1', [1], undefined],
-      ['sandwich 1/0.5/0.25', [1, 0.5, 0.25], undefined],
-    ];
-    for (const [label, stepRates, microBatch] of variants) {
-      if (label === 'rate 1') results.peakRssMiB[`${name} training, micro-batches of 16`] = process.resourceUsage().maxRSS / 1024;
-      const t = bestMs(() => {
-        ms.slicedStep(model, x, y, stepRates, { microBatch });
-        optimizer.step();
-        optimizer.zeroGrad();
-      }, true);
-      results.train.push({ model: name, batch: 128, step: label, ms: t });
-      log(`${name} training step, batch 128, ${label}: ${t.toFixed(0)} ms`);
-    }
-    results.peakRssMiB[`${name} training`] = process.resourceUsage().maxRSS / 1024;
-  }
 }
 
 if (peers) {
@@ -98,7 +74,7 @@ if (peers) {
   } else {
     const run = spawnSync(
       '/usr/bin/python3',
-      [join(here, 'peers', 'torch_slicing.py'), '--json', '--depths', depths.join(','), '--threads', String(threads), ...(withTrain ? ['--train'] : []), ...(quick ? ['--reps', '2'] : [])],
+      [join(here, 'peers', 'torch_slicing.py'), '--json', '--depths', depths.join(','), '--threads', String(threads), ...(quick ? ['--reps', '2'] : [])],
       { encoding: 'utf8', maxBuffer: 16 << 20, env: { ...process.env, OMP_NUM_THREADS: String(threads) } },
     );
     if (run.status !== 0) {
@@ -109,10 +85,6 @@ if (peers) {
       for (const p of results.peer.inference) {
         const ours = results.inference.find((r) => r.model === p.model && r.batch === p.batch && r.rate === p.rate);
         if (ours) log(`${p.model.padEnd(10)} batch ${String(p.batch).padStart(2)} rate ${String(p.rate).padEnd(5)} ${ours.ms.toFixed(1).padStart(8)} / ${p.ms.toFixed(1).padStart(8)} ms = ${(ours.ms / p.ms).toFixed(3)}`);
-      }
-      for (const p of results.peer.train) {
-        const ours = results.train.find((r) => r.model === p.model && r.step === p.step);
-        if (ours) log(`${p.model} train ${p.step}: ${ours.ms.toFixed(0)} / ${p.ms.toFixed(0)} ms = ${(ours.ms / p.ms).toFixed(3)}`);
       }
     }
   }
@@ -182,6 +154,12 @@ if (peers) {
       log(`\nTensorFlow.js wasm peer failed: ${e?.stack ?? e}`);
     }
   }
+}
+
+// Training steps, each peer in its own child process (bench/train.mjs).
+if (withTrain) {
+  log('');
+  results.train = runTrainBench({ quick, threads, micro: true, json: jsonOut });
 }
 
 mkdirSync(join(here, 'results'), { recursive: true });

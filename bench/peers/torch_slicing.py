@@ -95,11 +95,11 @@ class Basic(torch.nn.Module):
 
 
 class PreActResNet(torch.nn.Module):
-    def __init__(self, depth, classes=10):
+    def __init__(self, depth, classes=10, in_channels=3):
         super().__init__()
         block = Bottleneck if depth > 110 else Basic
         n = (depth - 2) // (9 if block is Bottleneck else 6)
-        self.conv1 = SlicedConv(3, 16, 3, slice_in=False)
+        self.conv1 = SlicedConv(in_channels, 16, 3, slice_in=False)
         layers, cin = [], 16
         for planes, stride in ((16, 1), (32, 2), (64, 2)):
             for i in range(n):
@@ -131,19 +131,49 @@ def best_ms(fn, reps, warmup=1):
     return min(times)
 
 
+def train_step_child(spec, threads):
+    """One training-step case of bench/train.mjs: best step time over spec['reps'] steps
+    (after two warm-up steps) and this process's peak RSS."""
+    import resource
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    c, h, w = spec['shape']
+    model = PreActResNet(spec['depth'], 10, c).train()
+    x = torch.randn(128, c, h, w)
+    y = torch.randint(0, 10, (128,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    micro = spec.get('micro') or 128
+
+    def step():
+        opt.zero_grad()
+        for r in spec['rates']:
+            model.set_rate(r)
+            for s in range(0, 128, micro):
+                loss = F.cross_entropy(model(x[s:s + micro]), y[s:s + micro]) * (min(micro, 128 - s) / 128)
+                loss.backward()
+        opt.step()
+
+    ms = best_ms(step, spec['reps'], warmup=2)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({'ms': ms, 'peakRssMiB': peak, 'torch': torch.__version__}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--depths', default='20,56,164')
     ap.add_argument('--rates', default='1,0.75,0.5,0.25')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--reps', type=int, default=5)
-    ap.add_argument('--train', action='store_true', help='also time training steps at batch 128')
     ap.add_argument('--json', action='store_true')
+    ap.add_argument('--train-step', help='JSON case of bench/train.mjs: time one training step kind and exit')
     args = ap.parse_args()
+    if args.train_step:
+        train_step_child(json.loads(args.train_step), args.threads)
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rates = [float(r) for r in args.rates.split(',')]
-    out = {'torch': torch.__version__, 'threads': args.threads, 'inference': [], 'train': []}
+    out = {'torch': torch.__version__, 'threads': args.threads, 'inference': []}
     for depth in [int(d) for d in args.depths.split(',')]:
         model = PreActResNet(depth).eval()
         for batch in (1, 64):
@@ -155,22 +185,6 @@ def main():
                 out['inference'].append({'model': f'resnet{depth}', 'batch': batch, 'rate': r, 'ms': ms})
                 if not args.json:
                     print(f'resnet{depth} batch {batch} rate {r}: {ms:.1f} ms')
-        if args.train:
-            model.train()
-            x = torch.randn(128, 3, 32, 32)
-            y = torch.randint(0, 10, (128,))
-            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-            for name, step_rates in (('rate 1', [1.0]), ('sandwich 1/0.5/0.25', [1.0, 0.5, 0.25])):
-                def step():
-                    opt.zero_grad()
-                    for r in step_rates:
-                        model.set_rate(r)
-                        F.cross_entropy(model(x), y).backward()
-                    opt.step()
-                ms = best_ms(step, max(2, args.reps // 2))
-                out['train'].append({'model': f'resnet{depth}', 'batch': 128, 'step': name, 'ms': ms})
-                if not args.json:
-                    print(f'resnet{depth} train batch 128 {name}: {ms:.0f} ms')
     if args.json:
         print(json.dumps(out))
 
