@@ -2,8 +2,10 @@
 //
 // The source image is a zero-padded copy (channels x Hp x Wp), so every kernel tap of a
 // run of 16 output pixels inside one output row is one contiguous (unaligned) vector:
-// no im2col, no per-tap masks. A tile is MR channels produced x NV such vectors:
-//   C[r * ldc + cOff[v] + l] (=, +=, or = ... + bias[r])
+// no im2col, no per-tap masks. A row whose width is not a multiple of 16 ends in a
+// vector whose lanes past the row are computed (from the zero padding, which is wide
+// enough) and not stored. A tile is MR channels produced x NV such vectors:
+//   C[r * ldc + cOff[v] + l] (=, +=, or = ... + bias[r]) for the lanes l set in mask[v]
 //     sum over c < channels, t < taps of Ap[(c * taps + t) * MR + r]
 //                                       * src[c * chanStride + tapOff[t] + vecOff[v] + l]
 // Ap is an MR-row panel of the packed weight (gemm pack_a layout, rows beyond mr zero);
@@ -23,7 +25,8 @@ struct DirectArgs {
   const float* Ap;
   float* C;
   int64_t ldc;
-  const int64_t* cOff;  // NV entries
+  const int64_t* cOff;    // NV entries
+  const uint16_t* mask;  // NV entries: the lanes stored (0xffff: all 16)
   int mr;
   const float* bias;  // per row, or null (ignored when accumulating)
   bool accumulate;
@@ -40,12 +43,15 @@ void pad_copy_avx512(const float* src, int64_t channels, int64_t H, int64_t W, i
                      int64_t padH, int64_t padW, int64_t padded, float* dst);
 
 // Weight gradient over one padded image: for r < mr, t < nt,
-//   gw[r * ldw + t] += sum over v < vectors, l < 16 of gy[r * plane + 16 v + l]
-//                                                   * xp[rowOff[t] + vecOff[v] + l]
-// (rowOff: a patch row's channel and tap offset in the padded image).
+//   gw[r * ldw + t] += sum over v < vectors, lanes l set in mask[v] of
+//                      gy[r * plane + gyOff[v] + l] * xp[rowOff[t] + vecOff[v] + l]
+// (rowOff: a patch row's channel and tap offset in the padded image; lanes outside the
+// mask are not read).
 struct WeightArgs {
   int64_t vectors;
   const int64_t* vecOff;
+  const int64_t* gyOff;
+  const uint16_t* mask;
   const float* gy;
   int64_t plane;
   const float* xp;

@@ -44,22 +44,21 @@ MS_TGT512 void direct_tile(const DirectArgs& d) {
       A += MR;
     }
   }
+  __mmask16 m[NV];
+  for (int v = 0; v < NV; ++v) m[v] = static_cast<__mmask16>(d.mask[v]);
   for (int r = 0; r < MR; ++r) {
     if (r >= d.mr) break;
     float* c = d.C + r * d.ldc;
-    if (d.accumulate) {
+    const __m512 bv = _mm512_set1_ps(!d.accumulate && d.bias ? d.bias[r] : 0.0f);
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        float* q = c + d.cOff[v];
-        _mm512_storeu_ps(q, _mm512_add_ps(_mm512_loadu_ps(q), acc[r][v]));
-      }
-    } else if (d.bias) {
-      const __m512 bv = _mm512_set1_ps(d.bias[r]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + d.cOff[v], _mm512_add_ps(acc[r][v], bv));
-    } else {
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + d.cOff[v], acc[r][v]);
+    for (int v = 0; v < NV; ++v) {
+      float* q = c + d.cOff[v];
+      __m512 out = acc[r][v];
+      if (d.accumulate)
+        out = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], q), out);
+      else if (d.bias)
+        out = _mm512_add_ps(out, bv);
+      _mm512_mask_storeu_ps(q, m[v], out);
     }
   }
 }
@@ -79,13 +78,15 @@ MS_TGT512 void weight_tile(const WeightArgs& d) {
   for (int r = 0; r < MR; ++r) g[r] = d.gy + (r < d.mr ? r : d.mr - 1) * d.plane;
   for (int t = 0; t < NT; ++t) x[t] = d.xp + d.rowOff[t < d.nt ? t : d.nt - 1];
   for (int64_t v = 0; v < d.vectors; ++v) {
-    const int64_t xo = d.vecOff[v], go = v * 16;
+    const int64_t xo = d.vecOff[v], go = d.gyOff[v];
+    // A row's last vector may hang over its end: those lanes are not read (zeros).
+    const __mmask16 m = static_cast<__mmask16>(d.mask[v]);
     __m512 b[NT];
 #pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) b[t] = _mm512_loadu_ps(x[t] + xo);
+    for (int t = 0; t < NT; ++t) b[t] = _mm512_maskz_loadu_ps(m, x[t] + xo);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const __m512 a = _mm512_loadu_ps(g[r] + go);
+      const __m512 a = _mm512_maskz_loadu_ps(m, g[r] + go);
 #pragma GCC unroll 8
       for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_fmadd_ps(a, b[t], acc[r][t]);
     }

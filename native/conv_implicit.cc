@@ -239,16 +239,45 @@ struct DirectConv {
   bool accumulate;
 };
 
+// Vectors of 16 pixels covering one output row (the last one masked when the row is not a
+// multiple of 16 wide).
+int64_t row_vectors(int64_t outW) { return ceil_div(outW, 16); }
+
+// Direct tiles apply with non-negative padding when the rows' vectors waste at most a
+// quarter of their lanes: widths 12-16, 24-32, 36-48, ... (28x28 and 14x14 images, not
+// 7x7 or 8x8, which the implicit GEMM handles better).
 bool direct_applies(int64_t outW, int64_t padH, int64_t padW) {
-  return outW % 16 == 0 && padH >= 0 && padW >= 0;
+  return outW > 0 && row_vectors(outW) * 16 * 3 <= outW * 4 && padH >= 0 && padW >= 0;
 }
 
-int64_t direct_tiles_per_image(const DirectConv& g) { return ceil_div(g.outH * g.outW / 16, g.NV); }
+// The padded image's row width: the image and its padding, and room for a row's last
+// vector to read all 16 lanes at every tap.
+template <typename D>
+int64_t padded_width(const D& g) {
+  return std::max(g.W + 2 * g.padW, row_vectors(g.outW) * 16 + (g.kw - 1) * g.dilationW);
+}
+
+// Vector i of an image's output: where its first pixel is in the padded source (vecOff), in
+// the output plane (cOff), and which of its lanes lie in the row (mask).
+template <typename D>
+void vector_place(const D& g, int64_t Wp, int64_t i, int64_t* vecOff, int64_t* cOff,
+                  uint16_t* mask) {
+  const int64_t rv = row_vectors(g.outW), oh = i / rv, ow = (i % rv) * 16;
+  const int64_t len = std::min<int64_t>(16, g.outW - ow);
+  *vecOff = oh * g.strideH * Wp + ow;
+  *cOff = oh * g.outW + ow;
+  *mask = static_cast<uint16_t>(len == 16 ? 0xffffu : (1u << len) - 1u);
+}
+
+int64_t direct_tiles_per_image(const DirectConv& g) {
+  return ceil_div(g.outH * row_vectors(g.outW), g.NV);
+}
 
 void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
   const int MR = g.kern->mr;
-  const int64_t Hp = g.H + 2 * g.padH, Wp = g.W + 2 * g.padW, padded = Hp * Wp;
-  const int64_t plane = g.outH * g.outW, vectors = plane / 16, perImage = direct_tiles_per_image(g);
+  const int64_t Hp = g.H + 2 * g.padH, Wp = padded_width(g), padded = Hp * Wp;
+  const int64_t plane = g.outH * g.outW, vectors = g.outH * row_vectors(g.outW);
+  const int64_t perImage = direct_tiles_per_image(g);
   float* xp = tl_padded.get(static_cast<size_t>(g.channels * padded));
   std::memset(xp, 0, sizeof(float) * g.channels * padded);  // borders stay zero
   const int64_t taps = g.kh * g.kw;
@@ -263,6 +292,7 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
     for (int64_t j = 0; j < g.kw; ++j)
       tapOffp[i * g.kw + j] = i * g.dilationH * Wp + j * g.dilationW;
   int64_t vecOff[4], cOff[4];
+  uint16_t mask[4];
   conv::DirectArgs a{};
   a.channels = g.channels;
   a.taps = taps;
@@ -272,6 +302,7 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
   a.vecOff = vecOff;
   a.ldc = plane;
   a.cOff = cOff;
+  a.mask = mask;
   a.accumulate = g.accumulate;
   int64_t current = -1;
   for (int64_t u = u0; u < u1; ++u) {
@@ -283,11 +314,7 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
     }
     const int64_t v0 = tile * g.NV;
     const int nv = static_cast<int>(std::min<int64_t>(g.NV, vectors - v0));
-    for (int v = 0; v < nv; ++v) {
-      const int64_t pv = (v0 + v) * 16, oh = pv / g.outW, ow = pv % g.outW;
-      vecOff[v] = oh * g.strideH * Wp + ow;
-      cOff[v] = pv;
-    }
+    for (int v = 0; v < nv; ++v) vector_place(g, Wp, v0 + v, &vecOff[v], &cOff[v], &mask[v]);
     const conv::DirectFn fn = conv::direct_tile_avx512(MR, nv);
     for (int64_t ir = 0; ir < g.M; ir += MR) {
       a.Ap = g.Apack + ir * g.K;
@@ -323,16 +350,16 @@ struct DirectWeight {
 };
 
 void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
-  const int64_t Hp = g.H + 2 * g.padH, Wp = g.W + 2 * g.padW, padded = Hp * Wp;
-  const int64_t plane = g.outH * g.outW, vectors = plane / 16, taps = g.kh * g.kw;
+  const int64_t Hp = g.H + 2 * g.padH, Wp = padded_width(g), padded = Hp * Wp;
+  const int64_t plane = g.outH * g.outW, vectors = g.outH * row_vectors(g.outW),
+                taps = g.kh * g.kw;
   const int64_t tBlocks = ceil_div(g.N, g.NT);
   float* xp = tl_padded.get(static_cast<size_t>(g.channels * padded));
   std::memset(xp, 0, sizeof(float) * g.channels * padded);
-  std::vector<int64_t> vecOff(static_cast<size_t>(vectors)), rowOff(static_cast<size_t>(g.N));
-  for (int64_t v = 0; v < vectors; ++v) {
-    const int64_t pv = v * 16, oh = pv / g.outW, ow = pv % g.outW;
-    vecOff[v] = oh * g.strideH * Wp + ow;
-  }
+  std::vector<int64_t> vecOff(static_cast<size_t>(vectors)), gyOff(static_cast<size_t>(vectors)),
+      rowOff(static_cast<size_t>(g.N));
+  std::vector<uint16_t> mask(static_cast<size_t>(vectors));
+  for (int64_t v = 0; v < vectors; ++v) vector_place(g, Wp, v, &vecOff[v], &gyOff[v], &mask[v]);
   for (int64_t k = 0; k < g.N; ++k) {
     const int64_t c = k / taps, i = (k % taps) / g.kw, j = k % g.kw;
     rowOff[k] = c * padded + i * g.dilationH * Wp + j * g.dilationW;
@@ -341,6 +368,8 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   conv::WeightArgs a{};
   a.vectors = vectors;
   a.vecOff = vecOff.data();
+  a.gyOff = gyOff.data();
+  a.mask = mask.data();
   a.plane = plane;
   a.xp = xp;
   a.ldw = g.ldw;
@@ -501,7 +530,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
   if (direct_applies(s.outW, s.padH, s.padW)) {
     for (int64_t g = 0; g < s.groups; ++g) {
       DirectConv d{};
-      d.kern = direct_kernel(og, plane / 16);
+      d.kern = direct_kernel(og, s.outH * row_vectors(s.outW));
       d.NV = direct_nv(*d.kern);
       d.M = og;
       d.channels = cg;
@@ -558,7 +587,7 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
                   padW = s.dilationW * (s.kw - 1) - s.padW;
     if (direct_applies(s.inW, padH, padW)) {
       DirectConv d{};
-      d.kern = direct_kernel(cg, inPlane / 16);
+      d.kern = direct_kernel(cg, s.inH * row_vectors(s.inW));
       d.NV = direct_nv(*d.kern);
       d.M = cg;
       d.channels = og;

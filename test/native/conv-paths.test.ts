@@ -122,7 +122,13 @@ const cases: Case[] = [
   { name: 'direct: 16x16 images (6 x 4 tiles), 64 filters', p: [2, 8, 16, 16, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 64, bias: true, paths: ['direct', 'direct', 'direct'] },
   { name: 'implicit: vertical stride 2, dilation 2, groups 3', p: [2, 6, 11, 13, 9, 3, 3, 2, 1, 2, 1, 2, 2, 3, 2], outFull: 9, bias: true, paths: ['implicit', 'im2col', 'implicit'] },
   // Weight gradient with several pixel chunks per image.
-  { name: 'implicit: 15x40 images (600 pixels: two weight-gradient chunks)', p: [2, 3, 40, 15, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
+  { name: 'implicit: 10x60 images (600 pixels: two weight-gradient chunks)', p: [2, 3, 60, 10, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
+  // Rows that are not a multiple of 16 wide: the last vector of a row is masked.
+  { name: 'direct, ragged rows: 28x28 (16 + 12 lanes), prefixes of 20 filters', p: [2, 6, 28, 28, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 20, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct, ragged rows: 14x14 (one 14-lane vector per row), 32 filters', p: [3, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 16], outFull: 32, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct, ragged rows: 15 wide, 5x5 dilation 2, 2 groups (input rows of 23: implicit)', p: [2, 4, 9, 23, 6, 5, 5, 1, 1, 2, 0, 1, 2, 2, 2], outFull: 6, bias: true, paths: ['direct', 'implicit', 'direct'] },
+  { name: 'direct, ragged rows: vertical stride 2, 30 wide', p: [2, 3, 11, 30, 5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 3], outFull: 5, bias: false, paths: ['direct', 'im2col', 'direct'] },
+  { name: '7x7 images stay on the implicit paths (a 16-lane vector would waste 9)', p: [2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
   { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['direct', 'direct', 'direct'] },
 ];
 
