@@ -25,7 +25,7 @@ struct DirectArgs {
   const float* Ap;
   float* C;
   int64_t ldc;
-  const int64_t* cOff;    // NV entries
+  const int64_t* cOff;   // NV entries
   const uint16_t* mask;  // NV entries: the lanes stored (0xffff: all 16)
   int mr;
   const float* bias;  // per row, or null (ignored when accumulating)

@@ -351,8 +351,7 @@ struct DirectWeight {
 
 void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   const int64_t Hp = g.H + 2 * g.padH, Wp = padded_width(g), padded = Hp * Wp;
-  const int64_t plane = g.outH * g.outW, vectors = g.outH * row_vectors(g.outW),
-                taps = g.kh * g.kw;
+  const int64_t plane = g.outH * g.outW, vectors = g.outH * row_vectors(g.outW), taps = g.kh * g.kw;
   const int64_t tBlocks = ceil_div(g.N, g.NT);
   float* xp = tl_padded.get(static_cast<size_t>(g.channels * padded));
   std::memset(xp, 0, sizeof(float) * g.channels * padded);
