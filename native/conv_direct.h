@@ -42,6 +42,11 @@ DirectFn direct_tile_avx512(int mr, int nv);
 void pad_copy_avx512(const float* src, int64_t channels, int64_t H, int64_t W, int64_t Wp,
                      int64_t padH, int64_t padW, int64_t padded, float* dst);
 
+// The same into the halves layout of horizontal stride 2: row ih's padded column pc
+// (= iw + padW) lands at dst[c * padded + (ih + padH) * 2 * half + (pc % 2) * half + pc / 2].
+void pad_copy_halves_avx512(const float* src, int64_t channels, int64_t H, int64_t W, int64_t half,
+                            int64_t padH, int64_t padW, int64_t padded, float* dst);
+
 // Weight gradient over one padded image: for r < mr, t < nt,
 //   gw[r * ldw + t] += sum over v < vectors, lanes l set in mask[v] of
 //                      gy[r * plane + gyOff[v] + l] * xp[rowOff[t] + vecOff[v] + l]

@@ -11,6 +11,8 @@
 #ifdef MODELSLICE_X86
 #include <immintrin.h>
 
+#include <algorithm>
+
 namespace modelslice {
 namespace conv {
 namespace {
@@ -108,6 +110,33 @@ MS_TGT512 void pad_copy_avx512(const float* src, int64_t channels, int64_t H, in
       int64_t l = 0;
       for (; l < full; l += 16) _mm512_storeu_ps(d + l, _mm512_loadu_ps(s + l));
       if (tail) _mm512_mask_storeu_ps(d + l, tail, _mm512_maskz_loadu_ps(tail, s + l));
+    }
+  }
+}
+
+MS_TGT512 void pad_copy_halves_avx512(const float* src, int64_t channels, int64_t H, int64_t W,
+                                      int64_t half, int64_t padH, int64_t padW, int64_t padded,
+                                      float* dst) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const auto lanes = [](int64_t n) {
+    return static_cast<__mmask16>(n >= 16 ? 0xffffu : (1u << (n > 0 ? n : 0)) - 1u);
+  };
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* s = src + c * H * W;
+    for (int64_t ih = 0; ih < H; ++ih, s += W) {
+      float* d = dst + c * padded + (ih + padH) * 2 * half;
+      // 32 columns at a time: the 16 even ones and the 16 odd ones, each to its half.
+      for (int64_t c0 = 0; c0 < W; c0 += 32) {
+        const int64_t n = std::min<int64_t>(32, W - c0);
+        const __m512 a = _mm512_maskz_loadu_ps(lanes(n), s + c0);
+        const __m512 b = _mm512_maskz_loadu_ps(lanes(n - 16), s + c0 + 16);
+        const int64_t pe = (c0 + padW) % 2;
+        _mm512_mask_storeu_ps(d + pe * half + (c0 + padW) / 2, lanes((n + 1) / 2),
+                              _mm512_permutex2var_ps(a, even, b));
+        _mm512_mask_storeu_ps(d + (1 - pe) * half + (c0 + 1 + padW) / 2, lanes(n / 2),
+                              _mm512_permutex2var_ps(a, odd, b));
+      }
     }
   }
 }

@@ -1,14 +1,16 @@
 // Fast convolution paths (see conv_implicit.h for the contract). Three routes:
 //
-// Direct tiles (stride-1 rows whose output width is a multiple of 16; the 3x3 / 1x1
-// layers of CIFAR-size networks). Each thread owns a run of (image, 16 * NV output
+// Direct tiles (output rows of 12 pixels or more that 16-pixel vectors cover with at most
+// a quarter of their lanes wasted, the last vector of a row masked: the 3x3 / 1x1 layers
+// of CIFAR- and MNIST-size networks; horizontal stride 1, or 2 for the forward and
+// weight-gradient passes). Each thread owns a run of (image, 16 * NV output
 // pixels) units; per image it copies the group's channels into a zero-padded buffer
-// (L2-resident), after which every kernel tap of 16 pixels of one output row is one
-// contiguous vector. The tile kernel (conv_direct_avx512.cc) multiplies MR rows of the
-// packed weight prefix (broadcast) with NV such vectors over all channels and taps in
-// registers and stores into NCHW once: no im2col, no packing of the activations, no
-// depth blocks. Backward-input is the same with gy as the image, the weight flipped in
-// space and transposed, and padding dilation * (k - 1) - padding, accumulated into gx.
+// (L2-resident; with stride 2 each row split into its even and odd columns), after which
+// every kernel tap of 16 pixels of one output row is one contiguous vector. The tile kernel
+// (conv_direct_avx512.cc) multiplies MR rows of the packed weight prefix (broadcast) with NV such
+// vectors over all channels and taps in registers and stores into NCHW once: no im2col, no packing
+// of the activations, no depth blocks. Backward-input is the same with gy as the image, the weight
+// flipped in space and transposed, and padding dilation * (k - 1) - padding, accumulated into gx.
 // Backward-weight uses a dot-product tile: 4 output channels x 6 patch rows, each a
 // 16-lane partial sum over one image's pixels (gy rows x shifted padded-image rows),
 // reduced and added to gw; threads own disjoint tiles and walk the images in order.
@@ -25,7 +27,8 @@
 //   pixels in chunks of at most kWeightDepth pixels of one image, always in one order;
 //   threads own disjoint MR x NR tiles of gw.
 //
-// Everything else (horizontal stride > 1, no AVX-512, degenerate shapes) returns false and
+// Everything else (horizontal stride > 2, stride 2 outside the direct tiles, backward-input
+// with stride > 1, no AVX-512, degenerate shapes) returns false and
 // conv.cc uses per-image im2col + sgemm. Every output element gets the same arithmetic
 // whatever thread computes it (depth blocks and summation orders depend only on the
 // shape), so results do not depend on the thread count.
@@ -197,15 +200,15 @@ void run_column_gemm(ColumnGemm& g, int64_t batch) {
   });
 }
 
-// ---- direct tiles over a padded image (stride-1 rows, outW a multiple of 16) -------------
+// ---- direct tiles over a padded image (horizontal stride 1 or 2) ------------------------
 // The sliding-window geometry the direct kernels read (one image).
 struct Window {
-  int64_t H, W, padH, padW, strideH, dilationH, dilationW, kh, kw, outH, outW;
+  int64_t H, W, padH, padW, strideH, strideW, dilationH, dilationW, kh, kw, outH, outW;
 };
 
 Window forward_window(const ConvShape& s) {
-  return Window{s.inH,       s.inW, s.padH, s.padW, s.strideH, s.dilationH,
-                s.dilationW, s.kh,  s.kw,   s.outH, s.outW};
+  return Window{s.inH,       s.inW,       s.padH, s.padW, s.strideH, s.strideW,
+                s.dilationH, s.dilationW, s.kh,   s.kw,   s.outH,    s.outW};
 }
 
 // DirectConv and DirectWeight keep the window's fields flat (their kernels read them
@@ -217,6 +220,7 @@ void set_window(D& d, const Window& w) {
   d.padH = w.padH;
   d.padW = w.padW;
   d.strideH = w.strideH;
+  d.strideW = w.strideW;
   d.dilationH = w.dilationH;
   d.dilationW = w.dilationW;
   d.kh = w.kh;
@@ -231,7 +235,7 @@ struct DirectConv {
   int64_t M, channels, K;
   const float* Apack;  // ceil(M / MR) * MR rows x K, one depth block
   const float* src;    // first channel of the group, image 0
-  int64_t srcImageStride, H, W, padH, padW, strideH, dilationH, dilationW, kh, kw;
+  int64_t srcImageStride, H, W, padH, padW, strideH, strideW, dilationH, dilationW, kh, kw;
   int64_t outH, outW;
   float* C;
   int64_t cImageStride;  // C(r, (n, p)) = C[n * cImageStride + r * outH * outW + p]
@@ -243,28 +247,63 @@ struct DirectConv {
 // multiple of 16 wide).
 int64_t row_vectors(int64_t outW) { return ceil_div(outW, 16); }
 
-// Direct tiles apply with non-negative padding when the rows' vectors waste at most a
-// quarter of their lanes: widths 12-16, 24-32, 36-48, ... (28x28 and 14x14 images, not
-// 7x7 or 8x8, which the implicit GEMM handles better).
-bool direct_applies(int64_t outW, int64_t padH, int64_t padW) {
-  return outW > 0 && row_vectors(outW) * 16 * 3 <= outW * 4 && padH >= 0 && padW >= 0;
+// Direct tiles apply with non-negative padding and horizontal stride 1 or 2 when the
+// rows' vectors waste at most a quarter of their lanes: widths 12-16, 24-32, 36-48, ...
+// (28x28 and 14x14 images, not 7x7 or 8x8, which the implicit GEMM handles better).
+bool direct_applies(int64_t outW, int64_t padH, int64_t padW, int64_t strideW) {
+  return outW > 0 && row_vectors(outW) * 16 * 3 <= outW * 4 && padH >= 0 && padW >= 0 &&
+         (strideW == 1 || strideW == 2);
 }
 
-// The padded image's row width: the image and its padding, and room for a row's last
-// vector to read all 16 lanes at every tap.
+// How a zero-padded image is laid out for the direct tiles. Horizontal stride 1: rows of
+// `pitch` columns, the image and its padding and room for a row's last vector to read all
+// 16 lanes at every tap. Stride 2: each padded row split into its even and odd columns, two
+// halves of `half` values each, so the 16 outputs of a vector read 16 consecutive values
+// of one half at every tap (output column ow at tap column c reads padded column 2 ow + c:
+// half c % 2, position ow + c / 2). Zero wherever the image is not.
+struct PaddedLayout {
+  int64_t strideW, half, pitch, rows, plane;
+};
+
 template <typename D>
-int64_t padded_width(const D& g) {
-  return std::max(g.W + 2 * g.padW, row_vectors(g.outW) * 16 + (g.kw - 1) * g.dilationW);
+PaddedLayout padded_layout(const D& g) {
+  PaddedLayout L{};
+  L.strideW = g.strideW;
+  const int64_t lanes = row_vectors(g.outW) * 16, reach = (g.kw - 1) * g.dilationW;
+  if (g.strideW == 1) {
+    L.pitch = std::max(g.W + 2 * g.padW, lanes + reach);
+  } else {
+    L.half = std::max(ceil_div(g.W + 2 * g.padW, 2), lanes + reach / 2);
+    L.pitch = 2 * L.half;
+  }
+  L.rows = g.H + 2 * g.padH;
+  L.plane = L.rows * L.pitch;
+  return L;
+}
+
+// Where tap (i, j) starts relative to a vector's first output pixel.
+template <typename D>
+int64_t tap_offset(const D& g, const PaddedLayout& L, int64_t i, int64_t j) {
+  const int64_t c = j * g.dilationW;
+  return i * g.dilationH * L.pitch + (L.strideW == 1 ? c : (c % 2) * L.half + c / 2);
+}
+
+template <typename D>
+void pad_copy(const D& g, const PaddedLayout& L, const float* src, float* dst) {
+  if (L.strideW == 1)
+    conv::pad_copy_avx512(src, g.channels, g.H, g.W, L.pitch, g.padH, g.padW, L.plane, dst);
+  else
+    conv::pad_copy_halves_avx512(src, g.channels, g.H, g.W, L.half, g.padH, g.padW, L.plane, dst);
 }
 
 // Vector i of an image's output: where its first pixel is in the padded source (vecOff), in
 // the output plane (cOff), and which of its lanes lie in the row (mask).
 template <typename D>
-void vector_place(const D& g, int64_t Wp, int64_t i, int64_t* vecOff, int64_t* cOff,
+void vector_place(const D& g, const PaddedLayout& L, int64_t i, int64_t* vecOff, int64_t* cOff,
                   uint16_t* mask) {
   const int64_t rv = row_vectors(g.outW), oh = i / rv, ow = (i % rv) * 16;
   const int64_t len = std::min<int64_t>(16, g.outW - ow);
-  *vecOff = oh * g.strideH * Wp + ow;
+  *vecOff = oh * g.strideH * L.pitch + ow;
   *cOff = oh * g.outW + ow;
   *mask = static_cast<uint16_t>(len == 16 ? 0xffffu : (1u << len) - 1u);
 }
@@ -275,7 +314,8 @@ int64_t direct_tiles_per_image(const DirectConv& g) {
 
 void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
   const int MR = g.kern->mr;
-  const int64_t Hp = g.H + 2 * g.padH, Wp = padded_width(g), padded = Hp * Wp;
+  const PaddedLayout L = padded_layout(g);
+  const int64_t padded = L.plane;
   const int64_t plane = g.outH * g.outW, vectors = g.outH * row_vectors(g.outW);
   const int64_t perImage = direct_tiles_per_image(g);
   float* xp = tl_padded.get(static_cast<size_t>(g.channels * padded));
@@ -289,8 +329,7 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
     tapOffp = tapBig.data();
   }
   for (int64_t i = 0; i < g.kh; ++i)
-    for (int64_t j = 0; j < g.kw; ++j)
-      tapOffp[i * g.kw + j] = i * g.dilationH * Wp + j * g.dilationW;
+    for (int64_t j = 0; j < g.kw; ++j) tapOffp[i * g.kw + j] = tap_offset(g, L, i, j);
   int64_t vecOff[4], cOff[4];
   uint16_t mask[4];
   conv::DirectArgs a{};
@@ -309,12 +348,11 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
     const int64_t n = u / perImage, tile = u % perImage;
     if (n != current) {
       current = n;
-      conv::pad_copy_avx512(g.src + n * g.srcImageStride, g.channels, g.H, g.W, Wp, g.padH, g.padW,
-                            padded, xp);
+      pad_copy(g, L, g.src + n * g.srcImageStride, xp);
     }
     const int64_t v0 = tile * g.NV;
     const int nv = static_cast<int>(std::min<int64_t>(g.NV, vectors - v0));
-    for (int v = 0; v < nv; ++v) vector_place(g, Wp, v0 + v, &vecOff[v], &cOff[v], &mask[v]);
+    for (int v = 0; v < nv; ++v) vector_place(g, L, v0 + v, &vecOff[v], &cOff[v], &mask[v]);
     const conv::DirectFn fn = conv::direct_tile_avx512(MR, nv);
     for (int64_t ir = 0; ir < g.M; ir += MR) {
       a.Ap = g.Apack + ir * g.K;
@@ -343,14 +381,16 @@ struct DirectWeight {
   const float* gy;
   int64_t gyImageStride;
   const float* src;
-  int64_t srcImageStride, H, W, padH, padW, strideH, dilationH, dilationW, kh, kw, outH, outW;
+  int64_t srcImageStride, H, W, padH, padW, strideH, strideW, dilationH, dilationW, kh, kw, outH,
+      outW;
   int64_t batch;
   float* gw;
   int64_t ldw;
 };
 
 void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
-  const int64_t Hp = g.H + 2 * g.padH, Wp = padded_width(g), padded = Hp * Wp;
+  const PaddedLayout L = padded_layout(g);
+  const int64_t padded = L.plane;
   const int64_t plane = g.outH * g.outW, vectors = g.outH * row_vectors(g.outW), taps = g.kh * g.kw;
   const int64_t tBlocks = ceil_div(g.N, g.NT);
   float* xp = tl_padded.get(static_cast<size_t>(g.channels * padded));
@@ -358,10 +398,10 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   std::vector<int64_t> vecOff(static_cast<size_t>(vectors)), gyOff(static_cast<size_t>(vectors)),
       rowOff(static_cast<size_t>(g.N));
   std::vector<uint16_t> mask(static_cast<size_t>(vectors));
-  for (int64_t v = 0; v < vectors; ++v) vector_place(g, Wp, v, &vecOff[v], &gyOff[v], &mask[v]);
+  for (int64_t v = 0; v < vectors; ++v) vector_place(g, L, v, &vecOff[v], &gyOff[v], &mask[v]);
   for (int64_t k = 0; k < g.N; ++k) {
     const int64_t c = k / taps, i = (k % taps) / g.kw, j = k % g.kw;
-    rowOff[k] = c * padded + i * g.dilationH * Wp + j * g.dilationW;
+    rowOff[k] = c * padded + tap_offset(g, L, i, j);
   }
   const conv::WeightFn fn = conv::weight_tile_avx512(g.MR, g.NT);
   conv::WeightArgs a{};
@@ -377,8 +417,7 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   float* gyc = tl_panel_b.get(static_cast<size_t>((r1 - r0) * plane));
   for (int64_t n = 0; n < g.batch; ++n) {
     std::memcpy(gyc, g.gy + n * g.gyImageStride + r0 * plane, sizeof(float) * (r1 - r0) * plane);
-    conv::pad_copy_avx512(g.src + n * g.srcImageStride, g.channels, g.H, g.W, Wp, g.padH, g.padW,
-                          padded, xp);
+    pad_copy(g, L, g.src + n * g.srcImageStride, xp);
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t ob = u / tBlocks, tb = u % tBlocks;
       const int64_t o0 = ob * g.MR, k0 = tb * g.NT;
@@ -507,26 +546,28 @@ bool small_pointwise(const ConvShape& s) {
          s.batch * s.outChannels * (s.inChannels / s.groups) * s.outH * s.outW < (int64_t{1} << 21);
 }
 
-// What the paths here take: not depthwise, not a small 1x1, unit horizontal
-// stride; degenerate shapes (nothing to sum or nothing to write) stay on the
-// im2col path.
-bool implicit_applies(const ConvShape& s) {
-  if (is_depthwise(s) || small_pointwise(s) || s.strideW != 1) return false;
+// What the paths here take: not depthwise, not a small 1x1, horizontal stride 1
+// (or 2, for the direct tiles of the forward and weight-gradient passes);
+// degenerate shapes (nothing to sum or nothing to write) stay on the im2col path.
+bool fast_applies(const ConvShape& s) {
+  if (is_depthwise(s) || small_pointwise(s) || (s.strideW != 1 && s.strideW != 2)) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   return cg > 0 && og > 0 && s.batch > 0 && s.outH * s.outW > 0 && s.inH * s.inW > 0;
 }
+
+bool implicit_applies(const ConvShape& s) { return fast_applies(s) && s.strideW == 1; }
 
 }  // namespace
 
 bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
                            float* y, bool accumulate) {
-  if (!implicit_applies(s)) return false;
+  if (!fast_applies(s)) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const SgemmKernel* kern = conv_kernel(og);
   if (!kern) return false;
   const int64_t K = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
-  if (direct_applies(s.outW, s.padH, s.padW)) {
+  if (direct_applies(s.outW, s.padH, s.padW, s.strideW)) {
     for (int64_t g = 0; g < s.groups; ++g) {
       DirectConv d{};
       d.kern = direct_kernel(og, s.outH * row_vectors(s.outW));
@@ -547,6 +588,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
     note_conv_path(ConvPass::kForward, "direct");
     return true;
   }
+  if (s.strideW != 1) return false;
   note_conv_path(ConvPass::kForward, "implicit");
   for (int64_t g = 0; g < s.groups; ++g) {
     ColumnGemm cg_{};
@@ -584,7 +626,7 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
           At[c * K + o * taps + t] = wg[o * ldw + c * taps + (taps - 1 - t)];
     const int64_t padH = s.dilationH * (s.kh - 1) - s.padH,
                   padW = s.dilationW * (s.kw - 1) - s.padW;
-    if (direct_applies(s.inW, padH, padW)) {
+    if (direct_applies(s.inW, padH, padW, 1)) {
       DirectConv d{};
       d.kern = direct_kernel(cg, s.inH * row_vectors(s.inW));
       d.NV = direct_nv(*d.kern);
@@ -595,7 +637,7 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
       d.src = gy + g * og * plane;
       d.srcImageStride = s.outChannels * plane;
       // The input gradient is a stride-1 convolution of gy with the flipped weight.
-      set_window(d, Window{s.outH, s.outW, padH, padW, 1, s.dilationH, s.dilationW, s.kh, s.kw,
+      set_window(d, Window{s.outH, s.outW, padH, padW, 1, 1, s.dilationH, s.dilationW, s.kh, s.kw,
                            s.inH, s.inW});
       d.C = gx + g * cg * inPlane;
       d.cImageStride = s.inChannels * inPlane;
@@ -625,13 +667,13 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
 }
 
 bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw) {
-  if (!implicit_applies(s)) return false;
+  if (!fast_applies(s)) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const SgemmKernel* kern = conv_kernel(og);
   if (!kern) return false;
   const int64_t N = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
-  if (direct_applies(s.outW, s.padH, s.padW)) {
+  if (direct_applies(s.outW, s.padH, s.padW, s.strideW)) {
     for (int64_t g = 0; g < s.groups; ++g) {
       DirectWeight d{};
       d.MR = kWeightTileRows;
@@ -658,6 +700,7 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
     note_conv_path(ConvPass::kBackwardWeight, "direct");
     return true;
   }
+  if (s.strideW != 1) return false;
   // The transposed patch packing below costs more than the per-image im2col GEMMs once
   // output rows are 16 pixels or longer (measured at 14x14: 55 vs 74 GFLOP/s at 64
   // channels); it wins on narrow images (8x8: 56 vs 48).

@@ -128,6 +128,11 @@ const cases: Case[] = [
   { name: 'direct, ragged rows: 14x14 (one 14-lane vector per row), 32 filters', p: [3, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 16], outFull: 32, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'direct, ragged rows: 15 wide, 5x5 dilation 2, 2 groups (input rows of 23: implicit)', p: [2, 4, 9, 23, 6, 5, 5, 1, 1, 2, 0, 1, 2, 2, 2], outFull: 6, bias: true, paths: ['direct', 'implicit', 'direct'] },
   { name: 'direct, ragged rows: vertical stride 2, 30 wide', p: [2, 3, 11, 30, 5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 3], outFull: 5, bias: false, paths: ['direct', 'im2col', 'direct'] },
+  // Horizontal stride 2: the padded image's rows split into even and odd columns.
+  { name: 'direct, stride 2: 28x28 -> 14x14, 3x3', p: [2, 16, 28, 28, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 16], outFull: 32, bias: true, paths: ['direct', 'im2col', 'direct'] },
+  { name: 'direct, stride 2: 1x1, 31 wide -> 16', p: [2, 5, 9, 31, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1, 5], outFull: 9, bias: false, paths: ['direct', 'im2col', 'direct'] },
+  { name: 'direct, stride 2: odd padding, 3x5 taps, dilation 2 across', p: [2, 3, 10, 33, 4, 3, 5, 2, 2, 1, 3, 1, 2, 1, 3], outFull: 4, bias: true, paths: ['direct', 'im2col', 'direct'] },
+  { name: 'stride 2 to 7x7 stays on im2col', p: [2, 8, 14, 14, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
   { name: '7x7 images stay on the implicit paths (a 16-lane vector would waste 9)', p: [2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
   { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['direct', 'direct', 'direct'] },
 ];
