@@ -261,6 +261,13 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
   gemm::sgemm_ex(active_kernel(), 0, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void sgemm_threads(int threads, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                   float beta, float* C, int64_t ldc) {
+  gemm::sgemm_ex(active_kernel(), threads, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                 ldc);
+}
+
 const char* sgemm_kernel_name() { return active_kernel().name; }
 
 }  // namespace modelslice

@@ -16,6 +16,12 @@ namespace modelslice {
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// The same on at most `threads` threads (<= 0: the calling thread's count). With 1 it runs
+// on the calling thread alone, so a pool worker may call it.
+void sgemm_threads(int threads, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                   float beta, float* C, int64_t ldc);
+
 // Name of the micro-kernel family chosen at load time: "avx512", "avx2" or "generic".
 const char* sgemm_kernel_name();
 
