@@ -1,6 +1,7 @@
 #include "norm.h"
 
 #include <cmath>
+#include <vector>
 
 #include "parallel.h"
 #include "reduce.h"
@@ -91,6 +92,12 @@ void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, 
                               bool gx_accumulate) {
   const int64_t cpg = channels / groups;
   const int64_t count = cpg * spatial;
+  // With gx, the pass that computes it also keeps each (image, channel)'s sum of gy and of
+  // gy * (x - mean), which are all ggamma and gbeta need: no second pass over x and gy.
+  const bool affine = ggamma || gbeta;
+  thread_local std::vector<double> sums;
+  if (gx && affine) sums.resize(static_cast<size_t>(2 * batch * channels));
+  double* const dsum = sums.data();
   if (gx) {
     for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
       const int64_t n = ng / groups, g = ng % groups;
@@ -102,8 +109,13 @@ void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, 
       for (int64_t c = 0; c < cpg; ++c) {
         const double gm = gamma ? gamma[g * cpg + c] : 1.0;
         const int64_t off = base + c * spatial;
-        sdx += gm * gy.sum(off, spatial);
-        sdxx += gm * r * gy.dot_dev(off, x + off, spatial, mu);
+        const double s = gy.sum(off, spatial), d = gy.dot_dev(off, x + off, spatial, mu);
+        sdx += gm * s;
+        sdxx += gm * r * d;
+        if (affine) {
+          dsum[2 * (n * channels + g * cpg + c)] = s;
+          dsum[2 * (n * channels + g * cpg + c) + 1] = d;
+        }
       }
       const double mdx = sdx / static_cast<double>(count), mdxx = sdxx / static_cast<double>(count);
       // Inside the bracket first, then times r: with one value per group gamma * gy and
@@ -124,14 +136,16 @@ void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, 
       }
     });
   }
-  if (ggamma || gbeta) {
-    for_range(channels, batch * channels * spatial, [&](int64_t c) {
+  if (affine) {
+    for_range(channels, batch * channels * (gx ? 1 : spatial), [&](int64_t c) {
       const int64_t g = c / cpg;
       double sg = 0, sb = 0;
       for (int64_t n = 0; n < batch; ++n) {
         const int64_t off = (n * channels + c) * spatial;
-        sg += rstd[n * groups + g] * gy.dot_dev(off, x + off, spatial, mean[n * groups + g]);
-        sb += gy.sum(off, spatial);
+        const double d = gx ? dsum[2 * (n * channels + c) + 1]
+                            : gy.dot_dev(off, x + off, spatial, mean[n * groups + g]);
+        sg += rstd[n * groups + g] * d;
+        sb += gx ? dsum[2 * (n * channels + c)] : gy.sum(off, spatial);
       }
       if (ggamma) ggamma[c] += static_cast<float>(sg);
       if (gbeta) gbeta[c] += static_cast<float>(sb);
