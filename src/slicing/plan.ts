@@ -14,6 +14,27 @@ import { noGrad, Tensor } from '../tensor.js';
 // Arena offsets are aligned to a cache line.
 const ALIGN = 64;
 
+/**
+ * @internal The tensors a plan reads in place (a model's parameters and
+ * buffers) and their arrays when it was built: a plan is valid while the same
+ * tensors hold the same arrays.
+ */
+export class StateSnapshot {
+  private readonly tensors: readonly Tensor[];
+  private readonly arrays: readonly Float32Array[];
+
+  constructor(now: readonly Tensor[]) {
+    this.tensors = [...now];
+    this.arrays = now.map((t) => t.data);
+  }
+
+  /** False once a tensor was replaced, its array replaced, or the set changed. */
+  matches(now: readonly Tensor[]): boolean {
+    if (now.length !== this.tensors.length) return false;
+    return now.every((t, i) => t === this.tensors[i] && t.data === this.arrays[i]);
+  }
+}
+
 /** A forward pass at a fixed rate and input shape, replayable without allocation. */
 export class InferencePlan {
   readonly rate: number;
@@ -28,7 +49,7 @@ export class InferencePlan {
   private readonly steps: CapturedStep[];
   private readonly input: Float32Array;
   private readonly output: Float32Array;
-  private readonly state: { tensor: Tensor; data: Float32Array }[];
+  private readonly state: StateSnapshot;
 
   private constructor(init: {
     rate: number;
@@ -40,7 +61,7 @@ export class InferencePlan {
     input: Float32Array;
     output: Float32Array;
     fusedAdds: number;
-    state: { tensor: Tensor; data: Float32Array }[];
+    state: StateSnapshot;
   }) {
     this.fusedAdds = init.fusedAdds;
     this.rate = init.rate;
@@ -79,7 +100,7 @@ export class InferencePlan {
     const arena = new ArrayBuffer(arenaBytes);
     const steps = bindSteps(layout.template(fused.steps), arena);
     const output = layout.bind(layout.ref(fused.output), arena) as Float32Array;
-    const state = InferencePlan.state(model).map((tensor) => ({ tensor, data: tensor.data }));
+    const state = new StateSnapshot(InferencePlan.state(model));
     return new InferencePlan({
       rate: model.sliceRate,
       inputShape: [...inputShape],
@@ -100,11 +121,7 @@ export class InferencePlan {
    * new arrays, or the set changed.
    */
   validFor(now: readonly Tensor[]): boolean {
-    if (now.length !== this.state.length) return false;
-    for (let i = 0; i < now.length; i++) {
-      if (now[i] !== this.state[i].tensor || now[i].data !== this.state[i].data) return false;
-    }
-    return true;
+    return this.state.matches(now);
   }
 
   /** The tensors a plan reads in place: the model's parameters and buffers. */

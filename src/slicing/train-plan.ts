@@ -18,7 +18,7 @@
 import { captureCalls } from '../capture.js';
 import type { Module } from '../nn/module.js';
 import { Tensor } from '../tensor.js';
-import { aliasGradientSums, ArenaLayout, bindSteps, InferencePlan, overwriteFirstWrites, placeInArena, readsMadeTensor, withModuleLabels } from './plan.js';
+import { aliasGradientSums, ArenaLayout, bindSteps, InferencePlan, overwriteFirstWrites, placeInArena, readsMadeTensor, StateSnapshot, withModuleLabels } from './plan.js';
 import type { CapturedStep } from '../capture.js';
 import { correctRows, runStep, stepResults, stepSettings, type RateLoss, type SlicedStepOptions, type StepPlan } from './step.js';
 
@@ -66,7 +66,7 @@ export class TrainingPlan {
   private readonly outputs: ChunkOut[][];
   private readonly layout: ArenaLayout;
   private readonly grads: [Tensor, Tensor][];
-  private readonly state: { tensor: Tensor; data: Float32Array }[];
+  private readonly state: StateSnapshot;
   private readonly arena: SharedArena;
 
   private constructor(init: {
@@ -80,7 +80,7 @@ export class TrainingPlan {
     outputs: ChunkOut[][];
     layout: ArenaLayout;
     grads: [Tensor, Tensor][];
-    state: { tensor: Tensor; data: Float32Array }[];
+    state: StateSnapshot;
     arena: SharedArena;
     passes: { aliasedSums: number; overwrites: number };
   }) {
@@ -159,7 +159,7 @@ export class TrainingPlan {
       outputs,
       layout,
       grads,
-      state: state.map((tensor) => ({ tensor, data: tensor.data })),
+      state: new StateSnapshot(state),
       arena,
     });
     return { plan, results: plan.run(x.data, labels) };
@@ -167,11 +167,7 @@ export class TrainingPlan {
 
   /** False once the model's parameters or buffers were replaced by new arrays, or the set changed. */
   validFor(now: readonly Tensor[]): boolean {
-    if (now.length !== this.state.length) return false;
-    for (let i = 0; i < now.length; i++) {
-      if (now[i] !== this.state[i].tensor || now[i].data !== this.state[i].data) return false;
-    }
-    return true;
+    return this.state.matches(now);
   }
 
   /** @internal Drops the views of the shared arena (it is being replaced). */
@@ -226,7 +222,6 @@ export class TrainingPlan {
     });
   }
 }
-
 
 const arenas = new WeakMap<Module, SharedArena>();
 

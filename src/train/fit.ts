@@ -13,7 +13,7 @@ import { rateSchedule, type RateSchedule, type ScheduleName } from '../slicing/s
 import { DEFAULT_RATES, setTrainedRates } from '../slicing/select.js';
 import { onlyLibraryModules } from '../slicing/infer.js';
 import { slicedStep } from '../slicing/step.js';
-import { plannedStep } from '../slicing/train-plan.js';
+import { plannedStep, releaseTrainingPlans } from '../slicing/train-plan.js';
 import { setInputShape } from '../nn/input-shape.js';
 import { Tensor } from '../tensor.js';
 import { evaluate, type BatchSource, type EvalRow } from './evaluate.js';
@@ -192,86 +192,92 @@ export async function fit(model: Module, data: BatchSource, options: FitOptions)
   model.train();
   const usePlan = options.plan ?? onlyLibraryModules(model);
   let shapeRecorded = false;
-  for (let epoch = startEpoch; epoch <= epochs; epoch++) {
-    if (options.signal?.aborted) throw abortError(options.signal);
-    await cb.onEpochBegin?.(epoch);
-    const started = performance.now();
-    let lossSum = 0;
-    let correct = 0;
-    let seen = 0;
-    let batch = 0;
-    for await (const { x, y } of data as AsyncIterable<{ x: Tensor; y: Int32Array }>) {
+  try {
+    for (let epoch = startEpoch; epoch <= epochs; epoch++) {
       if (options.signal?.aborted) throw abortError(options.signal);
-      await cb.onBatchBegin?.(epoch, batch);
-      if (options.signal?.aborted) throw abortError(options.signal);
-      if (options.lrSchedule) options.lrSchedule.setEpoch(epoch - 1 + (batchesPerEpoch ? batch / batchesPerEpoch : 0));
-      if (!shapeRecorded) {
-        // What the model trained on is what it takes: costs, exports and servers use it.
-        setInputShape(op, model, x.shape.slice(1), 'the shape of the data');
-        shapeRecorded = true;
-      }
-      const rates = schedule.next();
-      const stepOptions = { distill, distillMix, microBatch: options.microBatch };
-      const results = usePlan
-        ? // Uniform rates never repeat: plan a step only if it comes back.
-          plannedStep(model, x, y instanceof Int32Array ? y : Int32Array.from(y), rates, { ...stepOptions, sightings: schedule.name === 'uniform' ? 2 : 1 }).results
-        : slicedStep(model, x, y, rates, stepOptions);
-      const bad = results.find((r) => !Number.isFinite(r.loss));
-      if (nanGuard && bad !== undefined) {
+      await cb.onEpochBegin?.(epoch);
+      const started = performance.now();
+      let lossSum = 0;
+      let correct = 0;
+      let seen = 0;
+      let batch = 0;
+      for await (const { x, y } of data as AsyncIterable<{ x: Tensor; y: Int32Array }>) {
+        if (options.signal?.aborted) throw abortError(options.signal);
+        await cb.onBatchBegin?.(epoch, batch);
+        if (options.signal?.aborted) throw abortError(options.signal);
+        if (options.lrSchedule) options.lrSchedule.setEpoch(epoch - 1 + (batchesPerEpoch ? batch / batchesPerEpoch : 0));
+        if (!shapeRecorded) {
+          // What the model trained on is what it takes: costs, exports and servers use it.
+          setInputShape(op, model, x.shape.slice(1), 'the shape of the data');
+          shapeRecorded = true;
+        }
+        const rates = schedule.next();
+        const stepOptions = { distill, distillMix, microBatch: options.microBatch };
+        const results = usePlan
+          ? // Uniform rates never repeat: plan a step only if it comes back.
+            plannedStep(model, x, y instanceof Int32Array ? y : Int32Array.from(y), rates, { ...stepOptions, sightings: schedule.name === 'uniform' ? 2 : 1 }).results
+          : slicedStep(model, x, y, rates, stepOptions);
+        const bad = results.find((r) => !Number.isFinite(r.loss));
+        if (nanGuard && bad !== undefined) {
+          optimizer.zeroGrad();
+          // Bad data is not divergence: say which it is.
+          const at = x.data.findIndex((v) => !Number.isFinite(v));
+          throw new Error(
+            `${op}: the loss became ${bad.loss} at epoch ${epoch}, batch ${batch} (rate ${bad.rate}); ` +
+              (at >= 0
+                ? `the input batch holds ${x.data[at]} (at flat index ${at}): check the data`
+                : 'training diverged: lower the learning rate, or set clipGradNorm'),
+          );
+        }
+        if (clip !== undefined) clipGradNorm(optimizer.params, clip);
+        optimizer.step();
         optimizer.zeroGrad();
-        // Bad data is not divergence: say which it is.
-        const at = x.data.findIndex((v) => !Number.isFinite(v));
-        throw new Error(
-          `${op}: the loss became ${bad.loss} at epoch ${epoch}, batch ${batch} (rate ${bad.rate}); ` +
-            (at >= 0
-              ? `the input batch holds ${x.data[at]} (at flat index ${at}): check the data`
-              : 'training diverged: lower the learning rate, or set clipGradNorm'),
-        );
+        const widest = results[0];
+        lossSum += widest.loss * y.length;
+        correct += widest.correct;
+        seen += y.length;
+        await cb.onBatchEnd?.({
+          epoch,
+          batch,
+          batches: batchesPerEpoch,
+          rates,
+          loss: widest.loss,
+          accuracy: widest.correct / y.length,
+          images: y.length,
+          seconds: (performance.now() - started) / 1000,
+        });
+        batch++;
+        await new Promise((resolve) => setImmediate(resolve));
       }
-      if (clip !== undefined) clipGradNorm(optimizer.params, clip);
-      optimizer.step();
-      optimizer.zeroGrad();
-      const widest = results[0];
-      lossSum += widest.loss * y.length;
-      correct += widest.correct;
-      seen += y.length;
-      await cb.onBatchEnd?.({
-        epoch,
-        batch,
-        batches: batchesPerEpoch,
-        rates,
-        loss: widest.loss,
-        accuracy: widest.correct / y.length,
-        images: y.length,
-        seconds: (performance.now() - started) / 1000,
-      });
-      batch++;
-      await new Promise((resolve) => setImmediate(resolve));
+      if (seen === 0) throw new RangeError(`${op}: the data yielded no batches in epoch ${epoch}`);
+      const record: EpochRecord = { epoch, loss: lossSum / seen, accuracy: correct / seen, seconds: (performance.now() - started) / 1000 };
+      if (options.lrSchedule) options.lrSchedule.setEpoch(epoch);
+      if (options.evalData !== undefined) {
+        record.eval = await evaluate(model, options.evalData, { rates: options.evalRates ?? schedule.rates });
+        model.train();
+      }
+      history.push(record);
+      if (options.checkpoint !== undefined) {
+        const opt = optimizer.stateDict();
+        const extraTensors: Record<string, Tensor> = {};
+        for (const [name, t] of Object.entries(opt.buffers)) extraTensors[`optimizer.${name}`] = t;
+        const state: TrainingState = {
+          epoch,
+          history,
+          optimizer: { lr: opt.lr, stepCount: opt.stepCount, paramSteps: opt.paramSteps },
+          schedule: schedule.stateDict(),
+          lrSchedule: options.lrSchedule?.stateDict(),
+          data: isStateful(data) ? data.stateDict() : undefined,
+          generator: defaultGenerator.getState(),
+        };
+        await save(model, options.checkpoint, { extraTensors, training: state });
+      }
+      await cb.onEpochEnd?.(record);
     }
-    if (seen === 0) throw new RangeError(`${op}: the data yielded no batches in epoch ${epoch}`);
-    const record: EpochRecord = { epoch, loss: lossSum / seen, accuracy: correct / seen, seconds: (performance.now() - started) / 1000 };
-    if (options.lrSchedule) options.lrSchedule.setEpoch(epoch);
-    if (options.evalData !== undefined) {
-      record.eval = await evaluate(model, options.evalData, { rates: options.evalRates ?? schedule.rates });
-      model.train();
-    }
-    history.push(record);
-    if (options.checkpoint !== undefined) {
-      const opt = optimizer.stateDict();
-      const extraTensors: Record<string, Tensor> = {};
-      for (const [name, t] of Object.entries(opt.buffers)) extraTensors[`optimizer.${name}`] = t;
-      const state: TrainingState = {
-        epoch,
-        history,
-        optimizer: { lr: opt.lr, stepCount: opt.stepCount, paramSteps: opt.paramSteps },
-        schedule: schedule.stateDict(),
-        lrSchedule: options.lrSchedule?.stateDict(),
-        data: isStateful(data) ? data.stateDict() : undefined,
-        generator: defaultGenerator.getState(),
-      };
-      await save(model, options.checkpoint, { extraTensors, training: state });
-    }
-    await cb.onEpochEnd?.(record);
+  } finally {
+    // A plan's arena holds a step's activations (3 GiB for ResNet-164 at batch 128): it
+    // goes with the training run, not with the model.
+    if (usePlan) releaseTrainingPlans(model);
   }
   return { epochs: history };
 }

@@ -182,6 +182,19 @@ t.test('plan passes: add gradients pass through, first writes overwrite, the are
   }
 });
 
+t.test('fit releases its plans (and their arena) when it returns', async (t) => {
+  ms.manualSeed(8);
+  const model = ms.models.mlp({ inputs: 6, hidden: [8], classes: 2 });
+  const optimizer = new ms.optim.SGD(model.parameters(), { lr: 0.1 });
+  const x = ms.randn([3, 6], { seed: 1 });
+  const y = new Int32Array([0, 1, 1]);
+  await ms.fit(model, [{ x, y }, { x, y }], { epochs: 1, optimizer, rates: [1], schedule: 'round_robin' });
+  t.equal(trainingStepCounts(model).replay, 1, 'the second batch replayed');
+  model.train();
+  t.equal(plannedStep(model, x, y, [1]).mode, 'build', 'after fit, the same step has no plan left');
+  releaseTrainingPlans(model);
+});
+
 t.test('fit checks the plan option', async (t) => {
   const model = ms.models.mlp({ inputs: 6, hidden: [8], classes: 2 });
   const optimizer = new ms.optim.SGD(model.parameters(), { lr: 0.1 });
