@@ -211,6 +211,61 @@ export function readsMadeTensor(model: Module, capture: Capture, allowed: Readon
   return null;
 }
 
+const isWhole = (v: ArrayBufferView) => v.byteOffset === 0 && v.byteLength === v.buffer.byteLength;
+
+/** Row-major element strides of a shape. */
+function contiguousStrides(shape: readonly number[]): number[] {
+  const out = new Array<number>(shape.length);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    out[i] = s;
+    s *= shape[i];
+  }
+  return out;
+}
+
+/** Steps (ascending, each once) that use each buffer. */
+function bufferUses(steps: readonly CapturedStep[]): Map<ArrayBufferLike, number[]> {
+  const uses = new Map<ArrayBufferLike, number[]>();
+  steps.forEach((s, i) => {
+    for (const { view } of buffers(s)) {
+      const list = uses.get(view.buffer) ?? [];
+      if (list[list.length - 1] !== i) list.push(i);
+      uses.set(view.buffer, list);
+    }
+  });
+  return uses;
+}
+
+/** Buffers a pass merged into others: each one's root, and calls moved onto the roots. */
+class Aliases {
+  private readonly to = new Map<ArrayBufferLike, ArrayBufferLike>();
+
+  root(b: ArrayBufferLike): ArrayBufferLike {
+    while (this.to.has(b)) b = this.to.get(b)!;
+    return b;
+  }
+
+  has(b: ArrayBufferLike): boolean {
+    return this.to.has(b);
+  }
+
+  set(from: ArrayBufferLike, to: ArrayBufferLike): void {
+    this.to.set(from, to);
+  }
+
+  /** A view of a merged buffer as the same view of its root; anything else unchanged. */
+  move = (v: unknown): unknown => {
+    if (!(v instanceof Float32Array) || !this.to.has(v.buffer)) return v;
+    return new Float32Array(this.root(v.buffer) as ArrayBuffer, v.byteOffset, v.length);
+  };
+
+  /** The steps without the dropped ones, their buffers moved onto the roots. */
+  rewrite(steps: readonly CapturedStep[], dropped: ReadonlySet<number>): CapturedStep[] {
+    return steps.filter((_, k) => !dropped.has(k)).map((s) => ({ ...s, args: s.args.map(this.move) }));
+  }
+}
+
 /**
  * Folds `add(conv(x), r)` into the convolution when nothing else reads the
  * convolution's output and r is not read again: the convolution accumulates
@@ -225,28 +280,16 @@ export function fuseResidualAdds(
   allocated: ReadonlySet<ArrayBufferLike>,
   output: Float32Array,
 ): { steps: CapturedStep[]; output: Float32Array; count: number } {
-  const alias = new Map<ArrayBufferLike, ArrayBufferLike>();
-  const root = (b: ArrayBufferLike): ArrayBufferLike => {
-    while (alias.has(b)) b = alias.get(b)!;
-    return b;
-  };
-  // Steps (ascending) that use each buffer.
-  const uses = new Map<ArrayBufferLike, number[]>();
-  steps.forEach((s, i) => {
-    for (const { view } of buffers(s)) {
-      const list = uses.get(view.buffer) ?? [];
-      if (list[list.length - 1] !== i) list.push(i);
-      uses.set(view.buffer, list);
-    }
-  });
-  const whole = (v: Float32Array) => v.byteOffset === 0 && v.byteLength === v.buffer.byteLength;
+  const alias = new Aliases();
+  const root = (b: ArrayBufferLike) => alias.root(b);
+  const uses = bufferUses(steps);
   const out: CapturedStep[] = [...steps];
   const dropped = new Set<number>();
   let count = 0;
   steps.forEach((s, j) => {
     if (s.name !== 'binary' || attr(s, 'op') !== 0) return;
     const [a, b, o] = [arg(s, 'a'), arg(s, 'b'), arg(s, 'out')] as Float32Array[];
-    if (a.length !== o.length || b.length !== o.length || !allocated.has(o.buffer) || !whole(o)) return;
+    if (a.length !== o.length || b.length !== o.length || !allocated.has(o.buffer) || !isWhole(o)) return;
     for (const [y, r] of [
       [a, b],
       [b, a],
@@ -259,7 +302,7 @@ export function fuseResidualAdds(
       if (attr(conv, 'params', 'groups') !== 1) continue;
       const rb = root(r.buffer);
       const rUses = uses.get(rb) ?? [];
-      if (!allocated.has(r.buffer) || !whole(r) || rb === root(output.buffer)) continue;
+      if (!allocated.has(r.buffer) || !isWhole(r) || rb === root(output.buffer)) continue;
       if (rUses[rUses.length - 1] !== j || rUses.some((k) => k >= i && k < j)) continue;
       const oUses = uses.get(o.buffer) ?? [];
       if (oUses[0] !== j || o.length !== r.length) continue;
@@ -273,14 +316,7 @@ export function fuseResidualAdds(
     }
   });
   if (count === 0) return { steps: [...steps], output, count };
-  const moved = (v: unknown): unknown => {
-    if (!(v instanceof Float32Array) || !alias.has(v.buffer)) return v;
-    return new Float32Array(root(v.buffer) as ArrayBuffer, v.byteOffset, v.length);
-  };
-  const result = out
-    .filter((_, k) => !dropped.has(k))
-    .map((s) => ({ ...s, args: s.args.map(moved) }));
-  return { steps: result, output: moved(output) as Float32Array, count };
+  return { steps: alias.rewrite(out, dropped), output: alias.move(output) as Float32Array, count };
 }
 
 /**
@@ -414,19 +450,6 @@ function bindRef(r: ArenaRef, arena: ArrayBuffer, seen: Map<ArenaRef, ArrayBuffe
   return view;
 }
 
-const isWhole = (v: ArrayBufferView) => v.byteOffset === 0 && v.byteLength === v.buffer.byteLength;
-
-/** Row-major element strides of a shape. */
-function contiguousStrides(shape: readonly number[]): number[] {
-  const out = new Array<number>(shape.length);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    out[i] = s;
-    s *= shape[i];
-  }
-  return out;
-}
-
 /**
  * @internal Gradient pass-through: an add's backward sums its output's
  * gradient g into each input's gradient buffer, which for same-shape inputs is
@@ -442,20 +465,9 @@ export function aliasGradientSums(
   allocated: ReadonlySet<ArrayBufferLike>,
   outputs: readonly ArrayBufferView[],
 ): { steps: CapturedStep[]; count: number } {
-  const alias = new Map<ArrayBufferLike, ArrayBufferLike>();
-  const root = (b: ArrayBufferLike): ArrayBufferLike => {
-    while (alias.has(b)) b = alias.get(b)!;
-    return b;
-  };
-  // Steps (ascending) using each buffer.
-  const uses = new Map<ArrayBufferLike, number[]>();
-  steps.forEach((s, i) => {
-    for (const { view } of buffers(s)) {
-      const list = uses.get(view.buffer) ?? [];
-      if (list[list.length - 1] !== i) list.push(i);
-      uses.set(view.buffer, list);
-    }
-  });
+  const alias = new Aliases();
+  const root = (b: ArrayBufferLike) => alias.root(b);
+  const uses = bufferUses(steps);
   const readsOnly = (i: number, buf: ArrayBufferLike) =>
     buffers(steps[i]).every((b) => root(b.view.buffer) !== buf || b.access === 'read');
   const outs = new Set(outputs.map((o) => o.buffer));
@@ -484,13 +496,7 @@ export function aliasGradientSums(
     uses.delete(acc.buffer);
     count++;
   });
-  if (count === 0) return { steps: [...steps], count };
-  const moved = (v: unknown): unknown => {
-    if (!(v instanceof Float32Array) || !alias.has(v.buffer)) return v;
-    return new Float32Array(root(v.buffer) as ArrayBuffer, v.byteOffset, v.length);
-  };
-  const result = steps.filter((_, k) => !dropped.has(k)).map((s) => ({ ...s, args: s.args.map(moved) }));
-  return { steps: result, count };
+  return { steps: count === 0 ? [...steps] : alias.rewrite(steps, dropped), count };
 }
 
 /**
