@@ -18,7 +18,9 @@
 import { captureCalls } from '../capture.js';
 import type { Module } from '../nn/module.js';
 import { Tensor } from '../tensor.js';
-import { aliasGradientSums, ArenaLayout, bindSteps, InferencePlan, overwriteFirstWrites, placeInArena, readsMadeTensor, StateSnapshot, withModuleLabels } from './plan.js';
+import { ArenaLayout, bindSteps, placeInArena } from './arena.js';
+import { aliasGradientSums, overwriteFirstWrites } from './passes.js';
+import { InferencePlan, readsMadeTensor, StateSnapshot, withModuleLabels } from './plan.js';
 import type { CapturedStep } from '../capture.js';
 import { correctRows, runStep, stepResults, stepSettings, type RateLoss, type SlicedStepOptions, type StepPlan } from './step.js';
 

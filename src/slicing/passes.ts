@@ -1,0 +1,199 @@
+// Plan passes: rewrites of a captured list of kernel calls that read the calls
+// by kernel and role (kernels.ts), never by argument position. Each keeps what
+// the pass computes, up to rounding where it says so.
+import type { CapturedStep } from '../capture.js';
+import { arg, attr, buffers, withArgs } from '../kernels.js';
+
+const isWhole = (v: ArrayBufferView) => v.byteOffset === 0 && v.byteLength === v.buffer.byteLength;
+
+/** Row-major element strides of a shape. */
+function contiguousStrides(shape: readonly number[]): number[] {
+  const out = new Array<number>(shape.length);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    out[i] = s;
+    s *= shape[i];
+  }
+  return out;
+}
+
+/** Steps (ascending, each once) that use each buffer. */
+function bufferUses(steps: readonly CapturedStep[]): Map<ArrayBufferLike, number[]> {
+  const uses = new Map<ArrayBufferLike, number[]>();
+  steps.forEach((s, i) => {
+    for (const { view } of buffers(s)) {
+      const list = uses.get(view.buffer) ?? [];
+      if (list[list.length - 1] !== i) list.push(i);
+      uses.set(view.buffer, list);
+    }
+  });
+  return uses;
+}
+
+/** Buffers a pass merged into others: each one's root, and calls moved onto the roots. */
+class Aliases {
+  private readonly to = new Map<ArrayBufferLike, ArrayBufferLike>();
+
+  root(b: ArrayBufferLike): ArrayBufferLike {
+    while (this.to.has(b)) b = this.to.get(b)!;
+    return b;
+  }
+
+  has(b: ArrayBufferLike): boolean {
+    return this.to.has(b);
+  }
+
+  set(from: ArrayBufferLike, to: ArrayBufferLike): void {
+    this.to.set(from, to);
+  }
+
+  /** A view of a merged buffer as the same view of its root; anything else unchanged. */
+  move = (v: unknown): unknown => {
+    if (!(v instanceof Float32Array) || !this.to.has(v.buffer)) return v;
+    return new Float32Array(this.root(v.buffer) as ArrayBuffer, v.byteOffset, v.length);
+  };
+
+  /** The steps without the dropped ones, their buffers moved onto the roots. */
+  rewrite(steps: readonly CapturedStep[], dropped: ReadonlySet<number>): CapturedStep[] {
+    return steps.filter((_, k) => !dropped.has(k)).map((s) => ({ ...s, args: s.args.map(this.move) }));
+  }
+}
+
+/**
+ * Folds `add(conv(x), r)` into the convolution when nothing else reads the
+ * convolution's output and r is not read again: the convolution accumulates
+ * into r's buffer (kernels add to what is there), and the add's output becomes
+ * that buffer. A pre-activation residual block ends this way, so this saves one
+ * pass over each block's output. The sum is the same up to rounding (the
+ * convolution's partial sums meet r in another order).
+ */
+/** @internal */
+export function fuseResidualAdds(
+  steps: readonly CapturedStep[],
+  allocated: ReadonlySet<ArrayBufferLike>,
+  output: Float32Array,
+): { steps: CapturedStep[]; output: Float32Array; count: number } {
+  const alias = new Aliases();
+  const root = (b: ArrayBufferLike) => alias.root(b);
+  const uses = bufferUses(steps);
+  const out: CapturedStep[] = [...steps];
+  const dropped = new Set<number>();
+  let count = 0;
+  steps.forEach((s, j) => {
+    if (s.name !== 'binary' || attr(s, 'op') !== 0) return;
+    const [a, b, o] = [arg(s, 'a'), arg(s, 'b'), arg(s, 'out')] as Float32Array[];
+    if (a.length !== o.length || b.length !== o.length || !allocated.has(o.buffer) || !isWhole(o)) return;
+    for (const [y, r] of [
+      [a, b],
+      [b, a],
+    ]) {
+      const yUses = uses.get(root(y.buffer)) ?? [];
+      if (!allocated.has(y.buffer) || alias.has(y.buffer) || yUses.length !== 2 || yUses[1] !== j) continue;
+      const i = yUses[0];
+      const conv = out[i];
+      if (conv.name !== 'conv2dForward' || arg(conv, 'y') !== y || arg(conv, 'bias') !== null) continue;
+      if (attr(conv, 'params', 'groups') !== 1) continue;
+      const rb = root(r.buffer);
+      const rUses = uses.get(rb) ?? [];
+      if (!allocated.has(r.buffer) || !isWhole(r) || rb === root(output.buffer)) continue;
+      if (rUses[rUses.length - 1] !== j || rUses.some((k) => k >= i && k < j)) continue;
+      const oUses = uses.get(o.buffer) ?? [];
+      if (oUses[0] !== j || o.length !== r.length) continue;
+      out[i] = { ...conv, args: withArgs(conv, { y: r, accumulate: true }) };
+      dropped.add(j);
+      alias.set(o.buffer, rb);
+      uses.set(rb, [...new Set([...rUses.filter((k) => k !== j), i, ...oUses.filter((k) => k !== j)])].sort((p, q) => p - q));
+      uses.delete(o.buffer);
+      count++;
+      break;
+    }
+  });
+  if (count === 0) return { steps: [...steps], output, count };
+  return { steps: alias.rewrite(out, dropped), output: alias.move(output) as Float32Array, count };
+}
+
+/**
+ * @internal Gradient pass-through: an add's backward sums its output's
+ * gradient g into each input's gradient buffer, which for same-shape inputs is
+ * a copy into a buffer just zeroed. When that buffer's first use is the zero
+ * fill and g is only read from then until the buffer's next use, the buffer
+ * can be g itself: both the fill and the sum go, and later contributions add
+ * into g once its last reader is done (while the buffer is only read, both
+ * hold g's values). A residual block's add backward costs
+ * nothing this way.
+ */
+export function aliasGradientSums(
+  steps: readonly CapturedStep[],
+  allocated: ReadonlySet<ArrayBufferLike>,
+  outputs: readonly ArrayBufferView[],
+): { steps: CapturedStep[]; count: number } {
+  const alias = new Aliases();
+  const root = (b: ArrayBufferLike) => alias.root(b);
+  const uses = bufferUses(steps);
+  const readsOnly = (i: number, buf: ArrayBufferLike) =>
+    buffers(steps[i]).every((b) => root(b.view.buffer) !== buf || b.access === 'read');
+  const outs = new Set(outputs.map((o) => o.buffer));
+  const dropped = new Set<number>();
+  let count = 0;
+  steps.forEach((s, j) => {
+    if (s.name !== 'sumTo' || attr(s, 'scale') !== 1) return;
+    const g = arg(s, 'g') as Float32Array;
+    const acc = arg(s, 'acc') as Float32Array;
+    const shape = arg(s, 'shape') as number[];
+    if (!allocated.has(g.buffer) || !allocated.has(acc.buffer) || !isWhole(g) || !isWhole(acc) || g.length !== acc.length) return;
+    if (alias.has(acc.buffer) || outs.has(acc.buffer) || outs.has(root(g.buffer))) return;
+    if (String(arg(s, 'accStrides')) !== String(contiguousStrides(shape))) return;
+    const accUses = uses.get(acc.buffer)!;
+    const fill = accUses[0];
+    if (accUses[1] !== j || steps[fill].name !== 'fill' || dropped.has(fill) || arg(steps[fill], 'value') !== 0) return;
+    // g must only be read from here on, and only before acc is next added to.
+    const gb = root(g.buffer);
+    const next = accUses.slice(2).find((k) => !readsOnly(k, acc.buffer)) ?? Infinity;
+    const gUses = uses.get(gb)!;
+    if (gUses.some((k) => k > j && (k >= next || !readsOnly(k, gb)))) return;
+    alias.set(acc.buffer, gb);
+    dropped.add(fill);
+    dropped.add(j);
+    uses.set(gb, [...new Set([...gUses, ...accUses])].filter((k) => !dropped.has(k)).sort((p, q) => p - q));
+    uses.delete(acc.buffer);
+    count++;
+  });
+  return { steps: count === 0 ? [...steps] : alias.rewrite(steps, dropped), count };
+}
+
+/**
+ * @internal First writes overwrite: a gradient buffer is zeroed by a fill
+ * before its first contribution is added. Where that first call can write
+ * instead of add (a convolution's or group norm's input gradient, a GEMM
+ * with beta 1) over the whole buffer, it is switched to writing and the fill
+ * goes, saving a pass over the buffer.
+ */
+export function overwriteFirstWrites(steps: readonly CapturedStep[]): { steps: CapturedStep[]; count: number } {
+  const pending = new Map<ArrayBufferLike, number>(); // buffer -> its fill, not yet followed by a use
+  const out: CapturedStep[] = [...steps];
+  const dropped = new Set<number>();
+  steps.forEach((s, j) => {
+    if (s.name === 'fill') {
+      const y = arg(s, 'y') as Float32Array;
+      if (arg(s, 'value') === 0 && isWhole(y) && arg(s, 'n') === y.length) pending.set(y.buffer, j);
+      return;
+    }
+    for (const use of buffers(s)) {
+      const fill = pending.get(use.view.buffer);
+      if (fill === undefined) continue;
+      pending.delete(use.view.buffer);
+      if (!isWhole(use.view)) continue;
+      let changes: Record<string, unknown> | null = null;
+      if (s.name === 'conv2dBackwardInput' && use.name === 'gx') changes = { accumulate: false };
+      else if (s.name === 'groupNormBackward' && use.name === 'gx') changes = { gxAccumulate: false };
+      else if (s.name === 'gemm' && use.name === 'C' && attr(s, 'beta') === 1 && attr(s, 'cOffset') === 0) {
+        const [m, n, ldc] = [attr(s, 'M'), attr(s, 'N'), attr(s, 'ldc')] as number[];
+        if (ldc === n && m * n === use.view.length) changes = { beta: 0 };
+      }
+      if (changes === null) continue;
+      out[j] = { ...s, args: withArgs(s, changes) };
+      dropped.add(fill);
+    }
+  });
+  return { steps: out.filter((_, k) => !dropped.has(k)), count: dropped.size };
+}
