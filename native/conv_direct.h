@@ -1,7 +1,8 @@
-// Direct convolution tiles for stride-1 rows (see conv_implicit.cc).
+// Direct convolution tiles for rows of horizontal stride 1, or 2 (see conv_implicit.cc).
 //
-// The source image is a zero-padded copy (channels x Hp x Wp), so every kernel tap of a
-// run of 16 output pixels inside one output row is one contiguous (unaligned) vector:
+// The source image is a zero-padded copy (channels x Hp x Wp; with horizontal stride 2
+// each row split into its even and odd columns), so every kernel tap of a run of 16
+// output pixels inside one output row is one contiguous (unaligned) vector:
 // no im2col, no per-tap masks. A row whose width is not a multiple of 16 ends in a
 // vector whose lanes past the row are computed (from the zero padding, which is wide
 // enough) and not stored. A tile is MR channels produced x NV such vectors:
