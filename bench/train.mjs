@@ -42,7 +42,8 @@ async function child(spec) {
   const y = Int32Array.from({ length: 128 }, (_, i) => i % 10);
   const steps = spec.reps + 2;
   const data = { *[Symbol.iterator]() { for (let i = 0; i < steps; i++) yield { x, y }; } };
-  const schedule = { name: 'round_robin', rates: spec.rates, next: () => [...spec.rates], stateDict: () => ({ generator: { seed: 0, calls: 0 } }), loadStateDict() {} };
+  // Every step at all of the case's rates.
+  const schedule = ms.rateSchedule('round_robin', spec.rates);
   const optimizer = new ms.optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });
   const samples = [];
   let t0 = 0;

@@ -29,6 +29,8 @@ export type ArgDecl =
       readonly access: Access | ((attrs: Attrs) => Access);
       /** null allowed (a missing bias, a gradient nobody needs). */
       readonly optional?: boolean;
+      /** Holds int32 values (labels) instead of float32. */
+      readonly int32?: boolean;
     };
 
 export interface KernelDecl {
@@ -45,6 +47,8 @@ const indices = (name: string): ArgDecl => ({ name, kind: 'indices' });
 const fields = (name: string, names: readonly string[]): ArgDecl => ({ name, kind: 'fields', fields: names });
 const reads = (name: string, optional = false): ArgDecl => ({ name, kind: 'buffer', access: 'read', optional });
 const writes = (name: string, optional = false): ArgDecl => ({ name, kind: 'buffer', access: 'write', optional });
+const readsInts = (name: string): ArgDecl => ({ name, kind: 'buffer', access: 'read', int32: true });
+const writesInts = (name: string): ArgDecl => ({ name, kind: 'buffer', access: 'write', int32: true });
 const accumulates = (name: string, optional = false): ArgDecl => ({ name, kind: 'buffer', access: 'accumulate', optional });
 
 function kernel(name: string, args: ArgDecl[], runs: 'native' | 'js' = 'native'): KernelDecl {
@@ -109,9 +113,9 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
     ]),
     // Computed in JavaScript.
     kernel('fill', [value('n'), value('value'), writes('y')], 'js'),
-    kernel('copyLabels', [value('n'), reads('src'), writes('dst')], 'js'),
-    kernel('nllLoss', [value('rows'), value('cols'), reads('logp'), reads('labels'), writes('loss')], 'js'),
-    kernel('nllLossBackward', [value('rows'), value('cols'), reads('labels'), reads('g'), accumulates('glogp')], 'js'),
+    kernel('copyLabels', [value('n'), readsInts('src'), writesInts('dst')], 'js'),
+    kernel('nllLoss', [value('rows'), value('cols'), reads('logp'), readsInts('labels'), writes('loss')], 'js'),
+    kernel('nllLossBackward', [value('rows'), value('cols'), readsInts('labels'), reads('g'), accumulates('glogp')], 'js'),
     kernel('klDiv', [value('rows'), value('cols'), reads('logp'), reads('q'), writes('loss')], 'js'),
     kernel('klDivBackward', [value('rows'), value('cols'), reads('q'), reads('g'), accumulates('glogp')], 'js'),
     kernel('sum', [value('n'), value('scale'), reads('x'), writes('out')], 'js'),

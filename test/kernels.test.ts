@@ -69,8 +69,11 @@ t.test('every recorded call matches its declaration', async (t) => {
       if (d.kind === 'attr' && !(typeof v === 'number' || typeof v === 'boolean')) t.fail(`${where} should be a number or flag, got ${typeof v}`);
       if (d.kind === 'fields' && !(Array.isArray(v) && v.length === d.fields.length)) t.fail(`${where} should hold ${d.fields.length} fields`);
       if (d.kind === 'indices' && !(Array.isArray(v) && v.every((n) => typeof n === 'number'))) t.fail(`${where} should be a list of numbers`);
-      const typed = v instanceof Float32Array || (v instanceof Int32Array && /labels|src|dst/.test(d.name));
-      if (d.kind === 'buffer' && !(typed || (d.optional === true && (v === null || v === undefined)))) t.fail(`${where} should be a Float32Array${d.optional ? ' or null' : ''}`);
+      if (d.kind === 'buffer') {
+        const typed = d.int32 === true ? v instanceof Int32Array : v instanceof Float32Array;
+        const want = d.int32 === true ? 'an Int32Array' : 'a Float32Array';
+        if (!(typed || (d.optional === true && (v === null || v === undefined)))) t.fail(`${where} should be ${want}${d.optional ? ' or null' : ''}`);
+      }
       checked++;
     });
   }

@@ -119,8 +119,9 @@ export class TrainingPlan {
   ): { plan: TrainingPlan | string; results: RateLoss[] } {
     const params = model.parameters();
     for (const p of params) p.grad = null;
-    const input = new Float32Array(x.data);
-    const labelsIn = new Int32Array(labels);
+    // The plan's own input buffers; the dry capture reads no values (run copies the batch in).
+    const input = new Float32Array(x.size);
+    const labelsIn = new Int32Array(labels.length);
     const { result: passes, capture } = captureCalls(() => withModuleLabels(model, () => runStep(model, new Tensor(input, x.shape), labelsIn, settings)), true);
     const eager = (why: string) => {
       for (const p of params) p.grad = null;
