@@ -4,6 +4,7 @@
 // declared in kernels.ts beside the addon's and called through the same
 // wrapper (native.ts): a capture records them as it records native calls, the
 // profile times them, and no op computes outside a record.
+import { checkCall, KERNELS } from './kernels.js';
 import { instrumentKernels } from './native.js';
 
 export interface JsKernels {
@@ -88,4 +89,22 @@ const kernels: JsKernels = {
 };
 
 /** The JavaScript kernels, recorded and profiled like the addon's. */
-export const js: JsKernels = instrumentKernels(kernels);
+/**
+ * Each kernel behind the checks its declaration implies (kernels.ts, `checkCall`):
+ * the same conditions, regions and overlaps the addon's generated binders check,
+ * so a JavaScript kernel cannot read past a buffer into NaN or write past one unseen.
+ */
+function checked(table: JsKernels): JsKernels {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(table) as [string, (...a: unknown[]) => void][]) {
+    const decl = KERNELS.get(name);
+    if (decl === undefined) throw new Error(`js-kernels: ${name} is not declared in kernels.ts`);
+    out[name] = (...a: unknown[]): void => {
+      checkCall(decl, a);
+      fn(...a);
+    };
+  }
+  return out as unknown as JsKernels;
+}
+
+export const js: JsKernels = instrumentKernels(checked(kernels));

@@ -3,11 +3,10 @@
 // argument of every call a forward and backward pass records has the kind its
 // declaration says, so plan passes can read calls by role.
 import t from 'tap';
-import { captureCalls, type CapturedStep } from '../src/capture.js';
 import { arg, attr, buffers, KERNELS, withArgs } from '../src/kernels.js';
 import { js } from '../src/js-kernels.js';
 import { native } from '../src/native.js';
-import * as ms from '../src/index.js';
+import { recordedCalls, recordPass } from './helpers/recorded-calls.js';
 
 // Entry points that compute nothing a plan replays.
 const CONTROL = ['getNumThreads', 'setNumThreads', 'kernelInfo', 'lastParallelThreads', 'convPaths', 'testThrowInKernel'];
@@ -23,33 +22,8 @@ t.test('every kernel of the addon and of js-kernels.ts is declared, and nothing 
   t.same(declared('js'), Object.keys(js).sort());
 });
 
-function recordPass(run: () => void): CapturedStep[] {
-  return captureCalls(run).capture.steps;
-}
-
 t.test('every recorded call matches its declaration', async (t) => {
-  ms.manualSeed(5);
-  const calls: CapturedStep[] = [];
-  const models: [ms.nn.Module, number[]][] = [
-    [ms.models.resnet({ depth: 8, classes: 5, inputShape: [3, 12, 12] }), [2, 3, 12, 12]],
-    [ms.models.resnet({ depth: 11, classes: 5, block: 'bottleneck', norm: 'batch', inputShape: [3, 8, 8] }), [2, 3, 8, 8]],
-    [ms.models.mlp({ inputs: 12, hidden: [16, 8], classes: 3 }), [4, 12]],
-  ];
-  for (const [model, shape] of models) {
-    model.train();
-    model.setSliceRate(0.5);
-    const x = ms.randn(shape, { seed: 1 });
-    calls.push(...recordPass(() => ms.crossEntropy(model.forward(x), new Int32Array(shape[0])).backward()));
-  }
-  // Ops the models do not use: pools, softmax, broadcasting mul and add, matmul.
-  const a = ms.randn([2, 3, 6, 6], { seed: 2, requiresGrad: true });
-  const s = ms.randn([1, 3, 1, 1], { seed: 3, requiresGrad: true });
-  calls.push(
-    ...recordPass(() => {
-      const p = ms.add(ms.maxPool2d(ms.mul(a, s), 2), ms.avgPool2d(a, 2));
-      ms.sum(ms.softmax(ms.matmul(ms.reshape(ms.globalAvgPool2d(p), [2, 3]), ms.randn([3, 4], { seed: 4 })))).backward();
-    }),
-  );
+  const calls = recordedCalls();
   const names = new Set(calls.map((c) => c.name));
   for (const k of ['gemm', 'conv2dForward', 'conv2dBackwardInput', 'conv2dBackwardWeight', 'groupNormForward', 'groupNormBackward', 'channelMoments', 'channelAffine', 'batchNormBackward', 'poolForward', 'poolBackward', 'globalAvgPool', 'globalAvgPoolBackward', 'binary', 'softmax', 'softmaxBackward', 'relu', 'reluBackward', 'fill', 'copyLabels', 'nllLoss', 'nllLossBackward', 'sum', 'sumBackward', 'batchNormAffine', 'batchNormRunningStats']) {
     t.ok(names.has(k), `a pass called ${k}`);

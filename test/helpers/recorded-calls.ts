@@ -1,0 +1,40 @@
+// Kernel calls as the ops really make them: the forward and backward passes of
+// small models of every kind and of the ops they leave out, recorded by a
+// capture (the kernels run too). Tests read them to hold the declarations of
+// src/kernels.ts against real use.
+import { captureCalls, type CapturedStep } from '../../src/capture.js';
+import * as ms from '../../src/index.js';
+
+export function recordPass(run: () => void): CapturedStep[] {
+  return captureCalls(run).capture.steps;
+}
+
+export function recordedCalls(): CapturedStep[] {
+  ms.manualSeed(5);
+  const calls: CapturedStep[] = [];
+  const models: [ms.nn.Module, number[]][] = [
+    [ms.models.resnet({ depth: 8, classes: 5, inputShape: [3, 12, 12] }), [2, 3, 12, 12]],
+    [ms.models.resnet({ depth: 11, classes: 5, block: 'bottleneck', norm: 'batch', inputShape: [3, 8, 8] }), [2, 3, 8, 8]],
+    [ms.models.mlp({ inputs: 12, hidden: [16, 8], classes: 3 }), [4, 12]],
+  ];
+  for (const [model, shape] of models) {
+    model.train();
+    model.setSliceRate(0.5);
+    const x = ms.randn(shape, { seed: 1 });
+    calls.push(...recordPass(() => ms.crossEntropy(model.forward(x), new Int32Array(shape[0])).backward()));
+  }
+  // Ops the models do not use: pools, softmax, broadcasting mul and add, matmul, a convolution's
+  // bias, the distillation loss.
+  const a = ms.randn([2, 3, 6, 6], { seed: 2, requiresGrad: true });
+  const s = ms.randn([1, 3, 1, 1], { seed: 3, requiresGrad: true });
+  const w = ms.randn([3, 3, 3, 3], { seed: 4, requiresGrad: true });
+  const bias = ms.randn([3], { seed: 5, requiresGrad: true });
+  calls.push(
+    ...recordPass(() => {
+      const p = ms.add(ms.maxPool2d(ms.mul(a, s), 2), ms.avgPool2d(ms.conv2d(a, w, bias, { padding: 1 }), 2));
+      const logits = ms.matmul(ms.reshape(ms.globalAvgPool2d(p), [2, 3]), ms.randn([3, 4], { seed: 4 }));
+      ms.add(ms.sum(ms.softmax(logits)), ms.klDiv(ms.logSoftmax(logits), ms.softmax(ms.randn([2, 4], { seed: 6 })))).backward();
+    }),
+  );
+  return calls;
+}
