@@ -45,7 +45,7 @@ function bestMs(fn, heavy) {
   return Math.min(...bench.stats.sample) * 1e3;
 }
 
-const results = { date: new Date().toISOString(), threads, kernels: ms.kernelInfo(), inference: [], train: null, peakRssMiB: {}, peer: null };
+const results = { date: new Date().toISOString(), threads, kernels: ms.kernelInfo(), inference: [], eager: [], train: null, peakRssMiB: {}, peer: null };
 log(`model inference, ${threads} threads, best sample (ms)`);
 log('model       batch   r=1      r=0.75   r=0.5    r=0.25   t(0.5)/t(1)  t(0.25)/t(1)');
 for (const name of names) {
@@ -62,6 +62,15 @@ for (const name of names) {
     log(
       `${name.padEnd(11)} ${String(batch).padStart(5)} ${rates.map((r) => row[r].toFixed(1).padStart(8)).join(' ')}   ${(row[0.5] / row[1]).toFixed(3).padStart(10)}  ${(row[0.25] / row[1]).toFixed(3).padStart(11)}`,
     );
+    // Eager (op by op, no plan) beside the plan, at batch 64: what a model that cannot be planned gets.
+    if (batch === 64) {
+      for (const r of [1, 0.25]) {
+        model.setSliceRate(r);
+        const eager = bestMs(() => ms.noGrad(() => model.forward(x)), true);
+        results.eager.push({ model: name, rate: r, eagerMs: eager, planMs: row[r] });
+        log(`${''.padEnd(11)} eager at r=${String(r).padEnd(4)} ${eager.toFixed(1).padStart(8)} ms = ${(eager / row[r]).toFixed(2)}x the plan`);
+      }
+    }
   }
   results.peakRssMiB[`${name} inference`] = process.resourceUsage().maxRSS / 1024;
 }
