@@ -140,7 +140,9 @@ ms::ConvShape ConvShapeOf(const Call& c) {
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   mb::Conv2dForwardCall c = mb::BindConv2dForward(info);
   if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return info.Env().Undefined();
-  ms::conv2d_forward(ConvShapeOf(c), c.x.data, c.w.data, c.bias.data, c.y.data, c.accumulate);
+  const ms::InputTransform t{c.inCenter.data, c.inScale.data, c.inShift.data, c.inRelu};
+  ms::conv2d_forward(ConvShapeOf(c), c.x.data, c.w.data, c.bias.data, c.y.data, c.accumulate,
+                     c.inScale.present && c.C > 0 ? &t : nullptr);
   return info.Env().Undefined();
 }
 
@@ -209,6 +211,15 @@ Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
   ms::group_norm_forward(c.batch, c.channels, c.spatial, c.groups, c.x.data, c.gamma.data,
                          c.beta.data, static_cast<float>(c.eps), c.y.data, c.mean.data, c.rstd.data,
                          c.relu);
+  return info.Env().Undefined();
+}
+
+Napi::Value GroupNormStats(const Napi::CallbackInfo& info) {
+  mb::GroupNormStatsCall c = mb::BindGroupNormStats(info);
+  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return info.Env().Undefined();
+  ms::group_norm_stats(c.batch, c.channels, c.spatial, c.groups, c.x.data, c.gamma.data,
+                       c.beta.data, static_cast<float>(c.eps), c.mean.data, c.rstd.data,
+                       c.center.data, c.scale.data, c.shift.data);
   return info.Env().Undefined();
 }
 
@@ -382,6 +393,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<GlobalAvgPool>(env, exports, "globalAvgPool");
   Export<GlobalAvgPoolBackward>(env, exports, "globalAvgPoolBackward");
   Export<GroupNormForward>(env, exports, "groupNormForward");
+  Export<GroupNormStats>(env, exports, "groupNormStats");
   Export<GroupNormBackward>(env, exports, "groupNormBackward");
   Export<ChannelMoments>(env, exports, "channelMoments");
   Export<ChannelAffine>(env, exports, "channelAffine");

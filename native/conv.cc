@@ -225,16 +225,53 @@ int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, i
   return (padded - span) / stride + 1;
 }
 
+void apply_input_transform(const InputTransform& t, int64_t inChannels, int64_t n, int64_t c0,
+                           int64_t channels, int64_t plane, const float* src, float* dst) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const int64_t i = n * inChannels + c0 + c;
+    const float center = t.center[i], scale = t.scale[i], shift = t.shift[i];
+    const float* s = src + c * plane;
+    float* d = dst + c * plane;
+    if (t.relu) {
+      for (int64_t p = 0; p < plane; ++p) {
+        const float v = (s[p] - center) * scale + shift;
+        d[p] = v <= 0.0f ? 0.0f : v;  // NaN passes through, as in group_norm_forward
+      }
+    } else {
+      for (int64_t p = 0; p < plane; ++p) d[p] = (s[p] - center) * scale + shift;
+    }
+  }
+}
+
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                    bool accumulate) {
+                    bool accumulate, const InputTransform* t) {
   if (accumulate && (s.groups != 1 || bias != nullptr))
     throw std::invalid_argument("conv2dForward: accumulate needs groups 1 and no bias");
+  const int64_t inPlane = s.inH * s.inW;
+  // With a map: the direct tiles apply it as they copy each image into their padded buffer,
+  // and the im2col and 1x1 loops below map each image into scratch while it is in cache.
+  // The depthwise and implicit-GEMM paths read the input in place: for them the whole batch
+  // is mapped first (the memory traffic of an unfused norm, no more).
+  if (t != nullptr && conv_implicit_forward(s, x, w, bias, y, accumulate, t)) return;
+  if (t != nullptr && (is_depthwise(s) || conv_implicit_forward_runs(s))) {
+    thread_local Scratch mappedInput;
+    float* xt = mappedInput.get(static_cast<size_t>(s.batch * s.inChannels * inPlane));
+    parallel_run(get_num_threads(), [&](int th, int nt) {
+      int64_t lo, hi;
+      split_range(s.batch, 1, th, nt, &lo, &hi);
+      for (int64_t n = lo; n < hi; ++n)
+        apply_input_transform(*t, s.inChannels, n, 0, s.inChannels, inPlane,
+                              x + n * s.inChannels * inPlane, xt + n * s.inChannels * inPlane);
+    });
+    conv2d_forward(s, xt, w, bias, y, accumulate, nullptr);
+    return;
+  }
   if (is_depthwise(s)) {
     note_conv_path(ConvPass::kForward, "depthwise");
     depthwise_forward(s, x, w, bias, y);
     return;
   }
-  if (conv_implicit_forward(s, x, w, bias, y, accumulate)) return;
+  if (t == nullptr && conv_implicit_forward(s, x, w, bias, y, accumulate)) return;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t plane = s.outH * s.outW;
@@ -242,8 +279,14 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   note_conv_path(ConvPass::kForward, pointwise ? "pointwise" : "im2col");
   for_each_image(s.batch, [&](int64_t n, int threads) {
     float* col = pointwise ? nullptr : column_scratch(k * plane);
+    // With a map, each image's input is mapped into scratch while it is still in cache.
+    thread_local Scratch mappedImage;
+    float* xm = t ? mappedImage.get(static_cast<size_t>(s.inChannels * inPlane)) : nullptr;
+    if (t)
+      apply_input_transform(*t, s.inChannels, n, 0, s.inChannels, inPlane,
+                            x + n * s.inChannels * inPlane, xm);
     for (int64_t g = 0; g < s.groups; ++g) {
-      const float* xg = x + (n * s.inChannels + g * cg) * s.inH * s.inW;
+      const float* xg = t ? xm + g * cg * inPlane : x + (n * s.inChannels + g * cg) * inPlane;
       const float* b = xg;
       if (!pointwise) {
         im2col(s, cg, xg, col, threads);

@@ -23,11 +23,28 @@ struct ConvShape {
 // Output size along one axis, or -1 when the (dilated) kernel does not fit the padded input.
 int64_t conv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation);
 
+// A per-(image, channel) affine map, optionally followed by ReLU, applied to the input as
+// the convolution reads it: x'[n, c] = (x[n, c] - center[i]) * scale[i] + shift[i] with
+// i = n * inChannels + c, then max(x', 0) (NaN kept) with relu. In this order and rounding
+// it is group norm's output (norm.h): an inference plan folds a group norm + ReLU into the
+// convolutions that read it, so the normalized activation is never written.
+struct InputTransform {
+  const float* center;
+  const float* scale;
+  const float* shift;
+  bool relu;
+};
+
 // y = conv(x, w) + bias (bias may be null); y is written, not accumulated.
 // With accumulate, y += conv(x, w) instead: ungrouped, without bias (an
 // inference plan folds a residual add into the convolution before it).
+// With t, the convolution reads t applied to x (see InputTransform).
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                    bool accumulate = false);
+                    bool accumulate = false, const InputTransform* t = nullptr);
+
+// dst = t applied to `channels` channels of `plane` values of image n, starting at channel c0.
+void apply_input_transform(const InputTransform& t, int64_t inChannels, int64_t n, int64_t c0,
+                           int64_t channels, int64_t plane, const float* src, float* dst);
 
 // gx += conv_transpose(gy, w).
 // Adds the input gradient into gx, or with accumulate false writes it (gx's old values unread).

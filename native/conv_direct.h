@@ -14,6 +14,8 @@
 #pragma once
 #include <cstdint>
 
+#include "conv.h"
+
 namespace modelslice {
 namespace conv {
 
@@ -40,13 +42,16 @@ DirectFn direct_tile_avx512(int mr, int nv);
 
 // Copies channels x H x W (contiguous) into the interior of a padded buffer: channel c,
 // row ih lands at dst[c * padded + (ih + padH) * Wp + padW]; the borders are not touched.
+// With t, channel c's values go through t's map number tBase + c on the way (conv.h).
 void pad_copy_avx512(const float* src, int64_t channels, int64_t H, int64_t W, int64_t Wp,
-                     int64_t padH, int64_t padW, int64_t padded, float* dst);
+                     int64_t padH, int64_t padW, int64_t padded, float* dst,
+                     const InputTransform* t = nullptr, int64_t tBase = 0);
 
 // The same into the halves layout of horizontal stride 2: row ih's padded column pc
 // (= iw + padW) lands at dst[c * padded + (ih + padH) * 2 * half + (pc % 2) * half + pc / 2].
 void pad_copy_halves_avx512(const float* src, int64_t channels, int64_t H, int64_t W, int64_t half,
-                            int64_t padH, int64_t padW, int64_t padded, float* dst);
+                            int64_t padH, int64_t padW, int64_t padded, float* dst,
+                            const InputTransform* t = nullptr, int64_t tBase = 0);
 
 // Weight gradient over one padded image: for r < mr, t < nt,
 //   gw[r * ldw + t] += sum over v < vectors, lanes l set in mask[v] of

@@ -99,38 +99,77 @@ MS_TGT512 void weight_tile(const WeightArgs& d) {
 
 }  // namespace
 
+namespace {
+
+// One channel's input map (conv.h, InputTransform), in group norm's order and rounding:
+// (x - center) * scale + shift, then ReLU keeping NaN. The identity when t is null.
+struct LaneMap {
+  bool on, relu;
+  __m512 center, scale, shift;
+};
+
+MS_TGT512 LaneMap lane_map(const InputTransform* t, int64_t i) {
+  LaneMap m{};
+  m.on = t != nullptr;
+  if (!m.on) return m;
+  m.relu = t->relu;
+  m.center = _mm512_set1_ps(t->center[i]);
+  m.scale = _mm512_set1_ps(t->scale[i]);
+  m.shift = _mm512_set1_ps(t->shift[i]);
+  return m;
+}
+
+MS_TGT512 inline __m512 mapped(const LaneMap& m, __m512 v) {
+  if (!m.on) return v;
+  // Explicit rounding keeps the compiler from contracting the multiply and add into an fma,
+  // which would round once where group norm's output rounds twice.
+  constexpr int kNear = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  v = _mm512_add_round_ps(_mm512_mul_round_ps(_mm512_sub_ps(v, m.center), m.scale, kNear), m.shift,
+                          kNear);
+  if (m.relu)
+    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ), v,
+                             _mm512_setzero_ps());
+  return v;
+}
+
+}  // namespace
+
 MS_TGT512 void pad_copy_avx512(const float* src, int64_t channels, int64_t H, int64_t W, int64_t Wp,
-                               int64_t padH, int64_t padW, int64_t padded, float* dst) {
+                               int64_t padH, int64_t padW, int64_t padded, float* dst,
+                               const InputTransform* t, int64_t tBase) {
   const int64_t full = W / 16 * 16;
   const __mmask16 tail = static_cast<__mmask16>((1u << (W - full)) - 1u);
   for (int64_t c = 0; c < channels; ++c) {
+    const LaneMap m = lane_map(t, tBase + c);
     const float* s = src + c * H * W;
     float* d = dst + c * padded + padH * Wp + padW;
     for (int64_t ih = 0; ih < H; ++ih, s += W, d += Wp) {
       int64_t l = 0;
-      for (; l < full; l += 16) _mm512_storeu_ps(d + l, _mm512_loadu_ps(s + l));
-      if (tail) _mm512_mask_storeu_ps(d + l, tail, _mm512_maskz_loadu_ps(tail, s + l));
+      for (; l < full; l += 16) _mm512_storeu_ps(d + l, mapped(m, _mm512_loadu_ps(s + l)));
+      if (tail) _mm512_mask_storeu_ps(d + l, tail, mapped(m, _mm512_maskz_loadu_ps(tail, s + l)));
     }
   }
 }
 
 MS_TGT512 void pad_copy_halves_avx512(const float* src, int64_t channels, int64_t H, int64_t W,
                                       int64_t half, int64_t padH, int64_t padW, int64_t padded,
-                                      float* dst) {
+                                      float* dst, const InputTransform* t, int64_t tBase) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   const auto lanes = [](int64_t n) {
     return static_cast<__mmask16>(n >= 16 ? 0xffffu : (1u << (n > 0 ? n : 0)) - 1u);
   };
   for (int64_t c = 0; c < channels; ++c) {
+    const LaneMap m = lane_map(t, tBase + c);
     const float* s = src + c * H * W;
     for (int64_t ih = 0; ih < H; ++ih, s += W) {
       float* d = dst + c * padded + (ih + padH) * 2 * half;
-      // 32 columns at a time: the 16 even ones and the 16 odd ones, each to its half.
+      // 32 columns at a time: the 16 even ones and the 16 odd ones, each to its half (lanes
+      // past the row are mapped too, and not stored).
       for (int64_t c0 = 0; c0 < W; c0 += 32) {
         const int64_t n = std::min<int64_t>(32, W - c0);
-        const __m512 a = _mm512_maskz_loadu_ps(lanes(n), s + c0);
-        const __m512 b = _mm512_maskz_loadu_ps(lanes(n - 16), s + c0 + 16);
+        const __m512 a = mapped(m, _mm512_maskz_loadu_ps(lanes(n), s + c0));
+        const __m512 b = mapped(m, _mm512_maskz_loadu_ps(lanes(n - 16), s + c0 + 16));
         const int64_t pe = (c0 + padW) % 2;
         _mm512_mask_storeu_ps(d + pe * half + (c0 + padW) / 2, lanes((n + 1) / 2),
                               _mm512_permutex2var_ps(a, even, b));

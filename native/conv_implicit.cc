@@ -241,6 +241,10 @@ struct DirectConv {
   int64_t cImageStride;  // C(r, (n, p)) = C[n * cImageStride + r * outH * outW + p]
   const float* bias;
   bool accumulate;
+  // Applied to the input as it is copied (conv.h), or null: map n * tImageStride + tChannel0 + c
+  // for channel c of image n.
+  const InputTransform* t;
+  int64_t tImageStride, tChannel0;
 };
 
 // Vectors of 16 pixels covering one output row (the last one masked when the row is not a
@@ -289,11 +293,14 @@ int64_t tap_offset(const D& g, const PaddedLayout& L, int64_t i, int64_t j) {
 }
 
 template <typename D>
-void pad_copy(const D& g, const PaddedLayout& L, const float* src, float* dst) {
+void pad_copy(const D& g, const PaddedLayout& L, const float* src, float* dst,
+              const InputTransform* t = nullptr, int64_t tBase = 0) {
   if (L.strideW == 1)
-    conv::pad_copy_avx512(src, g.channels, g.H, g.W, L.pitch, g.padH, g.padW, L.plane, dst);
+    conv::pad_copy_avx512(src, g.channels, g.H, g.W, L.pitch, g.padH, g.padW, L.plane, dst, t,
+                          tBase);
   else
-    conv::pad_copy_halves_avx512(src, g.channels, g.H, g.W, L.half, g.padH, g.padW, L.plane, dst);
+    conv::pad_copy_halves_avx512(src, g.channels, g.H, g.W, L.half, g.padH, g.padW, L.plane, dst, t,
+                                 tBase);
 }
 
 // Vector i of an image's output: where its first pixel is in the padded source (vecOff), in
@@ -348,7 +355,7 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
     const int64_t n = u / perImage, tile = u % perImage;
     if (n != current) {
       current = n;
-      pad_copy(g, L, g.src + n * g.srcImageStride, xp);
+      pad_copy(g, L, g.src + n * g.srcImageStride, xp, g.t, n * g.tImageStride + g.tChannel0);
     }
     const int64_t v0 = tile * g.NV;
     const int nv = static_cast<int>(std::min<int64_t>(g.NV, vectors - v0));
@@ -559,15 +566,22 @@ bool implicit_applies(const ConvShape& s) { return fast_applies(s) && s.strideW 
 
 }  // namespace
 
+bool conv_implicit_forward_runs(const ConvShape& s) {
+  if (!fast_applies(s) || conv_kernel(s.outChannels / s.groups) == nullptr) return false;
+  return direct_applies(s.outW, s.padH, s.padW, s.strideW) || s.strideW == 1;
+}
+
 bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
-                           float* y, bool accumulate) {
+                           float* y, bool accumulate, const InputTransform* t) {
   if (!fast_applies(s)) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const SgemmKernel* kern = conv_kernel(og);
   if (!kern) return false;
   const int64_t K = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
-  if (direct_applies(s.outW, s.padH, s.padW, s.strideW)) {
+  const bool direct = direct_applies(s.outW, s.padH, s.padW, s.strideW);
+  if (t != nullptr && !direct) return false;
+  if (direct) {
     for (int64_t g = 0; g < s.groups; ++g) {
       DirectConv d{};
       d.kern = direct_kernel(og, s.outH * row_vectors(s.outW));
@@ -583,6 +597,9 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       d.cImageStride = s.outChannels * plane;
       d.bias = bias ? bias + g * og : nullptr;  // null when accumulating (conv2d_forward)
       d.accumulate = accumulate;
+      d.t = t;
+      d.tImageStride = s.inChannels;
+      d.tChannel0 = g * cg;
       run_direct(d, s.batch);
     }
     note_conv_path(ConvPass::kForward, "direct");
@@ -737,8 +754,9 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
 
 #else  // not x86: the im2col path only
 
-bool conv_implicit_forward(const ConvShape&, const float*, const float*, const float*, float*,
-                           bool) {
+bool conv_implicit_forward_runs(const ConvShape&) { return false; }
+bool conv_implicit_forward(const ConvShape&, const float*, const float*, const float*, float*, bool,
+                           const InputTransform*) {
   return false;
 }
 bool conv_implicit_backward_input(const ConvShape&, const float*, const float*, float*, bool) {

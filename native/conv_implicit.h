@@ -13,8 +13,12 @@
 
 namespace modelslice {
 
+// With t, only the direct tiles run (they apply t while copying each image into its padded
+// buffer); elsewhere it returns false and the caller applies t itself.
 bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
-                           float* y, bool accumulate = false);
+                           float* y, bool accumulate = false, const InputTransform* t = nullptr);
+// Whether conv_implicit_forward (without a map) would run this shape.
+bool conv_implicit_forward_runs(const ConvShape& s);
 bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx,
                                   bool accumulate);
 bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw);

@@ -317,7 +317,7 @@ inline SoftmaxBackwardCall BindSoftmaxBackward(const Napi::CallbackInfo& info) {
   return c;
 }
 
-// conv2dForward(params, x, w, bias, y, accumulate)
+// conv2dForward(params, x, w, bias, y, accumulate, inCenter, inScale, inShift, inRelu)
 struct Conv2dForwardCall {
   int64_t N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup;
   Span x;
@@ -325,6 +325,10 @@ struct Conv2dForwardCall {
   Span bias;
   Span y;
   bool accumulate;
+  Span inCenter;
+  Span inScale;
+  Span inShift;
+  bool inRelu;
   int64_t outH;
   int64_t outW;
 };
@@ -356,6 +360,10 @@ inline Conv2dForwardCall BindConv2dForward(const Napi::CallbackInfo& info) {
   c.bias = args.OptionalFloats(3, "bias");
   c.y = args.Floats(4, "y");
   c.accumulate = args.OptionalBool(5, "accumulate", false);
+  c.inCenter = args.OptionalFloats(6, "inCenter");
+  c.inScale = args.OptionalFloats(7, "inScale");
+  c.inShift = args.OptionalFloats(8, "inShift");
+  c.inRelu = args.OptionalBool(9, "inRelu", false);
   c.outH = Args::ConvOut(c.H, c.kh, c.strideH, c.padH, c.dilationH);
   c.outW = Args::ConvOut(c.W, c.kw, c.strideW, c.padW, c.dilationW);
   if (!((((((((c.kh >= 1) && (c.kw >= 1)) && (c.strideH >= 1)) && (c.strideW >= 1)) && (c.dilationH >= 1)) && (c.dilationW >= 1)) && (c.groups >= 1)) && (c.weightInPerGroup >= 1))) args.Fail("kernel, stride, dilation and groups must be >= 1");
@@ -363,11 +371,15 @@ inline Conv2dForwardCall BindConv2dForward(const Napi::CallbackInfo& info) {
   if (!(args.Div(c.C, c.groups) <= c.weightInPerGroup)) args.Fail("more input channels per group (" + std::to_string(c.C) + " / " + std::to_string(c.groups) + ") than the weight has (" + std::to_string(c.weightInPerGroup) + ")");
   if (!((c.outH >= 0) && (c.outW >= 0))) args.Fail("kernel larger than the padded input");
   if (!(!(c.accumulate) || ((c.groups == 1) && !(c.bias.present)))) args.Fail("accumulate needs groups 1 and no bias");
+  if (!((c.inCenter.present == c.inScale.present) && (c.inScale.present == c.inShift.present))) args.Fail("inCenter, inScale and inShift go together");
   args.Disjoint({
       args.Fits(c.x, "x", 0, args.Mul(args.Mul(c.N, c.C), args.Mul(c.H, c.W)), false),
       args.Fits(c.w, "w", 0, ((c.O == 0) ? 0 : args.Add(args.Mul(args.Sub(c.O, 1), args.Mul(args.Mul(c.weightInPerGroup, c.kh), c.kw)), args.Mul(args.Mul(args.Div(c.C, c.groups), c.kh), c.kw))), false),
       args.Fits(c.bias, "bias", 0, c.O, false),
       args.Fits(c.y, "y", 0, args.Mul(args.Mul(c.N, c.O), args.Mul(c.outH, c.outW)), true),
+      args.Fits(c.inCenter, "inCenter", 0, args.Mul(c.N, c.C), false),
+      args.Fits(c.inScale, "inScale", 0, args.Mul(c.N, c.C), false),
+      args.Fits(c.inShift, "inShift", 0, args.Mul(c.N, c.C), false),
   });
   return c;
 }
@@ -688,6 +700,53 @@ inline GroupNormForwardCall BindGroupNormForward(const Napi::CallbackInfo& info)
       args.Fits(c.y, "y", 0, args.Mul(args.Mul(c.batch, c.channels), c.spatial), true),
       args.Fits(c.mean, "mean", 0, args.Mul(c.batch, c.groups), true),
       args.Fits(c.rstd, "rstd", 0, args.Mul(c.batch, c.groups), true),
+  });
+  return c;
+}
+
+// groupNormStats(batch, channels, spatial, groups, x, gamma, beta, eps, mean, rstd, center, scale, shift)
+struct GroupNormStatsCall {
+  int64_t batch;
+  int64_t channels;
+  int64_t spatial;
+  int64_t groups;
+  Span x;
+  Span gamma;
+  Span beta;
+  double eps;
+  Span mean;
+  Span rstd;
+  Span center;
+  Span scale;
+  Span shift;
+};
+
+inline GroupNormStatsCall BindGroupNormStats(const Napi::CallbackInfo& info) {
+  Args args(info, "groupNormStats");
+  GroupNormStatsCall c{};
+  c.batch = args.Int(0, "batch");
+  c.channels = args.Int(1, "channels");
+  c.spatial = args.Int(2, "spatial");
+  c.groups = args.Int(3, "groups");
+  c.x = args.Floats(4, "x");
+  c.gamma = args.OptionalFloats(5, "gamma");
+  c.beta = args.OptionalFloats(6, "beta");
+  c.eps = args.Number(7, "eps");
+  c.mean = args.Floats(8, "mean");
+  c.rstd = args.Floats(9, "rstd");
+  c.center = args.Floats(10, "center");
+  c.scale = args.Floats(11, "scale");
+  c.shift = args.Floats(12, "shift");
+  if (!((c.groups >= 1) && (args.Mod(c.channels, c.groups) == 0))) args.Fail("groups must divide channels (" + std::to_string(c.channels) + " channels, " + std::to_string(c.groups) + " groups)");
+  args.Disjoint({
+      args.Fits(c.x, "x", 0, args.Mul(args.Mul(c.batch, c.channels), c.spatial), false),
+      args.Fits(c.gamma, "gamma", 0, c.channels, false),
+      args.Fits(c.beta, "beta", 0, c.channels, false),
+      args.Fits(c.mean, "mean", 0, args.Mul(c.batch, c.groups), true),
+      args.Fits(c.rstd, "rstd", 0, args.Mul(c.batch, c.groups), true),
+      args.Fits(c.center, "center", 0, args.Mul(c.batch, c.channels), true),
+      args.Fits(c.scale, "scale", 0, args.Mul(c.batch, c.channels), true),
+      args.Fits(c.shift, "shift", 0, args.Mul(c.batch, c.channels), true),
   });
   return c;
 }

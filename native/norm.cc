@@ -23,6 +23,40 @@ void for_range(int64_t count, int64_t work, Body&& body) {
 
 }  // namespace
 
+namespace {
+
+// Group (n, g)'s statistics, and channel ch's map y = (x - center) * scale + shift in the
+// rounding every group-norm output uses (the forward pass here, and the convolutions an
+// inference plan folds it into: conv.h, InputTransform).
+struct GroupStats {
+  double mu, r;
+};
+
+GroupStats group_stats(const float* xg, int64_t count, float eps) {
+  const double mu = sum_of(xg, count) / static_cast<double>(count);
+  // Deviations from the float mean; the float mean's rounding is added back exactly.
+  const float mu0 = static_cast<float>(mu);
+  const double off = mu - mu0;
+  const double var = sum_sq_dev(xg, count, mu0) / static_cast<double>(count) - off * off;
+  return {mu, 1.0 / std::sqrt((var > 0 ? var : 0.0) + eps)};
+}
+
+struct ChannelMap {
+  float center, scale, shift;
+};
+
+ChannelMap channel_map(const GroupStats& st, const float* gamma, const float* beta, int64_t ch) {
+  // Centre first, then scale: folding the mean into the shift (x * a + (beta - a * mu))
+  // cancels catastrophically when |mu| * rstd is large (an offset, or one value per group).
+  // muf + (mu - muf) is the exact mean: the shift carries the rounding of muf.
+  const double a = gamma ? gamma[ch] * st.r : st.r;
+  const float muf = static_cast<float>(st.mu);
+  return {muf, static_cast<float>(a),
+          static_cast<float>((beta ? beta[ch] : 0.0) - a * (st.mu - muf))};
+}
+
+}  // namespace
+
 void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
                         const float* x, const float* gamma, const float* beta, float eps, float* y,
                         float* mean, float* rstd, bool relu) {
@@ -32,33 +66,41 @@ void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_
     const int64_t n = ng / groups, g = ng % groups;
     const float* xg = x + (n * channels + g * cpg) * spatial;
     float* yg = y + (n * channels + g * cpg) * spatial;
-    const double mu = sum_of(xg, count) / static_cast<double>(count);
-    // Deviations from the float mean; the float mean's rounding is added back exactly.
-    const float mu0 = static_cast<float>(mu);
-    const double off = mu - mu0;
-    const double var = sum_sq_dev(xg, count, mu0) / static_cast<double>(count) - off * off;
-    const double r = 1.0 / std::sqrt((var > 0 ? var : 0.0) + eps);
-    mean[ng] = static_cast<float>(mu);
-    rstd[ng] = static_cast<float>(r);
+    const GroupStats st = group_stats(xg, count, eps);
+    mean[ng] = static_cast<float>(st.mu);
+    rstd[ng] = static_cast<float>(st.r);
     for (int64_t c = 0; c < cpg; ++c) {
-      const int64_t ch = g * cpg + c;
-      // Centre first, then scale: folding the mean into the shift (x * a + (beta - a * mu))
-      // cancels catastrophically when |mu| * rstd is large (an offset, or one value per group).
-      // muf + (mu - muf) is the exact mean: the shift carries the rounding of muf.
-      const double a = gamma ? gamma[ch] * r : r;
-      const float af = static_cast<float>(a);
-      const float muf = static_cast<float>(mu);
-      const float bf = static_cast<float>((beta ? beta[ch] : 0.0) - a * (mu - muf));
+      const ChannelMap m = channel_map(st, gamma, beta, g * cpg + c);
       const float* xc = xg + c * spatial;
       float* yc = yg + c * spatial;
       if (relu) {
         for (int64_t i = 0; i < spatial; ++i) {
-          const float v = (xc[i] - muf) * af + bf;
+          const float v = (xc[i] - m.center) * m.scale + m.shift;
           yc[i] = v <= 0.0f ? 0.0f : v;  // NaN passes through, as in relu_forward
         }
       } else {
-        for (int64_t i = 0; i < spatial; ++i) yc[i] = (xc[i] - muf) * af + bf;
+        for (int64_t i = 0; i < spatial; ++i) yc[i] = (xc[i] - m.center) * m.scale + m.shift;
       }
+    }
+  });
+}
+
+void group_norm_stats(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
+                      const float* x, const float* gamma, const float* beta, float eps, float* mean,
+                      float* rstd, float* center, float* scale, float* shift) {
+  const int64_t cpg = channels / groups;
+  const int64_t count = cpg * spatial;
+  for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
+    const int64_t n = ng / groups, g = ng % groups;
+    const GroupStats st = group_stats(x + (n * channels + g * cpg) * spatial, count, eps);
+    mean[ng] = static_cast<float>(st.mu);
+    rstd[ng] = static_cast<float>(st.r);
+    for (int64_t c = 0; c < cpg; ++c) {
+      const int64_t ch = g * cpg + c;
+      const ChannelMap m = channel_map(st, gamma, beta, ch);
+      center[n * channels + ch] = m.center;
+      scale[n * channels + ch] = m.scale;
+      shift[n * channels + ch] = m.shift;
     }
   });
 }

@@ -11,6 +11,13 @@ void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_
                         const float* x, const float* gamma, const float* beta, float eps, float* y,
                         float* mean, float* rstd, bool relu = false);
 
+// Group norm's statistics without its output: mean and rstd per (image, group), and per
+// (image, channel) the map y = (x - center) * scale + shift that group_norm_forward applies,
+// in the same rounding (for a convolution to apply as it reads x: conv.h, InputTransform).
+void group_norm_stats(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
+                      const float* x, const float* gamma, const float* beta, float eps, float* mean,
+                      float* rstd, float* center, float* scale, float* shift);
+
 // gx += dL/dx; ggamma, gbeta (nullable) += their gradients. With relu_out (the output
 // of a fused groupNorm + ReLU) the incoming gradient is masked by relu_out > 0.
 void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,

@@ -193,7 +193,18 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       fields('params', CONV_PARAMS, PARAM_MAX), reads('x', CONV_X), reads('w', CONV_W), reads('bias', 'O', { optional: true }),
       buffer('y', (a) => (a.accumulate === true ? 'accumulate' : 'write'), CONV_Y),
       flag('accumulate', false),
-    ], { ...CONV, checks: [...CONV.checks!, ['!accumulate || (groups == 1 && !has(bias))', 'accumulate needs groups 1 and no bias']] }),
+      // A group norm (+ ReLU) folded in: the convolution reads (x - inCenter) * inScale + inShift
+      // (then ReLU with inRelu), one map per (image, channel). See groupNormStats.
+      reads('inCenter', 'N * C', { optional: true }), reads('inScale', 'N * C', { optional: true }),
+      reads('inShift', 'N * C', { optional: true }), flag('inRelu', false),
+    ], {
+      ...CONV,
+      checks: [
+        ...CONV.checks!,
+        ['!accumulate || (groups == 1 && !has(bias))', 'accumulate needs groups 1 and no bias'],
+        ['has(inCenter) == has(inScale) && has(inScale) == has(inShift)', 'inCenter, inScale and inShift go together'],
+      ],
+    }),
     kernel('conv2dBackwardInput', [
       fields('params', CONV_PARAMS, PARAM_MAX), reads('gy', CONV_Y), reads('w', CONV_W),
       buffer('gx', (a) => (a.accumulate === false ? 'write' : 'accumulate'), CONV_X),
@@ -213,6 +224,13 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
     kernel('groupNormForward', [
       ...NORM_SIZES, int('groups'), reads('x', NORM_TOTAL), reads('gamma', 'channels', { optional: true }), reads('beta', 'channels', { optional: true }),
       float('eps'), writes('y', NORM_TOTAL), writes('mean', 'batch * groups'), writes('rstd', 'batch * groups'), flag('relu', false),
+    ], { checks: [GROUPS_DIVIDE] }),
+    // Group norm's statistics and its per-(image, channel) map, without its output: what a
+    // convolution the norm is folded into needs (conv2dForward's inCenter, inScale, inShift).
+    kernel('groupNormStats', [
+      ...NORM_SIZES, int('groups'), reads('x', NORM_TOTAL), reads('gamma', 'channels', { optional: true }), reads('beta', 'channels', { optional: true }),
+      float('eps'), writes('mean', 'batch * groups'), writes('rstd', 'batch * groups'),
+      writes('center', 'batch * channels'), writes('scale', 'batch * channels'), writes('shift', 'batch * channels'),
     ], { checks: [GROUPS_DIVIDE] }),
     kernel('groupNormBackward', [
       ...NORM_SIZES, int('groups'), reads('x', NORM_TOTAL), reads('gy', NORM_TOTAL), reads('gamma', 'channels', { optional: true }),

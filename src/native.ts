@@ -29,7 +29,12 @@ export interface NativeAddon {
   softmaxBackward(rows: number, cols: number, y: Float32Array, gy: Float32Array, gx: Float32Array,
     log: boolean): void;
   /** params: [N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup] */
-  conv2dForward(params: number[], x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, accumulate?: boolean): void;
+  /**
+   * With inCenter/inScale/inShift (one value per image and input channel), the convolution
+   * reads (x - inCenter) * inScale + inShift, then ReLU with inRelu: a folded group norm.
+   */
+  conv2dForward(params: number[], x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, accumulate?: boolean,
+    inCenter?: Float32Array | null, inScale?: Float32Array | null, inShift?: Float32Array | null, inRelu?: boolean): void;
   /** accumulate false: writes gx without reading it (default true: adds to it). */
   conv2dBackwardInput(params: number[], gy: Float32Array, w: Float32Array, gx: Float32Array, accumulate?: boolean): void;
   conv2dBackwardWeight(params: number[], gy: Float32Array, x: Float32Array, gw: Float32Array): void;
@@ -42,6 +47,10 @@ export interface NativeAddon {
   groupNormForward(batch: number, channels: number, spatial: number, groups: number, x: Float32Array,
     gamma: Float32Array | null, beta: Float32Array | null, eps: number, y: Float32Array, mean: Float32Array,
     rstd: Float32Array, relu?: boolean): void;
+  /** Group norm's mean/rstd per (image, group) and its map per (image, channel), without its output. */
+  groupNormStats(batch: number, channels: number, spatial: number, groups: number, x: Float32Array,
+    gamma: Float32Array | null, beta: Float32Array | null, eps: number, mean: Float32Array, rstd: Float32Array,
+    center: Float32Array, scale: Float32Array, shift: Float32Array): void;
   groupNormBackward(batch: number, channels: number, spatial: number, groups: number, x: Float32Array,
     gy: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
     gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null,

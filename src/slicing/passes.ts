@@ -2,7 +2,8 @@
 // by kernel and role (kernels.ts), never by argument position. Each keeps what
 // the pass computes, up to rounding where it says so.
 import type { CapturedStep } from '../capture.js';
-import { arg, attr, buffers, withArgs } from '../kernels.js';
+import { arg, attr, buffers, KERNELS, withArgs } from '../kernels.js';
+import { native } from '../native.js';
 
 const isWhole = (v: ArrayBufferView) => v.byteOffset === 0 && v.byteLength === v.buffer.byteLength;
 
@@ -110,6 +111,92 @@ export function fuseResidualAdds(
   });
   if (count === 0) return { steps: [...steps], output, count };
   return { steps: alias.rewrite(out, dropped), output: alias.move(output) as Float32Array, count };
+}
+
+/**
+ * Folds a group norm (+ ReLU) into the convolutions that read its output, when
+ * only convolutions read it (a pre-activation block's norm feeds its next
+ * convolution, and in a stage's first block the projection shortcut too): the
+ * norm computes only its statistics and per-(image, channel) map
+ * (groupNormStats), and each convolution applies the map as it reads the norm's
+ * input (conv2dForward's inCenter / inScale / inShift / inRelu). The normalized
+ * activation is never written or read back: a pass over it saved per
+ * consumer and a write per norm. A ReLU step of its own right after a norm
+ * without one (VGG's layers) is folded with it. The result is the same bit for bit (the map
+ * rounds as the norm does). Run after fuseResidualAdds, whose accumulations
+ * into a block's input are then visible: a norm is folded only when nothing
+ * writes its input before its last consumer has read it.
+ */
+/** @internal */
+export function foldNormsIntoConvs(
+  steps: readonly CapturedStep[],
+  allocated: ReadonlySet<ArrayBufferLike>,
+  output: Float32Array,
+): { steps: CapturedStep[]; count: number; added: Float32Array[] } {
+  const uses = bufferUses(steps);
+  const out: CapturedStep[] = [...steps];
+  const added: Float32Array[] = [];
+  const stats = KERNELS.get('groupNormStats')!;
+  let count = 0;
+  const dropped = new Set<number>();
+  // The steps reading buffer b (whole, allocated, not the output) after step i, when there are some.
+  const readersOf = (b: Float32Array, i: number): number[] | null => {
+    if (!allocated.has(b.buffer) || !isWhole(b) || b.buffer === output.buffer) return null;
+    const readers = (uses.get(b.buffer) ?? []).filter((k) => k !== i);
+    return readers.length === 0 || readers.some((k) => k < i) ? null : readers;
+  };
+  steps.forEach((s, i) => {
+    if (s.name !== 'groupNormForward') return;
+    const x = arg(s, 'x') as Float32Array;
+    let y = arg(s, 'y') as Float32Array;
+    let relu = attr(s, 'relu') === true;
+    let readers = readersOf(y, i);
+    if (readers === null) return;
+    // A separate ReLU module (VGG's) after a norm without one: fold it too.
+    let reluStep = -1;
+    if (!relu && readers.length === 1 && out[readers[0]].name === 'relu' && arg(out[readers[0]], 'x') === y) {
+      reluStep = readers[0];
+      const z = arg(out[reluStep], 'y') as Float32Array;
+      if (z.length !== y.length || z.buffer === y.buffer) return;
+      readers = readersOf(z, reluStep);
+      if (readers === null) return;
+      y = z;
+      relu = true;
+    }
+    const [batch, channels, spatial] = ['batch', 'channels', 'spatial'].map((n) => attr(s, n) as number);
+    const convs = readers.every((k) => {
+      const c = out[k];
+      if (c.name !== 'conv2dForward' || arg(c, 'x') !== y || (arg(c, 'inScale') ?? null) !== null) return false;
+      if (buffers(c).some((b) => b.view.buffer === y.buffer && b.name !== 'x')) return false;
+      const [n, ch, h, w] = ['N', 'C', 'H', 'W'].map((f) => attr(c, 'params', f) as number);
+      return n === batch && ch === channels && h * w === spatial;
+    });
+    if (!convs) return;
+    // The norm's input must hold its values until the last convolution has read them.
+    const last = readers[readers.length - 1];
+    for (let k = i + 1; k <= last; k++) {
+      if (buffers(out[k]).some((b) => b.access !== 'read' && b.view.buffer === x.buffer)) return;
+    }
+    const map = () => {
+      const m = new Float32Array(batch * channels);
+      added.push(m);
+      return m;
+    };
+    const [center, scale, shift] = [map(), map(), map()];
+    out[i] = {
+      name: stats.name,
+      decl: stats,
+      fn: native.groupNormStats as (...a: unknown[]) => unknown,
+      args: [batch, channels, spatial, attr(s, 'groups'), x, arg(s, 'gamma'), arg(s, 'beta'), attr(s, 'eps'), arg(s, 'mean'), arg(s, 'rstd'), center, scale, shift],
+    };
+    if (reluStep >= 0) dropped.add(reluStep);
+    for (const k of readers) {
+      const c = out[k];
+      out[k] = { ...c, args: withArgs(c, { x, accumulate: attr(c, 'accumulate') === true, inCenter: center, inScale: scale, inShift: shift, inRelu: relu }) };
+    }
+    count++;
+  });
+  return { steps: out.filter((_, k) => !dropped.has(k)), count, added };
 }
 
 /**

@@ -5,13 +5,14 @@
 // nothing, touches a working set the size of the few activations alive at a
 // time (cache-resident for slices of a few images), and skips the argument
 // checks, shape arithmetic and tensor objects of the eager path. Residual adds
-// are folded into the convolution before them (fuseResidualAdds).
+// are folded into the convolution before them (fuseResidualAdds), group norms
+// (+ ReLU) into the convolutions after them (foldNormsIntoConvs).
 import { captureCalls, enterModule, exitModule, type Capture, type CapturedStep } from '../capture.js';
 import { buffers } from '../kernels.js';
 import type { Module } from '../nn/module.js';
 import { noGrad, Tensor } from '../tensor.js';
 import { ArenaLayout, bindSteps, placeInArena } from './arena.js';
-import { fuseResidualAdds } from './passes.js';
+import { foldNormsIntoConvs, fuseResidualAdds } from './passes.js';
 
 /**
  * @internal The tensors a plan reads in place (a model's parameters and
@@ -45,6 +46,8 @@ export class InferencePlan {
   readonly eagerBytes: number;
   /** Residual adds folded into the convolution before them. */
   readonly fusedAdds: number;
+  /** Group norms (+ ReLU) folded into the convolutions that read them. */
+  readonly foldedNorms: number;
   private readonly steps: CapturedStep[];
   private readonly input: Float32Array;
   private readonly output: Float32Array;
@@ -60,9 +63,11 @@ export class InferencePlan {
     input: Float32Array;
     output: Float32Array;
     fusedAdds: number;
+    foldedNorms: number;
     state: StateSnapshot;
   }) {
     this.fusedAdds = init.fusedAdds;
+    this.foldedNorms = init.foldedNorms;
     this.rate = init.rate;
     this.inputShape = init.inputShape;
     this.outputShape = init.outputShape;
@@ -94,10 +99,15 @@ export class InferencePlan {
     const refused = jsWork(model, capture, input, out.data);
     if (refused !== null) return refused;
     const fused = fuseResidualAdds(capture.steps, capture.allocated, out.data);
-    const { offsets, arenaBytes, eagerBytes } = placeInArena(fused.steps, capture.allocated, [fused.output]);
+    const folded = foldNormsIntoConvs(fused.steps, capture.allocated, fused.output);
+    const allocated = new Set([...capture.allocated, ...folded.added.map((m) => m.buffer)]);
+    const { offsets, arenaBytes } = placeInArena(folded.steps, allocated, [fused.output]);
+    // What the eager pass allocates: every op output, the ones the passes removed included.
+    let eagerBytes = 0;
+    for (const b of capture.allocated) eagerBytes += b.byteLength;
     const layout = new ArenaLayout(offsets);
     const arena = new ArrayBuffer(arenaBytes);
-    const steps = bindSteps(layout.template(fused.steps), arena);
+    const steps = bindSteps(layout.template(folded.steps), arena);
     const output = layout.bind(layout.ref(fused.output), arena) as Float32Array;
     const state = new StateSnapshot(InferencePlan.state(model));
     return new InferencePlan({
@@ -110,6 +120,7 @@ export class InferencePlan {
       input,
       output,
       fusedAdds: fused.count,
+      foldedNorms: folded.count,
       state,
     });
   }

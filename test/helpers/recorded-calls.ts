@@ -4,6 +4,7 @@
 // src/kernels.ts against real use.
 import { captureCalls, type CapturedStep } from '../../src/capture.js';
 import * as ms from '../../src/index.js';
+import { native } from '../../src/native.js';
 
 export function recordPass(run: () => void): CapturedStep[] {
   return captureCalls(run).capture.steps;
@@ -34,6 +35,18 @@ export function recordedCalls(): CapturedStep[] {
       const p = ms.add(ms.maxPool2d(ms.mul(a, s), 2), ms.avgPool2d(ms.conv2d(a, w, bias, { padding: 1 }), 2));
       const logits = ms.matmul(ms.reshape(ms.globalAvgPool2d(p), [2, 3]), ms.randn([3, 4], { seed: 4 }));
       ms.add(ms.sum(ms.softmax(logits)), ms.klDiv(ms.logSoftmax(logits), ms.softmax(ms.randn([2, 4], { seed: 6 })))).backward();
+    }),
+  );
+  // What only plans call: a group norm's statistics and map, and a convolution applying it
+  // (the calls foldNormsIntoConvs makes of a group norm and its reader).
+  calls.push(
+    ...recordPass(() => {
+      const [n, c, hw] = [2, 4, 36];
+      const x = ms.randn([n, c, 6, 6], { seed: 7 }).data;
+      const [center, scale, shift] = [0, 1, 2].map(() => new Float32Array(n * c));
+      native.groupNormStats(n, c, hw, 2, x, null, null, 1e-5, new Float32Array(n * 2), new Float32Array(n * 2), center, scale, shift);
+      const w = ms.randn([3, c, 3, 3], { seed: 8 }).data;
+      native.conv2dForward([n, c, 6, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, c], x, w, null, new Float32Array(n * 3 * hw), false, center, scale, shift, true);
     }),
   );
   return calls;

@@ -41,8 +41,55 @@ t.test('a plan places intermediates in a shared arena smaller than the eager buf
   const want = ms.noGrad(() => model.forward(x));
   t.ok(maxDiff(new ms.Tensor(out, [4, 10]), want) < 1e-5, 'the eager result, up to rounding');
   t.equal(plan.fusedAdds, 9, 'every residual add folded into the convolution before it');
+  t.equal(plan.foldedNorms, 18, 'every group norm but the last (read by the pooling) folded into the convolutions after it');
   const vgg = ms.InferencePlan.build(ms.models.vgg({ depth: 11, classes: 10 }).eval(), [1, 3, 32, 32]);
   t.equal(typeof vgg !== 'string' && vgg.fusedAdds, 0, 'VGG has no residual adds');
+});
+
+t.test('group norms folded into the convolutions that read them: the eager result bit for bit, and only where it is safe', async (t) => {
+  ms.manualSeed(3);
+  for (const [name, model, shape, folds] of [
+    ['ResNet-11 bottleneck', ms.models.resnet({ depth: 11, classes: 5, block: 'bottleneck' }), [3, 3, 16, 16], 9],
+    ['VGG-11 (a ReLU module after each norm)', ms.models.vgg({ depth: 11, classes: 5 }), [2, 3, 32, 32], 3],
+    ['ResNet-8, batch norm (nothing to fold)', ms.models.resnet({ depth: 8, classes: 5, norm: 'batch' }), [2, 3, 16, 16], 0],
+  ] as const) {
+    model.eval();
+    for (const rate of [1, 0.5]) {
+      model.setSliceRate(rate);
+      const plan = ms.InferencePlan.build(model, [...shape]);
+      if (typeof plan === 'string') throw new Error(plan);
+      t.equal(plan.foldedNorms, folds, `${name} at ${rate}: ${folds} norms folded`);
+      const x = ms.randn([...shape], { seed: 4 });
+      const out = new Float32Array(plan.outputShape.reduce((a, b) => a * b, 1));
+      plan.run(x.data, 0, out, 0);
+      const want = ms.noGrad(() => model.forward(x));
+      // Residual adds folded into convolutions round differently; a folded norm does not.
+      t.ok(maxDiff(new ms.Tensor(out, want.shape), want) < (name.startsWith('VGG') ? 1e-30 : 1e-5), `${name} at ${rate}: the eager result`);
+    }
+  }
+  // The norm's input is added to in place (a residual folded into conv0) before the
+  // convolution reading the norm's output runs: folding would make it read the sum.
+  class Hazard extends ms.nn.Module {
+    pre = this.registerModule('pre', new ms.nn.Conv2d(4, 4, 3, { padding: 1, bias: false }));
+    norm = this.registerModule('norm', new ms.nn.GroupNorm(2, 4));
+    conv0 = this.registerModule('conv0', new ms.nn.Conv2d(4, 4, 3, { padding: 1, bias: false }));
+    convH = this.registerModule('convH', new ms.nn.Conv2d(4, 4, 3, { padding: 1, bias: false }));
+    forward(input: ms.Tensor): ms.Tensor {
+      const x = this.pre.forward(input);
+      const h = ms.groupNorm(x, 2, this.norm.weight, this.norm.bias, { relu: true });
+      const t0 = ms.add(this.conv0.forward(input), x);
+      return ms.add(this.convH.forward(h), t0);
+    }
+  }
+  const hazard = new Hazard().eval();
+  const xs = ms.randn([2, 4, 16, 16], { seed: 5 });
+  const plan = ms.InferencePlan.build(hazard, [2, 4, 16, 16]);
+  if (typeof plan === 'string') throw new Error(plan);
+  const out = new Float32Array(2 * 4 * 16 * 16);
+  plan.run(xs.data, 0, out, 0);
+  t.equal(plan.fusedAdds, 2, 'both adds folded: conv0 adds into the norm\'s input in place');
+  t.equal(plan.foldedNorms, 0, 'so the norm is not folded');
+  t.ok(maxDiff(new ms.Tensor(out, [2, 4, 16, 16]), ms.noGrad(() => hazard.forward(xs))) < 1e-5, 'a norm whose input changes before its reader runs: the eager result');
 });
 
 t.test('plans follow the weights: in-place changes at once, replaced arrays by a rebuild', async (t) => {

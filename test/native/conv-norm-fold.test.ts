@@ -1,0 +1,99 @@
+// A group norm (+ ReLU) folded into the convolutions that read it (native/conv.h,
+// InputTransform): groupNormStats gives the per-(image, channel) map that groupNormForward
+// applies, in the same rounding, and conv2dForward with that map equals, bit for bit, the
+// same convolution of groupNormForward's output, on every path a convolution can take
+// (direct tiles with stride 1 and 2, implicit GEMM, small and large 1x1, im2col, depthwise,
+// groups), with channel prefixes of a larger weight, with and without ReLU, bias and
+// accumulation, for 1 and 2 threads. The addon reports which path ran; off AVX-512 every
+// case runs the portable paths and is checked the same way.
+import t from 'tap';
+import * as ms from '../../src/index.js';
+import { native } from '../../src/native.js';
+
+let seed = 20261203;
+function rand(): number {
+  seed = (seed * 1103515245 + 12345) % 2147483648;
+  return seed / 2147483648 - 0.5;
+}
+const randArray = (n: number, scale = 1, offset = 0) => Float32Array.from({ length: n }, () => rand() * scale + offset);
+
+// [N, C, H, W, O, kh, kw, sH, sW, pH, pW, dH, dW, groups, weightInPerGroup], and the group norm's groups.
+type Case = { name: string; p: number[]; normGroups: number; path: string };
+const fast = ms.kernelInfo().gemm === 'avx512';
+const cases: Case[] = [
+  { name: '3x3 on 16x16 (direct)', p: [3, 12, 16, 16, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 16], normGroups: 4, path: 'direct' },
+  { name: '3x3 on 28x28 rows (direct, ragged)', p: [2, 8, 28, 28, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], normGroups: 2, path: 'direct' },
+  { name: '3x3 stride 2 (direct, halves)', p: [2, 6, 30, 30, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], normGroups: 3, path: 'direct' },
+  { name: '1x1 on 32x32 (direct)', p: [4, 32, 32, 32, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, 40], normGroups: 4, path: 'direct' },
+  { name: '3x3 on 8x8 (implicit)', p: [4, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 20], normGroups: 4, path: 'implicit' },
+  { name: 'small 1x1 (pointwise)', p: [2, 4, 5, 5, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1, 4], normGroups: 2, path: 'pointwise' },
+  { name: '3x3 stride 3 (im2col)', p: [2, 5, 11, 11, 4, 3, 3, 3, 3, 1, 1, 1, 1, 1, 5], normGroups: 5, path: 'im2col' },
+  { name: 'depthwise 3x3', p: [2, 6, 9, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6, 1], normGroups: 3, path: 'depthwise' },
+  { name: 'two groups 3x3 on 16x16', p: [2, 8, 16, 16, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2, 4], normGroups: 2, path: 'direct' },
+];
+
+for (const c of cases) {
+  t.test(c.name, async (t) => {
+    const [N, C, H, W, O, kh, kw, , , , , , , groups, wpg] = c.p;
+    const spatial = H * W;
+    // An offset and a spread per channel, so centring and scaling both matter.
+    const x = randArray(N * C * spatial, 3, 0.7);
+    const gamma = randArray(C, 1, 1);
+    const beta = randArray(C, 0.5);
+    const w = randArray(O * wpg * kh * kw);
+    const G = c.normGroups;
+    for (const relu of [true, false]) {
+      const y = new Float32Array(N * C * spatial);
+      const mean = new Float32Array(N * G), rstd = new Float32Array(N * G);
+      native.groupNormForward(N, C, spatial, G, x, gamma, beta, 1e-5, y, mean, rstd, relu);
+      const center = new Float32Array(N * C), scale = new Float32Array(N * C), shift = new Float32Array(N * C);
+      const mean2 = new Float32Array(N * G), rstd2 = new Float32Array(N * G);
+      native.groupNormStats(N, C, spatial, G, x, gamma, beta, 1e-5, mean2, rstd2, center, scale, shift);
+      t.same([...mean2], [...mean], 'the same means');
+      t.same([...rstd2], [...rstd], 'the same rstd');
+      // The map, in float32 steps, gives groupNormForward's output exactly.
+      let mismatches = 0;
+      for (let i = 0; i < y.length; i++) {
+        const k = Math.floor(i / spatial);
+        let v = Math.fround(Math.fround(Math.fround(x[i] - center[k]) * scale[k]) + shift[k]);
+        if (relu && v <= 0) v = 0;
+        if (v !== y[i]) mismatches++;
+      }
+      t.equal(mismatches, 0, `relu ${relu}: the map reproduces groupNormForward's output`);
+      for (const threads of [1, 2]) {
+        ms.setNumThreads(threads);
+        for (const withBias of groups === 1 ? [false, true] : [false]) {
+          const bias = withBias ? randArray(O) : null;
+          const outH = Math.floor((H + 2 * c.p[9] - kh) / c.p[7]) + 1;
+          const outW = Math.floor((W + 2 * c.p[10] - kw) / c.p[8]) + 1;
+          const want = new Float32Array(N * O * outH * outW);
+          native.conv2dForward(c.p, y, w, bias, want);
+          const unfusedPath = native.convPaths().forward;
+          const got = new Float32Array(want.length).fill(NaN);
+          native.conv2dForward(c.p, x, w, bias, got, false, center, scale, shift, relu);
+          t.equal(native.convPaths().forward, fast ? c.path : unfusedPath, `relu ${relu}, ${threads} threads: ran ${fast ? c.path : 'the portable path'}`);
+          t.ok(got.every((v, i) => Object.is(v, want[i])), `relu ${relu}, bias ${withBias}, ${threads} threads: equal bit for bit`);
+          if (!withBias && groups === 1) {
+            // Accumulating into a residual: the same sum added to it.
+            const r = randArray(want.length);
+            const wantAcc = Float32Array.from(r);
+            native.conv2dForward(c.p, y, w, null, wantAcc, true);
+            const gotAcc = Float32Array.from(r);
+            native.conv2dForward(c.p, x, w, null, gotAcc, true, center, scale, shift, relu);
+            t.ok(gotAcc.every((v, i) => Object.is(v, wantAcc[i])), `relu ${relu}, ${threads} threads: accumulating, equal bit for bit`);
+          }
+        }
+      }
+      ms.setNumThreads(2);
+    }
+  });
+}
+
+t.test('the map arguments go together and must cover every (image, channel)', async (t) => {
+  const p = [2, 4, 6, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4];
+  const x = new Float32Array(2 * 4 * 36), w = new Float32Array(3 * 4 * 9), y = new Float32Array(2 * 3 * 36);
+  const m = new Float32Array(8);
+  t.throws(() => native.conv2dForward(p, x, w, null, y, false, m, m.slice(), null, true), { name: 'RangeError', message: /^conv2dForward: inCenter, inScale and inShift go together/ });
+  t.throws(() => native.conv2dForward(p, x, w, null, y, false, m, new Float32Array(7), m.slice(), true), { name: 'RangeError', message: /^conv2dForward: inScale has 7 elements, needs 8/ });
+  t.throws(() => native.groupNormStats(2, 4, 36, 3, x, null, null, 1e-5, new Float32Array(6), new Float32Array(6), m, m.slice(), m.slice()), { message: /^groupNormStats: groups must divide channels/ });
+});
