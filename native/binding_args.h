@@ -14,13 +14,14 @@
 #include <string>
 
 #include "conv.h"
+#include "elementwise.h"
 
 namespace modelslice::binding {
 
 // 2^53: every integer below is exact in a double.
 constexpr double kMaxSafe = 9007199254740992.0;
-// Entries an index list (a shape or strides) may have.
-constexpr int kMaxIndices = 8;
+// Entries an index list (a shape or strides) may have: a broadcast's dimensions.
+constexpr int kMaxIndices = kMaxDims;
 
 struct Span {
   float* data;  // may be null for an empty typed array

@@ -87,10 +87,13 @@ inline BinaryCall BindBinary(const Napi::CallbackInfo& info) {
   Args args(info, "binary");
   BinaryCall c{};
   c.op = args.Int(0, "op", 1);
+  static_assert(8 <= kMaxIndices, "binary.shape: more entries than Indices holds");
   c.shape = args.List(1, "shape", 8);
   c.a = args.Floats(2, "a");
+  static_assert(8 <= kMaxIndices, "binary.aStrides: more entries than Indices holds");
   c.aStrides = args.List(3, "aStrides", 8);
   c.b = args.Floats(4, "b");
+  static_assert(8 <= kMaxIndices, "binary.bStrides: more entries than Indices holds");
   c.bStrides = args.List(5, "bStrides", 8);
   c.out = args.Floats(6, "out");
   if (!((c.aStrides.n == c.shape.n) && (c.bStrides.n == c.shape.n))) args.Fail("strides must have one entry per dimension");
@@ -114,10 +117,12 @@ struct SumToCall {
 inline SumToCall BindSumTo(const Napi::CallbackInfo& info) {
   Args args(info, "sumTo");
   SumToCall c{};
+  static_assert(8 <= kMaxIndices, "sumTo.shape: more entries than Indices holds");
   c.shape = args.List(0, "shape", 8);
   c.g = args.Floats(1, "g");
   c.scale = args.Number(2, "scale");
   c.acc = args.Floats(3, "acc");
+  static_assert(8 <= kMaxIndices, "sumTo.accStrides: more entries than Indices holds");
   c.accStrides = args.List(4, "accStrides", 8);
   if (!(c.accStrides.n == c.shape.n)) args.Fail("accStrides must have one entry per dimension");
   args.Disjoint({
@@ -140,11 +145,14 @@ struct MulGradCall {
 inline MulGradCall BindMulGrad(const Napi::CallbackInfo& info) {
   Args args(info, "mulGrad");
   MulGradCall c{};
+  static_assert(8 <= kMaxIndices, "mulGrad.shape: more entries than Indices holds");
   c.shape = args.List(0, "shape", 8);
   c.g = args.Floats(1, "g");
   c.other = args.Floats(2, "other");
+  static_assert(8 <= kMaxIndices, "mulGrad.otherStrides: more entries than Indices holds");
   c.otherStrides = args.List(3, "otherStrides", 8);
   c.acc = args.Floats(4, "acc");
+  static_assert(8 <= kMaxIndices, "mulGrad.accStrides: more entries than Indices holds");
   c.accStrides = args.List(5, "accStrides", 8);
   if (!((c.otherStrides.n == c.shape.n) && (c.accStrides.n == c.shape.n))) args.Fail("strides must have one entry per dimension");
   args.Disjoint({

@@ -21,10 +21,6 @@ void for_range(int64_t count, int64_t work, Body&& body) {
   });
 }
 
-}  // namespace
-
-namespace {
-
 // Group (n, g)'s statistics, and channel ch's map y = (x - center) * scale + shift in the
 // rounding every group-norm output uses (the forward pass here, and the convolutions an
 // inference plan folds it into: conv.h, InputTransform).

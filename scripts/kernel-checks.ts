@@ -89,14 +89,9 @@ function message(text: string, kinds: Map<string, string>, where: string): strin
     .join(' + ');
 }
 
-function written(a: Extract<ArgDecl, { kind: 'buffer' }>): boolean {
-  if (typeof a.access !== 'function') return a.access !== 'read';
-  // A decided access chooses between writing and accumulating: written either way.
-  for (const attrs of [{}, { beta: 0, accumulate: true, gxAccumulate: true }, { beta: 1, accumulate: false, gxAccumulate: false }]) {
-    if (a.access(attrs) === 'read') throw new Error(`${a.name}: an access decided by the attributes must write`);
-  }
-  return true;
-}
+// An access decided by the attributes chooses between writing and accumulating (its type
+// says so): written either way.
+const written = (a: Extract<ArgDecl, { kind: 'buffer' }>): boolean => typeof a.access === 'function' || a.access !== 'read';
 
 function binder(k: KernelDecl): string {
   const kinds = nameKinds(k);
@@ -121,6 +116,7 @@ function binder(k: KernelDecl): string {
         break;
       case 'indices':
         members.push(`Indices ${a.name};`);
+        reads.push(`static_assert(${a.maxLength} <= kMaxIndices, "${k.name}.${a.name}: more entries than Indices holds");`);
         reads.push(`c.${a.name} = args.List(${i}, ${q}, ${a.maxLength});`);
         break;
       case 'buffer':

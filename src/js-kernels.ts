@@ -88,7 +88,6 @@ const kernels: JsKernels = {
   },
 };
 
-/** The JavaScript kernels, recorded and profiled like the addon's. */
 /**
  * Each kernel behind the checks its declaration implies (kernels.ts, `checkCall`):
  * the same conditions, regions and overlaps the addon's generated binders check,
@@ -107,4 +106,5 @@ function checked(table: JsKernels): JsKernels {
   return out as unknown as JsKernels;
 }
 
+/** The JavaScript kernels, checked, recorded and profiled like the addon's. */
 export const js: JsKernels = instrumentKernels(checked(kernels));

@@ -23,6 +23,7 @@ import { evaluate, parseExpr, type Expr, type ExprValue } from './kernel-expr.js
 export type Access = 'read' | 'write' | 'accumulate';
 
 type Attrs = Readonly<Record<string, unknown>>;
+type Decided = (attrs: Attrs) => 'write' | 'accumulate';
 
 /** An attribute's type: a non-negative integer (a size, offset or enum), a flag, or any number. */
 export type AttrType = 'int' | 'bool' | 'float';
@@ -42,8 +43,11 @@ export type ArgDecl =
   | {
       readonly name: string;
       readonly kind: 'buffer';
-      /** Fixed, or decided by the call's attributes (gemm's beta, a convolution's accumulate flag). */
-      readonly access: Access | ((attrs: Attrs) => Access);
+      /**
+       * Fixed, or decided by the call's attributes between writing and accumulating (gemm's
+       * beta, a convolution's accumulate flag): a decided buffer is written either way.
+       */
+      readonly access: Access | Decided;
       /** null allowed (a missing bias, a gradient nobody needs). */
       readonly optional?: boolean;
       /** Holds int32 values (labels) instead of float32. */
@@ -76,7 +80,7 @@ const flag = (name: string, dflt?: boolean): ArgDecl => ({ name, kind: 'attr', t
 const float = (name: string): ArgDecl => ({ name, kind: 'attr', type: 'float' });
 const indices = (name: string, maxLength = MAX_DIMS): ArgDecl => ({ name, kind: 'indices', maxLength });
 const fields = (name: string, names: readonly string[], max: number): ArgDecl => ({ name, kind: 'fields', fields: names, max });
-function buffer(name: string, access: Access | ((attrs: Attrs) => Access), size: string, o: BufferOptions & { int32?: boolean } = {}): ArgDecl {
+function buffer(name: string, access: Access | Decided, size: string, o: BufferOptions & { int32?: boolean } = {}): ArgDecl {
   return {
     name,
     kind: 'buffer',
@@ -110,7 +114,7 @@ function kernel(name: string, args: ArgDecl[], extras: KernelExtras = {}): Kerne
     checks: (extras.checks ?? []).map(([e, message]) => ({ expr: parseExpr(e), message })),
   };
 }
-const js = (args: ArgDecl[], extras: KernelExtras = {}): [ArgDecl[], KernelExtras] => [args, { ...extras, runs: 'js' }];
+const computedInJs = (args: ArgDecl[], extras: KernelExtras = {}): [ArgDecl[], KernelExtras] => [args, { ...extras, runs: 'js' }];
 
 /** Most dimensions a broadcast shape may have (the addon's kMaxDims). */
 export const MAX_DIMS = 8;
@@ -250,20 +254,20 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       accumulates('gx', NORM_TOTAL, { optional: true }), accumulates('ggamma', 'channels', { optional: true }), accumulates('gbeta', 'channels', { optional: true }),
     ]),
     // Computed in JavaScript.
-    kernel('fill', ...js([int('n'), float('value'), writes('y', 'n')])),
-    kernel('copyLabels', ...js([int('n'), readsInts('src', 'n'), writesInts('dst', 'n')])),
-    kernel('nllLoss', ...js([int('rows'), int('cols'), reads('logp', 'rows * cols'), readsInts('labels', 'rows'), writes('loss', '1')])),
-    kernel('nllLossBackward', ...js([int('rows'), int('cols'), readsInts('labels', 'rows'), reads('g', '1'), accumulates('glogp', 'rows * cols')])),
-    kernel('klDiv', ...js([int('rows'), int('cols'), reads('logp', 'rows * cols'), reads('q', 'rows * cols'), writes('loss', '1')])),
-    kernel('klDivBackward', ...js([int('rows'), int('cols'), reads('q', 'rows * cols'), reads('g', '1'), accumulates('glogp', 'rows * cols')])),
-    kernel('sum', ...js([int('n'), float('scale'), reads('x', 'n'), writes('out', '1')])),
-    kernel('sumBackward', ...js([int('n'), float('scale'), reads('g', '1'), accumulates('gx', 'n')])),
-    kernel('batchNormAffine', ...js([
+    kernel('fill', ...computedInJs([int('n'), float('value'), writes('y', 'n')])),
+    kernel('copyLabels', ...computedInJs([int('n'), readsInts('src', 'n'), writesInts('dst', 'n')])),
+    kernel('nllLoss', ...computedInJs([int('rows'), int('cols'), reads('logp', 'rows * cols'), readsInts('labels', 'rows'), writes('loss', '1')])),
+    kernel('nllLossBackward', ...computedInJs([int('rows'), int('cols'), readsInts('labels', 'rows'), reads('g', '1'), accumulates('glogp', 'rows * cols')])),
+    kernel('klDiv', ...computedInJs([int('rows'), int('cols'), reads('logp', 'rows * cols'), reads('q', 'rows * cols'), writes('loss', '1')])),
+    kernel('klDivBackward', ...computedInJs([int('rows'), int('cols'), reads('q', 'rows * cols'), reads('g', '1'), accumulates('glogp', 'rows * cols')])),
+    kernel('sum', ...computedInJs([int('n'), float('scale'), reads('x', 'n'), writes('out', '1')])),
+    kernel('sumBackward', ...computedInJs([int('n'), float('scale'), reads('g', '1'), accumulates('gx', 'n')])),
+    kernel('batchNormAffine', ...computedInJs([
       int('channels'), float('eps'), reads('mean', 'channels'), reads('variance', 'channels'),
       reads('gamma', 'channels', { optional: true }), reads('beta', 'channels', { optional: true }),
       writes('rstd', 'channels'), writes('scale', 'channels'), writes('shift', 'channels'),
     ])),
-    kernel('batchNormRunningStats', ...js([
+    kernel('batchNormRunningStats', ...computedInJs([
       int('channels'), float('momentum'), float('unbias'), reads('mean', 'channels'), reads('variance', 'channels'),
       accumulates('runningMean', 'channels'), accumulates('runningVar', 'channels'),
     ])),
@@ -390,18 +394,12 @@ export function callRegions(decl: KernelDecl, args: readonly unknown[]): Region[
   const scope = evaluateCall(decl, args);
   const lookup = (name: string): ExprValue => scope.get(name);
   const out: Region[] = [];
-  let attrs: Attrs | null = null;
   decl.args.forEach((a, i) => {
     if (a.kind !== 'buffer') return;
     const view = args[i];
     if (!(view instanceof Float32Array || view instanceof Int32Array)) return;
-    let written: boolean;
-    if (typeof a.access === 'function') {
-      attrs ??= Object.fromEntries(scope);
-      written = a.access(attrs) !== 'read';
-    } else {
-      written = a.access !== 'read';
-    }
+    // A decided access writes or accumulates: written either way.
+    const written = typeof a.access === 'function' || a.access !== 'read';
     const offset = a.offset === undefined ? 0 : evaluate(a.offset, lookup);
     out.push({ name: a.name, view, offset, size: evaluate(a.size, lookup), written, inPlace: a.inPlace === true });
   });

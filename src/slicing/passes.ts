@@ -192,7 +192,7 @@ export function foldNormsIntoConvs(
     if (reluStep >= 0) dropped.add(reluStep);
     for (const k of readers) {
       const c = out[k];
-      out[k] = { ...c, args: withArgs(c, { x, accumulate: attr(c, 'accumulate') === true, inCenter: center, inScale: scale, inShift: shift, inRelu: relu }) };
+      out[k] = { ...c, args: withArgs(c, { x, inCenter: center, inScale: scale, inShift: shift, inRelu: relu }) };
     }
     count++;
   });
