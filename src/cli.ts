@@ -10,10 +10,10 @@ import { DATASETS, loadDataset, type DatasetName } from './data/registry.js';
 import { load, save } from './io/model-file.js';
 import { exportOnnx } from './io/onnx.js';
 import { checkModelInput, modelInputShape } from './nn/input-shape.js';
+import type { BuiltModel } from './models/build.js';
 import { mlp } from './models/mlp.js';
 import { resnet, resnetBlock } from './models/resnet.js';
 import { vgg, vggDepth } from './models/vgg.js';
-import type { Module } from './nn/module.js';
 import { Adam, AdamW } from './optim/adam.js';
 import { CosineLR, MultiStepLR, WarmupLR, type LrSchedule } from './optim/lr.js';
 import type { Optimizer } from './optim/optimizer.js';
@@ -175,7 +175,7 @@ async function loadData(flags: Flags, split: 'train' | 'test', fallback: Dataset
   return loadDataset(name, split, dataDir === undefined ? {} : { dataDir });
 }
 
-function buildModel(flags: Flags, ds: Dataset): Module {
+function buildModel(flags: Flags, ds: Dataset): BuiltModel {
   const kind = str(flags, 'model', ['mlp', 'resnet', 'vgg'] as const, 'mlp');
   const [c, h, w] = ds.shape;
   const norm = str(flags, 'norm', ['group', 'batch'] as const, 'group');

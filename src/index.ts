@@ -19,6 +19,7 @@ export {
 export { Generator, manualSeed, type GeneratorState } from './random.js';
 export * from './ops/index.js';
 export { setNumThreads, getNumThreads, kernelInfo, startKernelProfile, stopKernelProfile, type KernelProfile } from './threads.js';
+export { modelRecord, type ModelRecord, type RateAccuracy } from './metadata.js';
 export * as nn from './nn/index.js';
 export * as models from './models/index.js';
 export * from './slicing/index.js';

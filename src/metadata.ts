@@ -1,7 +1,9 @@
 // What travels with a model besides its layers: the architecture a checkpoint
-// rebuilds it from (and the inputs that architecture can take), and its
-// measured latency. It sits outside nn/, models/ and slicing/ because Module
-// carries it and all three read it.
+// rebuilds it from (and the inputs that architecture can take), the input it
+// takes, the rates it was trained at, its preprocessing, measured latency and
+// accuracy per rate. This is the model's record, kept beside the model (not
+// on every layer): `modelRecord(m)`. It sits outside nn/, models/ and
+// slicing/ because all three read it.
 
 export interface MlpConfig {
   kind: 'mlp';
@@ -44,6 +46,53 @@ export type SavedConfig = ModelConfig & { sliceChain?: number[] };
 export interface LatencyProfile {
   /** Milliseconds per forward pass, by batch size, then by rate. */
   byBatch: Record<number, Record<number, number>>;
+}
+
+/** Accuracy measured at one rate (set by evaluate, saved in the model file). */
+export interface RateAccuracy {
+  rate: number;
+  /** Fraction in [0, 1]. */
+  accuracy: number;
+  /** Examples it was measured on. */
+  examples: number;
+}
+
+/** The model-level record: what a model file stores besides the weights. */
+export interface ModelRecord {
+  /** Architecture of a built-in model (what a checkpoint stores to rebuild it). */
+  config?: SavedConfig;
+  /**
+   * Shape of one input (without the batch) the model was built or trained for:
+   * set by models.*, overwritten by fit with its data's shape. Cost tables,
+   * profiles, exports and servers use it by default.
+   */
+  inputShape?: number[];
+  /** Rates the model was trained at, widest first (set by fit). */
+  trainedRates?: number[];
+  /** Input standardisation the model expects, (x - mean) / std. */
+  preprocess?: { mean: number; std: number };
+  /** Measured forward latency per batch size and rate (set by profileLatency). */
+  latencyProfile?: LatencyProfile;
+  /** Accuracy per rate from the last evaluate() (widest first). */
+  accuracy?: RateAccuracy[];
+  /** Name of the dataset the model was trained on (set by the CLI). */
+  dataset?: string;
+}
+
+const records = new WeakMap<object, ModelRecord>();
+
+/**
+ * The record of `model` (any module used as a model), made empty on first use.
+ * Built-in models (and custom models that extend nn.Model) also show its
+ * fields as properties: `model.preprocess = stats` is `modelRecord(model).preprocess = stats`.
+ */
+export function modelRecord(model: object): ModelRecord {
+  let record = records.get(model);
+  if (record === undefined) {
+    record = {};
+    records.set(model, record);
+  }
+  return record;
 }
 
 /** Max-pools of 2 in a built-in VGG: its spatial size must survive halving this many times. */

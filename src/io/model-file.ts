@@ -2,8 +2,9 @@
 // trained rates and (for checkpoints) training state in the header metadata,
 // so loading rebuilds the model without the caller restating its config.
 import { readFile } from 'node:fs/promises';
-import { buildModel, leastParameters } from '../models/build.js';
+import { buildModel, leastParameters, type BuiltModel } from '../models/build.js';
 import type { ModelConfig } from '../models/config.js';
+import { modelRecord, type RateAccuracy } from '../metadata.js';
 import { modelInputShape, setInputShape } from '../nn/input-shape.js';
 import type { Module } from '../nn/module.js';
 import { BatchNorm2d } from '../nn/norm.js';
@@ -34,7 +35,8 @@ function hasBatchNorm(model: Module): boolean {
 
 /** Writes the model (and optional checkpoint state) to `path` atomically. */
 export async function save(model: Module, path: string, options: SaveOptions = {}): Promise<void> {
-  const config = model.config;
+  const record = modelRecord(model);
+  const { config } = record;
   if (config === undefined) throw new TypeError('save: the model has no config (build it with ms.models.* to save it)');
   if (typeof path !== 'string' || path.length === 0) throw new TypeError('save: path must be a non-empty string');
   const tensors: Record<string, Tensor> = { ...model.stateDict() };
@@ -51,10 +53,11 @@ export async function save(model: Module, path: string, options: SaveOptions = {
   const calibrated = model.modules().flatMap((m) => (m instanceof BatchNorm2d ? m.calibratedRates : []));
   if (calibrated.length > 0) metadata.calibratedRates = JSON.stringify([...new Set(calibrated)]);
   if (options.training !== undefined) metadata.training = JSON.stringify(options.training);
-  const preprocess = options.preprocess ?? model.preprocess;
+  const preprocess = options.preprocess ?? record.preprocess;
   if (preprocess !== undefined) metadata.preprocess = JSON.stringify(preprocess);
   metadata.inputShape = JSON.stringify(modelInputShape('save', model));
-  if (model.dataset !== undefined) metadata.dataset = model.dataset;
+  if (record.dataset !== undefined) metadata.dataset = record.dataset;
+  if (record.accuracy !== undefined) metadata.accuracy = JSON.stringify(record.accuracy);
   try {
     await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
   } catch (err) {
@@ -64,7 +67,7 @@ export async function save(model: Module, path: string, options: SaveOptions = {
 }
 
 export interface LoadedFile {
-  model: Module;
+  model: BuiltModel;
   /** Stored tensors that are not the model's (a checkpoint's optimizer state). */
   extraTensors: Record<string, Tensor>;
   training: unknown;
@@ -78,6 +81,21 @@ function parseJson(path: string, key: string, text: string | undefined): unknown
   } catch {
     throw new RangeError(`load: ${path} has malformed ${key} metadata`);
   }
+}
+
+/** The accuracy table a file records, checked entry by entry (a forged file must not reach the server's metrics). */
+function checkAccuracyTable(path: string, table: unknown): RateAccuracy[] {
+  const bad = (why: string): never => {
+    throw new RangeError(`load: ${path} has unusable accuracy metadata: ${why}`);
+  };
+  if (!Array.isArray(table)) return bad('not a list of {rate, accuracy, examples}');
+  return table.map((row: unknown, i) => {
+    const { rate, accuracy, examples } = (row ?? {}) as Record<string, unknown>;
+    if (typeof rate !== 'number' || !(rate > 0 && rate <= 1)) bad(`entry ${i} has rate ${JSON.stringify(rate)}, not in (0, 1]`);
+    if (typeof accuracy !== 'number' || !(accuracy >= 0 && accuracy <= 1)) bad(`entry ${i} has accuracy ${JSON.stringify(accuracy)}, not in [0, 1]`);
+    if (typeof examples !== 'number' || !Number.isInteger(examples) || examples < 0) bad(`entry ${i} has examples ${JSON.stringify(examples)}, not a count`);
+    return { rate, accuracy, examples } as RateAccuracy;
+  });
 }
 
 /** Reads a file written by save(): the rebuilt model plus any checkpoint state. */
@@ -108,7 +126,7 @@ export async function loadFile(path: string): Promise<LoadedFile> {
   if (least > 2 * held + 1024) {
     throw new RangeError(`load: ${path} declares a model of at least ${Math.round(least)} parameters but holds only ${held} values`);
   }
-  let model: Module;
+  let model: BuiltModel;
   try {
     // Switchable batch norm must exist before slicing or loading its statistics.
     const { sliceChain, ...full } = config;
@@ -135,7 +153,8 @@ export async function loadFile(path: string): Promise<LoadedFile> {
     throw new RangeError(`load: ${path} does not match its model config: ${(err as Error).message}`);
   }
   const preprocess = parseJson(path, 'preprocess', metadata.preprocess) as Preprocess | undefined;
-  if (preprocess !== undefined) model.preprocess = preprocess;
+  const record = modelRecord(model);
+  if (preprocess !== undefined) record.preprocess = preprocess;
   const inputShape = parseJson(path, 'inputShape', metadata.inputShape);
   if (inputShape !== undefined) {
     try {
@@ -146,16 +165,18 @@ export async function loadFile(path: string): Promise<LoadedFile> {
   } else {
     // Files from before models recorded their input: the config's guess, said out loud.
     process.emitWarning(
-      `${path} does not record its input shape (saved by an older modelslice); assuming [${model.inputShape!.join(', ')}]. ` +
+      `${path} does not record its input shape (saved by an older modelslice); assuming [${record.inputShape!.join(', ')}]. ` +
         'Set model.inputShape (or pass inputShape / --input-shape) if it was trained on other inputs, and save it again to record it.',
       { code: 'MODELSLICE_NO_INPUT_SHAPE' },
     );
   }
-  if (typeof metadata.dataset === 'string') model.dataset = metadata.dataset;
+  if (typeof metadata.dataset === 'string') record.dataset = metadata.dataset;
+  const accuracy = parseJson(path, 'accuracy', metadata.accuracy);
+  if (accuracy !== undefined) record.accuracy = checkAccuracyTable(path, accuracy);
   return { model, extraTensors, training: parseJson(path, 'training', metadata.training), preprocess };
 }
 
 /** Reads a model written by save(). */
-export async function load(path: string): Promise<Module> {
+export async function load(path: string): Promise<BuiltModel> {
   return (await loadFile(path)).model;
 }

@@ -11,6 +11,7 @@ import { BatchNorm2d, GroupNorm, scaledNormGroups } from '../nn/norm.js';
 import { Mlp } from '../models/mlp.js';
 import { PreActBasicBlock, PreActBottleneck, ResNet } from '../models/resnet.js';
 import { Vgg } from '../models/vgg.js';
+import { modelRecord } from '../metadata.js';
 import { modelInputShape } from '../nn/input-shape.js';
 import { checkRate } from '../nn/width.js';
 import { writeFileAtomic } from './safetensors.js';
@@ -250,7 +251,7 @@ export function onnxBytes(model: Module, options: ExportOnnxOptions = {}): Uint8
   const body = compact instanceof Mlp ? (compact as Sequential) : compact;
   const last = emit(g, body, input, '');
   g.node('Identity', [last], [], 'logits');
-  const classes = (compact.config as { classes?: number } | undefined)?.classes;
+  const classes = (modelRecord(compact).config as { classes?: number } | undefined)?.classes;
   const dims = (values: (number | string)[]) => ({ dim: values.map((v) => (typeof v === 'string' ? { dimParam: v } : { dimValue: v })) });
   const message = ModelProto.create({
     irVersion: 7,

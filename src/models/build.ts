@@ -1,15 +1,17 @@
 // Rebuilds a model from its configuration (as stored in a checkpoint),
 // including compact sub-models: the full model, then the recorded slices.
-import type { Module } from '../nn/module.js';
 import type { ModelConfig } from './config.js';
 import { Mlp } from './mlp.js';
 import { ResNet } from './resnet.js';
 import { Vgg } from './vgg.js';
 
-export function buildModel(config: ModelConfig & { sliceChain?: number[] }): Module {
+/** A built-in model: it shows its model record as properties (config, trainedRates, preprocess, ...). */
+export type BuiltModel = Mlp | ResNet | Vgg;
+
+export function buildModel(config: ModelConfig & { sliceChain?: number[] }): BuiltModel {
   if (config === null || typeof config !== 'object') throw new TypeError('buildModel: config must be an object');
   const { sliceChain, ...base } = config;
-  let model: Module;
+  let model: BuiltModel;
   switch (base.kind) {
     case 'mlp':
       model = new Mlp(base);

@@ -2,4 +2,4 @@ export { mlp, Mlp, type MlpOptions } from './mlp.js';
 export { resnet, ResNet, PreActBasicBlock, PreActBottleneck, type BlockContext, type ResNetOptions } from './resnet.js';
 export { vgg, Vgg, type VggOptions } from './vgg.js';
 export type { ModelConfig, MlpConfig, ResNetConfig, VggConfig, NormKind } from './config.js';
-export { buildModel } from './build.js';
+export { buildModel, type BuiltModel } from './build.js';

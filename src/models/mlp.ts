@@ -7,7 +7,8 @@ import { markSliceBoundaries } from '../nn/sliceable.js';
 import { flatten } from '../ops/reshape.js';
 import type { Tensor } from '../tensor.js';
 import { positiveInt, type MlpConfig } from './config.js';
-import { configInputShape } from '../metadata.js';
+import { configInputShape, type ModelRecord } from '../metadata.js';
+import { showModelRecord } from '../nn/model.js';
 import { checkShape, setInputShape } from '../nn/input-shape.js';
 
 export interface MlpOptions {
@@ -20,8 +21,13 @@ export interface MlpOptions {
   sliceGroups?: number;
 }
 
+// Mlp is a Sequential (its parameter names are nn.Sequential's) that shows its model record.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
+export interface Mlp extends ModelRecord {}
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class Mlp extends Sequential {
-  override readonly config: MlpConfig;
+  declare readonly config: MlpConfig;
 
   constructor(config: MlpConfig) {
     const layers: Module[] = [];
@@ -41,8 +47,8 @@ export class Mlp extends Sequential {
     // Images arrive as [N, C, H, W]; the MLP sees their pixels as features.
     return super.forward(x.rank > 2 ? flatten(x) : x);
   }
-
 }
+showModelRecord(Mlp);
 
 export function mlp(options: MlpOptions): Mlp {
   const op = 'mlp';

@@ -6,6 +6,7 @@ import { Conv2d } from '../nn/conv2d.js';
 import { kaimingNormalFanOut } from '../nn/init.js';
 import { Linear } from '../nn/linear.js';
 import { Sequential } from '../nn/layers.js';
+import { Model } from '../nn/model.js';
 import { Module } from '../nn/module.js';
 import { BatchNorm2d, GroupNorm } from '../nn/norm.js';
 import { markSliceBoundaries } from '../nn/sliceable.js';
@@ -117,8 +118,8 @@ export interface ResNetOptions {
   normGroups?: number;
 }
 
-export class ResNet extends Module {
-  override readonly config: ResNetConfig;
+export class ResNet extends Model {
+  declare readonly config: ResNetConfig;
   readonly conv1: Conv2d;
   readonly layer1: Sequential;
   readonly layer2: Sequential;

@@ -5,6 +5,7 @@ import { Conv2d } from '../nn/conv2d.js';
 import { kaimingNormalFanOut } from '../nn/init.js';
 import { Linear } from '../nn/linear.js';
 import { MaxPool2d, ReLU, Sequential } from '../nn/layers.js';
+import { Model } from '../nn/model.js';
 import { Module } from '../nn/module.js';
 import { BatchNorm2d, GroupNorm } from '../nn/norm.js';
 import { markSliceBoundaries } from '../nn/sliceable.js';
@@ -34,8 +35,8 @@ export interface VggOptions {
   normGroups?: number;
 }
 
-export class Vgg extends Module {
-  override readonly config: VggConfig;
+export class Vgg extends Model {
+  declare readonly config: VggConfig;
   readonly features: Sequential;
   readonly classifier: Linear;
 

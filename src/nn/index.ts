@@ -1,4 +1,5 @@
 export { Module, type StateDict, type LoadStateDictOptions, type SavedConfig } from './module.js';
+export { Model } from './model.js';
 export { Linear, type LinearLayerOptions } from './linear.js';
 export { Conv2d, type Conv2dLayerOptions } from './conv2d.js';
 export { GroupNorm, BatchNorm2d, BatchNormState, scaledNormGroups, type GroupNormLayerOptions, type BatchNormLayerOptions } from './norm.js';

@@ -3,7 +3,7 @@
 // model records it (models.* set it, fit overwrites it with the data it
 // trained on, the model file keeps it), so none of them has to guess. A model
 // with a built-in config also says which shapes it can take (metadata.ts).
-import { configInputProblem, configInputShape } from '../metadata.js';
+import { configInputProblem, configInputShape, modelRecord } from '../metadata.js';
 import type { Module } from './module.js';
 
 export function formatShape(shape: readonly unknown[]): string {
@@ -25,10 +25,10 @@ export function checkShape(op: string, name: string, shape: unknown): number[] {
  */
 export function checkModelInput(op: string, model: Module, shape: readonly number[], name = 'inputShape'): number[] {
   const checked = checkShape(op, name, shape);
-  const config = model.config;
+  const { config, inputShape } = modelRecord(model);
   const why = config === undefined ? null : configInputProblem(config, checked);
   if (why !== null) {
-    const own = model.inputShape ?? configInputShape(config!);
+    const own = inputShape ?? configInputShape(config!);
     throw new RangeError(`${op}: ${name} ${formatShape(checked)} does not fit the model, which takes ${formatShape(own)}: ${why}`);
   }
   return checked;
@@ -41,12 +41,13 @@ export function checkModelInput(op: string, model: Module, shape: readonly numbe
  */
 export function modelInputShape(op: string, model: Module, given?: readonly number[] | null, name = 'inputShape'): number[] {
   if (given !== undefined && given !== null) return checkModelInput(op, model, given, name);
-  if (model.inputShape !== undefined) return [...model.inputShape];
-  if (model.config !== undefined) return configInputShape(model.config);
+  const { config, inputShape } = modelRecord(model);
+  if (inputShape !== undefined) return [...inputShape];
+  if (config !== undefined) return configInputShape(config);
   throw new TypeError(`${op}: ${name} is required for a model that does not record its input shape`);
 }
 
 /** Records the input `model` takes (what models.* and fit call). */
 export function setInputShape(op: string, model: Module, shape: readonly number[], name = 'inputShape'): void {
-  model.inputShape = checkModelInput(op, model, shape, name);
+  modelRecord(model).inputShape = checkModelInput(op, model, shape, name);
 }

@@ -1,6 +1,6 @@
 // Module: parameters, buffers and children with PyTorch-style dotted names, a
 // training flag, and one slice rate that drives every sliceable layer below it.
-import type { LatencyProfile, SavedConfig } from '../metadata.js';
+import { modelRecord, type SavedConfig } from '../metadata.js';
 import { Tensor } from '../tensor.js';
 import { modelInputShape } from './input-shape.js';
 import { traceAtRate } from './trace.js';
@@ -22,22 +22,6 @@ let structureClock = 0;
 
 export abstract class Module {
   training = true;
-  /** Architecture of a built-in model (what a checkpoint stores to rebuild it). */
-  config?: SavedConfig;
-  /** Rates the model was trained at, widest first (set by fit). */
-  trainedRates?: number[];
-  /** Measured forward latency per batch size and rate (set by profileLatency). */
-  latencyProfile?: LatencyProfile;
-  /** Input standardisation the model expects, (x - mean) / std. */
-  preprocess?: { mean: number; std: number };
-  /**
-   * Shape of one input (without the batch) the model was built or trained for:
-   * set by models.*, overwritten by fit with its data's shape, saved in the
-   * model file. Cost tables, profiles, exports and servers use it by default.
-   */
-  inputShape?: number[];
-  /** Name of the dataset the model was trained on (set by the CLI; saved in the model file). */
-  dataset?: string;
   private rate = 1;
   private structureStamp = ++structureClock;
   // Not readonly: copyStructure gives a copy maps of its own.
@@ -215,14 +199,15 @@ export abstract class Module {
       this.setSliceRate(previous);
     }
     compact.setSliceRate(1);
-    // What belongs to the model travels with its copy, whatever module the copy's root is;
-    // it is trained (only) at its own full width, and has not been profiled.
-    compact.trainedRates = [1];
-    delete compact.latencyProfile;
-    compact.inputShape = shape;
-    if (this.preprocess !== undefined) compact.preprocess = { ...this.preprocess };
-    if (this.dataset !== undefined) compact.dataset = this.dataset;
-    if (this.config !== undefined) compact.config = { ...this.config, sliceChain: [...(this.config.sliceChain ?? []), rate] };
+    // The model's record travels with its copy, whatever module the copy's root is;
+    // the copy is trained (only) at its own full width, and has been neither profiled nor evaluated.
+    const { config, preprocess, dataset } = modelRecord(this);
+    const record = modelRecord(compact);
+    record.trainedRates = [1];
+    record.inputShape = shape;
+    if (preprocess !== undefined) record.preprocess = { ...preprocess };
+    if (dataset !== undefined) record.dataset = dataset;
+    if (config !== undefined) record.config = { ...config, sliceChain: [...(config.sliceChain ?? []), rate] };
     return compact as this;
   }
 

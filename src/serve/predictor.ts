@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Preprocess } from '../io/model-file.js';
 import { save } from '../io/model-file.js';
+import { modelRecord } from '../metadata.js';
 import { checkShape } from '../nn/input-shape.js';
 import { Module } from '../nn/module.js';
 import type { LatencyProfile } from '../slicing/select.js';
@@ -128,7 +129,7 @@ export class Predictor {
     const inputShape = givenShape === undefined ? undefined : checkShape(op, 'inputShape', givenShape);
     let batchSizes: number[] = [];
     if (profile !== false) {
-      batchSizes = profile?.batchSizes ?? (modelOrPath instanceof Module && modelOrPath.latencyProfile !== undefined ? [] : [1]);
+      batchSizes = profile?.batchSizes ?? (modelOrPath instanceof Module && modelRecord(modelOrPath).latencyProfile !== undefined ? [] : [1]);
       if (!Array.isArray(batchSizes) || batchSizes.some((b) => !Number.isInteger(b) || b < 1)) {
         throw new RangeError(`${op}: profile.batchSizes must be positive integers, got ${JSON.stringify(batchSizes)}`);
       }
@@ -139,7 +140,7 @@ export class Predictor {
       if (modelOrPath.length === 0) throw new TypeError(`${op}: the checkpoint path must be a non-empty string`);
       path = modelOrPath;
     } else if (modelOrPath instanceof Module) {
-      if (modelOrPath.config === undefined) throw new TypeError(`${op}: the model has no config (build it with ms.models.* or pass a checkpoint path)`);
+      if (modelRecord(modelOrPath).config === undefined) throw new TypeError(`${op}: the model has no config (build it with ms.models.* or pass a checkpoint path)`);
       tempDir = await mkdtemp(join(tmpdir(), 'modelslice-predictor-'));
       path = join(tempDir, 'model.safetensors');
       await save(modelOrPath, path);
@@ -150,7 +151,7 @@ export class Predictor {
     if (options.threads !== undefined) init.threads = options.threads;
     if (inputShape !== undefined) init.inputShape = inputShape;
     if (profile && profile.repeats !== undefined) init.profileRepeats = profile.repeats;
-    if (modelOrPath instanceof Module && modelOrPath.latencyProfile !== undefined) init.latencyProfile = modelOrPath.latencyProfile;
+    if (modelOrPath instanceof Module && modelRecord(modelOrPath).latencyProfile !== undefined) init.latencyProfile = modelRecord(modelOrPath).latencyProfile;
     // Workers inherit the process's Node flags (loaders stay useful), but some are
     // refused in workers: `node --input-type=module -e ...` would fail to start them.
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type') && a !== '-e' && a !== '--eval');

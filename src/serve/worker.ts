@@ -4,6 +4,7 @@
 // never mixes widths.
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadFile } from '../io/model-file.js';
+import { modelRecord } from '../metadata.js';
 import { modelInputShape } from '../nn/input-shape.js';
 import type { Module } from '../nn/module.js';
 import { infer } from '../slicing/infer.js';
@@ -25,7 +26,7 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
     if (init.profileBatchSizes.length > 0) {
       profileLatency(model, { inputShape, batchSizes: init.profileBatchSizes, repeats: init.profileRepeats });
     } else if (init.latencyProfile !== undefined) {
-      model.latencyProfile = init.latencyProfile;
+      modelRecord(model).latencyProfile = init.latencyProfile;
       // Build the inference plans of every profiled (rate, batch size) now, as
       // profiling would have: building one costs an eager pass, which would
       // otherwise land on the first requests of each size (say, a load spike).
@@ -34,14 +35,14 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
         for (const r of Object.keys(byRate)) infer(model, x, { rate: Number(r) });
       }
     }
-    const config = model.config;
+    const { config } = modelRecord(model);
     classes = config !== undefined ? config.classes : 0;
   } catch (err) {
     post({ type: 'init-failed', error: serializeError(err) });
     return;
   }
-  const preprocess = model.preprocess;
-  post({ type: 'ready', trainedRates: trainedRatesOf(model), inputShape, classes, preprocess, latencyProfile: model.latencyProfile });
+  const { preprocess, latencyProfile } = modelRecord(model);
+  post({ type: 'ready', trainedRates: trainedRatesOf(model), inputShape, classes, preprocess, latencyProfile });
 
   port.on('message', (req: PredictRequest) => {
     const t0 = performance.now();

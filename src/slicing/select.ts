@@ -1,6 +1,6 @@
 // Choosing a rate under a budget: the largest trained rate whose cost (from
 // the cost table) or measured latency (from the model's latency profile) fits.
-import type { LatencyProfile } from '../metadata.js';
+import { modelRecord, type LatencyProfile } from '../metadata.js';
 import type { Module } from '../nn/module.js';
 import { modelInputShape } from '../nn/input-shape.js';
 import { randn } from '../tensor.js';
@@ -15,14 +15,14 @@ export type { LatencyProfile } from '../metadata.js';
 export const DEFAULT_RATES = [1, 0.75, 0.5, 0.25];
 
 export function trainedRatesOf(model: Module): number[] {
-  const rates = model.trainedRates;
+  const rates = modelRecord(model).trainedRates;
   return [...(rates ?? DEFAULT_RATES)].sort((a, b) => b - a);
 }
 
 /** Records the rates a model was trained at (used by selectRate and BatchNorm models). */
 export function setTrainedRates(model: Module, rates: readonly number[]): void {
   if (!Array.isArray(rates) || rates.length === 0) throw new RangeError('setTrainedRates: rates must be a non-empty array of slice rates');
-  model.trainedRates = [...new Set(rates.map((r) => checkRate('setTrainedRates', r)))].sort((a, b) => b - a);
+  modelRecord(model).trainedRates = [...new Set(rates.map((r) => checkRate('setTrainedRates', r)))].sort((a, b) => b - a);
 }
 
 export interface ProfileOptions {
@@ -57,7 +57,7 @@ export function profileLatency(model: Module, options: ProfileOptions = {}): Lat
       profile.byBatch[b][rate] = times[Math.floor(times.length / 2)];
     }
   }
-  model.latencyProfile = profile;
+  modelRecord(model).latencyProfile = profile;
   return profile;
 }
 
@@ -77,7 +77,7 @@ export function selectRate(model: Module, budget: RateBudget): number {
   }
   if (budget !== null && typeof budget === 'object' && 'budgetMs' in budget) {
     if (!(budget.budgetMs >= 0)) throw new RangeError(`${op}: budgetMs must be a non-negative number, got ${String(budget.budgetMs)}`);
-    const profile = model.latencyProfile;
+    const profile = modelRecord(model).latencyProfile;
     const batch = budget.batchSize ?? 1;
     const row = profile?.byBatch[batch];
     if (!row) {

@@ -1,4 +1,6 @@
-// evaluate: accuracy, mean loss, MACs and parameters at each rate.
+// evaluate: accuracy, mean loss, MACs and parameters at each rate. The
+// accuracy per rate becomes the model's record (saved with it, reported by servers).
+import { modelRecord } from '../metadata.js';
 import type { Module } from '../nn/module.js';
 import { crossEntropy } from '../ops/cross-entropy.js';
 import { costs } from '../slicing/compact.js';
@@ -58,6 +60,9 @@ export async function evaluate(model: Module, data: BatchSource, options: Evalua
   }
   if (inputShape === null) throw new RangeError('evaluate: data yielded no batches');
   const table = costs(model, inputShape, rates);
+  modelRecord(model).accuracy = rates
+    .map((rate, i) => ({ rate, accuracy: totals[i].count > 0 ? totals[i].correct / totals[i].count : 0, examples: totals[i].count }))
+    .sort((a, b) => b.rate - a.rate);
   return rates.map((rate, i) => ({
     rate,
     accuracy: totals[i].count > 0 ? totals[i].correct / totals[i].count : 0,

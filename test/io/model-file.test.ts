@@ -31,9 +31,9 @@ function outputs(model: ms.nn.Module, x: ms.Tensor, rate: number): Float32Array 
 /** Loaded and original models agree: outputs at each rate bit for bit, config, trained rates, preprocess. */
 function sameModel(t: Asserter & { same(a: unknown, b: unknown, m: string): boolean }, a: ms.nn.Module, b: ms.nn.Module, x: ms.Tensor, rates: number[], label: string): void {
   for (const r of rates) assertBitwise(t, outputs(b, x, r), outputs(a, x, r), `${label}: identical outputs at rate ${r}`);
-  t.same(b.config, a.config, `${label}: same config`);
+  t.same(ms.modelRecord(b).config, ms.modelRecord(a).config, `${label}: same config`);
   t.same(ms.trainedRatesOf(b), ms.trainedRatesOf(a), `${label}: same trained rates`);
-  t.same(b.preprocess, a.preprocess, `${label}: same preprocess`);
+  t.same(ms.modelRecord(b).preprocess, ms.modelRecord(a).preprocess, `${label}: same preprocess`);
   t.same(Object.keys(b.stateDict()).sort(), Object.keys(a.stateDict()).sort(), `${label}: same state dict names`);
 }
 
@@ -273,5 +273,54 @@ t.test('a batch-norm model with trained rates but one set of statistics loads ba
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+t.test('the model record: built-in models show it, evaluate records accuracy, the file keeps it', async (t) => {
+  const { parseSafetensors, serializeSafetensors } = await import('../../src/io/safetensors.js');
+  const dir = t.testdir({});
+  const model = ms.models.mlp({ inputs: 6, hidden: [8], classes: 3, sliceGroups: 4 });
+  model.preprocess = { mean: 0.5, std: 2 };
+  t.equal(ms.modelRecord(model).preprocess, model.preprocess, 'a property of a built-in model is its record');
+  t.notOk('preprocess' in model.modules()[1], 'its layers carry no record');
+  // A custom model shows it by extending nn.Model; any module has one through modelRecord.
+  class Custom extends ms.nn.Model {
+    readonly fc = this.registerModule('fc', new ms.nn.Linear(6, 3));
+    forward(x: ms.Tensor): ms.Tensor {
+      return this.fc.forward(x);
+    }
+  }
+  const custom = new Custom();
+  custom.inputShape = [6];
+  t.same(ms.modelRecord(custom).inputShape, [6], 'nn.Model subclasses show the record too');
+  t.same(ms.costs(custom).length, 4, 'and the library reads it (costs needs the input shape)');
+
+  t.equal(model.accuracy, undefined, 'no accuracy before an evaluation');
+  const gen = rng(5);
+  const x = ms.tensor(randn32(gen, 20 * 6), [20, 6]);
+  const y = Int32Array.from({ length: 20 }, (_, i) => i % 3);
+  const rows = await ms.evaluate(model, [{ x, y }], { rates: [0.5, 1] });
+  t.same(
+    model.accuracy,
+    [1, 0.5].map((rate) => ({ rate, accuracy: rows.find((r) => r.rate === rate)!.accuracy, examples: 20 })),
+    'evaluate records accuracy per rate, widest first, with the examples it saw',
+  );
+  const path = join(dir, 'evaluated.safetensors');
+  await ms.save(model, path);
+  const back = await ms.load(path);
+  t.same(back.accuracy, model.accuracy, 'the file keeps the accuracy table');
+  t.same(back.slice(0.5).accuracy, undefined, 'a compact copy has not been evaluated');
+
+  const { tensors, metadata } = parseSafetensors(readFileSync(path));
+  for (const [accuracy, why] of [
+    ['{}', /load: .* has unusable accuracy metadata: not a list/],
+    ['[{"rate":1.5,"accuracy":0.5,"examples":3}]', /entry 0 has rate 1.5, not in \(0, 1\]/],
+    ['[{"rate":1,"accuracy":2,"examples":3}]', /entry 0 has accuracy 2, not in \[0, 1\]/],
+    ['[{"rate":1,"accuracy":0.5,"examples":-1}]', /entry 0 has examples -1, not a count/],
+    ['[1', /load: .* has malformed accuracy metadata/],
+  ] as const) {
+    const forged = join(dir, 'forged.safetensors');
+    writeFileSync(forged, serializeSafetensors(tensors, { ...metadata, accuracy }));
+    await t.rejects(ms.load(forged), why, `refused: ${accuracy}`);
   }
 });

@@ -6,6 +6,7 @@ import t from 'tap';
 import { Conv2d } from '../../src/nn/conv2d.js';
 import { Linear } from '../../src/nn/linear.js';
 import { ReLU, Sequential } from '../../src/nn/layers.js';
+import { modelRecord } from '../../src/metadata.js';
 import { Module } from '../../src/nn/module.js';
 import { BatchNorm2d, GroupNorm } from '../../src/nn/norm.js';
 import { markSliceBoundaries } from '../../src/nn/sliceable.js';
@@ -32,7 +33,7 @@ t.test('model.slice(r) works without slicing/ loaded', async (t) => {
   manualSeed(3);
   const net = new Sequential(new Linear(6, 16, { sliceGroups: 4 }), new ReLU(), new Linear(16, 3, { sliceGroups: 4 }));
   markSliceBoundaries(net);
-  net.inputShape = [6];
+  modelRecord(net).inputShape = [6];
   net.eval();
   const x = randn([2, 6], { seed: 1 });
   net.setSliceRate(0.5);
@@ -49,16 +50,15 @@ t.test('model.slice(r) works without slicing/ loaded', async (t) => {
     ['2.bias', [3]],
   ]);
   t.ok(maxAbsDiff(noGrad(() => small.forward(x)), expected) < 1e-6, 'the outputs of setSliceRate(0.5)');
-  t.same(small.trainedRates, [1]);
-  t.same(small.inputShape, [6]);
+  t.same(modelRecord(small).trainedRates, [1]);
+  t.same(modelRecord(small).inputShape, [6]);
   const layer = new Linear(4, 8);
-  layer.inputShape = [4];
-  layer.preprocess = { mean: 0.5, std: 2 };
-  layer.dataset = 'digits';
-  layer.latencyProfile = { byBatch: { 1: { 1: 0.1 } } };
+  Object.assign(modelRecord(layer), { inputShape: [4], preprocess: { mean: 0.5, std: 2 }, dataset: 'digits', latencyProfile: { byBatch: { 1: { 1: 0.1 } } } });
   const copy = layer.slice(0.25);
-  t.same([copy.outFeatures, copy.preprocess, copy.dataset, copy.latencyProfile], [2, { mean: 0.5, std: 2 }, 'digits', undefined], 'a layer as the root keeps what the model carries');
-  t.not(copy.preprocess, layer.preprocess, 'its own preprocess record');
+  const { preprocess, dataset, latencyProfile } = modelRecord(copy);
+  t.same([copy.outFeatures, preprocess, dataset, latencyProfile], [2, { mean: 0.5, std: 2 }, 'digits', undefined], 'a layer as the root keeps what the model carries');
+  t.not(preprocess, modelRecord(layer).preprocess, 'its own preprocess record');
+  t.notOk('preprocess' in layer || 'trainedRates' in layer || 'config' in layer, 'a layer carries no model record fields');
   t.throws(() => net.slice(0.5, { inputShape: [0, 6] }), /slice: options\.inputShape must be the shape of one input without the batch/);
   t.throws(() => new Sequential(new Linear(2, 2)).slice(0.5), /slice: options\.inputShape is required for a model that does not record its input shape/);
   t.throws(() => net.slice(1.5), /slice: slice rate must be a finite number in \(0, 1\], got 1.5/);
@@ -186,7 +186,7 @@ t.test('a custom module: its own tensors are copied and its fields follow them',
   }
   const net = new Net();
   markSliceBoundaries(net);
-  net.inputShape = [4];
+  modelRecord(net).inputShape = [4];
   (net.body.at(0) as Scale).calls.data.set([3, 4]);
   const smallNet = net.slice(0.5);
   t.ok(smallNet instanceof Net);

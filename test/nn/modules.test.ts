@@ -141,7 +141,7 @@ t.test('slice(r) equals setSliceRate(r) at every rate and leaves the source alon
       t.equal(compact.sliceRate, 1);
       const got = ms.noGrad(() => compact.forward(x));
       t.same(got.shape, expected.shape);
-      t.ok(maxAbsDiff(got, expected) < 1e-5, `${model.config!.kind} rate ${r}`);
+      t.ok(maxAbsDiff(got, expected) < 1e-5, `${ms.modelRecord(model).config!.kind} rate ${r}`);
       t.equal(compact.numParameters(), ms.costs(model, shape, [r])[0].params);
     }
     t.equal(model.sliceRate, 1, 'source rate restored');
