@@ -395,36 +395,57 @@ struct DirectWeight {
   int64_t ldw;
 };
 
+// Images one pass of a weight tile sums before reducing its lanes into gw. A small output
+// (7x7: 7 vectors, 14x14: 14) would otherwise spend about as long in the lane reductions and
+// gw updates closing each image as in its fmas. About 64 vectors a pass, at most 16 images;
+// it depends on the shape only, so a gw element's sum order does not depend on the threads.
+int64_t weight_image_group(int64_t vectors, int64_t batch) {
+  return std::max<int64_t>(1, std::min<int64_t>({batch, 16, 64 / vectors}));
+}
+
 void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   const PaddedLayout L = padded_layout(g);
   const int64_t padded = L.plane;
   const int64_t plane = g.outH * g.outW, vectors = g.outH * row_vectors(g.outW), taps = g.kh * g.kw;
   const int64_t tBlocks = ceil_div(g.N, g.NT);
-  float* xp = tl_padded.get(static_cast<size_t>(g.channels * padded));
-  std::memset(xp, 0, sizeof(float) * g.channels * padded);
-  std::vector<int64_t> vecOff(static_cast<size_t>(vectors)), gyOff(static_cast<size_t>(vectors)),
-      rowOff(static_cast<size_t>(g.N));
-  std::vector<uint16_t> mask(static_cast<size_t>(vectors));
+  const int64_t group = weight_image_group(vectors, g.batch);
+  // The thread's rows of gy, copied per image into 64-byte aligned storage.
+  const int64_t r0 = (u0 / tBlocks) * g.MR, r1 = std::min(g.M, ((u1 - 1) / tBlocks + 1) * g.MR);
+  const int64_t xImage = g.channels * padded, gyImage = (r1 - r0) * plane;
+  float* xp = tl_padded.get(static_cast<size_t>(group * xImage));
+  std::memset(xp, 0, sizeof(float) * group * xImage);  // borders stay zero
+  float* gyc = tl_panel_b.get(static_cast<size_t>(group * gyImage));
+  // Vector v of image i of a pass: offsets into that image's copies.
+  std::vector<int64_t> vecOff(static_cast<size_t>(group * vectors)),
+      gyOff(static_cast<size_t>(group * vectors)), rowOff(static_cast<size_t>(g.N));
+  std::vector<uint16_t> mask(static_cast<size_t>(group * vectors));
   for (int64_t v = 0; v < vectors; ++v) vector_place(g, L, v, &vecOff[v], &gyOff[v], &mask[v]);
+  for (int64_t i = 1; i < group; ++i)
+    for (int64_t v = 0; v < vectors; ++v) {
+      vecOff[i * vectors + v] = i * xImage + vecOff[v];
+      gyOff[i * vectors + v] = i * gyImage + gyOff[v];
+      mask[i * vectors + v] = mask[v];
+    }
   for (int64_t k = 0; k < g.N; ++k) {
     const int64_t c = k / taps, i = (k % taps) / g.kw, j = k % g.kw;
     rowOff[k] = c * padded + tap_offset(g, L, i, j);
   }
   const conv::WeightFn fn = conv::weight_tile_avx512(g.MR, g.NT);
   conv::WeightArgs a{};
-  a.vectors = vectors;
   a.vecOff = vecOff.data();
   a.gyOff = gyOff.data();
   a.mask = mask.data();
   a.plane = plane;
   a.xp = xp;
   a.ldw = g.ldw;
-  // The thread's rows of gy, copied per image into 64-byte aligned storage.
-  const int64_t r0 = (u0 / tBlocks) * g.MR, r1 = std::min(g.M, ((u1 - 1) / tBlocks + 1) * g.MR);
-  float* gyc = tl_panel_b.get(static_cast<size_t>((r1 - r0) * plane));
-  for (int64_t n = 0; n < g.batch; ++n) {
-    std::memcpy(gyc, g.gy + n * g.gyImageStride + r0 * plane, sizeof(float) * (r1 - r0) * plane);
-    pad_copy(g, L, g.src + n * g.srcImageStride, xp);
+  for (int64_t n0 = 0; n0 < g.batch; n0 += group) {
+    const int64_t images = std::min(group, g.batch - n0);
+    for (int64_t i = 0; i < images; ++i) {
+      std::memcpy(gyc + i * gyImage, g.gy + (n0 + i) * g.gyImageStride + r0 * plane,
+                  sizeof(float) * gyImage);
+      pad_copy(g, L, g.src + (n0 + i) * g.srcImageStride, xp + i * xImage);
+    }
+    a.vectors = images * vectors;
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t ob = u / tBlocks, tb = u % tBlocks;
       const int64_t o0 = ob * g.MR, k0 = tb * g.NT;

@@ -134,6 +134,8 @@ const cases: Case[] = [
   { name: 'direct, stride 2: odd padding, 3x5 taps, dilation 2 across', p: [2, 3, 10, 33, 4, 3, 5, 2, 2, 1, 3, 1, 2, 1, 3], outFull: 4, bias: true, paths: ['direct', 'im2col', 'direct'] },
   { name: 'stride 2 to 7x7 stays on im2col', p: [2, 8, 14, 14, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
   { name: '7x7 images stay on the implicit paths (a 16-lane vector would waste 9)', p: [2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
+  { name: 'direct: 14x14, batch 7: the weight gradient sums passes of 4 and 3 images', p: [7, 5, 14, 14, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5], outFull: 10, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'im2col weight gradient, images side by side: 7x7 outputs, batch 23 (passes of 21 and 2), 2 groups', p: [23, 6, 13, 13, 10, 3, 3, 2, 2, 1, 1, 1, 1, 2, 6], outFull: 10, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
   { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['direct', 'direct', 'direct'] },
 ];
 
