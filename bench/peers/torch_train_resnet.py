@@ -8,11 +8,11 @@ library's width rule (8 groups per layer, first conv's input and the classifier'
 full); Fashion-MNIST standardized by the training set's pixel mean and std; random crops
 with 2 pixels of zero padding; batches of 128, reshuffled every epoch (last batch smaller);
 rates 1, 0.75, 0.5, 0.25 with the random_min_max schedule (widest, one random middle
-rate, narrowest; gradients summed); SGD lr 0.1, Nesterov momentum 0.9, weight decay 5e-4
+rate, narrowest; gradients summed, then clipped to a global L2 norm of 5); SGD lr 0.1, Nesterov momentum 0.9, weight decay 5e-4
 on every parameter; learning rate per batch: linear warm-up over the first epoch
 ((t + 1/64) / 1) times cosine annealing to 0 over all epochs, t the fractional epoch.
 
-  /usr/bin/python3 bench/peers/torch_train_resnet.py [--epochs 10] [--seed 1] [--threads 2] [--limit N]
+  /usr/bin/python3 bench/peers/torch_train_resnet.py [--epochs 10] [--seed 1] [--threads 2] [--clip 5] [--limit N]
 Prints one JSON object: {"rates": [{"rate", "accuracy"}], "trainSeconds", "torch"}.
 """
 import argparse
@@ -60,6 +60,7 @@ def main():
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--limit', type=int)
+    ap.add_argument('--clip', type=float, default=5.0)
     ap.add_argument('--data-dir', default=DATA)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -98,6 +99,7 @@ def main():
             for r in [1.0, float(rng.choice(middle)), 0.25]:
                 model.set_rate(r)
                 F.cross_entropy(model(xb), yb).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             opt.step()
         print(f'epoch {epoch + 1}/{args.epochs} {time.perf_counter() - started:.0f} s', file=sys.stderr)
     train_seconds = time.perf_counter() - started
