@@ -375,7 +375,7 @@ void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x,
   // on the threads. Not for 1x1 kernels: their few patch rows make the copies of gy cost
   // more than the GEMMs save (32->64, stride 2, to 7x7: 0.5 ms per image, 1.1 side by side).
   const int64_t group =
-      s.kh * s.kw == 1
+      s.kh * s.kw == 1 || k * plane == 0
           ? 1
           : std::max<int64_t>(1, std::min<int64_t>({s.batch, ceil_div(1024, plane),
                                                     (int64_t(4) << 20) / (k * plane)}));

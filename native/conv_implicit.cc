@@ -400,7 +400,7 @@ struct DirectWeight {
 // gw updates closing each image as in its fmas. About 64 vectors a pass, at most 16 images;
 // it depends on the shape only, so a gw element's sum order does not depend on the threads.
 int64_t weight_image_group(int64_t vectors, int64_t batch) {
-  return std::max<int64_t>(1, std::min<int64_t>({batch, 16, 64 / vectors}));
+  return std::max<int64_t>(1, std::min<int64_t>({batch, 16, 64 / std::max<int64_t>(1, vectors)}));
 }
 
 void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {

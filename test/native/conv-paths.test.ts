@@ -236,3 +236,20 @@ for (const c of cases) {
     }
   });
 }
+
+t.test('weight gradients of empty batches and channel-less shapes leave gw alone (no division by a zero size)', async (tt) => {
+  // [batch, inC, H, W, outC, kh, kw, sh, sw, ph, pw, dh, dw, groups, weightInPerGroup]
+  for (const [name, p] of [
+    ['im2col, batch 0', [0, 4, 13, 13, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 4]],
+    ['direct, batch 0', [0, 4, 14, 14, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4]],
+    ['im2col, no input channels', [3, 0, 13, 13, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 4]],
+    ['direct, no input channels', [3, 0, 14, 14, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4]],
+    ['direct, no output channels', [3, 4, 14, 14, 0, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4]],
+  ] as const) {
+    const [n, c, h, w, o, kh, kw] = p; // p[14]: weight inputs per group
+    const outH = Math.max(0, h - kh + 1 + 2 * p[9]), outW = Math.max(0, w - kw + 1 + 2 * p[10]);
+    const gw = Float32Array.from({ length: o * p[14] * kh * kw }, (_, i) => i);
+    native.conv2dBackwardWeight([...p], new Float32Array(n * o * outH * outW), new Float32Array(n * c * h * w), gw);
+    tt.same(gw, Float32Array.from({ length: gw.length }, (_, i) => i), name);
+  }
+});
