@@ -148,10 +148,11 @@ export class Predictor {
       throw new TypeError(`${op}: expected a checkpoint path or a model, got ${modelOrPath === null ? 'null' : typeof modelOrPath}`);
     }
     const init: WorkerInit = { path, profileBatchSizes: batchSizes };
+    const known = modelOrPath instanceof Module ? modelRecord(modelOrPath).latencyProfile : undefined;
     if (options.threads !== undefined) init.threads = options.threads;
     if (inputShape !== undefined) init.inputShape = inputShape;
     if (profile && profile.repeats !== undefined) init.profileRepeats = profile.repeats;
-    if (modelOrPath instanceof Module && modelRecord(modelOrPath).latencyProfile !== undefined) init.latencyProfile = modelRecord(modelOrPath).latencyProfile;
+    if (known !== undefined) init.latencyProfile = known;
     // Workers inherit the process's Node flags (loaders stay useful), but some are
     // refused in workers: `node --input-type=module -e ...` would fail to start them.
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type') && a !== '-e' && a !== '--eval');

@@ -1,5 +1,5 @@
 // evaluate: accuracy, mean loss, MACs and parameters at each rate. The
-// accuracy per rate becomes the model's record (saved with it, reported by servers).
+// accuracy per rate becomes the model's record (saved in its file).
 import { modelRecord } from '../metadata.js';
 import type { Module } from '../nn/module.js';
 import { crossEntropy } from '../ops/cross-entropy.js';
@@ -60,14 +60,13 @@ export async function evaluate(model: Module, data: BatchSource, options: Evalua
   }
   if (inputShape === null) throw new RangeError('evaluate: data yielded no batches');
   const table = costs(model, inputShape, rates);
-  modelRecord(model).accuracy = rates
-    .map((rate, i) => ({ rate, accuracy: totals[i].count > 0 ? totals[i].correct / totals[i].count : 0, examples: totals[i].count }))
-    .sort((a, b) => b.rate - a.rate);
-  return rates.map((rate, i) => ({
+  const rows = rates.map((rate, i) => ({
     rate,
     accuracy: totals[i].count > 0 ? totals[i].correct / totals[i].count : 0,
     loss: totals[i].count > 0 ? totals[i].loss / totals[i].count : NaN,
     macs: table[i].macs,
     params: table[i].params,
   }));
+  modelRecord(model).accuracy = rows.map(({ rate, accuracy }, i) => ({ rate, accuracy, examples: totals[i].count })).sort((a, b) => b.rate - a.rate);
+  return rows;
 }
