@@ -1,4 +1,5 @@
-// Direct convolution tiles for rows of horizontal stride 1, or 2 (see conv_implicit.cc).
+// Direct convolution tiles for rows of horizontal stride 1, or 2 (see conv_implicit.cc), in
+// AVX-512 (conv_direct_avx512.cc) and AVX2 (conv_avx2.cc) versions with the same geometry.
 //
 // The source image is a zero-padded copy (channels x Hp x Wp; with horizontal stride 2
 // each row split into its even and odd columns), so every kernel tap of a run of 16
@@ -39,6 +40,8 @@ using DirectFn = void (*)(const DirectArgs&);
 
 // The tile kernel for (MR, NV) in {8} x {1..3} or {6} x {1..4}; null otherwise.
 DirectFn direct_tile_avx512(int mr, int nv);
+// AVX2 (conv_avx2.cc, each 16-pixel vector as two 8-lane halves): (MR, NV) = (6, 1) only.
+DirectFn direct_tile_avx2(int mr, int nv);
 
 // Copies channels x H x W (contiguous) into the interior of a padded buffer: channel c,
 // row ih lands at dst[c * padded + (ih + padH) * Wp + padW]; the borders are not touched.
@@ -46,12 +49,18 @@ DirectFn direct_tile_avx512(int mr, int nv);
 void pad_copy_avx512(const float* src, int64_t channels, int64_t H, int64_t W, int64_t Wp,
                      int64_t padH, int64_t padW, int64_t padded, float* dst,
                      const InputTransform* t = nullptr, int64_t tBase = 0);
+void pad_copy_avx2(const float* src, int64_t channels, int64_t H, int64_t W, int64_t Wp,
+                   int64_t padH, int64_t padW, int64_t padded, float* dst,
+                   const InputTransform* t = nullptr, int64_t tBase = 0);
 
 // The same into the halves layout of horizontal stride 2: row ih's padded column pc
 // (= iw + padW) lands at dst[c * padded + (ih + padH) * 2 * half + (pc % 2) * half + pc / 2].
 void pad_copy_halves_avx512(const float* src, int64_t channels, int64_t H, int64_t W, int64_t half,
                             int64_t padH, int64_t padW, int64_t padded, float* dst,
                             const InputTransform* t = nullptr, int64_t tBase = 0);
+void pad_copy_halves_avx2(const float* src, int64_t channels, int64_t H, int64_t W, int64_t half,
+                          int64_t padH, int64_t padW, int64_t padded, float* dst,
+                          const InputTransform* t = nullptr, int64_t tBase = 0);
 
 // Weight gradient over one padded image: for r < mr, t < nt,
 //   gw[r * ldw + t] += sum over v < vectors, lanes l set in mask[v] of
@@ -76,6 +85,8 @@ using WeightFn = void (*)(const WeightArgs&);
 
 // (MR, NT) in {(4, 6), (6, 4), (8, 3), (4, 5)}; null otherwise.
 WeightFn weight_tile_avx512(int mr, int nt);
+// AVX2: (MR, NT) = (4, 3) only (12 accumulators of the 16 ymm registers).
+WeightFn weight_tile_avx2(int mr, int nt);
 
 }  // namespace conv
 }  // namespace modelslice

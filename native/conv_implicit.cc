@@ -1,4 +1,7 @@
-// Fast convolution paths (see conv_implicit.h for the contract). Three routes:
+// Fast convolution paths (see conv_implicit.h for the contract), on AVX-512 and on AVX2 +
+// FMA: both use the geometry below (16-pixel vectors with prefix masks); the AVX2 pieces
+// (conv_avx2.cc) hold a vector as two 8-lane halves, in 6 x 1 direct tiles, 4 x 3
+// weight-gradient tiles and the 6 x 16 sgemm kernel. Three routes:
 //
 // Direct tiles (output rows of 12 pixels or more that 16-pixel vectors cover with at most
 // a quarter of their lanes wasted, the last vector of a row masked: the 3x3 / 1x1 layers
@@ -28,7 +31,7 @@
 //   threads own disjoint MR x NR tiles of gw.
 //
 // Everything else (horizontal stride > 2, stride 2 outside the direct tiles, backward-input
-// with stride > 1, no AVX-512, degenerate shapes) returns false and
+// with stride > 1, neither AVX-512 nor AVX2, degenerate shapes) returns false and
 // conv.cc uses per-image im2col + sgemm. Every output element gets the same arithmetic
 // whatever thread computes it (depth blocks and summation orders depend only on the
 // shape), so results do not depend on the thread count.
@@ -88,10 +91,57 @@ constexpr int kWeightTileRows = 4, kWeightTilePatchRows = 6;
 thread_local Scratch tl_panel_a, tl_panel_b, tl_weight, tl_padded;
 thread_local std::vector<Segment> tl_segments;
 
-// The micro-kernel for M output rows, or null when the fast path is unavailable. The
-// 8 x 48 tile fits widths that are multiples of 8 exactly; 6 x 64 wastes less otherwise.
+// The pieces of the fast paths for one instruction set (AVX-512, or AVX2 + FMA with the same
+// geometry: conv_avx2.cc holds each 16-pixel vector as two 8-lane halves).
+struct Isa {
+  bool avx512;
+  conv::DirectFn (*direct_tile)(int mr, int nv);
+  conv::WeightFn (*weight_tile)(int mr, int nt);
+  int weightRows, weightPatchRows;  // the weight-gradient tile
+  decltype(&conv::pad_copy_avx512) pad_copy;
+  decltype(&conv::pad_copy_halves_avx512) pad_copy_halves;
+  decltype(&conv::pack_patch_columns_avx512) pack_columns;
+  decltype(&conv::pack_patch_rows_t_avx512) pack_rows_t;
+};
+
+// Null when the kernels run neither AVX-512 nor AVX2 (the callers then use im2col).
+const Isa* fast_isa() {
+  static const Isa k512{true,
+                        &conv::direct_tile_avx512,
+                        &conv::weight_tile_avx512,
+                        kWeightTileRows,
+                        kWeightTilePatchRows,
+                        &conv::pad_copy_avx512,
+                        &conv::pad_copy_halves_avx512,
+                        &conv::pack_patch_columns_avx512,
+                        &conv::pack_patch_rows_t_avx512};
+  // 4 x 3: twelve ymm accumulators, three patch rows and one gy row in the 16 registers.
+  static const Isa k256{false,
+                        &conv::direct_tile_avx2,
+                        &conv::weight_tile_avx2,
+                        4,
+                        3,
+                        &conv::pad_copy_avx2,
+                        &conv::pad_copy_halves_avx2,
+                        &conv::pack_patch_columns_avx2,
+                        &conv::pack_patch_rows_t_avx2};
+  switch (cpu_isa()) {
+    case CpuIsa::kAvx512:
+      return &k512;
+    case CpuIsa::kAvx2:
+      return &k256;
+    default:
+      return nullptr;
+  }
+}
+
+// The micro-kernel for M output rows, or null when the fast path is unavailable. On AVX-512
+// the 8 x 48 tile fits widths that are multiples of 8 exactly; 6 x 64 wastes less
+// otherwise. On AVX2, the 6 x 16 kernel.
 const SgemmKernel* conv_kernel(int64_t M) {
-  if (cpu_isa() != CpuIsa::kAvx512) return nullptr;
+  const Isa* isa = fast_isa();
+  if (isa == nullptr) return nullptr;
+  if (!isa->avx512) return &gemm::kernel_avx2();
   static const SgemmKernel k48 = gemm::avx512_variant(8, 3);
   const SgemmKernel& k64 = gemm::kernel_avx512();
   return ceil_div(M, 8) * 8 <= ceil_div(M, 6) * 6 ? &k48 : &k64;
@@ -106,6 +156,7 @@ int threads_for(double macs, int64_t units) {
 
 // ---- forward and backward-input: C(r, (n, p)) = beta * C + sum_k A(r, k) patch(k, (n, p))
 struct ColumnGemm {
+  const Isa* isa;
   const SgemmKernel* kern;
   int64_t M, K, kcb;
   const float* Apack;  // ceil(M / MR) * MR rows, packed per depth block
@@ -134,7 +185,7 @@ void column_panels(const ColumnGemm& g, int64_t panel0, int64_t panel1) {
     float* Cdirect = g.C + seg[0].n * g.cImageStride + (q0 - seg[0].n * plane);
     for (int64_t pc = 0; pc < g.K; pc += g.kcb) {
       const int64_t kc = std::min(g.kcb, g.K - pc);
-      conv::pack_patch_columns_avx512(g.src, seg, nseg, filled, pc, kc, NR, Bp);
+      g.isa->pack_columns(g.src, seg, nseg, filled, pc, kc, NR, Bp);
       const float beta = pc == 0 ? g.beta : 1.0f;
       for (int64_t ir = 0; ir < g.M; ir += MR) {
         const int mr = static_cast<int>(std::min<int64_t>(MR, g.M - ir));
@@ -230,6 +281,7 @@ void set_window(D& d, const Window& w) {
 }
 
 struct DirectConv {
+  const Isa* isa;
   const SgemmKernel* kern;  // only its mr and pack_a (the weight panels' layout)
   int NV;
   int64_t M, channels, K;
@@ -296,11 +348,10 @@ template <typename D>
 void pad_copy(const D& g, const PaddedLayout& L, const float* src, float* dst,
               const InputTransform* t = nullptr, int64_t tBase = 0) {
   if (L.strideW == 1)
-    conv::pad_copy_avx512(src, g.channels, g.H, g.W, L.pitch, g.padH, g.padW, L.plane, dst, t,
-                          tBase);
+    g.isa->pad_copy(src, g.channels, g.H, g.W, L.pitch, g.padH, g.padW, L.plane, dst, t, tBase);
   else
-    conv::pad_copy_halves_avx512(src, g.channels, g.H, g.W, L.half, g.padH, g.padW, L.plane, dst, t,
-                                 tBase);
+    g.isa->pad_copy_halves(src, g.channels, g.H, g.W, L.half, g.padH, g.padW, L.plane, dst, t,
+                           tBase);
 }
 
 // Vector i of an image's output: where its first pixel is in the padded source (vecOff), in
@@ -360,7 +411,7 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
     const int64_t v0 = tile * g.NV;
     const int nv = static_cast<int>(std::min<int64_t>(g.NV, vectors - v0));
     for (int v = 0; v < nv; ++v) vector_place(g, L, v0 + v, &vecOff[v], &cOff[v], &mask[v]);
-    const conv::DirectFn fn = conv::direct_tile_avx512(MR, nv);
+    const conv::DirectFn fn = g.isa->direct_tile(MR, nv);
     for (int64_t ir = 0; ir < g.M; ir += MR) {
       a.Ap = g.Apack + ir * g.K;
       a.C = g.C + n * g.cImageStride + ir * plane;
@@ -383,6 +434,7 @@ void run_direct(const DirectConv& g, int64_t batch) {
 
 // Weight gradient by direct tiles: threads own disjoint MR x NT tiles of gw (all images).
 struct DirectWeight {
+  const Isa* isa;
   int MR, NT;
   int64_t M, N, channels;  // output channels, patch rows, input channels
   const float* gy;
@@ -430,7 +482,7 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
     const int64_t c = k / taps, i = (k % taps) / g.kw, j = k % g.kw;
     rowOff[k] = c * padded + tap_offset(g, L, i, j);
   }
-  const conv::WeightFn fn = conv::weight_tile_avx512(g.MR, g.NT);
+  const conv::WeightFn fn = g.isa->weight_tile(g.MR, g.NT);
   conv::WeightArgs a{};
   a.vecOff = vecOff.data();
   a.gyOff = gyOff.data();
@@ -459,14 +511,20 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   }
 }
 
-int direct_nv(const SgemmKernel& kern) { return kern.mr == 8 ? 3 : 4; }
+// Vectors per direct tile: AVX-512 8 x 3 or 6 x 4 (see direct_kernel); AVX2 6 x 1 (twelve
+// ymm accumulators).
+int direct_nv(const Isa& isa, const SgemmKernel& kern) {
+  if (!isa.avx512) return 1;
+  return kern.mr == 8 ? 3 : 4;
+}
 
-// Direct tiles are 8 rows x 3 vectors (weight panels in the 8x48 kernel's layout) or
-// 6 x 4 (the 6x64 kernel's); pick the one computing the fewest padding rows and vectors
-// (ties: 8 x 3, measured faster). A lone vector at the end of an image runs at well under
-// half speed, so e.g. 16x16 outputs (16 vectors) prefer 6 x 4.
-const SgemmKernel* direct_kernel(int64_t M, int64_t vectors) {
-  if (cpu_isa() != CpuIsa::kAvx512) return nullptr;
+// The kernel whose weight panels (pack_a layout, MR rows) the direct tiles read. AVX-512:
+// 8 rows x 3 vectors (the 8x48 kernel's layout) or 6 x 4 (the 6x64 kernel's); pick the one
+// computing the fewest padding rows and vectors (ties: 8 x 3, measured faster). A lone vector
+// at the end of an image runs at well under half speed, so e.g. 16x16 outputs (16 vectors)
+// prefer 6 x 4. AVX2: the 6 x 16 kernel's panels.
+const SgemmKernel* direct_kernel(const Isa& isa, int64_t M, int64_t vectors) {
+  if (!isa.avx512) return &gemm::kernel_avx2();
   static const SgemmKernel k48 = gemm::avx512_variant(8, 3);
   const SgemmKernel& k64 = gemm::kernel_avx512();
   const double w8 = double(ceil_div(M, 8) * 8) * double(ceil_div(vectors, 3) * 3);
@@ -476,6 +534,7 @@ const SgemmKernel* direct_kernel(int64_t M, int64_t vectors) {
 
 // ---- backward-weight --------------------------------------------------------------------
 struct WeightGemm {
+  const Isa* isa;
   const SgemmKernel* kern;
   int64_t M, N;  // output channels, taps
   const float* gy;
@@ -508,7 +567,7 @@ void weight_tiles(const WeightGemm& g, int64_t t0, int64_t t1) {
           conv::make_segments(g.src, n * g.plane + p0, static_cast<int>(L), seg.data());
       for (int64_t jp = firstPanel; jp <= lastPanel; ++jp) {
         const int rows = static_cast<int>(std::min<int64_t>(NR, g.N - jp * NR));
-        conv::pack_patch_rows_t_avx512(g.src, seg.data(), nseg, jp * NR, rows, NR, Bp);
+        g.isa->pack_rows_t(g.src, seg.data(), nseg, jp * NR, rows, NR, Bp);
         const int64_t ir0 = jp == firstPanel ? t0 % rowTiles : 0;
         const int64_t ir1 = jp == lastPanel ? (t1 - 1) % rowTiles + 1 : rowTiles;
         for (int64_t it = ir0; it < ir1; ++it) {
@@ -605,8 +664,9 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
   if (direct) {
     for (int64_t g = 0; g < s.groups; ++g) {
       DirectConv d{};
-      d.kern = direct_kernel(og, s.outH * row_vectors(s.outW));
-      d.NV = direct_nv(*d.kern);
+      d.isa = fast_isa();
+      d.kern = direct_kernel(*d.isa, og, s.outH * row_vectors(s.outW));
+      d.NV = direct_nv(*d.isa, *d.kern);
       d.M = og;
       d.channels = cg;
       d.K = K;
@@ -630,6 +690,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
   note_conv_path(ConvPass::kForward, "implicit");
   for (int64_t g = 0; g < s.groups; ++g) {
     ColumnGemm cg_{};
+    cg_.isa = fast_isa();
     cg_.kern = kern;
     cg_.M = og;
     cg_.K = K;
@@ -666,8 +727,9 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
                   padW = s.dilationW * (s.kw - 1) - s.padW;
     if (direct_applies(s.inW, padH, padW, 1)) {
       DirectConv d{};
-      d.kern = direct_kernel(cg, s.inH * row_vectors(s.inW));
-      d.NV = direct_nv(*d.kern);
+      d.isa = fast_isa();
+      d.kern = direct_kernel(*d.isa, cg, s.inH * row_vectors(s.inW));
+      d.NV = direct_nv(*d.isa, *d.kern);
       d.M = cg;
       d.channels = og;
       d.K = K;
@@ -687,6 +749,7 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
     }
     note_conv_path(ConvPass::kBackwardInput, "implicit");
     ColumnGemm cg_{};
+    cg_.isa = fast_isa();
     cg_.kern = kern;
     cg_.M = cg;
     cg_.K = K;
@@ -714,8 +777,9 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
   if (direct_applies(s.outW, s.padH, s.padW, s.strideW)) {
     for (int64_t g = 0; g < s.groups; ++g) {
       DirectWeight d{};
-      d.MR = kWeightTileRows;
-      d.NT = kWeightTilePatchRows;
+      d.isa = fast_isa();
+      d.MR = d.isa->weightRows;
+      d.NT = d.isa->weightPatchRows;
       d.M = og;
       d.N = N;
       d.channels = cg;
@@ -750,6 +814,7 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
   const int64_t chunk = ceil_div(ceil_div(plane, chunks), 16) * 16;
   for (int64_t g = 0; g < s.groups; ++g) {
     WeightGemm wg{};
+    wg.isa = fast_isa();
     wg.kern = kern;
     wg.M = og;
     wg.N = N;

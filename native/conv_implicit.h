@@ -1,11 +1,11 @@
-// Fast convolution paths on AVX-512 (conv_implicit.cc): direct register tiles over a
+// Fast convolution paths on AVX-512 or AVX2 + FMA (conv_implicit.cc): direct register tiles over a
 // zero-padded copy of each image where 16-pixel vectors cover the output rows with little
 // waste (rows of 12-16, 24-32, ... pixels; horizontal stride 1, or 2 for the forward and
 // weight-gradient passes), an implicit GEMM (sgemm micro-kernels, activations packed
 // straight from NCHW, the whole batch as one GEMM) for other stride-1 rows. Threads never
 // split a sum, so results do not depend on the thread count.
 //
-// Each entry returns false (doing nothing) where no fast path applies (no AVX-512, a
+// Each entry returns false (doing nothing) where no fast path applies (neither AVX-512 nor AVX2, a
 // horizontal stride the path does not take, degenerate shapes ...); the caller then uses
 // im2col.
 #pragma once

@@ -1,4 +1,5 @@
-// Packing GEMM panels straight from NCHW activations (see conv_implicit.h).
+// Packing GEMM panels straight from NCHW activations (see conv_implicit.h); AVX-512
+// (conv_pack_avx512.cc) and AVX2 (conv_avx2.cc) versions, the same contract.
 //
 // A "patch matrix" is the im2col matrix of one group of a batch, never stored: row
 // k = (c * kh + i) * kw + j (a channel and a kernel tap), column q = (n * outH + oh) *
@@ -34,6 +35,8 @@ int make_segments(const PatchSource& s, int64_t q0, int count, Segment* out);
 // Requires strideW == 1. NR <= 64.
 void pack_patch_columns_avx512(const PatchSource& s, const Segment* seg, int nseg, int filled,
                                int64_t k0, int64_t kc, int NR, float* dst);
+void pack_patch_columns_avx2(const PatchSource& s, const Segment* seg, int nseg, int filled,
+                             int64_t k0, int64_t kc, int NR, float* dst);
 
 // Transposed panel for the weight gradient: rows k0 .. k0 + rows of the patch matrix
 // (zero beyond `rows`, up to NR) over the columns of the segments (their total length is
@@ -41,6 +44,8 @@ void pack_patch_columns_avx512(const PatchSource& s, const Segment* seg, int nse
 // NR is a multiple of 16.
 void pack_patch_rows_t_avx512(const PatchSource& s, const Segment* seg, int nseg, int64_t k0,
                               int rows, int NR, float* dst);
+void pack_patch_rows_t_avx2(const PatchSource& s, const Segment* seg, int nseg, int64_t k0,
+                            int rows, int NR, float* dst);
 
 }  // namespace conv
 }  // namespace modelslice

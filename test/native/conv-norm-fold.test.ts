@@ -4,7 +4,7 @@
 // same convolution of groupNormForward's output, on every path a convolution can take
 // (direct tiles with stride 1 and 2, implicit GEMM, small and large 1x1, im2col, depthwise,
 // groups), with channel prefixes of a larger weight, with and without ReLU, bias and
-// accumulation, for 1 and 2 threads. The addon reports which path ran; off AVX-512 every
+// accumulation, for 1 and 2 threads. The addon reports which path ran; on the generic kernels every
 // case runs the portable paths and is checked the same way.
 import t from 'tap';
 import * as ms from '../../src/index.js';
@@ -19,7 +19,7 @@ const randArray = (n: number, scale = 1, offset = 0) => Float32Array.from({ leng
 
 // [N, C, H, W, O, kh, kw, sH, sW, pH, pW, dH, dW, groups, weightInPerGroup], and the group norm's groups.
 type Case = { name: string; p: number[]; normGroups: number; path: string };
-const fast = ms.kernelInfo().gemm === 'avx512';
+const fast = ['avx512', 'avx2'].includes(ms.kernelInfo().gemm);
 const cases: Case[] = [
   { name: '3x3 on 16x16 (direct)', p: [3, 12, 16, 16, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 16], normGroups: 4, path: 'direct' },
   { name: '3x3 on 28x28 rows (direct, ragged)', p: [2, 8, 28, 28, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], normGroups: 2, path: 'direct' },
@@ -73,7 +73,7 @@ for (const c of cases) {
           const unfusedPath = native.convPaths().forward;
           const got = new Float32Array(want.length).fill(NaN);
           native.conv2dForward(c.p, x, w, bias, got, false, center, scale, shift, relu);
-          t.equal(native.convPaths().forward, fast ? c.path : unfusedPath, `relu ${relu}, ${threads} threads: ran ${fast ? c.path : 'the portable path'}`);
+          t.equal(native.convPaths().forward, fast ? c.path : unfusedPath, `relu ${relu}, ${threads} threads: ran ${fast ? c.path : 'the portable path'} on ${ms.kernelInfo().gemm}`);
           t.ok(got.every((v, i) => Object.is(v, want[i])), `relu ${relu}, bias ${withBias}, ${threads} threads: equal bit for bit`);
           if (!withBias && groups === 1) {
             // Accumulating into a residual: the same sum added to it.

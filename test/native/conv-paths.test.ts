@@ -6,9 +6,11 @@
 // blocks, dilation, vertical stride, groups, padding wider than the kernel, accumulation
 // into gx / the gw prefix (the rest of gw untouched), and bitwise equality for 1 and 2 threads.
 // Each case names the path each pass must take, and the addon reports the path it took. The
-// fast paths exist only where the kernels run AVX-512 (kernelInfo().gemm === 'avx512': an
-// AVX-512 F/DQ/VL CPU and no lower MODELSLICE_ISA cap); elsewhere every case must take the
-// im2col path, and the numeric checks then cover that path instead.
+// fast paths exist where the kernels run AVX-512 or AVX2 (kernelInfo().gemm: the CPU's best,
+// or lower under a MODELSLICE_ISA cap), with the same geometry and so the same paths; on the
+// generic kernels every case must take the im2col path, and the numeric checks then cover
+// that path instead. test/native/conv-paths-isa.test.ts runs this file again with the
+// kernels capped at AVX2 and at generic.
 import t from 'tap';
 import * as ms from '../../src/index.js';
 import { native } from '../../src/native.js';
@@ -23,11 +25,11 @@ interface Case {
   p: Params;
   outFull: number;
   bias: boolean;
-  /** The paths of the forward, input-gradient and weight-gradient passes on AVX-512. */
+  /** The paths of the forward, input-gradient and weight-gradient passes on AVX-512 and AVX2. */
   paths: [Path, Path, Path];
 }
 
-const fastPaths = ms.kernelInfo().gemm === 'avx512';
+const fastPaths = ['avx512', 'avx2'].includes(ms.kernelInfo().gemm);
 
 let seed = 987654321;
 function rand(): number {
@@ -187,7 +189,7 @@ for (const c of cases) {
     seed = 12345;
     const r = run(c);
     const want = fastPaths ? c.paths : (['im2col', 'im2col', 'im2col'] as const);
-    tt.same(r.taken, want, `paths taken (forward, input gradient, weight gradient) on ${fastPaths ? 'AVX-512' : `${ms.kernelInfo().gemm}, without the fast paths`}`);
+    tt.same(r.taken, want, `paths taken (forward, input gradient, weight gradient) on ${fastPaths ? ms.kernelInfo().gemm : `${ms.kernelInfo().gemm}, without the fast paths`}`);
     const x = r.x as Float32Array, w = r.w as Float32Array, bias = r.bias as Float32Array | null, gy = r.gy as Float32Array;
     const refY = new Acc(new Float64Array(r.y.length).map((_, i) => (bias ? bias[Math.floor(i / (g.oh * g.ow)) % g.o] : 0)));
     const refGx = new Acc(r.gx0 as Float32Array);
