@@ -6,6 +6,8 @@
 //
 //   node bench/isa.mjs [--models resnet164] [--batch 64] [--rounds 3] [--reps 5] [--isas default,avx2] [--json]
 //
+// An entry of --isas may name another built checkout after an @ (avx2@/tmp/old: that
+// checkout's dist/ and addon, capped at AVX2), to compare builds the same way.
 // Needs `npm run build` (dist/ and the addon).
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -21,12 +23,13 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     json: { type: 'boolean', default: false },
     child: { type: 'boolean', default: false },
+    root: { type: 'string', default: new URL('..', import.meta.url).pathname },
   },
 });
 const rates = [1, 0.75, 0.5, 0.25];
 
 if (values.child) {
-  const ms = await import('../dist/index.js');
+  const ms = await import(new URL('dist/index.js', `file://${values.root.replace(/\/?$/, '/')}`).href);
   ms.setNumThreads(Number(values.threads));
   const out = { kernels: ms.kernelInfo().gemm, ms: {} };
   for (const name of values.models.split(',')) {
@@ -54,17 +57,18 @@ const isas = values.isas.split(',');
 const best = {};
 const kernels = {};
 for (let round = 0; round < Number(values.rounds); round++) {
-  for (const isa of isas) {
+  for (const entry of isas) {
+    const [isa, root] = entry.split('@');
     const env = { ...process.env };
     delete env.MODELSLICE_ISA;
     if (isa !== 'default') env.MODELSLICE_ISA = isa;
-    const args = [new URL(import.meta.url).pathname, '--child', '--models', values.models, '--batch', values.batch, '--reps', values.reps, '--threads', values.threads];
+    const args = [new URL(import.meta.url).pathname, '--child', '--models', values.models, '--batch', values.batch, '--reps', values.reps, '--threads', values.threads, ...(root ? ['--root', root] : [])];
     const run = spawnSync(process.execPath, args, { env, encoding: 'utf8' });
-    if (run.status !== 0) throw new Error(`child (${isa}) failed: ${run.stderr}`);
+    if (run.status !== 0) throw new Error(`child (${entry}) failed: ${run.stderr}`);
     const got = JSON.parse(run.stdout.trim().split('\n').pop());
-    kernels[isa] = got.kernels;
-    best[isa] ??= {};
-    for (const [k, v] of Object.entries(got.ms)) best[isa][k] = Math.min(best[isa][k] ?? Infinity, v);
+    kernels[entry] = got.kernels;
+    best[entry] ??= {};
+    for (const [k, v] of Object.entries(got.ms)) best[entry][k] = Math.min(best[entry][k] ?? Infinity, v);
   }
 }
 const rows = Object.keys(best[isas[0]]).map((key) => ({ case: key, ms: Object.fromEntries(isas.map((i) => [i, best[i][key]])) }));

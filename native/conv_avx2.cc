@@ -49,23 +49,31 @@ MS_TGT256 void direct_tile(const DirectArgs& d) {
   for (int v = 0; v < NV; ++v) off[v] = d.vecOff[v];
   const float* A = d.Ap;
   const int64_t taps = d.taps;
-  for (int64_t c = 0; c < d.channels; ++c) {
-    const float* xc = d.src + c * d.chanStride;
-    for (int64_t t = 0; t < taps; ++t) {
-      const float* p = xc + d.tapOff[t];
-      __m256 b[2 * NV];
+  // One step: the fmas of the MR weights at A with the vectors at p.
+  const auto step = [&](const float* p) MS_TGT256 {
+    __m256 b[2 * NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        b[2 * v] = _mm256_loadu_ps(p + off[v]);
-        b[2 * v + 1] = _mm256_loadu_ps(p + off[v] + 8);
-      }
+    for (int v = 0; v < NV; ++v) {
+      b[2 * v] = _mm256_loadu_ps(p + off[v]);
+      b[2 * v + 1] = _mm256_loadu_ps(p + off[v] + 8);
+    }
 #pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) {
-        const __m256 a = _mm256_broadcast_ss(A + r);
+    for (int r = 0; r < MR; ++r) {
+      const __m256 a = _mm256_broadcast_ss(A + r);
 #pragma GCC unroll 4
-        for (int v = 0; v < 2 * NV; ++v) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
-      }
-      A += MR;
+      for (int v = 0; v < 2 * NV; ++v) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
+    }
+    A += MR;
+  };
+  if (taps == 1) {
+    // 1x1 kernels: one loop over the channels (the tap loop of one trip per channel cost
+    // about as much as its twelve fmas).
+    const float* p = d.src + d.tapOff[0];
+    for (int64_t c = 0; c < d.channels; ++c, p += d.chanStride) step(p);
+  } else {
+    for (int64_t c = 0; c < d.channels; ++c) {
+      const float* xc = d.src + c * d.chanStride;
+      for (int64_t t = 0; t < taps; ++t) step(xc + d.tapOff[t]);
     }
   }
   for (int v = 0; v < NV; ++v) {

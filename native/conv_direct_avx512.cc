@@ -30,20 +30,27 @@ MS_TGT512 void direct_tile(const DirectArgs& d) {
   for (int v = 0; v < NV; ++v) off[v] = d.vecOff[v];
   const float* A = d.Ap;
   const int64_t taps = d.taps;
-  for (int64_t c = 0; c < d.channels; ++c) {
-    const float* xc = d.src + c * d.chanStride;
-    for (int64_t t = 0; t < taps; ++t) {
-      const float* p = xc + d.tapOff[t];
-      __m512 b[NV];
+  // One step: the fmas of the MR weights at A with the vectors at p.
+  const auto step = [&](const float* p) MS_TGT512 {
+    __m512 b[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(p + off[v]);
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(p + off[v]);
 #pragma GCC unroll 16
-      for (int r = 0; r < MR; ++r) {
-        const __m512 a = _mm512_set1_ps(A[r]);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r]);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
-      }
-      A += MR;
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+    }
+    A += MR;
+  };
+  if (taps == 1) {
+    // 1x1 kernels: one loop over the channels, not a tap loop of one trip per channel.
+    const float* p = d.src + d.tapOff[0];
+    for (int64_t c = 0; c < d.channels; ++c, p += d.chanStride) step(p);
+  } else {
+    for (int64_t c = 0; c < d.channels; ++c) {
+      const float* xc = d.src + c * d.chanStride;
+      for (int64_t t = 0; t < taps; ++t) step(xc + d.tapOff[t]);
     }
   }
   __mmask16 m[NV];

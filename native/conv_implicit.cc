@@ -636,8 +636,16 @@ bool small_pointwise(const ConvShape& s) {
 // What the paths here take: not depthwise, not a small 1x1, horizontal stride 1
 // (or 2, for the direct tiles of the forward and weight-gradient passes);
 // degenerate shapes (nothing to sum or nothing to write) stay on the im2col path.
+//
+// On AVX2 no plain 1x1 does: the per-image sgemm beat the direct and implicit paths there
+// (ResNet-164's 1x1 layers at batch 64, 16 to 256 channels: 272 against 315 ms over the
+// network; bench/RESULTS.md, "Convolution fast paths on AVX2"). Nothing does without
+// AVX-512 or AVX2.
 bool fast_applies(const ConvShape& s) {
+  const Isa* isa = fast_isa();
+  if (isa == nullptr) return false;
   if (is_depthwise(s) || small_pointwise(s) || (s.strideW != 1 && s.strideW != 2)) return false;
+  if (is_plain_pointwise(s) && !isa->avx512) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   return cg > 0 && og > 0 && s.batch > 0 && s.outH * s.outW > 0 && s.inH * s.inW > 0;
 }
