@@ -91,9 +91,13 @@ serve flags:
                              own "rate" or X-Slice-Rate still wins)
   --threads N                kernel threads per worker (default: the cores shared out between the workers)
   --input-shape 1,28,28      shape of one input, without the batch (default: the model's recorded one)
+  --drain-delay-ms N         on SIGTERM, keep serving this long with GET /readyz answering 503
+                             before closing the listener, so a load balancer moves away first
+                             (default 0; behind a balancer, more than its check interval x fall)
   --json                     print {"url", "pid"} when listening and a JSON summary on exit
   POST /predict {"inputs": [[...], ...], "rate"?: r} or raw little-endian float32 (X-Slice-Rate: r
-  to pin a rate) -> {"classes": [...], "rate": r}; GET /healthz; GET /metrics (Prometheus).
+  to pin a rate) -> {"classes": [...], "rate": r}; GET /healthz (liveness); GET /readyz
+  (readiness: 503 while draining); GET /metrics (Prometheus).
   SIGINT/SIGTERM finish queued requests (up to 30 s), then exit 0; a second signal exits at once.
   Under npx or npm run, npm exiting stops the server the same way.
 `;
@@ -133,6 +137,7 @@ const options = {
   host: { type: 'string' },
   'max-batch': { type: 'string' },
   'max-queue': { type: 'string' },
+  'drain-delay-ms': { type: 'string' },
   'max-body-bytes': { type: 'string' },
   workers: { type: 'string' },
   rate: { type: 'string' },
@@ -409,11 +414,13 @@ async function serveCommand(flags: Flags, log: (s: string) => void, json: boolea
   const rate = flags.rate === undefined ? undefined : num(flags, 'rate', 1);
   const host = (flags.host as string | undefined) ?? '127.0.0.1';
   const inputShape = shapeFlag(flags, false);
-  const server = await serve(path, { port, host, sloMs, maxBatch, maxQueue, maxBodyBytes, workers, threads, rate, inputShape });
+  const drainDelayMs = flags['drain-delay-ms'] === undefined ? undefined : num(flags, 'drain-delay-ms', 0, true);
+  if (drainDelayMs !== undefined && drainDelayMs < 0) throw new UsageError(`--drain-delay-ms must be at least 0, got ${String(flags['drain-delay-ms'])}`);
+  const server = await serve(path, { port, host, sloMs, maxBatch, maxQueue, maxBodyBytes, workers, threads, rate, inputShape, drainDelayMs });
   const p = server.latencyProfile.byBatch[1];
   log(`serving ${path} at ${server.url} (SLO ${sloMs} ms, ${rate === undefined ? 'elastic rate' : `fixed rate ${rate}`}, ${workers ?? 1} worker${(workers ?? 1) > 1 ? 's' : ''})`);
   if (p !== undefined) log(`profiled latency at batch 1: ${Object.entries(p).sort(([a], [b]) => Number(b) - Number(a)).map(([r, ms]) => `r=${r} ${ms.toFixed(2)} ms`).join(', ')}`);
-  log('POST /predict, GET /healthz, GET /metrics; Ctrl-C (SIGINT) or SIGTERM stops after finishing queued requests');
+  log('POST /predict, GET /healthz, GET /readyz, GET /metrics; Ctrl-C (SIGINT) or SIGTERM stops after finishing queued requests');
   if (json) console.log(JSON.stringify({ url: server.url, pid: process.pid }));
   const signal = await new Promise<string>((resolve) => {
     const onInt = () => done('SIGINT');
@@ -435,7 +442,7 @@ async function serveCommand(flags: Flags, log: (s: string) => void, json: boolea
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
   });
-  log(`${signal}: finishing queued requests (a second signal stops at once)`);
+  log(`${signal}: ${drainDelayMs ? `not ready; serving ${drainDelayMs} ms more, then ` : ''}finishing queued requests (a second signal stops at once)`);
   await server.close();
   const m = server.metrics();
   log(`stopped: ${m.served} predictions served, ${m.rejected} refused, ${m.batches} batches`);

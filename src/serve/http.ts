@@ -1,5 +1,7 @@
 // The HTTP front of the server: routes, methods and media types, body limits,
-// status codes and headers, /healthz and /metrics, and a graceful close. What
+// status codes and headers, /healthz (liveness), /readyz (readiness), /metrics, and a
+// graceful close that can first drain (not ready, still serving) so that a load balancer
+// stops sending before the listener goes. What
 // a prediction means is the batcher's business: the front parses a request
 // into inputs and a pinned rate, submits them and answers with the result.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -63,6 +65,7 @@ export class HttpFront {
   private readonly server: Server;
   private readonly clock: () => number;
   private closing = false;
+  private draining = false;
   private closed: Promise<void> | null = null;
 
   constructor(private readonly options: HttpFrontOptions) {
@@ -88,6 +91,19 @@ export class HttpFront {
   /** Whether close() has begun: predictions get 503 and /healthz says so. */
   get isClosing(): boolean {
     return this.closing;
+  }
+
+  /** Whether /readyz says 200: not draining and not closing. */
+  get isReady(): boolean {
+    return !this.draining && !this.closing;
+  }
+
+  /**
+   * Turns readiness off (/readyz answers 503) while predictions are still served, so a
+   * load balancer polling /readyz stops sending before close() stops the listener.
+   */
+  startDraining(): void {
+    this.draining = true;
   }
 
   /**
@@ -121,14 +137,19 @@ export class HttpFront {
       void this.predictRoute(req, res);
       return;
     }
-    if (path === '/healthz' || path === '/metrics') {
+    if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
       const route = path.slice(1);
       if (method !== 'GET' && method !== 'HEAD') this.send(req, res, route, 405, JSON.stringify({ error: `${method} is not allowed on ${path}; use GET` }), { Allow: 'GET, HEAD' });
       else if (route === 'metrics') this.send(req, res, route, 200, this.options.metricsText(), { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
-      else this.send(req, res, route, this.closing ? 503 : 200, JSON.stringify({ status: this.closing ? 'shutting down' : 'ok', ...this.options.health() }));
+      else {
+        const status = this.closing ? 'shutting down' : this.draining ? 'draining' : route === 'readyz' ? 'ready' : 'ok';
+        // Liveness fails only once the listener is closing; readiness already while draining.
+        const up = route === 'readyz' ? this.isReady : !this.closing;
+        this.send(req, res, route, up ? 200 : 503, JSON.stringify({ status, ...this.options.health() }));
+      }
       return;
     }
-    this.send(req, res, 'other', 404, JSON.stringify({ error: `no route ${path}; try POST /predict, GET /healthz or GET /metrics` }));
+    this.send(req, res, 'other', 404, JSON.stringify({ error: `no route ${path}; try POST /predict, GET /healthz, GET /readyz or GET /metrics` }));
   }
 
   /** Answers and counts the answer; false when the client is gone and nothing was sent. */

@@ -52,6 +52,12 @@ export interface ServeOptions {
   onBatch?: (batch: ServedBatch & { ms: number }) => void;
   /** How long close() waits for queued work before answering the rest 503 (default 30000 ms). */
   shutdownTimeoutMs?: number;
+  /**
+   * How long close() keeps serving with /readyz answering 503 before it stops accepting
+   * (default 0): long enough for a load balancer's readiness checks to take the instance
+   * out of rotation, so that no request reaches a closed listener.
+   */
+  drainDelayMs?: number;
 }
 
 export interface ServerMetrics {
@@ -84,8 +90,13 @@ export interface ServerHandle {
   /** The latency profile the controller uses. */
   latencyProfile: LatencyProfile;
   sloMs: number;
-  /** Stops accepting, finishes queued work, then stops the workers. Idempotent. */
+  /**
+   * Turns readiness off and serves on for drainDelayMs, then stops accepting, finishes
+   * queued work and stops the workers. Idempotent.
+   */
   close(): Promise<void>;
+  /** Whether /readyz answers 200 (false from the moment close() is called). */
+  readonly ready: boolean;
   metrics(): ServerMetrics;
   /** The /metrics text. */
   metricsText(): string;
@@ -98,7 +109,7 @@ function positiveInt(op: string, name: string, v: unknown, fallback: number, min
 }
 
 /**
- * Serves a model over HTTP: POST /predict, GET /healthz, GET /metrics.
+ * Serves a model over HTTP: POST /predict, GET /healthz, GET /readyz, GET /metrics.
  * `modelOrPath` is a file written by ms.save or a built-in model.
  */
 export async function serve(modelOrPath: string | Module, options: ServeOptions): Promise<ServerHandle> {
@@ -114,6 +125,7 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
   const workerCount = positiveInt(op, 'workers', options.workers, 1);
   const fixedRate = options.rate === undefined ? undefined : checkRate(op, options.rate);
   const shutdownTimeoutMs = positiveInt(op, 'shutdownTimeoutMs', options.shutdownTimeoutMs, 30000, 0);
+  const drainDelayMs = positiveInt(op, 'drainDelayMs', options.drainDelayMs, 0, 0);
   const threads = options.threads ?? (workerCount > 1 ? Math.max(1, Math.floor(availableParallelism() / workerCount)) : undefined);
   const clock = options.clock ?? (() => performance.now());
 
@@ -196,10 +208,12 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
     let closed: Promise<void> | null = null;
     const close = () => {
       if (closed !== null) return closed;
-      // Finish what is queued (bounded by shutdownTimeoutMs; the rest is answered 503), then stop the workers.
-      const frontClosed = front.close(() => batcher.drain(shutdownTimeoutMs));
+      front.startDraining();
       closed = (async () => {
-        await frontClosed;
+        // Not ready, still serving, while the balancer notices; then finish what is queued
+        // (bounded by shutdownTimeoutMs; the rest is answered 503) and stop the workers.
+        if (drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, drainDelayMs));
+        await front.close(() => batcher.drain(shutdownTimeoutMs));
         await Promise.all(predictors.map((p) => p.close()));
       })();
       return closed;
@@ -237,6 +251,9 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
       latencyProfile: profile,
       sloMs,
       close,
+      get ready() {
+        return front.isReady;
+      },
       metrics,
       metricsText: () => registry.render(),
     };

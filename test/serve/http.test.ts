@@ -197,3 +197,28 @@ t.test('close: in-flight answers say Connection: close, a body finished after it
   await closing;
   t.equal(drainCalls, 1);
 });
+
+t.test('draining: /readyz answers 503 while predictions and /healthz still answer 200', async (t) => {
+  const { front, batcher, metrics, url } = await start(t);
+  const ready = await call(`${url}/readyz`);
+  t.same([ready.status, ready.json()], [200, { status: 'ready', rate: 0.5, queue: 2 }], '/readyz while serving');
+  t.ok(front.isReady);
+  const post = await call(`${url}/readyz`, { method: 'POST', body: '' });
+  t.same([post.status, post.headers.allow], [405, 'GET, HEAD']);
+
+  front.startDraining();
+  t.notOk(front.isReady, 'not ready once draining');
+  t.notOk(front.isClosing, 'but not closing');
+  const notReady = await call(`${url}/readyz`);
+  t.same([notReady.status, notReady.json()], [503, { status: 'draining', rate: 0.5, queue: 2 }], '/readyz says draining');
+  const alive = await call(`${url}/healthz`);
+  t.same([alive.status, (alive.json() as { status: string }).status], [200, 'draining'], '/healthz: alive, draining');
+  const served = await postJson(`${url}/predict`, { inputs: ROWS });
+  t.same([served.status, served.json()], [200, { classes: [0, 1], rate: 0.75 }], 'a prediction while draining is served');
+  t.equal(batcher.requests.length, 1);
+  t.same([metrics.requests.get({ route: 'readyz', code: '200' }), metrics.requests.get({ route: 'readyz', code: '503' })], [1, 1], 'readiness answers are counted by route');
+
+  const closing = front.close(() => Promise.resolve(true));
+  t.ok(front.isClosing && !front.isReady, 'closing: neither live for new work nor ready');
+  await closing;
+});

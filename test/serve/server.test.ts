@@ -361,6 +361,25 @@ t.test('several workers share the batches', async (t) => {
   t.equal(health.workers, 2);
 });
 
+t.test('drainDelayMs: close() first turns readiness off and keeps serving, then closes', async (t) => {
+  const server = await ms.serve(tinyModel(), { sloMs: 1000, maxBatch: 4, profileRepeats: 1, drainDelayMs: 400 });
+  const one = [0.5, ...new Array(15).fill(0)];
+  t.ok(server.ready, 'ready once listening');
+  t.equal((await call(`${server.url}/readyz`)).status, 200);
+  let closed = false;
+  const closing = server.close().then(() => (closed = true));
+  t.notOk(server.ready, 'not ready from the moment close() is called');
+  const readyz = await call(`${server.url}/readyz`);
+  t.same([readyz.status, (readyz.json() as { status: string }).status], [503, 'draining'], '/readyz: 503, draining');
+  t.equal((await call(`${server.url}/healthz`)).status, 200, '/healthz: still alive');
+  const during = await postJson(`${server.url}/predict`, { inputs: [one] });
+  t.equal(during.status, 200, 'a prediction during the drain delay is answered');
+  t.notOk(closed, 'still within the delay');
+  await closing;
+  await t.rejects(call(`${server.url}/healthz`), { code: 'ECONNREFUSED' }, 'then the listener is gone');
+  await t.rejects(serve(tinyModel(), { sloMs: 10, drainDelayMs: -1 }), { name: 'RangeError', message: /drainDelayMs must be an integer >= 0/ });
+});
+
 t.test('bad serve options', async (t) => {
   await t.rejects(serve(tinyModel(), {} as never), { name: 'RangeError', message: /sloMs/ });
   await t.rejects(serve(tinyModel(), null as never), { name: 'TypeError' });
