@@ -445,8 +445,9 @@ async function serveCommand(flags: Flags, log: (s: string) => void, json: boolea
   log(`${signal}: ${drainDelayMs ? `not ready; serving ${drainDelayMs} ms more, then ` : ''}finishing queued requests (a second signal stops at once)`);
   await server.close();
   const m = server.metrics();
-  log(`stopped: ${m.served} predictions served, ${m.rejected} refused, ${m.batches} batches`);
-  return { url: server.url, signal, served: m.served, rejected: m.rejected, batches: m.batches, requests: m.requests };
+  const delivered = m.accuracy === undefined ? '' : `, accuracy delivered ${(100 * m.accuracy).toFixed(2)}% (the model's recorded accuracy at each answer's rate)`;
+  log(`stopped: ${m.served} predictions served, ${m.rejected} refused, ${m.batches} batches${delivered}`);
+  return { url: server.url, signal, served: m.served, rejected: m.rejected, batches: m.batches, requests: m.requests, answeredByRate: m.answeredByRate, ...(m.accuracy !== undefined ? { accuracy: m.accuracy } : {}) };
 }
 
 async function exportCommand(flags: Flags, log: (s: string) => void): Promise<Record<string, unknown>> {

@@ -36,14 +36,17 @@ export interface BatchMetrics {
   batchSizes: Histogram;
   batchesByRate: Counter;
   inputsByRate: Counter;
+  /** Inputs answered with a class (200), by rate. */
+  answeredByRate: Counter;
 }
 
 export function createBatchMetrics(registry: Registry, maxBatch: number): BatchMetrics {
   return {
-    nonFinite: registry.add(new Counter('modelslice_nonfinite_outputs_total', 'Inputs whose logits came out NaN or infinite (answered 500), by slice rate.')),
+    nonFinite: registry.add(new Counter('modelslice_nonfinite_outputs_total', 'Inputs whose logits came out NaN or infinite (answered 500), by slice rate.', ['rate'])),
     batchSizes: registry.add(new Histogram('modelslice_batch_size', 'Inputs per forward pass.', profileBatchSizes(maxBatch))),
-    batchesByRate: registry.add(new Counter('modelslice_batches_total', 'Forward passes, by slice rate.')),
-    inputsByRate: registry.add(new Counter('modelslice_inputs_total', 'Inputs predicted, by slice rate.')),
+    batchesByRate: registry.add(new Counter('modelslice_batches_total', 'Forward passes, by slice rate.', ['rate'])),
+    inputsByRate: registry.add(new Counter('modelslice_inputs_total', 'Inputs predicted, by slice rate.', ['rate'])),
+    answeredByRate: registry.add(new Counter('modelslice_answered_inputs_total', 'Inputs answered with a class (status 200), by slice rate.', ['rate'])),
   };
 }
 
@@ -315,8 +318,10 @@ export class Batcher {
       for (const item of items) {
         // The argmax of NaN logits is class 0: an answer that looks fine and means nothing.
         const bad = firstNonFinite(result.logits, row * classes, (row + item.count) * classes);
-        if (bad < 0) item.resolve({ classes: Array.from(result.classes.subarray(row, row + item.count)), rate: result.rate });
-        else {
+        if (bad < 0) {
+          item.resolve({ classes: Array.from(result.classes.subarray(row, row + item.count)), rate: result.rate });
+          metrics?.answeredByRate.inc({ rate: String(result.rate) }, item.count);
+        } else {
           metrics?.nonFinite.inc({ rate: String(info.rate) }, countNonFiniteRows(result.logits, row, item.count, classes));
           const input = Math.floor(bad / classes) - row;
           item.reject(new HttpError(500, `the model produced non-finite logits (NaN or Infinity) for input ${input} of this request at rate ${info.rate}; no class is given`));

@@ -29,7 +29,7 @@ const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 export function createHttpMetrics(registry: Registry, sloMs: number): HttpMetrics {
   return {
-    requests: registry.add(new Counter('modelslice_requests_total', `HTTP requests answered, by route and status code (${CLIENT_CLOSED}: the client closed the connection first).`)),
+    requests: registry.add(new Counter('modelslice_requests_total', `HTTP requests answered, by route and status code (${CLIENT_CLOSED}: the client closed the connection first).`, ['route', 'code'])),
     latency: registry.add(
       new Histogram(
         'modelslice_request_duration_seconds',
@@ -38,7 +38,7 @@ export function createHttpMetrics(registry: Registry, sloMs: number): HttpMetric
         ['code'],
       ),
     ),
-    pinnedRequests: registry.add(new Counter('modelslice_pinned_requests_total', 'POST /predict requests that pinned their slice rate, by the trained rate they ran at and status code.')),
+    pinnedRequests: registry.add(new Counter('modelslice_pinned_requests_total', 'POST /predict requests that pinned their slice rate, by the trained rate they ran at and status code.', ['rate', 'code'])),
   };
 }
 
@@ -54,7 +54,7 @@ export interface HttpFrontOptions {
   trainedRates: readonly number[];
   metrics: HttpMetrics;
   /** The /metrics text. */
-  metricsText: () => string;
+  metricsText: () => Promise<string>;
   /** The fields of /healthz after its status. */
   health: () => Record<string, unknown>;
   /** Milliseconds clock (default performance.now). */
@@ -140,7 +140,12 @@ export class HttpFront {
     if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
       const route = path.slice(1);
       if (method !== 'GET' && method !== 'HEAD') this.send(req, res, route, 405, JSON.stringify({ error: `${method} is not allowed on ${path}; use GET` }), { Allow: 'GET, HEAD' });
-      else if (route === 'metrics') this.send(req, res, route, 200, this.options.metricsText(), { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
+      else if (route === 'metrics') {
+        this.options.metricsText().then(
+          (text) => this.send(req, res, route, 200, text, { 'Content-Type': PROMETHEUS_CONTENT_TYPE }),
+          (err: Error) => this.send(req, res, route, 500, JSON.stringify({ error: `collecting metrics failed: ${err.message}` })),
+        );
+      }
       else {
         const status = this.closing ? 'shutting down' : this.draining ? 'draining' : route === 'readyz' ? 'ready' : 'ok';
         // Liveness fails only once the listener is closing; readiness already while draining.

@@ -1,144 +1,134 @@
-// Just enough of the Prometheus text exposition format (version 0.0.4) for the
-// server: counters with labels, gauges and cumulative histograms.
+// The server's Prometheus metrics, through prom-client (the ecosystem's client: its
+// exposition, and its default process and Node.js metrics). The classes here wrap its
+// instruments with the small API the server uses: each also keeps its own tallies, because
+// prom-client reads values asynchronously and the server's metrics() snapshot is synchronous.
+import * as prom from 'prom-client';
 
-function formatNumber(v: number): string {
-  if (v === Infinity) return '+Inf';
-  if (v === -Infinity) return '-Inf';
-  if (Number.isNaN(v)) return 'NaN';
-  return String(v);
+interface Metric {
+  readonly name: string;
+  /** The prom-client instrument, registered in the Registry by add(). */
+  readonly instrument: prom.Metric;
 }
 
-function escapeLabel(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
-
-function labelText(labels: Record<string, string>): string {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
+function labelKey(labels: Record<string, string>): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')}"`);
   return parts.length === 0 ? '' : `{${parts.join(',')}}`;
 }
 
-interface Metric {
-  render(): string[];
-}
-
 export class Counter implements Metric {
-  private readonly values = new Map<string, { labels: Record<string, string>; value: number }>();
+  readonly instrument: prom.Counter;
+  private readonly values = new Map<string, number>();
   constructor(
     readonly name: string,
     readonly help: string,
-  ) {}
+    labelNames: readonly string[] = [],
+  ) {
+    this.instrument = new prom.Counter({ name, help, labelNames: [...labelNames], registers: [] });
+  }
 
   inc(labels: Record<string, string> = {}, by = 1): void {
-    const key = labelText(labels);
-    const entry = this.values.get(key) ?? { labels, value: 0 };
-    entry.value += by;
-    this.values.set(key, entry);
+    this.instrument.inc(labels, by);
+    const key = labelKey(labels);
+    this.values.set(key, (this.values.get(key) ?? 0) + by);
   }
 
   /** Values by the text of their labels, e.g. {'{code="200"}': 3}. */
   snapshot(): Record<string, number> {
-    return Object.fromEntries([...this.values].map(([k, e]) => [k, e.value]));
+    return Object.fromEntries(this.values);
   }
 
   get(labels: Record<string, string> = {}): number {
-    return this.values.get(labelText(labels))?.value ?? 0;
+    return this.values.get(labelKey(labels)) ?? 0;
   }
 
-  render(): string[] {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    for (const [key, e] of [...this.values].sort(([a], [b]) => a.localeCompare(b))) lines.push(`${this.name}${key} ${formatNumber(e.value)}`);
-    return lines;
+  /** The sum over every label set. */
+  total(): number {
+    let n = 0;
+    for (const v of this.values.values()) n += v;
+    return n;
   }
 }
 
+/** A gauge read when scraped: `read` gives one value, or one per label set. */
 export class Gauge implements Metric {
+  readonly instrument: prom.Gauge;
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly read: () => number,
-  ) {}
-
-  render(): string[] {
-    return [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`, `${this.name} ${formatNumber(this.read())}`];
+    read: () => number | { labels: Record<string, string>; value: number }[],
+    labelNames: readonly string[] = [],
+  ) {
+    this.instrument = new prom.Gauge({
+      name,
+      help,
+      labelNames: [...labelNames],
+      registers: [],
+      collect() {
+        const v = read();
+        if (typeof v === 'number') this.set(v);
+        else for (const s of v) this.set(s.labels, s.value);
+      },
+    });
   }
-}
-
-interface HistogramSeries {
-  labels: Record<string, string>;
-  counts: number[];
-  sum: number;
-  count: number;
 }
 
 /** Cumulative buckets, one series per label set (one unlabelled series when `labelNames` is empty). */
 export class Histogram implements Metric {
   readonly buckets: number[];
-  private readonly series = new Map<string, HistogramSeries>();
+  readonly instrument: prom.Histogram;
+  private n = 0;
+  private total = 0;
 
   constructor(
     readonly name: string,
     readonly help: string,
     buckets: readonly number[],
-    readonly labelNames: readonly string[] = [],
+    labelNames: readonly string[] = [],
   ) {
     this.buckets = [...new Set(buckets)].filter((b) => Number.isFinite(b)).sort((a, b) => a - b);
-    // An unlabelled histogram shows its zeros before the first observation, as Prometheus clients do.
-    if (labelNames.length === 0) this.seriesOf({});
+    this.instrument = new prom.Histogram({ name, help, buckets: this.buckets, labelNames: [...labelNames], registers: [] });
   }
 
   observe(v: number, labels: Record<string, string> = {}): void {
-    const s = this.seriesOf(labels);
-    for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]) s.counts[i]++;
-    s.sum += v;
-    s.count++;
+    this.instrument.observe(labels, v);
+    this.n++;
+    this.total += v;
   }
 
   /** Observations over every label set. */
   get count(): number {
-    let n = 0;
-    for (const s of this.series.values()) n += s.count;
-    return n;
+    return this.n;
   }
 
   get sum(): number {
-    let total = 0;
-    for (const s of this.series.values()) total += s.sum;
-    return total;
-  }
-
-  render(): string[] {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    for (const [key, s] of [...this.series].sort(([a], [b]) => a.localeCompare(b))) {
-      const withLe = (le: number) => labelText({ ...s.labels, le: formatNumber(le) });
-      this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket${withLe(b)} ${s.counts[i]}`));
-      lines.push(`${this.name}_bucket${withLe(Infinity)} ${s.count}`, `${this.name}_sum${key} ${formatNumber(s.sum)}`, `${this.name}_count${key} ${s.count}`);
-    }
-    return lines;
-  }
-
-  private seriesOf(labels: Record<string, string>): HistogramSeries {
-    const key = labelText(labels);
-    let s = this.series.get(key);
-    if (s === undefined) {
-      s = { labels: { ...labels }, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
-      this.series.set(key, s);
-    }
-    return s;
+    return this.total;
   }
 }
 
 export class Registry {
-  private readonly metrics: Metric[] = [];
+  private readonly registry = new prom.Registry();
+
+  /**
+   * With `processMetrics`, also prom-client's default process and Node.js metrics (CPU,
+   * memory, event loop lag, GC), less three gauges whose names end in _total, which
+   * `promtool check metrics` flags (their per-type gauges, nodejs_active_handles and the
+   * like, remain).
+   */
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (!options.processMetrics) return;
+    prom.collectDefaultMetrics({ register: this.registry });
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+  }
 
   add<M extends Metric>(m: M): M {
-    this.metrics.push(m);
+    this.registry.registerMetric(m.instrument);
     return m;
   }
 
-  /** The exposition text (Content-Type: text/plain; version=0.0.4). */
-  render(): string {
-    return this.metrics.flatMap((m) => m.render()).join('\n') + '\n';
+  /** The exposition text (Content-Type: PROMETHEUS_CONTENT_TYPE). */
+  render(): Promise<string> {
+    return this.registry.metrics();
   }
 }
 
-export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+export const PROMETHEUS_CONTENT_TYPE: string = prom.Registry.PROMETHEUS_CONTENT_TYPE;

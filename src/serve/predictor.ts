@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Preprocess } from '../io/model-file.js';
 import { save } from '../io/model-file.js';
-import { modelRecord } from '../metadata.js';
+import { modelRecord, type RateAccuracy } from '../metadata.js';
 import { checkShape } from '../nn/input-shape.js';
 import { Module } from '../nn/module.js';
 import type { LatencyProfile } from '../slicing/select.js';
@@ -90,6 +90,8 @@ export class Predictor {
   readonly preprocess?: Preprocess;
   /** Measured in the worker: ms per pass by batch size, then rate. */
   readonly latencyProfile?: LatencyProfile;
+  /** The test accuracy per rate the model file records (ms.evaluate wrote it), widest first. */
+  readonly accuracy?: RateAccuracy[];
   private readonly worker: Worker;
   private readonly queue: Job[] = [];
   private inFlight: Job | null = null;
@@ -106,6 +108,7 @@ export class Predictor {
     this.classes = ready.classes;
     if (ready.preprocess !== undefined) this.preprocess = ready.preprocess;
     if (ready.latencyProfile !== undefined) this.latencyProfile = monotoneProfile(ready.latencyProfile);
+    if (ready.accuracy !== undefined) this.accuracy = ready.accuracy;
     worker.on('message', (m: WorkerMessage) => this.onMessage(m));
     worker.on('error', (err) => this.fail(new Error(`Predictor: the worker failed: ${err.message}`)));
     worker.on('exit', (code) => {

@@ -2,6 +2,7 @@
 // cross threads, so the worker loads the model itself from a file; inputs and
 // results cross as Float32Arrays whose buffers are transferred, not copied.
 import type { Preprocess } from '../io/model-file.js';
+import type { RateAccuracy } from '../metadata.js';
 import type { LatencyProfile } from '../slicing/select.js';
 
 export interface WorkerInit {
@@ -26,6 +27,8 @@ export interface ReadyMessage {
   classes: number;
   preprocess?: Preprocess;
   latencyProfile?: LatencyProfile;
+  /** The model record's test accuracy per rate, when the model was evaluated. */
+  accuracy?: RateAccuracy[];
 }
 
 export interface PredictRequest {

@@ -82,6 +82,15 @@ export interface ServerMetrics {
   arrivalRate: number;
   /** Observed / profiled batch latency at the current rate. */
   slowdown: number;
+  /** Inputs answered with a class, by rate (e.g. {'0.5': 40}). */
+  answeredByRate: Record<string, number>;
+  /**
+   * The accuracy delivered so far: the model's recorded test accuracy at each answered
+   * input's rate, averaged over the answered inputs (a fraction). Undefined when the model
+   * file records no accuracy for some trained rate (ms.evaluate writes the table), or
+   * before the first answer.
+   */
+  accuracy?: number;
 }
 
 export interface ServerHandle {
@@ -98,8 +107,8 @@ export interface ServerHandle {
   /** Whether /readyz answers 200 (false from the moment close() is called). */
   readonly ready: boolean;
   metrics(): ServerMetrics;
-  /** The /metrics text. */
-  metricsText(): string;
+  /** The /metrics text (Prometheus exposition, prom-client's default process metrics included). */
+  metricsText(): Promise<string>;
 }
 
 function positiveInt(op: string, name: string, v: unknown, fallback: number, min = 1): number {
@@ -161,9 +170,23 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
     });
 
     // Metrics, registered in the order of their families in the /metrics text.
-    const registry = new Registry();
+    const registry = new Registry({ processMetrics: true });
     const httpMetrics = createHttpMetrics(registry, sloMs);
     const batchMetrics = createBatchMetrics(registry, maxBatch);
+    // The recorded accuracy per rate, when it covers every rate the server may run.
+    const table = first.accuracy;
+    const accuracyAt = table !== undefined && first.trainedRates.every((r) => table.some((a) => a.rate === r)) ? new Map(table.map((a) => [a.rate, a.accuracy])) : undefined;
+    const deliveredAccuracy = (): number | undefined => {
+      if (accuracyAt === undefined) return undefined;
+      let n = 0;
+      let sum = 0;
+      for (const [key, count] of Object.entries(batchMetrics.answeredByRate.snapshot())) {
+        const rate = Number(/rate="([^"]*)"/.exec(key)![1]);
+        n += count;
+        sum += count * (accuracyAt.get(rate) ?? NaN);
+      }
+      return n > 0 ? sum / n : undefined;
+    };
     const batcher = new Batcher({
       predictors,
       inputShape: first.inputShape,
@@ -189,6 +212,14 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
     registry.add(new Gauge('modelslice_latency_slowdown', 'Observed over profiled forward-pass latency at the current rate (EWMA).', () => controller.slowdown));
     registry.add(new Gauge('modelslice_slo_seconds', 'The latency objective.', () => sloMs / 1000));
     registry.add(new Gauge('modelslice_workers', 'Predictor worker threads.', () => predictors.length));
+    if (accuracyAt !== undefined) {
+      // With modelslice_answered_inputs_total{rate}, the accuracy delivered over any window:
+      // sum(rate(answered[1m]) * on(rate) group_left modelslice_model_accuracy) / sum(rate(answered[1m])).
+      registry.add(
+        new Gauge('modelslice_model_accuracy', 'Test accuracy the model file records at each trained slice rate (a fraction; ms.evaluate measured it).', () => [...accuracyAt].map(([rate, value]) => ({ labels: { rate: String(rate) }, value })), ['rate']),
+      );
+      registry.add(new Gauge('modelslice_accuracy_delivered', 'Recorded accuracy at the rate of each answered input, averaged over the inputs answered since start (NaN before the first).', () => deliveredAccuracy() ?? NaN));
+    }
 
     const front = new HttpFront({
       batcher,
@@ -242,6 +273,8 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
         batches: batchMetrics.batchSizes.count,
         arrivalRate: controller.arrivalRate(clock()),
         slowdown: controller.slowdown,
+        answeredByRate: Object.fromEntries(Object.entries(batchMetrics.answeredByRate.snapshot()).map(([key, v]) => [/rate="([^"]*)"/.exec(key)![1], v])),
+        ...(deliveredAccuracy() !== undefined ? { accuracy: deliveredAccuracy() } : {}),
       };
     };
 

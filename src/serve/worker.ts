@@ -41,8 +41,8 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
     post({ type: 'init-failed', error: serializeError(err) });
     return;
   }
-  const { preprocess, latencyProfile } = modelRecord(model);
-  post({ type: 'ready', trainedRates: trainedRatesOf(model), inputShape, classes, preprocess, latencyProfile });
+  const { preprocess, latencyProfile, accuracy } = modelRecord(model);
+  post({ type: 'ready', trainedRates: trainedRatesOf(model), inputShape, classes, preprocess, latencyProfile, accuracy });
 
   port.on('message', (req: PredictRequest) => {
     const t0 = performance.now();

@@ -288,7 +288,7 @@ t.test('non-finite logits answer 500 for their request only, and are counted', a
   t.same(metrics.nonFinite.snapshot(), { '{rate="1"}': 1 });
   t.same([metrics.batchSizes.count, metrics.batchSizes.sum], [2, 4]);
   t.same(metrics.inputsByRate.snapshot(), { '{rate="1"}': 4 });
-  t.match(registry.render(), /modelslice_batches_total\{rate="1"\} 2\n/);
+  t.match(await registry.render(), /modelslice_batches_total\{rate="1"\} 2\n/);
 });
 
 t.test('a request whose client went away is dropped before its pass, not computed', async (t) => {

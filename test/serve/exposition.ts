@@ -2,7 +2,7 @@
 // tests on machines without it: one HELP and one TYPE per family, before its
 // samples; sample names of the family (histograms: _bucket, _sum, _count);
 // well-formed labels; per label set, histogram buckets ascending in le,
-// cumulative, ending at le="+Inf" equal to _count.
+// cumulative, ending at le="+Inf" equal to _count. Empty lines are ignored, as the format says.
 
 export interface Sample {
   name: string;
@@ -26,6 +26,7 @@ export function checkExposition(text: string): Sample[] {
   const samples: Sample[] = [];
   const seen = new Set<string>();
   for (const line of text.slice(0, -1).split('\n')) {
+    if (line === '') continue; // the format ignores empty lines (prom-client puts one between families)
     const meta = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
     if (meta) {
       const [, kind, name, rest] = meta;
@@ -45,7 +46,8 @@ export function checkExposition(text: string): Sample[] {
     const [, name, labelText = '', valueText] = m;
     if (labelText !== '' && !LABELS.test(labelText)) throw new Error(`bad labels in ${JSON.stringify(line)}`);
     const value = valueText === '+Inf' ? Infinity : valueText === '-Inf' ? -Infinity : Number(valueText);
-    if (valueText !== 'NaN' && Number.isNaN(value)) throw new Error(`bad value in ${JSON.stringify(line)}`);
+    // Prometheus parses NaN in any case (prom-client writes "Nan").
+    if (valueText.toLowerCase() !== 'nan' && Number.isNaN(value)) throw new Error(`bad value in ${JSON.stringify(line)}`);
     if (seen.has(name + labelText)) throw new Error(`sample ${name}${labelText} twice`);
     seen.add(name + labelText);
     const family = types.has(name) ? name : name.replace(/_(bucket|sum|count)$/, '');

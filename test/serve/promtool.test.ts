@@ -15,6 +15,11 @@ t.test('promtool check metrics accepts /metrics', { skip: missing ? 'promtool is
   ms.manualSeed(3);
   const model = ms.models.mlp({ inputs: 8, hidden: [16], classes: 3 });
   ms.setTrainedRates(model, [1, 0.5]);
+  // A recorded accuracy table, so the accuracy gauges are checked too.
+  ms.modelRecord(model).accuracy = [
+    { rate: 1, accuracy: 0.91, examples: 100 },
+    { rate: 0.5, accuracy: 0.87, examples: 100 },
+  ];
   const path = join(t.testdir(), 'm.safetensors');
   await ms.save(model, path);
   const server = await serve(path, { port: 0, sloMs: 200, maxBatch: 4, profileRepeats: 1 });
@@ -24,6 +29,8 @@ t.test('promtool check metrics accepts /metrics', { skip: missing ? 'promtool is
   t.equal((await call(`${server.url}/nowhere`)).status, 404);
   const metrics = await call(`${server.url}/metrics`);
   t.equal(metrics.status, 200);
+  t.match(metrics.text, /^modelslice_model_accuracy\{rate="0\.5"\} 0\.87$/m, 'the accuracy table is exposed');
+  t.match(metrics.text, /^process_resident_memory_bytes \d+$/m, "with prom-client's process metrics");
   const check = spawnSync('promtool', ['check', 'metrics'], { input: metrics.text, encoding: 'utf8' });
   t.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
   t.equal(`${check.stdout}${check.stderr}`.trim(), '', 'no lint findings');

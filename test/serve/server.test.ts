@@ -178,7 +178,7 @@ t.test('server end to end: predictions, validation, routes, health and metrics',
   t.equal(value('modelslice_batch_size_sum'), 6 + 6 + 1 + 1 + 6 + 1 + 1);
   t.ok(lines.includes(`modelslice_batches_total{rate="1"} ${batches.length}`));
   t.equal(value('modelslice_slo_seconds'), 60);
-  t.match(server.metricsText(), /modelslice_requests_total\{route="metrics",code="200"\} 1\n/, 'metricsText() counts the scrape just made');
+  t.match(await server.metricsText(), /modelslice_requests_total\{route="metrics",code="200"\} 1\n/, 'metricsText() counts the scrape just made');
   const snap = server.metrics();
   t.equal(snap.served, 9);
   t.equal(snap.requests['predict 400'], 12);
@@ -378,6 +378,38 @@ t.test('drainDelayMs: close() first turns readiness off and keeps serving, then 
   await closing;
   await t.rejects(call(`${server.url}/healthz`), { code: 'ECONNREFUSED' }, 'then the listener is gone');
   await t.rejects(serve(tinyModel(), { sloMs: 10, drainDelayMs: -1 }), { name: 'RangeError', message: /drainDelayMs must be an integer >= 0/ });
+});
+
+t.test('accuracy delivered: the recorded accuracy at each answer\'s rate, averaged over answered inputs, in /metrics and metrics()', async (t) => {
+  const model = tinyModel();
+  ms.modelRecord(model).accuracy = [
+    { rate: 1, accuracy: 0.9, examples: 1000 },
+    { rate: 0.5, accuracy: 0.8, examples: 1000 },
+    { rate: 0.25, accuracy: 0.6, examples: 1000 },
+  ];
+  const server = await ms.serve(model, { sloMs: 5000, maxBatch: 4, profileRepeats: 1 });
+  t.teardown(() => server.close());
+  t.equal(server.metrics().accuracy, undefined, 'nothing answered yet');
+  const one = [0.5, ...new Array(15).fill(0)];
+  const pin = (rate: number, n: number) => call(`${server.url}/predict`, { method: 'POST', body: JSON.stringify({ inputs: new Array(n).fill(one), rate }), headers: { 'Content-Type': 'application/json' } });
+  t.same((await Promise.all([pin(1, 3), pin(0.25, 1)])).map((r) => r.status), [200, 200]);
+  const m = server.metrics();
+  t.same(m.answeredByRate, { '1': 3, '0.25': 1 });
+  t.ok(Math.abs(m.accuracy! - (3 * 0.9 + 0.6) / 4) < 1e-12, `accuracy delivered ${m.accuracy} = (3 x 0.9 + 0.6) / 4`);
+  const text = await server.metricsText();
+  const samples = checkExposition(text);
+  const value = (name: string, rate?: string) => samples.find((s) => s.name === name && s.labels.rate === rate)?.value;
+  t.same([value('modelslice_model_accuracy', '1'), value('modelslice_model_accuracy', '0.5'), value('modelslice_model_accuracy', '0.25')], [0.9, 0.8, 0.6], 'the recorded table');
+  t.same([value('modelslice_answered_inputs_total', '1'), value('modelslice_answered_inputs_total', '0.25')], [3, 1]);
+  t.ok(Math.abs(value('modelslice_accuracy_delivered')! - 0.825) < 1e-9, 'modelslice_accuracy_delivered');
+  t.match(text, /^process_cpu_user_seconds_total \d/m, "prom-client's default process metrics");
+
+  // Without a recorded table: no accuracy, no accuracy metrics.
+  const plain = await ms.serve(tinyModel(), { sloMs: 5000, maxBatch: 4, profileRepeats: 1 });
+  t.teardown(() => plain.close());
+  t.equal((await postJson(`${plain.url}/predict`, { inputs: [one] })).status, 200);
+  t.equal(plain.metrics().accuracy, undefined);
+  t.notMatch(await plain.metricsText(), /modelslice_(model_accuracy|accuracy_delivered)/);
 });
 
 t.test('bad serve options', async (t) => {
