@@ -14,6 +14,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t, { type Test } from 'tap';
+import { parse as parseYaml } from 'yaml';
 import { main } from '../src/cli.js';
 import * as ms from '../src/index.js';
 import { parseSafetensors, serializeSafetensors } from '../src/io/safetensors.js';
@@ -212,6 +213,8 @@ t.test('the test knows every JavaScript and Python block of the README', async (
   for (const b of blocks.filter((x) => x.lang === 'python')) t.ok(PYTHON.includes(b.key), `README line ${b.line} (${b.key}) is checked by test/readme.test.ts`);
   for (const key of known) t.ok(blocks.some((b) => b.lang === 'js' && b.key === key), `the README still has the block "${key}"`);
   t.ok(blocks.every((b) => b.lang !== ''), 'every block names its language');
+  // YAML blocks (configuration for other tools) must at least parse.
+  for (const b of blocks.filter((x) => x.lang === 'yaml')) t.doesNotThrow(() => parseYaml(b.code), `README line ${b.line}: the YAML parses`);
 });
 
 t.test('every JavaScript block runs as written', async (t) => {

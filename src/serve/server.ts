@@ -82,6 +82,12 @@ export interface ServerMetrics {
   arrivalRate: number;
   /** Observed / profiled batch latency at the current rate. */
   slowdown: number;
+  /**
+   * The arrival rate over what the workers could serve at the widest rate in full batches
+   * (its profiled latency, scaled by the observed slowdown there): above 1 the server is
+   * lowering the rate to keep up. What an autoscaler should hold below 1.
+   */
+  utilization: number;
   /** Inputs answered with a class, by rate (e.g. {'0.5': 40}). */
   answeredByRate: Record<string, number>;
   /**
@@ -212,6 +218,15 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
     registry.add(new Gauge('modelslice_latency_slowdown', 'Observed over profiled forward-pass latency at the current rate (EWMA).', () => controller.slowdown));
     registry.add(new Gauge('modelslice_slo_seconds', 'The latency objective.', () => sloMs / 1000));
     registry.add(new Gauge('modelslice_workers', 'Predictor worker threads.', () => predictors.length));
+    const widestCapacity = () => (predictors.length * maxBatch * 1000) / (estimateLatencyMs(profile, rates[0], maxBatch)! * controller.slowdownAt(rates[0]));
+    const utilization = () => controller.arrivalRate(clock()) / widestCapacity();
+    registry.add(
+      new Gauge(
+        'modelslice_full_width_utilization',
+        'Arrival rate over the inputs per second the workers serve at the widest rate in full batches: above 1 slicing absorbs the excess (the autoscaling signal).',
+        utilization,
+      ),
+    );
     if (accuracyAt !== undefined) {
       // With modelslice_answered_inputs_total{rate}, the accuracy delivered over any window:
       // sum(rate(answered[1m]) * on(rate) group_left modelslice_model_accuracy) / sum(rate(answered[1m])).
@@ -273,6 +288,7 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
         batches: batchMetrics.batchSizes.count,
         arrivalRate: controller.arrivalRate(clock()),
         slowdown: controller.slowdown,
+        utilization: utilization(),
         answeredByRate: Object.fromEntries(Object.entries(batchMetrics.answeredByRate.snapshot()).map(([key, v]) => [/rate="([^"]*)"/.exec(key)![1], v])),
         ...(deliveredAccuracy() !== undefined ? { accuracy: deliveredAccuracy() } : {}),
       };

@@ -240,6 +240,9 @@ t.test('the controller lowers the rate under a burst and climbs back when calm (
   t.same(rates, new Array(8).fill(0.5), 'the burst ran at 0.5 (8 inputs at rate 1 would take 2000 ms)');
   t.equal(server.metrics().rate, 0.5);
   t.equal(batches[batches.length - 1].decision?.reason, 'down');
+  const busy = server.metrics().utilization;
+  t.ok(busy > 1, `more arriving than full width serves: utilization ${busy.toFixed(2)}`);
+  t.match(await server.metricsText(), /^modelslice_full_width_utilization \d/m);
   // Calm again, one request at a time with the clock moving on: up one step per hold.
   now = 20000;
   t.equal((await calm()).rate, 0.5, 'the hold starts');
@@ -248,6 +251,7 @@ t.test('the controller lowers the rate under a burst and climbs back when calm (
   t.equal((await calm()).rate, 1, 'after the hold: back to full width');
   t.equal(batches[batches.length - 1].decision?.reason, 'up');
   t.equal(server.metrics().rate, 1);
+  t.ok(server.metrics().utilization < busy, `and less once calm (${server.metrics().utilization.toFixed(2)})`);
 });
 
 t.test('a forward pass with non-finite logits answers 500 and is counted, never a class', async (t) => {
