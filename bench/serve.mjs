@@ -4,12 +4,27 @@
 // again), run twice: with the rate fixed at 1 and with the rate controller.
 // Then a closed loop (issue 14): --clients clients, each sending its next
 // request as soon as its answer arrives, again fixed at 1 and elastic; rate 1
-// meets the SLO there, and the controller must keep it.
+// meets the SLO there, and the controller must keep it. And with --loads trace, a
+// production arrival trace (bench/data/azure_llm_conv_2023.csv, Azure LLM inference,
+// CC-BY 4.0: bench/data/README.md) replayed in real time: a window of --trace-window
+// seconds (default 300, centred on the hour's busiest 10 s), every arrival sending the same
+// number of requests (fractions carried from one arrival to the next), chosen so that the
+// window's busiest 10 s ask for --trace-peak (default 4) times rate 1's capacity. Time is
+// never compressed. Reported: SLO attainment (share of requests answered within the SLO),
+// p99, goodput (inputs answered within the SLO per second), rejections, and the accuracy
+// delivered (the model's recorded accuracy at each answer's rate) against rate 1's.
 //
-//   npm run bench:serve [-- --quick --json --model resnet20|resnet56 --inputs-per-request N
-//                          --max-batch N --max-queue N --workers 1,2 --phases 25,25,25 --seed N
-//                          --loads open,closed --clients 32 --closed-inputs-per-request 1
-//                          --closed-seconds 20 --accuracy 1:89.69,0.75:89.70,0.5:89.55,0.25:89.22]
+//   npm run bench:serve [-- --quick --json --checkpoint FILE --model resnet20|resnet56
+//                          --inputs-per-request N --max-batch N --max-queue N --workers 1,2
+//                          --phases 25,25,25 --seed N --loads open,closed,trace --clients 32
+//                          --closed-inputs-per-request 1 --closed-seconds 20
+//                          --trace-window 300 --trace-start S --trace-peak 4]
+//
+// The model: --checkpoint FILE (a trained model file: its record gives the input shape and
+// the per-rate test accuracy), by default the ResNet-20 that `node examples/train-resnet.mjs`
+// saves to runs/train-resnet/resnet.safetensors when it exists (Fashion-MNIST, 1x28x28);
+// otherwise a random-weight --model (default resnet56, 3x32x32), for which no accuracy can be
+// reported.
 //
 // --workers takes a list: each worker count is profiled and run in turn, and the
 // tables stand side by side.
@@ -40,7 +55,7 @@
 // *scheduled* arrival time, so a late send is charged to the system (no
 // coordinated omission).
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -53,12 +68,17 @@ const args = process.argv.slice(2);
 const opt = (name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
 const quick = args.includes('--quick');
 const jsonOut = args.includes('--json');
-const modelName = opt('model', 'resnet56');
+const exampleModel = join(root, 'runs', 'train-resnet', 'resnet.safetensors');
+const checkpoint = opt('checkpoint', args.includes('--model') || !existsSync(exampleModel) ? undefined : exampleModel);
+const modelName = checkpoint ? checkpoint.split('/').pop().replace(/\.safetensors$/, '') : opt('model', 'resnet56');
 const inputsPerRequest = Number(opt('inputs-per-request', '4'));
 const maxBatch = Number(opt('max-batch', '32'));
 const maxQueue = Number(opt('max-queue', '256'));
 const workerCounts = opt('workers', '1').split(',').map(Number);
 const loads = opt('loads', 'open,closed').split(',');
+const traceWindow = Number(opt('trace-window', quick ? '60' : '300'));
+const traceStartArg = opt('trace-start', undefined);
+const tracePeak = Number(opt('trace-peak', '4'));
 const clients = Number(opt('clients', '32'));
 const closedInputsPerRequest = Number(opt('closed-inputs-per-request', '1'));
 const closedSeconds = Number(opt('closed-seconds', quick ? '4' : '20'));
@@ -68,14 +88,13 @@ const warmupSeconds = quick ? 1 : 3;
 const sloFactor = 4;
 const calmFraction = 0.5;
 const spikeFactor = 10;
-const accuracy = opt('accuracy', undefined); // per-rate test accuracy of a trained model, "r:acc,..."
 const err = (...a) => console.error(...a);
 
 const builders = {
   resnet20: () => ms.models.resnet({ depth: 20, classes: 10 }),
   resnet56: () => ms.models.resnet({ depth: 56, classes: 10 }),
 };
-if (!builders[modelName]) throw new RangeError(`--model must be one of ${Object.keys(builders).join(', ')}`);
+if (!checkpoint && !builders[modelName]) throw new RangeError(`--model must be one of ${Object.keys(builders).join(', ')}`);
 for (const [name, v] of [
   ['inputs-per-request', inputsPerRequest],
   ['max-batch', maxBatch],
@@ -86,13 +105,13 @@ for (const [name, v] of [
 ]) {
   if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer`);
 }
-if (loads.length === 0 || loads.some((l) => l !== 'open' && l !== 'closed')) throw new RangeError('--loads takes open, closed or open,closed');
+if (loads.length === 0 || loads.some((l) => !['open', 'closed', 'trace'].includes(l))) throw new RangeError('--loads takes open, closed and trace, comma-separated');
+if (!(traceWindow >= 10 && traceWindow <= 3600)) throw new RangeError('--trace-window must be in [10, 3600] seconds');
+if (!(tracePeak > 0)) throw new RangeError('--trace-peak must be positive');
 if (closedInputsPerRequest > maxBatch) throw new RangeError('--closed-inputs-per-request must be at most --max-batch');
 if (!(closedSeconds > 0 && closedSeconds <= 600)) throw new RangeError('--closed-seconds must be in (0, 600]');
 if (inputsPerRequest > maxBatch) throw new RangeError('--inputs-per-request must be at most --max-batch');
 if (phaseSeconds.length !== 3 || phaseSeconds.some((s) => !(s > 0 && s <= 120))) throw new RangeError('--phases takes three durations in (0, 120] seconds');
-const inputShape = [3, 32, 32];
-const inputSize = inputShape.reduce((a, b) => a * b, 1);
 
 // Deterministic randomness (arrival gaps and request bodies).
 function mulberry32(s) {
@@ -124,10 +143,16 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
   });
 }
 
-const model = builders[modelName]();
+const model = checkpoint ? await ms.load(checkpoint) : builders[modelName]();
 model.eval();
-const modelPath = join(tmp, `${modelName}.safetensors`);
-await ms.save(model, modelPath);
+const modelPath = checkpoint ?? join(tmp, `${modelName}.safetensors`);
+if (!checkpoint) await ms.save(model, modelPath);
+const inputShape = checkpoint ? [...ms.modelRecord(model).inputShape] : [3, 32, 32];
+const inputSize = inputShape.reduce((a, b) => a * b, 1);
+// Per-rate test accuracy (percent) the model file records; null for random weights.
+const recorded = ms.modelRecord(model).accuracy;
+const accTable = recorded ? Object.fromEntries(recorded.map((a) => [a.rate, 100 * a.accuracy])) : null;
+if (!accTable) err(`bench:serve: ${checkpoint ? `${checkpoint} records no accuracy` : `random-weight ${modelName}`}: no accuracy can be reported (train one: node examples/train-resnet.mjs)`);
 // Set by calibrate() for the worker count being run; the runs below read them.
 let workers;
 let threads;
@@ -247,11 +272,35 @@ const bodies = Array.from({ length: 16 }, () => {
   return Buffer.from(x.buffer, x.byteOffset, x.byteLength); // little-endian on every platform Node runs on
 });
 
-async function runLoad(name, serveOptions) {
+/** The Poisson arrivals of the calm / spike / calm phases (after a calm warm-up, phase -1). */
+function poissonPlan() {
+  const arrivalRand = mulberry32(seed + 1000); // the same arrival sequence in both runs
+  const schedule = [{ name: 'warmup', seconds: warmupSeconds, rps: calmRps, index: -1 }, ...phases.map((p, i) => ({ ...p, index: i }))];
+  let offset = -warmupSeconds * 1000;
+  for (const p of schedule) {
+    p.from = offset;
+    p.to = offset + p.seconds * 1000;
+    offset = p.to;
+  }
+  const arrivals = [];
+  let k = 0;
+  for (let t = -warmupSeconds * 1000; ; ) {
+    while (k < schedule.length && t >= schedule[k].to) k++;
+    if (k === schedule.length) break;
+    arrivals.push({ t, phase: schedule[k].index });
+    t += (-Math.log(1 - arrivalRand()) / schedule[k].rps) * 1000; // exponential gap at this phase's rate
+  }
+  return { arrivals, endMs: offset, phases, warmupMs: warmupSeconds * 1000 };
+}
+
+/**
+ * Replays `plan.arrivals` ({t: ms from the first counted phase, phase; phase -1 is the
+ * uncounted warm-up}) open-loop against a fresh server, each at its scheduled time.
+ */
+async function runLoad(name, serveOptions, plan) {
   err(`bench:serve: ${name} run: starting the server...`);
   const server = await startServer(serveOptions);
   const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 256 });
-  const arrivalRand = mulberry32(seed + 1000); // the same arrival sequence in both runs
   const records = []; // {t: scheduled ms from the measured start, phase, status, ms, rate}
   let outstanding = 0;
   let errors = 0;
@@ -303,31 +352,21 @@ async function runLoad(name, serveOptions) {
     req.end(body);
   };
 
-  // Phases as [from, to) ms offsets; phase -1 is the uncounted warm-up at the calm load.
-  const schedule = [{ name: 'warmup', seconds: warmupSeconds, rps: calmRps, index: -1 }, ...phases.map((p, i) => ({ ...p, index: i }))];
-  let offset = -warmupSeconds * 1000;
-  for (const p of schedule) {
-    p.from = offset;
-    p.to = offset + p.seconds * 1000;
-    offset = p.to;
-  }
-  const endMs = offset;
-  const start = performance.now() + warmupSeconds * 1000 + 50; // t = 0 is the start of the first counted phase
-  let next = start - warmupSeconds * 1000; // the next scheduled arrival (absolute ms)
-  let k = 0;
+  const { arrivals, endMs, warmupMs } = plan;
+  const start = performance.now() + warmupMs + 50; // t = 0 is the start of the first counted phase
+  let i = 0;
   await new Promise((resolve) => {
     const tick = () => {
       const now = performance.now();
-      while (next <= now) {
-        const t = next - start;
-        if (t >= endMs) return resolve();
-        while (t >= schedule[k].to) k++;
-        send(next, start, schedule[k].index);
-        next += (-Math.log(1 - arrivalRand()) / schedule[k].rps) * 1000; // exponential gap at this phase's rate
+      while (i < arrivals.length && start + arrivals[i].t <= now) {
+        send(start + arrivals[i].t, start, arrivals[i].phase);
+        i++;
       }
+      if (i === arrivals.length) return resolve();
+      const next = start + arrivals[i].t;
       setTimeout(tick, Math.max(0, Math.min(5, next - now - 0.5)));
     };
-    setTimeout(tick, Math.max(0, next - performance.now()));
+    setTimeout(tick, Math.max(0, start + (arrivals[0]?.t ?? 0) - performance.now()));
   });
   // Bounded drain: whatever is still unanswered 30 s after the last arrival is counted lost.
   if (outstanding > 0) {
@@ -344,7 +383,71 @@ async function runLoad(name, serveOptions) {
   const serverMetrics = await server.close();
   await server.exited;
   child = null;
-  return summarize(name, records, { errors, lost, serverMetrics, endMs });
+  return summarize(name, records, { errors, lost, serverMetrics, endMs }, plan.phases);
+}
+
+// ---- the production trace --------------------------------------------------
+/** Arrival times (seconds from the trace's first) of bench/data/azure_llm_conv_2023.csv. */
+function readTrace() {
+  const lines = readFileSync(join(here, 'data', 'azure_llm_conv_2023.csv'), 'utf8').trim().split('\n');
+  if (lines[0].split(',')[0] !== 'TIMESTAMP') throw new Error('bench/data/azure_llm_conv_2023.csv: no TIMESTAMP header');
+  const times = lines.slice(1).map((l) => {
+    const [date, time] = l.split(',')[0].split(' ');
+    const [h, m, sec] = time.split(':');
+    return Date.parse(`${date}T00:00:00Z`) / 1000 + Number(h) * 3600 + Number(m) * 60 + Number(sec);
+  });
+  times.sort((a, b) => a - b);
+  return times.map((t) => t - times[0]);
+}
+
+/** The busiest `span` seconds of sorted times within [from, to): its start and count. */
+function busiest(times, from, to, span) {
+  let best = { start: from, count: 0 };
+  let j = 0;
+  const inside = times.filter((t) => t >= from && t < to);
+  for (let i = 0; i < inside.length; i++) {
+    while (j < inside.length && inside[j] < inside[i] + span) j++;
+    if (j - i > best.count) best = { start: inside[i], count: j - i };
+  }
+  return best;
+}
+
+/**
+ * The trace window as arrivals: every trace arrival becomes `perArrival` requests (a
+ * fraction carried over from one arrival to the next, so the window's total is exact), at the
+ * arrival's own time; the warm-up replays the seconds before the window the same way.
+ */
+function tracePlan() {
+  const times = readTrace();
+  const hour = times[times.length - 1];
+  const peakOfHour = busiest(times, 0, hour, 10);
+  const from = traceStartArg !== undefined ? Number(traceStartArg) : Math.max(0, Math.min(hour - traceWindow, peakOfHour.start + 5 - traceWindow / 2));
+  if (!(from >= 0 && from + traceWindow <= hour + 1)) throw new RangeError(`--trace-start must put the window inside the trace's ${hour.toFixed(0)} s`);
+  const to = from + traceWindow;
+  const peak = busiest(times, from, to, 10);
+  // Requests per arrival so that the busiest 10 s ask for tracePeak x rate 1's capacity.
+  const perArrival = (tracePeak * capacity(1) * 10) / (peak.count * inputsPerRequest);
+  const arrivals = [];
+  let carry = 0;
+  for (const t of times) {
+    if (t < from - warmupSeconds || t >= to) continue;
+    carry += perArrival;
+    const n = Math.floor(carry);
+    carry -= n;
+    for (let k = 0; k < n; k++) arrivals.push({ t: (t - from) * 1000, phase: t < from ? -1 : 0 });
+  }
+  const counted = times.filter((t) => t >= from && t < to).length;
+  return {
+    arrivals,
+    endMs: traceWindow * 1000,
+    warmupMs: warmupSeconds * 1000,
+    phases: [{ name: 'trace', seconds: traceWindow, rps: (counted * perArrival) / traceWindow }],
+    from,
+    peak: { start: peak.start - from, count: peak.count },
+    perArrival,
+    traceArrivals: counted,
+    meanRps: (counted * perArrival) / traceWindow,
+  };
 }
 
 /** POSTs one body; resolves {status, text} (status -1 on a connection error). */
@@ -427,11 +530,11 @@ async function runClosed(name, serveOptions) {
   };
 }
 
-function summarize(name, records, extra) {
+function summarize(name, records, extra, runPhases) {
   const servedRecs = records.filter((r) => r.status === 200);
   const lat = servedRecs.map((r) => r.ms).sort((a, b) => a - b);
   const meanRateOf = (rs) => (rs.length === 0 ? 0 : rs.reduce((s, r) => s + r.rate, 0) / rs.length);
-  const phaseStats = phases.map((p, i) => {
+  const phaseStats = runPhases.map((p, i) => {
     const all = records.filter((r) => r.phase === i);
     const served = all.filter((r) => r.status === 200);
     const l = served.map((r) => r.ms).sort((a, b) => a - b);
@@ -485,7 +588,8 @@ function esc(s) {
   return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 }
 
-function timelineSvg(runs) {
+/** opts: {title, subtitle, shadeFrom, shadeTo} (seconds; the shaded span). */
+function timelineSvg(runs, opts) {
   const W = 980;
   const colW = 450;
   const rowH = 150;
@@ -499,9 +603,9 @@ function timelineSvg(runs) {
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`);
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
   out.push(
-    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${esc(`modelslice serve, ${modelName}, ${inputsPerRequest} inputs/request: calm ${calmRps.toFixed(0)} req/s, spike ${spikeRps.toFixed(0)} req/s, SLO ${sloMs} ms`)}</text>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${esc(opts.title)}</text>`,
   );
-  out.push(`<text x="${W / 2}" y="38" text-anchor="middle" fill="#555">per second of scheduled arrival; shaded: the spike</text>`);
+  out.push(`<text x="${W / 2}" y="38" text-anchor="middle" fill="#555">${esc(opts.subtitle)}</text>`);
   const rows = [
     { title: 'requests per second: offered (grey), served (blue), rejected 503 (red)', max: maxOffered, unit: '' },
     { title: 'slice rate of the answers (mean)', max: 1, unit: '' },
@@ -515,16 +619,14 @@ function timelineSvg(runs) {
     rows.forEach((row, i) => {
       const y0 = top + 14 + i * (rowH + 36);
       const Y = (v) => y0 + rowH - (Math.min(v, row.max) / row.max) * rowH;
-      const spikeFrom = phases[0].seconds;
-      const spikeTo = spikeFrom + phases[1].seconds;
-      out.push(`<rect x="${X(spikeFrom)}" y="${y0}" width="${X(spikeTo) - X(spikeFrom)}" height="${rowH}" fill="#fff1dc"/>`);
+      out.push(`<rect x="${X(opts.shadeFrom)}" y="${y0}" width="${X(opts.shadeTo) - X(opts.shadeFrom)}" height="${rowH}" fill="#fff1dc"/>`);
       out.push(`<rect x="${x0}" y="${y0}" width="${plotW}" height="${rowH}" fill="none" stroke="#999"/>`);
       out.push(`<text x="${x0}" y="${y0 - 4}" fill="#333">${esc(row.title)}</text>`);
       for (const f of [0, 0.5, 1]) {
         const v = row.max * f;
         out.push(`<text x="${x0 - 4}" y="${Y(v) + 4}" text-anchor="end" fill="#555">${row.max === 1 ? v.toFixed(2) : Math.round(v)}</text>`);
       }
-      for (let s = 0; s <= seconds; s += 10) out.push(`<text x="${X(s)}" y="${y0 + rowH + 12}" text-anchor="middle" fill="#555">${s}s</text>`);
+      for (let s = 0; s <= seconds; s += seconds > 120 ? 60 : 10) out.push(`<text x="${X(s)}" y="${y0 + rowH + 12}" text-anchor="middle" fill="#555">${s}s</text>`);
       const line = (vals, color, dash = '') => {
         const pts = [];
         const segs = [];
@@ -555,7 +657,6 @@ function timelineSvg(runs) {
 }
 
 // ---- run -------------------------------------------------------------------
-const accTable = accuracy ? Object.fromEntries(accuracy.split(',').map((kv) => kv.split(':').map(Number))) : null;
 const impliedAccuracy = (run) => {
   if (!accTable) return null;
   let n = 0;
@@ -578,7 +679,15 @@ function reportOpen(fixed, elastic) {
   mkdirSync(join(here, 'results'), { recursive: true });
   const svgPath = join(here, 'results', workers === workerCounts[0] ? 'serve-timeline.svg' : `serve-timeline-w${workers}.svg`);
   const tmpSvg = `${svgPath}.${process.pid}.tmp`;
-  writeFileSync(tmpSvg, timelineSvg([fixed, elastic]));
+  writeFileSync(
+    tmpSvg,
+    timelineSvg([fixed, elastic], {
+      title: `modelslice serve, ${modelName}, ${inputsPerRequest} inputs/request: calm ${calmRps.toFixed(0)} req/s, spike ${spikeRps.toFixed(0)} req/s, SLO ${sloMs} ms`,
+      subtitle: 'per second of scheduled arrival; shaded: the spike',
+      shadeFrom: phases[0].seconds,
+      shadeTo: phases[0].seconds + phases[1].seconds,
+    }),
+  );
   renameSync(tmpSvg, svgPath);
 
   console.log(`modelslice serve under a ${spikeFactor}x spike: ${modelName} (random weights), ${inputsPerRequest} inputs/request as raw float32, maxBatch ${maxBatch}, maxQueue ${maxQueue} inputs, ${workers} worker(s) x ${threads} kernel threads`);
@@ -627,6 +736,63 @@ function reportClosed(fixed, elastic) {
   console.log('');
 }
 
+/** The trace runs: SLO attainment, p99, goodput, rejections and accuracy delivered. */
+function traceStats(run, plan) {
+  const all = run.phases[0];
+  const sent = run.served + run.rejected + all.other + run.lost;
+  const withinSlo = run.served - run.timedOut;
+  return {
+    requests: sent,
+    sloAttainment: sent === 0 ? 0 : withinSlo / sent,
+    p99Ms: run.p99Ms,
+    goodputInputsPerSecond: round((withinSlo * inputsPerRequest) / traceWindow, 1),
+    rejected: run.rejected,
+    timedOut: run.timedOut,
+    meanRate: run.meanRate,
+    accuracy: impliedAccuracy(run),
+    peakP99Ms: round(quantile(run.timeline.slice(Math.floor(plan.peak.start / 1000), Math.ceil((plan.peak.start + 10000) / 1000)).map((b) => b.p99 ?? 0).sort((a, b) => a - b), 1), 1),
+  };
+}
+
+function reportTrace(fixed, elastic, plan) {
+  mkdirSync(join(here, 'results'), { recursive: true });
+  const svgPath = join(here, 'results', workers === workerCounts[0] ? 'serve-trace-timeline.svg' : `serve-trace-timeline-w${workers}.svg`);
+  const tmpSvg = `${svgPath}.${process.pid}.tmp`;
+  const peakS = plan.peak.start / 1000;
+  writeFileSync(
+    tmpSvg,
+    timelineSvg([fixed, elastic], {
+      title: `modelslice serve, ${modelName}: Azure LLM trace, ${traceWindow} s from ${plan.from.toFixed(0)} s, ${plan.perArrival.toFixed(2)} requests of ${inputsPerRequest} per arrival, SLO ${sloMs} ms`,
+      subtitle: `per second of scheduled arrival; shaded: the busiest 10 s (${tracePeak}x rate 1's capacity)`,
+      shadeFrom: peakS,
+      shadeTo: peakS + 10,
+    }),
+  );
+  renameSync(tmpSvg, svgPath);
+  const f = traceStats(fixed, plan);
+  const e = traceStats(elastic, plan);
+  console.log(`modelslice serve on a production trace (bench/data/azure_llm_conv_2023.csv, Azure Public Dataset, CC-BY 4.0): ${modelName}, ${workers} worker(s) x ${threads} kernel threads, maxBatch ${maxBatch}, maxQueue ${plan.maxQueue} inputs`);
+  console.log(
+    `window ${traceWindow} s from ${plan.from.toFixed(1)} s of the hour, replayed in real time: ${plan.traceArrivals} arrivals x ${plan.perArrival.toFixed(2)} requests of ${inputsPerRequest} inputs (mean ${(plan.meanRps * inputsPerRequest).toFixed(0)} inputs/s = ${((plan.meanRps * inputsPerRequest) / capacity(1)).toFixed(2)} x rate-1 capacity ${capacity(1).toFixed(0)}/s; busiest 10 s at ${peakS.toFixed(0)} s: ${tracePeak}x)`,
+  );
+  console.log(`SLO ${sloMs} ms = ${sloReason}`);
+  console.log('');
+  console.log('run      requests  within SLO  p99 ms  peak-10s p99  goodput inputs/s  rejected  timedOut  mean rate  accuracy');
+  for (const [run, t] of [
+    [fixed, f],
+    [elastic, e],
+  ]) {
+    console.log(
+      `${run.name.padEnd(8)} ${pad(t.requests, 8)} ${pad(`${(100 * t.sloAttainment).toFixed(2)}%`, 11)} ${pad(t.p99Ms.toFixed(1), 7)} ${pad(t.peakP99Ms.toFixed(1), 13)} ${pad(t.goodputInputsPerSecond.toFixed(1), 17)} ${pad(t.rejected, 9)} ${pad(t.timedOut, 9)} ${pad(t.meanRate.toFixed(3), 10)}  ${t.accuracy === null ? 'unknown (random weights)' : `${t.accuracy.toFixed(2)}%`}`,
+    );
+  }
+  if (accTable) console.log(`accuracy delivered: elastic ${e.accuracy.toFixed(2)}% against rate 1's ${accTable[1].toFixed(2)}% (the model's recorded test accuracy at each answer's rate)`);
+  console.log(`target (elastic >= 99.9% within the SLO and nothing rejected; fixed rate 1 < 99%): elastic ${e.sloAttainment >= 0.999 && e.rejected === 0 ? 'meets it' : 'misses it'}, fixed ${(100 * f.sloAttainment).toFixed(2)}%`);
+  console.log(`timeline: ${svgPath}`);
+  console.log('');
+  return { fixed: f, elastic: e };
+}
+
 const results = [];
 for (const w of workerCounts) {
   calibrate(w);
@@ -636,10 +802,21 @@ for (const w of workerCounts) {
   const result = { workers, sloMs };
   if (loads.includes('open')) {
     err(`bench:serve: calm ${calmRps.toFixed(1)} req/s (${calmInputs.toFixed(0)} inputs/s), spike ${spikeRps.toFixed(1)} req/s; phases ${phaseSeconds.join('/')} s after ${warmupSeconds} s of warm-up`);
-    const fixed = await runLoad('fixed', { ...common, rate: 1 });
-    const elastic = await runLoad('elastic', common);
+    const plan = poissonPlan();
+    const fixed = await runLoad('fixed', { ...common, rate: 1 }, plan);
+    const elastic = await runLoad('elastic', common, plan);
     reportOpen(fixed, elastic);
     result.open = { fixed, elastic };
+  }
+  if (loads.includes('trace')) {
+    const plan = tracePlan();
+    // A trace arrival brings its requests at one instant: size the queue by what the narrowest
+    // rate drains within the SLO (unless --max-queue says otherwise), not by a spike's worth.
+    plan.maxQueue = args.includes('--max-queue') ? maxQueue : Math.max(maxQueue, Math.ceil((capacity(rates[rates.length - 1]) * sloMs) / 1000));
+    err(`bench:serve: trace window ${traceWindow} s from ${plan.from.toFixed(0)} s, ${plan.perArrival.toFixed(2)} requests per arrival (${plan.arrivals.length} requests with the warm-up), max queue ${plan.maxQueue} inputs`);
+    const fixed = await runLoad('fixed', { ...common, maxQueue: plan.maxQueue, rate: 1 }, plan);
+    const elastic = await runLoad('elastic', { ...common, maxQueue: plan.maxQueue }, plan);
+    result.trace = { plan: { from: plan.from, window: traceWindow, perArrival: plan.perArrival, peakStartS: plan.peak.start / 1000, maxQueue: plan.maxQueue }, ...reportTrace(fixed, elastic, plan) };
   }
   if (loads.includes('closed')) {
     const fixed = await runClosed('fixed', { ...common, rate: 1 });
@@ -660,6 +837,7 @@ if (jsonOut) {
     p99Ms: run.p99Ms,
     phases: run.phases.map(phaseJson),
     ...(withRate ? { meanRate: run.meanRate } : {}),
+    accuracy: impliedAccuracy(run),
   });
   const closedJson = (run) => ({ servedPerSecond: run.servedPerSecond, rejected: run.rejected, timedOut: run.timedOut, p50Ms: run.p50Ms, p99Ms: run.p99Ms, meanRate: run.meanRate });
   const one = (r) => ({
@@ -667,6 +845,7 @@ if (jsonOut) {
     sloMs: r.sloMs,
     ...(r.open ? { fixed: runJson(r.open.fixed, false), elastic: runJson(r.open.elastic, true) } : {}),
     ...(r.closed ? { closed: { clients, fixed: closedJson(r.closed.fixed), elastic: closedJson(r.closed.elastic) } } : {}),
+    ...(r.trace ? { trace: r.trace } : {}),
   });
   // One worker count: the shape earlier results have ({sloMs, fixed, elastic}, now with closed); several: a list.
   console.log(JSON.stringify(results.length === 1 ? one(results[0]) : { byWorkers: results.map(one) }));
