@@ -18,7 +18,12 @@
 //                          --inputs-per-request N --max-batch N --max-queue N --workers 1,2
 //                          --phases 25,25,25 --seed N --loads open,closed,trace --clients 32
 //                          --closed-inputs-per-request 1 --closed-seconds 20
-//                          --trace-window 300 --trace-start S --trace-peak 4]
+//                          --trace-window 300 --trace-start S --trace-peak 4 --instances N]
+//
+// --instances N (N > 1) runs every load against N servers of one worker each (the cores
+// shared out between them) behind Debian's HAProxy (least connections, /readyz checked every
+// 100 ms), each instance with its own rate controller; capacity and SLO are calibrated as for
+// N workers.
 //
 // The model: --checkpoint FILE (a trained model file: its record gives the input shape and
 // the per-rate test accuracy), by default the ResNet-20 that `node examples/train-resnet.mjs`
@@ -54,9 +59,10 @@
 // what a deployment looks like. Latency is measured from each request's
 // *scheduled* arrival time, so a late send is charged to the system (no
 // coordinated omission).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,7 +80,8 @@ const modelName = checkpoint ? checkpoint.split('/').pop().replace(/\.safetensor
 const inputsPerRequest = Number(opt('inputs-per-request', '4'));
 const maxBatch = Number(opt('max-batch', '32'));
 const maxQueue = Number(opt('max-queue', '256'));
-const workerCounts = opt('workers', '1').split(',').map(Number);
+const instances = Number(opt('instances', '1'));
+const workerCounts = instances > 1 ? [instances] : opt('workers', '1').split(',').map(Number);
 const loads = opt('loads', 'open,closed').split(',');
 const traceWindow = Number(opt('trace-window', quick ? '60' : '300'));
 const traceStartArg = opt('trace-start', undefined);
@@ -101,6 +108,7 @@ for (const [name, v] of [
   ['max-queue', maxQueue],
   ...workerCounts.map((w) => ['workers', w]),
   ['clients', clients],
+  ['instances', instances],
   ['closed-inputs-per-request', closedInputsPerRequest],
 ]) {
   if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer`);
@@ -131,9 +139,9 @@ const round = (x, d = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 *
 // ---- the model and its latency profile -------------------------------------
 const tmp = mkdtempSync(join(tmpdir(), 'modelslice-bench-serve-'));
 const cleanup = () => rmSync(tmp, { recursive: true, force: true });
-let child = null;
+const children = new Set(); // servers and the load balancer still running
 process.on('exit', () => {
-  if (child && child.exitCode === null) child.kill('SIGKILL');
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   cleanup();
 });
 for (const sig of ['SIGINT', 'SIGTERM']) {
@@ -230,8 +238,9 @@ function startServer(serveOptions) {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, MODELSLICE_BENCH_SERVE: JSON.stringify({ path: modelPath, options: serveOptions }) };
     // stdout of the child goes to our stderr, so that with --json our stdout ends with the JSON line.
-    child = spawn(process.execPath, ['-e', childCode], { cwd: root, env, stdio: ['ignore', 2, 2, 'ipc'] });
-    const proc = child;
+    const proc = spawn(process.execPath, ['-e', childCode], { cwd: root, env, stdio: ['ignore', 2, 2, 'ipc'] });
+    children.add(proc);
+    proc.once('exit', () => children.delete(proc));
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
       reject(new Error('the server did not start within 120 s'));
@@ -263,6 +272,79 @@ function startServer(serveOptions) {
     });
   });
 }
+
+// ---- several instances behind HAProxy ---------------------------------------
+/**
+ * `instances` servers (one worker each, its share of the cores) behind Debian's HAProxy:
+ * least-connections, health checks on GET /readyz every 100 ms. Each instance has its own
+ * controller. Resolves like startServer, with the balancer's address; close() stops the
+ * servers, then HAProxy, and sums the servers' metrics.
+ */
+async function startCluster(serveOptions) {
+  const haproxy = ['/usr/sbin/haproxy', 'haproxy'].find((p) => spawnSync(p, ['-v']).status === 0);
+  if (!haproxy) throw new Error('--instances needs haproxy (apt-get install haproxy)');
+  const servers = await Promise.all(Array.from({ length: instances }, () => startServer({ ...serveOptions, workers: 1 })));
+  const port = await new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const p = probe.address().port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const config = join(tmp, `haproxy-${port}.cfg`);
+  writeFileSync(
+    config,
+    [
+      'global',
+      '  maxconn 4096',
+      'defaults',
+      '  mode http',
+      '  timeout connect 2s',
+      '  timeout client 60s',
+      '  timeout server 60s',
+      'frontend fe',
+      `  bind 127.0.0.1:${port}`,
+      '  default_backend be',
+      'backend be',
+      '  balance leastconn',
+      '  option httpchk GET /readyz',
+      '  http-check expect status 200',
+      '  default-server inter 100ms fall 1 rise 1',
+      ...servers.map((sv, i) => `  server s${i} ${sv.url.host} check`),
+      '',
+    ].join('\n'),
+  );
+  const lb = spawn(haproxy, ['-db', '-f', config], { stdio: ['ignore', 'ignore', 2] });
+  children.add(lb);
+  lb.once('exit', () => children.delete(lb));
+  const url = new URL(`http://127.0.0.1:${port}`);
+  for (let i = 0; ; i++) {
+    const up = await new Promise((resolve) => {
+      const req = request({ host: url.hostname, port: url.port, path: '/readyz', agent: false }, (res) => (res.resume(), resolve(res.statusCode === 200)));
+      req.on('error', () => resolve(false));
+      req.end();
+    });
+    if (up) break;
+    if (i > 200) throw new Error('HAProxy did not start forwarding within 10 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const lbExited = new Promise((res) => (lb.exitCode !== null ? res() : lb.once('exit', () => res())));
+  return {
+    url,
+    close: async () => {
+      const each = await Promise.all(servers.map((sv) => sv.close()));
+      lb.kill('SIGTERM');
+      if (each.some((m) => m === null)) return null;
+      const sum = (k) => each.reduce((n, m) => n + m[k], 0);
+      return { served: sum('served'), rejected: sum('rejected'), batches: sum('batches'), instances: each };
+    },
+    exited: Promise.all([...servers.map((sv) => sv.exited), lbExited]),
+  };
+}
+
+const topology = () => (instances > 1 ? `${instances} instances behind HAProxy, each 1 worker x ${threads} kernel threads` : `${workers} worker(s) x ${threads} kernel threads`);
+const startTarget = (serveOptions) => (instances > 1 ? startCluster(serveOptions) : startServer(serveOptions));
 
 // ---- the load generator ----------------------------------------------------
 const rand = mulberry32(seed);
@@ -298,8 +380,8 @@ function poissonPlan() {
  * uncounted warm-up}) open-loop against a fresh server, each at its scheduled time.
  */
 async function runLoad(name, serveOptions, plan) {
-  err(`bench:serve: ${name} run: starting the server...`);
-  const server = await startServer(serveOptions);
+  err(`bench:serve: ${name} run: starting the server${instances > 1 ? `s (${instances}, behind HAProxy)` : ''}...`);
+  const server = await startTarget(serveOptions);
   const agent = new Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 256 });
   const records = []; // {t: scheduled ms from the measured start, phase, status, ms, rate}
   let outstanding = 0;
@@ -382,7 +464,6 @@ async function runLoad(name, serveOptions, plan) {
   agent.destroy();
   const serverMetrics = await server.close();
   await server.exited;
-  child = null;
   return summarize(name, records, { errors, lost, serverMetrics, endMs }, plan.phases);
 }
 
@@ -473,8 +554,8 @@ function postOnce(agent, url, body) {
  * server is not hammered). Arrivals then follow the server's own speed.
  */
 async function runClosed(name, serveOptions) {
-  err(`bench:serve: closed-loop ${name} run: starting the server...`);
-  const server = await startServer(serveOptions);
+  err(`bench:serve: closed-loop ${name} run: starting the server${instances > 1 ? `s (${instances}, behind HAProxy)` : ''}...`);
+  const server = await startTarget(serveOptions);
   const agent = new Agent({ keepAlive: true, maxSockets: clients, maxFreeSockets: clients });
   const bodyRand = mulberry32(seed + 2000);
   const closedBodies = Array.from({ length: 16 }, () => {
@@ -505,7 +586,6 @@ async function runClosed(name, serveOptions) {
   agent.destroy();
   const serverMetrics = await server.close();
   await server.exited;
-  child = null;
   const served = records.filter((r) => r.status === 200);
   const lat = served.map((r) => r.ms).sort((a, b) => a - b);
   const byRate = {};
@@ -677,7 +757,7 @@ const rateMix = (run) =>
 
 function reportOpen(fixed, elastic) {
   mkdirSync(join(here, 'results'), { recursive: true });
-  const svgPath = join(here, 'results', workers === workerCounts[0] ? 'serve-timeline.svg' : `serve-timeline-w${workers}.svg`);
+  const svgPath = join(here, 'results', instances > 1 ? `serve-timeline-i${instances}.svg` : workers === workerCounts[0] ? 'serve-timeline.svg' : `serve-timeline-w${workers}.svg`);
   const tmpSvg = `${svgPath}.${process.pid}.tmp`;
   writeFileSync(
     tmpSvg,
@@ -690,7 +770,7 @@ function reportOpen(fixed, elastic) {
   );
   renameSync(tmpSvg, svgPath);
 
-  console.log(`modelslice serve under a ${spikeFactor}x spike: ${modelName} (random weights), ${inputsPerRequest} inputs/request as raw float32, maxBatch ${maxBatch}, maxQueue ${maxQueue} inputs, ${workers} worker(s) x ${threads} kernel threads`);
+  console.log(`modelslice serve under a ${spikeFactor}x spike: ${modelName}${checkpoint ? '' : ' (random weights)'}, ${inputsPerRequest} inputs/request as raw float32, maxBatch ${maxBatch}, maxQueue ${maxQueue} inputs, ${topology()}`);
   console.log(`profile (ms per batch of ${maxBatch}): ${rates.map((r) => `r=${r}: ${profile.byBatch[maxBatch][r].toFixed(1)}`).join(', ')}`);
   console.log(`SLO ${sloMs} ms = ${sloReason}`);
   console.log(`load: calm ${calmRps.toFixed(1)} req/s (${calmInputs.toFixed(0)} inputs/s = ${calmFraction} x rate-1 capacity ${capacity(1).toFixed(0)}/s), spike ${spikeRps.toFixed(1)} req/s (rate-0.25 capacity ${capacity(rates[rates.length - 1]).toFixed(0)} inputs/s)`);
@@ -722,7 +802,7 @@ function reportOpen(fixed, elastic) {
 }
 
 function reportClosed(fixed, elastic) {
-  console.log(`modelslice serve, closed loop: ${clients} clients each waiting for its answer, ${closedInputsPerRequest} input(s)/request, ${closedSeconds} s, ${workers} worker(s) x ${threads} kernel threads, SLO ${sloMs} ms`);
+  console.log(`modelslice serve, closed loop: ${clients} clients each waiting for its answer, ${closedInputsPerRequest} input(s)/request, ${closedSeconds} s, ${topology()}, SLO ${sloMs} ms`);
   console.log('run      served/s  rejected  timedOut  p50 ms   p99 ms  mean rate  answers by rate');
   for (const run of [fixed, elastic]) {
     console.log(
@@ -756,7 +836,7 @@ function traceStats(run, plan) {
 
 function reportTrace(fixed, elastic, plan) {
   mkdirSync(join(here, 'results'), { recursive: true });
-  const svgPath = join(here, 'results', workers === workerCounts[0] ? 'serve-trace-timeline.svg' : `serve-trace-timeline-w${workers}.svg`);
+  const svgPath = join(here, 'results', instances > 1 ? `serve-trace-timeline-i${instances}.svg` : workers === workerCounts[0] ? 'serve-trace-timeline.svg' : `serve-trace-timeline-w${workers}.svg`);
   const tmpSvg = `${svgPath}.${process.pid}.tmp`;
   const peakS = plan.peak.start / 1000;
   writeFileSync(
@@ -771,7 +851,7 @@ function reportTrace(fixed, elastic, plan) {
   renameSync(tmpSvg, svgPath);
   const f = traceStats(fixed, plan);
   const e = traceStats(elastic, plan);
-  console.log(`modelslice serve on a production trace (bench/data/azure_llm_conv_2023.csv, Azure Public Dataset, CC-BY 4.0): ${modelName}, ${workers} worker(s) x ${threads} kernel threads, maxBatch ${maxBatch}, maxQueue ${plan.maxQueue} inputs`);
+  console.log(`modelslice serve on a production trace (bench/data/azure_llm_conv_2023.csv, Azure Public Dataset, CC-BY 4.0): ${modelName}, ${topology()}, maxBatch ${maxBatch}, maxQueue ${plan.maxQueue} inputs`);
   console.log(
     `window ${traceWindow} s from ${plan.from.toFixed(1)} s of the hour, replayed in real time: ${plan.traceArrivals} arrivals x ${plan.perArrival.toFixed(2)} requests of ${inputsPerRequest} inputs (mean ${(plan.meanRps * inputsPerRequest).toFixed(0)} inputs/s = ${((plan.meanRps * inputsPerRequest) / capacity(1)).toFixed(2)} x rate-1 capacity ${capacity(1).toFixed(0)}/s; busiest 10 s at ${peakS.toFixed(0)} s: ${tracePeak}x)`,
   );
