@@ -5,27 +5,53 @@
 // GFLOP/s, and the whole network's total (shapes times their count). Shows which
 // layer shapes a training step spends its convolution time on.
 //
-//   npm run build:ts && node bench/resnet-layers.mjs [--size 28|32] [--batch 128]
+//   npm run build:ts && node bench/resnet-layers.mjs [--size 28|32] [--batch 128] [--depth 20|164] [--rate 1]
+//
+// --depth 164: the bottleneck ResNet-164's shapes instead (--rate r: every width sliced to
+// ceil(r x width), as the model runs at rate r). MODELSLICE_ISA caps the kernels as usual.
 import { parseArgs } from 'node:util';
 import * as ms from '../dist/index.js';
 import { native } from '../dist/native.js';
 
-const { values } = parseArgs({ options: { size: { type: 'string', default: '32' }, batch: { type: 'string', default: '128' } } });
+const { values } = parseArgs({
+  options: { size: { type: 'string', default: '32' }, batch: { type: 'string', default: '128' }, depth: { type: 'string', default: '20' }, rate: { type: 'string', default: '1' } },
+});
+const depth = Number(values.depth);
+if (depth !== 20 && depth !== 164) throw new RangeError('--depth must be 20 or 164');
+const rate = Number(values.rate);
+const w = (c) => Math.max(1, Math.ceil(c * rate));
 const hw = Number(values.size);
 const n = Number(values.batch);
 const c0 = hw === 28 ? 1 : 3;
 ms.setNumThreads(Number(process.env.MODELSLICE_NUM_THREADS ?? 2));
-// [label, N, C, H, W, O, k, stride, pad, count in ResNet-20]
-const layers = [
-  ['stem 3x3', c0, hw, 16, 3, 1, 1, 1],
-  ['16->16 3x3', 16, hw, 16, 3, 1, 1, 6],
-  ['16->32 3x3 s2', 16, hw, 32, 3, 2, 1, 1],
-  ['16->32 1x1 s2', 16, hw, 32, 1, 2, 0, 1],
-  ['32->32 3x3', 32, hw / 2, 32, 3, 1, 1, 5],
-  ['32->64 3x3 s2', 32, hw / 2, 64, 3, 2, 1, 1],
-  ['32->64 1x1 s2', 32, hw / 2, 64, 1, 2, 0, 1],
-  ['64->64 3x3', 64, hw / 4, 64, 3, 1, 1, 5],
+// [label, C, H, O, k, stride, pad, count in the network]
+const resnet20 = [
+  ['stem 3x3', c0, hw, w(16), 3, 1, 1, 1],
+  ['16->16 3x3', w(16), hw, w(16), 3, 1, 1, 6],
+  ['16->32 3x3 s2', w(16), hw, w(32), 3, 2, 1, 1],
+  ['16->32 1x1 s2', w(16), hw, w(32), 1, 2, 0, 1],
+  ['32->32 3x3', w(32), hw / 2, w(32), 3, 1, 1, 5],
+  ['32->64 3x3 s2', w(32), hw / 2, w(64), 3, 2, 1, 1],
+  ['32->64 1x1 s2', w(32), hw / 2, w(64), 1, 2, 0, 1],
+  ['64->64 3x3', w(64), hw / 4, w(64), 3, 1, 1, 5],
 ];
+// ResNet-164: 18 bottleneck blocks per stage (1x1 in, 3x3, 1x1 out at 4x the width); the
+// stage's first block and its shortcut projection are folded into the common shapes.
+const resnet164 = [
+  ['stem 3x3', c0, hw, w(16), 3, 1, 1, 1],
+  ['s1 1x1 in', w(64), hw, w(16), 1, 1, 0, 17],
+  ['s1 3x3', w(16), hw, w(16), 3, 1, 1, 18],
+  ['s1 1x1 out', w(16), hw, w(64), 1, 1, 0, 18],
+  ['s2 1x1 in', w(128), hw / 2, w(32), 1, 1, 0, 17],
+  ['s2 3x3', w(32), hw / 2, w(32), 3, 1, 1, 17],
+  ['s2 3x3 s2', w(32), hw, w(32), 3, 2, 1, 1],
+  ['s2 1x1 out', w(32), hw / 2, w(128), 1, 1, 0, 18],
+  ['s3 1x1 in', w(256), hw / 4, w(64), 1, 1, 0, 17],
+  ['s3 3x3', w(64), hw / 4, w(64), 3, 1, 1, 17],
+  ['s3 3x3 s2', w(64), hw / 2, w(64), 3, 2, 1, 1],
+  ['s3 1x1 out', w(64), hw / 4, w(256), 1, 1, 0, 18],
+];
+const layers = depth === 164 ? resnet164 : resnet20;
 const out = (s, k, st, p) => Math.floor((s + 2 * p - k) / st) + 1;
 const best = (f) => {
   f();
@@ -38,7 +64,7 @@ const best = (f) => {
   return t;
 };
 const totals = [0, 0, 0];
-console.log(`ResNet-20 convolutions, ${c0}x${hw}x${hw}, batch ${n}, ${ms.getNumThreads()} threads: ms (GFLOP/s, path)`);
+console.log(`ResNet-${depth} convolutions${rate === 1 ? '' : ` at rate ${rate}`}, ${c0}x${hw}x${hw}, batch ${n}, ${ms.getNumThreads()} threads: ms (GFLOP/s, path)`);
 for (const [label, c, h, o, k, st, pad, count] of layers) {
   const p = [n, c, h, h, o, k, k, st, st, pad, pad, 1, 1, 1, c];
   const oh = out(h, k, st, pad);

@@ -31,6 +31,10 @@ export interface JsKernels {
    */
   batchNormAffine(channels: number, eps: number, mean: Float32Array, variance: Float32Array,
     gamma: Float32Array | null, beta: Float32Array | null, rstd: Float32Array, scale: Float32Array, shift: Float32Array): void;
+  /** out[i, :] = weight[ids[i], :] (ids already checked to lie in [0, vocab)). */
+  embeddingGather(count: number, vocab: number, dim: number, ids: Int32Array, weight: Float32Array, out: Float32Array): void;
+  /** gweight[ids[i], :] += g[i, :], in order of i. */
+  embeddingScatter(count: number, vocab: number, dim: number, ids: Int32Array, g: Float32Array, gweight: Float32Array): void;
   /** Running statistics move by momentum towards a batch's (variance unbiased by count / (count - 1)). */
   batchNormRunningStats(channels: number, momentum: number, unbias: number, mean: Float32Array, variance: Float32Array,
     runningMean: Float32Array, runningVar: Float32Array): void;
@@ -78,6 +82,15 @@ const kernels: JsKernels = {
       rstd[c] = 1 / Math.sqrt(variance[c] + eps);
       scale[c] = (gamma === null ? 1 : gamma[c]) * rstd[c];
       shift[c] = (beta === null ? 0 : beta[c]) - mean[c] * scale[c];
+    }
+  },
+  embeddingGather(count, _vocab, dim, ids, weight, out) {
+    for (let i = 0; i < count; i++) out.set(weight.subarray(ids[i] * dim, (ids[i] + 1) * dim), i * dim);
+  },
+  embeddingScatter(count, _vocab, dim, ids, g, gweight) {
+    for (let i = 0; i < count; i++) {
+      const row = ids[i] * dim;
+      for (let j = 0; j < dim; j++) gweight[row + j] += g[i * dim + j];
     }
   },
   batchNormRunningStats(channels, momentum, unbias, mean, variance, runningMean, runningVar) {

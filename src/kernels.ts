@@ -267,6 +267,13 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       reads('gamma', 'channels', { optional: true }), reads('beta', 'channels', { optional: true }),
       writes('rstd', 'channels'), writes('scale', 'channels'), writes('shift', 'channels'),
     ])),
+    // Rows of a [vocab, dim] table picked by integer ids (token embeddings), and their gradient.
+    kernel('embeddingGather', ...computedInJs([
+      int('count'), int('vocab'), int('dim'), readsInts('ids', 'count'), reads('weight', 'vocab * dim'), writes('out', 'count * dim'),
+    ])),
+    kernel('embeddingScatter', ...computedInJs([
+      int('count'), int('vocab'), int('dim'), readsInts('ids', 'count'), reads('g', 'count * dim'), accumulates('gweight', 'vocab * dim'),
+    ])),
     kernel('batchNormRunningStats', ...computedInJs([
       int('channels'), float('momentum'), float('unbias'), reads('mean', 'channels'), reads('variance', 'channels'),
       accumulates('runningMean', 'channels'), accumulates('runningVar', 'channels'),

@@ -17,3 +17,5 @@ export { globalAvgPool2d } from './global-avg-pool2d.js';
 export { type Pool2dOptions } from './pool2d.js';
 export { groupNorm, type GroupNormOptions } from './group-norm.js';
 export { batchNorm, type BatchNormOptions } from './batch-norm.js';
+export { layerNorm, type LayerNormOptions } from './layer-norm.js';
+export { embedding } from './embedding.js';

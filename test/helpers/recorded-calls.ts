@@ -37,6 +37,9 @@ export function recordedCalls(): CapturedStep[] {
       ms.add(ms.sum(ms.softmax(logits)), ms.klDiv(ms.logSoftmax(logits), ms.softmax(ms.randn([2, 4], { seed: 6 })))).backward();
     }),
   );
+  // The transformer's layers: token embeddings and layer norm.
+  const table = ms.randn([7, 4], { seed: 9, requiresGrad: true });
+  calls.push(...recordPass(() => ms.sum(ms.layerNorm(ms.embedding(Int32Array.from([6, 0, 3, 3]), table, [2, 2]), null, null)).backward()));
   // What only plans call: a group norm's statistics and map, and a convolution applying it
   // (the calls foldNormsIntoConvs makes of a group norm and its reader).
   calls.push(
