@@ -267,6 +267,9 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       reads('gamma', 'channels', { optional: true }), reads('beta', 'channels', { optional: true }),
       writes('rstd', 'channels'), writes('scale', 'channels'), writes('shift', 'channels'),
     ])),
+    // Softmax of each row i over its first i + 1 + (cols - rows) entries, zero beyond them: causal
+    // attention's scores, the queries being the last `rows` of `cols` positions.
+    kernel('causalSoftmax', ...computedInJs([int('rows'), int('cols'), reads('x', 'rows * cols'), writes('y', 'rows * cols')], { checks: [['cols >= rows', 'a causal block has no more queries than keys']] })),
     // Rows of a [vocab, dim] table picked by integer ids (token embeddings), and their gradient.
     kernel('embeddingGather', ...computedInJs([
       int('count'), int('vocab'), int('dim'), readsInts('ids', 'count'), reads('weight', 'vocab * dim'), writes('out', 'count * dim'),

@@ -19,3 +19,4 @@ export { groupNorm, type GroupNormOptions } from './group-norm.js';
 export { batchNorm, type BatchNormOptions } from './batch-norm.js';
 export { layerNorm, type LayerNormOptions } from './layer-norm.js';
 export { embedding } from './embedding.js';
+export { attention, type AttentionOptions } from './attention.js';

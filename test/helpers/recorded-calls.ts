@@ -39,7 +39,12 @@ export function recordedCalls(): CapturedStep[] {
   );
   // The transformer's layers: token embeddings and layer norm.
   const table = ms.randn([7, 4], { seed: 9, requiresGrad: true });
-  calls.push(...recordPass(() => ms.sum(ms.layerNorm(ms.embedding(Int32Array.from([6, 0, 3, 3]), table, [2, 2]), null, null)).backward()));
+  calls.push(
+    ...recordPass(() => {
+      const x = ms.layerNorm(ms.embedding(Int32Array.from([6, 0, 3, 3]), table, [2, 2]), null, null);
+      ms.sum(ms.add(ms.attention(x, x, x, { heads: 2 }), ms.attention(x, x, x, { heads: 1, causal: false }))).backward();
+    }),
+  );
   // What only plans call: a group norm's statistics and map, and a convolution applying it
   // (the calls foldNormsIntoConvs makes of a group norm and its reader).
   calls.push(
