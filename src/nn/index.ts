@@ -6,3 +6,4 @@ export { GroupNorm, BatchNorm2d, BatchNormState, scaledNormGroups, type GroupNor
 export { ReLU, Identity, Flatten, MaxPool2d, AvgPool2d, GlobalAvgPool2d, Sequential } from './layers.js';
 export { SliceableLayer, markSliceBoundaries, type SliceOptions } from './sliceable.js';
 export { Embedding, LayerNorm } from './embedding.js';
+export { CausalSelfAttention, TransformerBlock, type TransformerBlockOptions } from './transformer.js';
