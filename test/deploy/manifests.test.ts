@@ -4,7 +4,6 @@
 // deployment relies on are checked against each other and against the Dockerfile, and the
 // Deployment's own container arguments start a real `modelslice serve`: its probe paths
 // answer, the HPA's metric is in its /metrics, and SIGTERM stops it within the grace period.
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,10 +11,10 @@ import t from 'tap';
 import { parseAllDocuments } from 'yaml';
 import * as ms from '../../src/index.js';
 import { call } from '../serve/http.js';
+import { startServe } from '../serve/serve-process.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dir = join(root, 'deploy', 'kubernetes');
-const bin = join(root, 'src', 'bin.ts');
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -123,21 +122,7 @@ t.test("the Deployment's arguments start a real server: probes answer, the HPA's
   args[args.indexOf('--port') + 1] = '0';
   args[args.indexOf('--host') + 1] = '127.0.0.1';
   args[args.indexOf('--threads') + 1] = '1';
-  const execArgv = process.execArgv.filter((a) => a.includes('typescript'));
-  const child = spawn(process.execPath, [...execArgv, bin, 'serve', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => void child.kill('SIGKILL'));
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr += String(c)));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += String(c);
-      const m = /\{"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(stdout);
-      if (m) resolve(m[1]);
-    });
-    void exited.then((code) => reject(new Error(`serve exited (${code}): ${stderr}`)));
-  });
+  const { child, url, exited } = await startServe(t, args);
   for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) t.equal((await call(`${url}${container[probe].httpGet.path}`)).status, 200, `${probe} ${container[probe].httpGet.path}: 200`);
   t.match((await call(`${url}/metrics`)).text, new RegExp(`^${hpaMetric} \\d`, 'm'), `/metrics has the HPA's ${hpaMetric}`);
   const started = Date.now();

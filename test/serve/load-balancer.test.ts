@@ -4,16 +4,15 @@
 // --drain-delay-ms, HAProxy takes it out of rotation within a check interval, and only then
 // does it close its listener and finish its queue. Skipped where haproxy is not installed
 // (.ci/run installs it).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import * as ms from '../../src/index.js';
 import { call, postJson } from './http.js';
+import { startServe } from './serve-process.js';
 
-const bin = fileURLToPath(new URL('../../src/bin.ts', import.meta.url));
 const haproxy = ['/usr/sbin/haproxy', 'haproxy'].find((p) => spawnSync(p, ['-v']).status === 0);
 
 function freePort(): Promise<number> {
@@ -27,32 +26,8 @@ function freePort(): Promise<number> {
   });
 }
 
-interface Instance {
-  child: ChildProcess;
-  url: string;
-  exited: Promise<number | null>;
-  stdout: () => string;
-}
-
-async function startServe(t: Test, path: string, extra: string[]): Promise<Instance> {
-  const execArgv = process.execArgv.filter((a) => a.includes('typescript'));
-  const child = spawn(process.execPath, [...execArgv, bin, 'serve', '--checkpoint', path, '--port', '0', '--slo-ms', '2000', '--max-batch', '4', '--threads', '1', '--json', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.teardown(() => void child.kill('SIGKILL'));
-  let stdout = '';
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => (stderr += String(c)));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (c: Buffer) => {
-      stdout += String(c);
-      const m = /\{"url":"(http:\/\/127\.0\.0\.1:\d+)","pid":\d+\}/.exec(stdout);
-      if (m) resolve(m[1]);
-    });
-    void exited.then((code) => reject(new Error(`serve exited early (${code}): ${stderr}`)));
-  });
-  return { child, url, exited, stdout: () => stdout };
+function startInstance(t: Test, path: string, extra: string[]) {
+  return startServe(t, ['--checkpoint', path, '--port', '0', '--slo-ms', '2000', '--max-batch', '4', '--threads', '1', ...extra]);
 }
 
 /** Predictions answered 200 by one instance, from its /metrics. */
@@ -66,7 +41,7 @@ t.test('two instances behind HAProxy serve together; one draining fails no reque
   const model = ms.models.mlp({ inputs: 16, hidden: [32], classes: 4 });
   const path = join(t.testdir(), 'm.safetensors');
   await ms.save(model, path);
-  const [a, b] = await Promise.all([startServe(t, path, ['--drain-delay-ms', '1500']), startServe(t, path, ['--drain-delay-ms', '1500'])]);
+  const [a, b] = await Promise.all([startInstance(t, path, ['--drain-delay-ms', '1500']), startInstance(t, path, ['--drain-delay-ms', '1500'])]);
 
   const port = await freePort();
   const config = join(t.testdir(), 'haproxy.cfg');
