@@ -17,7 +17,7 @@ function labelKey(labels: Record<string, string>): string {
 
 export class Counter implements Metric {
   readonly instrument: prom.Counter;
-  private readonly values = new Map<string, number>();
+  private readonly series = new Map<string, [Record<string, string>, number]>();
   constructor(
     readonly name: string,
     readonly help: string,
@@ -29,22 +29,29 @@ export class Counter implements Metric {
   inc(labels: Record<string, string> = {}, by = 1): void {
     this.instrument.inc(labels, by);
     const key = labelKey(labels);
-    this.values.set(key, (this.values.get(key) ?? 0) + by);
+    this.series.set(key, [labels, (this.series.get(key)?.[1] ?? 0) + by]);
   }
 
   /** Values by the text of their labels, e.g. {'{code="200"}': 3}. */
   snapshot(): Record<string, number> {
-    return Object.fromEntries(this.values);
+    return Object.fromEntries([...this.series].map(([key, [, value]]) => [key, value]));
+  }
+
+  /** Each label set's value, by the value of one label (e.g. byLabel('rate') -> {'0.5': 40}). */
+  byLabel(name: string): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [labels, value] of this.series.values()) out[labels[name]] = (out[labels[name]] ?? 0) + value;
+    return out;
   }
 
   get(labels: Record<string, string> = {}): number {
-    return this.values.get(labelKey(labels)) ?? 0;
+    return this.series.get(labelKey(labels))?.[1] ?? 0;
   }
 
   /** The sum over every label set. */
   total(): number {
     let n = 0;
-    for (const v of this.values.values()) n += v;
+    for (const [, v] of this.series.values()) n += v;
     return n;
   }
 }

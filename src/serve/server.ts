@@ -186,10 +186,9 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
       if (accuracyAt === undefined) return undefined;
       let n = 0;
       let sum = 0;
-      for (const [key, count] of Object.entries(batchMetrics.answeredByRate.snapshot())) {
-        const rate = Number(/rate="([^"]*)"/.exec(key)![1]);
+      for (const [rate, count] of Object.entries(batchMetrics.answeredByRate.byLabel('rate'))) {
         n += count;
-        sum += count * (accuracyAt.get(rate) ?? NaN);
+        sum += count * (accuracyAt.get(Number(rate)) ?? NaN);
       }
       return n > 0 ? sum / n : undefined;
     };
@@ -266,6 +265,7 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
     };
 
     const metrics = (): ServerMetrics => {
+      const accuracy = deliveredAccuracy();
       const { requests, pinnedRequests } = httpMetrics;
       const byCode = requests.snapshot();
       const readable: Record<string, number> = {};
@@ -289,8 +289,8 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
         arrivalRate: controller.arrivalRate(clock()),
         slowdown: controller.slowdown,
         utilization: utilization(),
-        answeredByRate: Object.fromEntries(Object.entries(batchMetrics.answeredByRate.snapshot()).map(([key, v]) => [/rate="([^"]*)"/.exec(key)![1], v])),
-        ...(deliveredAccuracy() !== undefined ? { accuracy: deliveredAccuracy() } : {}),
+        answeredByRate: batchMetrics.answeredByRate.byLabel('rate'),
+        ...(accuracy !== undefined ? { accuracy } : {}),
       };
     };
 
