@@ -33,6 +33,8 @@ export interface JsKernels {
     gamma: Float32Array | null, beta: Float32Array | null, rstd: Float32Array, scale: Float32Array, shift: Float32Array): void;
   /** y[i, j] = softmax over j <= i + cols - rows of x[i, :] (in float64), 0 for later j. */
   causalSoftmax(rows: number, cols: number, x: Float32Array, y: Float32Array): void;
+  /** ids[i] = x[i], each an integer in [0, vocab) (a RangeError names the first that is not). */
+  tokenIds(count: number, vocab: number, x: Float32Array, ids: Int32Array): void;
   /** out[i, :] = weight[ids[i], :] (ids already checked to lie in [0, vocab)). */
   embeddingGather(count: number, vocab: number, dim: number, ids: Int32Array, weight: Float32Array, out: Float32Array): void;
   /** gweight[ids[i], :] += g[i, :], in order of i. */
@@ -96,6 +98,13 @@ const kernels: JsKernels = {
       for (let j = 0; j < n; j++) sum += Math.exp(x[o + j] - max);
       for (let j = 0; j < n; j++) y[o + j] = Math.exp(x[o + j] - max) / sum;
       y.fill(0, o + n, o + cols);
+    }
+  },
+  tokenIds(count, vocab, x, ids) {
+    for (let i = 0; i < count; i++) {
+      const v = x[i];
+      if (!(Number.isInteger(v) && v >= 0 && v < vocab)) throw new RangeError(`embedding: x[${i}] = ${v} is not a token id (an integer in [0, ${vocab}))`);
+      ids[i] = v;
     }
   },
   embeddingGather(count, _vocab, dim, ids, weight, out) {

@@ -270,6 +270,9 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
     // Softmax of each row i over its first i + 1 + (cols - rows) entries, zero beyond them: causal
     // attention's scores, the queries being the last `rows` of `cols` positions.
     kernel('causalSoftmax', ...computedInJs([int('rows'), int('cols'), reads('x', 'rows * cols'), writes('y', 'rows * cols')], { checks: [['cols >= rows', 'a causal block has no more queries than keys']] })),
+    // Token ids given as the values of a float tensor (a model's input), checked and converted:
+    // a value that is not an integer in [0, vocab) stops the call with a RangeError.
+    kernel('tokenIds', ...computedInJs([int('count'), int('vocab'), reads('x', 'count'), writesInts('ids', 'count')])),
     // Rows of a [vocab, dim] table picked by integer ids (token embeddings), and their gradient.
     kernel('embeddingGather', ...computedInJs([
       int('count'), int('vocab'), int('dim'), readsInts('ids', 'count'), reads('weight', 'vocab * dim'), writes('out', 'count * dim'),

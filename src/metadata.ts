@@ -37,8 +37,25 @@ export interface VggConfig {
   normGroups: number;
 }
 
+export interface TransformerConfig {
+  kind: 'transformer';
+  /** Tokens in the vocabulary (rows of the embedding, columns of the output head). */
+  vocab: number;
+  /** Width of the residual stream (full at every rate). */
+  dModel: number;
+  /** Attention heads per layer: the slice groups of the attention. */
+  heads: number;
+  layers: number;
+  /** Hidden units of each feed-forward block. */
+  ffn: number;
+  /** Slice groups of the feed-forward hidden layer. */
+  ffnGroups: number;
+  /** Longest sequence (learned positions). */
+  context: number;
+}
+
 /** Architecture configurations: what a checkpoint stores to rebuild a model. */
-export type ModelConfig = MlpConfig | ResNetConfig | VggConfig;
+export type ModelConfig = MlpConfig | ResNetConfig | VggConfig | TransformerConfig;
 
 /** A model's architecture, plus the slices that made a compact model from it. */
 export type SavedConfig = ModelConfig & { sliceChain?: number[] };
@@ -77,6 +94,8 @@ export interface ModelRecord {
   accuracy?: RateAccuracy[];
   /** Name of the dataset the model was trained on (set by the CLI). */
   dataset?: string;
+  /** A language model's tokens by id (a character-level model: one character each). */
+  vocabulary?: string[];
 }
 
 const records = new WeakMap<object, ModelRecord>();
@@ -105,6 +124,7 @@ export const VGG_POOLS = 5;
  */
 export function configInputShape(config: ModelConfig): number[] {
   if (config.kind === 'mlp') return [config.inputs];
+  if (config.kind === 'transformer') return [config.context];
   return [config.inChannels, 32, 32];
 }
 
@@ -113,6 +133,10 @@ export function configInputProblem(config: ModelConfig, shape: readonly number[]
   const size = shape.reduce((a, b) => a * b, 1);
   if (config.kind === 'mlp') {
     return size === config.inputs ? null : `an MLP of ${config.inputs} inputs takes ${config.inputs} values per input, not ${size}`;
+  }
+  if (config.kind === 'transformer') {
+    if (shape.length !== 1) return 'a transformer takes sequences of token ids [T]';
+    return shape[0] <= config.context ? null : `a transformer of context ${config.context} takes at most ${config.context} tokens, not ${shape[0]}`;
   }
   if (shape.length !== 3) return `a ${config.kind} takes images [channels, height, width]`;
   if (shape[0] !== config.inChannels) return `a ${config.kind} built for ${config.inChannels} input channel${config.inChannels === 1 ? '' : 's'} cannot take ${shape[0]}`;

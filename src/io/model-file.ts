@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { buildModel, leastParameters, type BuiltModel } from '../models/build.js';
 import type { ModelConfig } from '../models/config.js';
+import { checkVocabulary } from '../models/transformer.js';
 import { modelRecord, type RateAccuracy } from '../metadata.js';
 import { modelInputShape, setInputShape } from '../nn/input-shape.js';
 import type { Module } from '../nn/module.js';
@@ -58,6 +59,7 @@ export async function save(model: Module, path: string, options: SaveOptions = {
   metadata.inputShape = JSON.stringify(modelInputShape('save', model));
   if (record.dataset !== undefined) metadata.dataset = record.dataset;
   if (record.accuracy !== undefined) metadata.accuracy = JSON.stringify(record.accuracy);
+  if (record.vocabulary !== undefined) metadata.vocabulary = JSON.stringify(record.vocabulary);
   try {
     await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
   } catch (err) {
@@ -173,6 +175,14 @@ export async function loadFile(path: string): Promise<LoadedFile> {
   if (typeof metadata.dataset === 'string') record.dataset = metadata.dataset;
   const accuracy = parseJson(path, 'accuracy', metadata.accuracy);
   if (accuracy !== undefined) record.accuracy = checkAccuracyTable(path, accuracy);
+  const vocabulary = parseJson(path, 'vocabulary', metadata.vocabulary);
+  if (vocabulary !== undefined) {
+    try {
+      record.vocabulary = checkVocabulary('load', vocabulary, config.kind === 'transformer' ? config.vocab : NaN);
+    } catch (err) {
+      throw new RangeError(`load: ${path} has unusable vocabulary metadata: ${(err as Error).message}`);
+    }
+  }
   return { model, extraTensors, training: parseJson(path, 'training', metadata.training), preprocess };
 }
 

@@ -3,10 +3,11 @@
 import type { ModelConfig } from './config.js';
 import { Mlp } from './mlp.js';
 import { ResNet } from './resnet.js';
+import { Transformer } from './transformer.js';
 import { Vgg } from './vgg.js';
 
 /** A built-in model: it shows its model record as properties (config, trainedRates, preprocess, ...). */
-export type BuiltModel = Mlp | ResNet | Vgg;
+export type BuiltModel = Mlp | ResNet | Vgg | Transformer;
 
 export function buildModel(config: ModelConfig & { sliceChain?: number[] }): BuiltModel {
   if (config === null || typeof config !== 'object') throw new TypeError('buildModel: config must be an object');
@@ -21,6 +22,9 @@ export function buildModel(config: ModelConfig & { sliceChain?: number[] }): Bui
       break;
     case 'vgg':
       model = new Vgg(base);
+      break;
+    case 'transformer':
+      model = new Transformer(base);
       break;
     default:
       throw new RangeError(`buildModel: unknown model kind ${JSON.stringify((base as { kind?: unknown }).kind)}`);
@@ -53,6 +57,11 @@ export function leastParameters(config: ModelConfig): number {
     }
     case 'vgg':
       return 9 * num('inChannels') * 64 + 512 * num('classes');
+    case 'transformer': {
+      // Embeddings, the head, and per layer the four attention projections and the feed-forward pair.
+      const d = num('dModel');
+      return (num('vocab') * 2 + num('context')) * d + num('layers') * (4 * d * d + 2 * d * num('ffn'));
+    }
     default:
       return NaN;
   }

@@ -1,6 +1,6 @@
 // Architecture configurations: what a checkpoint stores to rebuild a model.
 // The types live in metadata.ts, which nn/ can read without knowing models/.
-export type { MlpConfig, NormKind, ResNetConfig, VggConfig, ModelConfig } from '../metadata.js';
+export type { MlpConfig, NormKind, ResNetConfig, TransformerConfig, VggConfig, ModelConfig } from '../metadata.js';
 
 export function positiveInt(op: string, name: string, v: unknown, fallback?: number): number {
   if (v === undefined && fallback !== undefined) return fallback;

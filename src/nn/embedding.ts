@@ -32,13 +32,7 @@ export class Embedding extends Module {
 
   /** x holds token ids as numbers (integers in [0, vocab)): [...x.shape, dim]. */
   forward(x: Tensor): Tensor {
-    const ids = new Int32Array(x.size);
-    for (let i = 0; i < ids.length; i++) {
-      const v = x.data[i];
-      if (!Number.isInteger(v)) throw new RangeError(`Embedding: x[${i}] = ${v} is not a token id (an integer in [0, ${this.vocab}))`);
-      ids[i] = v;
-    }
-    return embedding(ids, this.weight, x.shape);
+    return embedding(x, this.weight);
   }
 }
 

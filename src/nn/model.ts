@@ -6,7 +6,7 @@
 import { modelRecord, type ModelRecord } from '../metadata.js';
 import { Module } from './module.js';
 
-const SHOWN = ['config', 'inputShape', 'trainedRates', 'preprocess', 'latencyProfile', 'accuracy', 'dataset'] as const satisfies readonly (keyof ModelRecord)[];
+const SHOWN = ['config', 'inputShape', 'trainedRates', 'preprocess', 'latencyProfile', 'accuracy', 'dataset', 'vocabulary'] as const satisfies readonly (keyof ModelRecord)[];
 
 /**
  * Gives instances of `cls` the record's fields as properties (accessors on its

@@ -201,12 +201,13 @@ export abstract class Module {
     compact.setSliceRate(1);
     // The model's record travels with its copy, whatever module the copy's root is;
     // the copy is trained (only) at its own full width, and has been neither profiled nor evaluated.
-    const { config, preprocess, dataset } = modelRecord(this);
+    const { config, preprocess, dataset, vocabulary } = modelRecord(this);
     const record = modelRecord(compact);
     record.trainedRates = [1];
     record.inputShape = shape;
     if (preprocess !== undefined) record.preprocess = { ...preprocess };
     if (dataset !== undefined) record.dataset = dataset;
+    if (vocabulary !== undefined) record.vocabulary = [...vocabulary];
     if (config !== undefined) record.config = { ...config, sliceChain: [...(config.sliceChain ?? []), rate] };
     return compact as this;
   }

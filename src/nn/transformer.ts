@@ -11,6 +11,7 @@ import type { Tensor } from '../tensor.js';
 import { LayerNorm } from './embedding.js';
 import { Linear } from './linear.js';
 import { Module } from './module.js';
+import { reportUse, tracing } from './trace.js';
 
 export interface TransformerBlockOptions {
   /** Width of the residual stream. */
@@ -50,6 +51,11 @@ export class CausalSelfAttention extends Module {
   forward(x: Tensor): Tensor {
     const q = this.query.forward(x);
     const heads = q.shape[q.rank - 1] / this.headDim;
+    if (tracing()) {
+      // Q K^T and P V: T x T x width multiply-accumulates each per sequence (nothing to hold).
+      const [, T, width] = q.shape;
+      reportUse({ module: this, macs: 2 * T * T * width, params: 0, widths: { heads } });
+    }
     return this.output.forward(attention(q, this.key.forward(x), this.value.forward(x), { heads, causal: true }));
   }
 }

@@ -36,7 +36,7 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
       }
     }
     const { config } = modelRecord(model);
-    classes = config !== undefined ? config.classes : 0;
+    classes = config === undefined ? 0 : config.kind === 'transformer' ? config.vocab : config.classes;
   } catch (err) {
     post({ type: 'init-failed', error: serializeError(err) });
     return;

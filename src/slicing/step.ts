@@ -9,6 +9,7 @@ import { crossEntropy } from '../ops/cross-entropy.js';
 import { klDiv } from '../ops/kl-div.js';
 import { logSoftmax } from '../ops/log-softmax.js';
 import { mul } from '../ops/mul.js';
+import { reshape } from '../ops/reshape.js';
 import { softmax } from '../ops/softmax.js';
 import { noGrad, Tensor, tensor } from '../tensor.js';
 import { checkRate } from '../nn/width.js';
@@ -38,9 +39,18 @@ export interface RateLoss {
   correct: number;
 }
 
-/** Correct predictions of logits [N, classes] for the labels. */
+/** Correct predictions of logits [N, classes] (or [N, T, classes], a label per position) for the labels. */
 export function countCorrect(logits: Tensor, labels: Int32Array | readonly number[]): number {
-  return correctRows(logits.data, logits.shape[0], logits.shape[1], labels);
+  const classes = logits.shape[logits.rank - 1];
+  return correctRows(logits.data, logits.size / Math.max(1, classes), classes, labels);
+}
+
+/**
+ * Logits with one row per label: [N, classes] as they are, and a sequence model's
+ * [N, T, classes] (a prediction at every position, labels in the same order) as [N x T, classes].
+ */
+export function labelRows(logits: Tensor): Tensor {
+  return logits.rank > 2 ? reshape(logits, [-1, logits.shape[logits.rank - 1]]) : logits;
 }
 
 /** @internal countCorrect on raw logits. */
@@ -104,8 +114,10 @@ export function runStep(model: Module, x: Tensor, labels: Int32Array | readonly 
       for (let start = 0, k = 0; start < batch || (batch === 0 && k === 0); start += s.chunk, k++) {
         const n = Math.min(s.chunk, batch - start);
         const xs = n === batch ? x : new Tensor(x.data.subarray(start * per, (start + n) * per), [n, ...x.shape.slice(1)]);
-        const ys = n === batch ? labels : labels instanceof Int32Array ? labels.subarray(start, start + n) : labels.slice(start, start + n);
-        const logits = model.forward(xs);
+        // A sequence model has a label per position: `labels.length / batch` of them per input.
+        const lp = labels.length / Math.max(1, batch);
+        const ys = n === batch ? labels : labels instanceof Int32Array ? labels.subarray(start * lp, (start + n) * lp) : labels.slice(start * lp, (start + n) * lp);
+        const logits = labelRows(model.forward(xs));
         let loss: Tensor;
         if (i === 0 || !s.distill || teachers.length === 0) {
           loss = crossEntropy(logits, ys);

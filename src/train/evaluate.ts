@@ -5,7 +5,7 @@ import type { Module } from '../nn/module.js';
 import { crossEntropy } from '../ops/cross-entropy.js';
 import { costs } from '../slicing/compact.js';
 import { infer } from '../slicing/infer.js';
-import { countCorrect } from '../slicing/step.js';
+import { countCorrect, labelRows } from '../slicing/step.js';
 import { trainedRatesOf } from '../slicing/select.js';
 import { checkRate } from '../nn/width.js';
 import { noGrad, type Tensor } from '../tensor.js';
@@ -42,7 +42,7 @@ export async function evaluate(model: Module, data: BatchSource, options: Evalua
       rates.forEach((rate, i) => {
         model.setSliceRate(rate);
         noGrad(() => {
-          const logits = infer(model, batch.x);
+          const logits = labelRows(infer(model, batch.x));
           const n = batch.y.length;
           totals[i].loss += crossEntropy(logits, batch.y).item() * n;
           totals[i].correct += countCorrect(logits, batch.y);

@@ -41,7 +41,9 @@ export function recordedCalls(): CapturedStep[] {
   const table = ms.randn([7, 4], { seed: 9, requiresGrad: true });
   calls.push(
     ...recordPass(() => {
-      const x = ms.layerNorm(ms.embedding(Int32Array.from([6, 0, 3, 3]), table, [2, 2]), null, null);
+      // Ids as labels are given, and as a model's input (a tensor of token ids).
+      const ids = ms.add(ms.embedding(Int32Array.from([6, 0, 3, 3]), table, [2, 2]), ms.embedding(ms.tensor([1, 2, 3, 4], [2, 2]), table));
+      const x = ms.layerNorm(ids, null, null);
       ms.sum(ms.add(ms.attention(x, x, x, { heads: 2 }), ms.attention(x, x, x, { heads: 1, causal: false }))).backward();
     }),
   );

@@ -101,7 +101,7 @@ t.test('embedding and nn.Embedding refuse bad ids and shapes, naming them', asyn
   assertOpError(t, () => ms.embedding([0.5], w), RangeError, 'embedding', [/ids\[0\] = 0.5/], 'a fractional id');
   assertOpError(t, () => ms.embedding([0, 1, 2], w, [2, 2]), RangeError, 'embedding', [/3 ids for idsShape \[2, 2\] \(4\)/], 'a count that is not the shape');
   assertOpError(t, () => ms.embedding([0], ms.zeros([4])), RangeError, 'embedding', [/weight/, /\[vocab, dim\]/], 'a weight that is not a table');
-  assertOpError(t, () => ms.embedding(null as never, w), TypeError, 'embedding', [/ids must be an Int32Array or number\[\], got null/], 'no ids');
+  assertOpError(t, () => ms.embedding(null as never, w), TypeError, 'embedding', [/ids must be an Int32Array, number\[\] or Tensor, got null/], 'no ids');
   t.throws(() => new ms.nn.Embedding(0, 3), /Embedding: vocab must be a positive integer/);
   ms.manualSeed(3);
   const e = new ms.nn.Embedding(7, 4);
@@ -110,5 +110,5 @@ t.test('embedding and nn.Embedding refuse bad ids and shapes, naming them', asyn
   t.ok(std > 0.005 && std < 0.05, `initialised small (std ${std.toFixed(4)}, N(0, 0.02^2))`);
   t.same(e.forward(ms.tensor([6, 0, 2], [3])).shape, [3, 4], 'forward: ids held as numbers');
   t.same([...e.lookup(Int32Array.from([6]), [1, 1]).data], [...e.weight.data.subarray(24, 28)], 'lookup: the row');
-  t.throws(() => e.forward(ms.tensor([1.5], [1])), /Embedding: x\[0\] = 1.5 is not a token id/);
+  t.throws(() => e.forward(ms.tensor([1.5], [1])), /embedding: x\[0\] = 1.5 is not a token id/);
 });
