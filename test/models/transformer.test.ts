@@ -55,7 +55,7 @@ t.test('slice(r) equals setSliceRate(r); the costs fall about linearly in r', as
     assertClose(t, got.data, want.data, `rate ${rate}`, { atol: 1e-5 });
     t.ok(compact.numParameters() < model.numParameters(), `rate ${rate}: the compact copy is smaller`);
     t.same(compact.vocabulary, VOCAB, 'the vocabulary travels with the slice');
-    t.same(compact.blocks.at(0).attention.query.outFeatures, rate * 16, 'only the active heads are kept');
+    t.same((compact.blocks.at(0) as ms.nn.TransformerBlock).attention.query.outFeatures, rate * 16, 'only the active heads are kept');
   }
   const table = ms.costs(model, [8], [1, 0.5, 0.25]);
   const blockMacs = (rate: number): number => table.find((r) => r.rate === rate)!.macs - 8 * 16 * VOCAB.length;
