@@ -1,10 +1,11 @@
 // modelslice train | eval | serve | export: reproducible runs from flags. With --json
 // the last line printed is one JSON object.
-import { mkdir, stat, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { DataLoader } from './data/loader.js';
+import { splitText, TextLoader, textDataset } from './data/text.js';
 import { pixelStats, sample, standardize, type Dataset } from './data/dataset.js';
 import { DATASETS, loadDataset, type DatasetName } from './data/registry.js';
 import { load, save } from './io/model-file.js';
@@ -14,6 +15,7 @@ import type { BuiltModel } from './models/build.js';
 import { mlp } from './models/mlp.js';
 import { resnet, resnetBlock } from './models/resnet.js';
 import { vgg, vggDepth } from './models/vgg.js';
+import { transformer } from './models/transformer.js';
 import { Adam, AdamW } from './optim/adam.js';
 import { CosineLR, MultiStepLR, WarmupLR, type LrSchedule } from './optim/lr.js';
 import type { Optimizer } from './optim/optimizer.js';
@@ -35,12 +37,17 @@ commands:
   export  write the compact model at one rate as ONNX
 
 train flags:
-  --model mlp|resnet|vgg     architecture (default mlp)
+  --model mlp|resnet|vgg|transformer  architecture (default mlp)
   --hidden 1024,1024         MLP hidden sizes (default 256,256)
   --depth N                  ResNet depth (6n+2 basic, 9n+2 bottleneck) or VGG 11/13/16/19
   --norm group|batch         normalization of ResNet/VGG (default group)
-  --dataset NAME             mnist (built-in digits, default), fashion-mnist, cifar10
+  --dataset NAME             mnist (built-in digits, default), fashion-mnist, cifar10, or text
+                             (a character-level language model of --data-file; needs --model transformer)
   --data-dir DIR             folder of the dataset's files
+  --data-file FILE           the text of --dataset text (UTF-8; the last 10% is the validation set)
+  --d-model N, --heads N, --layers N, --ffn N, --context N
+                             transformer shape (default 256, 8, 4, 4 x d-model, 128)
+  --batches-per-epoch N      text: random windows per epoch, in batches (default: one pass of the text)
   --limit N                  use only the first N training images
   --rates 1,0.75,0.5,0.25    rates to train and report
   --schedule NAME            random | random_min_max (default) | round_robin | uniform
@@ -109,6 +116,13 @@ const options = {
   norm: { type: 'string' },
   dataset: { type: 'string' },
   'data-dir': { type: 'string' },
+  'data-file': { type: 'string' },
+  'd-model': { type: 'string' },
+  heads: { type: 'string' },
+  layers: { type: 'string' },
+  ffn: { type: 'string' },
+  context: { type: 'string' },
+  'batches-per-epoch': { type: 'string' },
   limit: { type: 'string' },
   rates: { type: 'string' },
   schedule: { type: 'string' },
@@ -174,6 +188,20 @@ function str<T extends string>(flags: Flags, name: keyof typeof options, allowed
   return raw as T;
 }
 
+const MODELS = ['mlp', 'resnet', 'vgg', 'transformer'] as const;
+/** The image datasets, and `text`: a language model of --data-file. */
+const CLI_DATASETS = [...DATASETS, 'text'] as const;
+
+/** --model and --dataset, each defaulting from the other: a transformer learns text, the rest images. */
+function modelAndData(flags: Flags): { kind: (typeof MODELS)[number]; dataset: (typeof CLI_DATASETS)[number] } {
+  const kind = str(flags, 'model', MODELS, flags.dataset === 'text' ? 'transformer' : 'mlp');
+  const dataset = str(flags, 'dataset', CLI_DATASETS, kind === 'transformer' ? 'text' : 'mnist');
+  if ((dataset === 'text') !== (kind === 'transformer')) {
+    throw new UsageError(`--model ${kind} does not fit --dataset ${dataset}: a transformer learns --dataset text, the other models images`);
+  }
+  return { kind, dataset };
+}
+
 async function loadData(flags: Flags, split: 'train' | 'test', fallback: DatasetName = 'mnist'): Promise<Dataset> {
   const name = str(flags, 'dataset', DATASETS, fallback) as DatasetName;
   const dataDir = flags['data-dir'] as string | undefined;
@@ -181,7 +209,8 @@ async function loadData(flags: Flags, split: 'train' | 'test', fallback: Dataset
 }
 
 function buildModel(flags: Flags, ds: Dataset): BuiltModel {
-  const kind = str(flags, 'model', ['mlp', 'resnet', 'vgg'] as const, 'mlp');
+  const kind = str(flags, 'model', MODELS, 'mlp');
+  if (kind === 'transformer') throw new UsageError('--model transformer takes --dataset text (a language model of --data-file)');
   const [c, h, w] = ds.shape;
   const norm = str(flags, 'norm', ['group', 'batch'] as const, 'group');
   // The model records the data's shape, so serve and export take these inputs.
@@ -208,7 +237,7 @@ function shapeFlag(flags: Flags, withBatch: boolean): number[] | undefined {
 function checkDepth(flags: Flags): void {
   if (flags.depth === undefined) return;
   const depth = num(flags, 'depth', 0, true);
-  const kind = str(flags, 'model', ['mlp', 'resnet', 'vgg'] as const, 'mlp');
+  const kind = str(flags, 'model', MODELS, 'mlp');
   try {
     if (kind === 'vgg') vggDepth('--depth', depth);
     if (kind === 'resnet') resnetBlock('--depth', depth);
@@ -248,9 +277,9 @@ function checkFlags(flags: Flags): void {
   if (list(flags, 'lr-milestones', []).some((m) => !Number.isInteger(m) || m < 0)) {
     throw new UsageError(`--lr-milestones must be non-negative integer epochs, got ${String(flags['lr-milestones'])}`);
   }
-  str(flags, 'model', ['mlp', 'resnet', 'vgg'] as const, 'mlp');
   str(flags, 'norm', ['group', 'batch'] as const, 'group');
-  str(flags, 'dataset', DATASETS, 'mnist');
+  modelAndData(flags);
+  for (const name of ['d-model', 'heads', 'layers', 'ffn', 'context', 'batches-per-epoch'] as const) atLeast(name, 1, true);
   str(flags, 'optimizer', ['sgd', 'adam', 'adamw'] as const, 'sgd');
   str(flags, 'schedule', ['random', 'random_min_max', 'round_robin', 'uniform'] as const, 'random_min_max');
 }
@@ -258,20 +287,33 @@ function checkFlags(flags: Flags): void {
 type Log = (s: string) => void;
 
 /** Evaluation progress: a line at most once a second, and always the last one. */
-function evalProgress(progress: Log, total: number): (inputs: number) => void {
+function evalProgress(progress: Log, total: number, unit = 'images'): (inputs: number) => void {
   const started = performance.now();
   let shown = -Infinity;
   return (inputs) => {
     const now = performance.now();
     if (inputs < total && now - shown < 1000) return;
     shown = now;
-    progress(`evaluated ${inputs}/${total} images, ${((now - started) / 1000).toFixed(1)} s`);
+    progress(`evaluated ${inputs}/${total} ${unit}, ${((now - started) / 1000).toFixed(1)} s`);
   };
 }
 
-async function train(flags: Flags, log: Log, progress: Log): Promise<Record<string, unknown>> {
-  const seed = num(flags, 'seed', 1, true);
-  manualSeed(seed);
+/** What a training run learns from and is evaluated on. */
+interface TrainData {
+  model: BuiltModel;
+  loader: DataLoader | TextLoader;
+  testLoader: DataLoader | TextLoader;
+  /** "60000 fashion-mnist images" */
+  what: string;
+  /** "test set (10000 images)" */
+  test: string;
+  testCount: number;
+  /** What a batch's labels count: images, or characters predicted. */
+  unit: string;
+  title: string;
+}
+
+async function imageData(flags: Flags, seed: number, progress: Log): Promise<TrainData> {
   const dataName = str(flags, 'dataset', DATASETS, 'mnist');
   progress(`loading ${dataName}: train and test sets`);
   const loadStarted = performance.now();
@@ -284,15 +326,76 @@ async function train(flags: Flags, log: Log, progress: Log): Promise<Record<stri
   progress(`loaded ${trainSet.length} training and ${testSet.length} test images in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s`);
   const batchSize = num(flags, 'batch-size', 128, true);
   const augment = flags.augment === true;
-  const loader = new DataLoader(trainSet, { batchSize, shuffle: true, seed, cropPadding: augment ? 4 : 0, horizontalFlip: augment });
-  const testLoader = new DataLoader(testSet, { batchSize: 500 });
   const model = buildModel(flags, trainSet);
   model.preprocess = stats;
   model.dataset = dataName;
+  return {
+    model,
+    loader: new DataLoader(trainSet, { batchSize, shuffle: true, seed, cropPadding: augment ? 4 : 0, horizontalFlip: augment }),
+    testLoader: new DataLoader(testSet, { batchSize: 500 }),
+    what: `${trainSet.length} ${dataName} images`,
+    test: `test set (${testSet.length} images)`,
+    testCount: testSet.length,
+    unit: 'images',
+    title: `${model.config!.kind} on ${testSet.name}: accuracy and cost per slice rate`,
+  };
+}
+
+/** --data-file's text, or an error that names the file. */
+async function readTextFile(flags: Flags): Promise<{ path: string; text: string }> {
+  const path = flags['data-file'] as string | undefined;
+  if (path === undefined) throw new UsageError('--dataset text needs --data-file FILE (a UTF-8 text, e.g. bench/data/tinyshakespeare.txt)');
+  try {
+    return { path, text: await readFile(path, 'utf8') };
+  } catch (err) {
+    throw new Error(`cannot read --data-file ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+}
+
+/** A character-level language model of --data-file: its first 90% to train on, the rest to validate. */
+async function textData(flags: Flags, seed: number, progress: Log): Promise<TrainData> {
+  const { path, text } = await readTextFile(flags);
+  const { train: trainSet, valid } = splitText(textDataset(text, { name: basename(path) }));
+  const dModel = num(flags, 'd-model', 256, true);
+  const context = num(flags, 'context', 128, true);
+  const model = transformer({
+    vocab: trainSet.vocabulary.length,
+    vocabulary: [...trainSet.vocabulary],
+    dModel,
+    heads: num(flags, 'heads', 8, true),
+    layers: num(flags, 'layers', 4, true),
+    ffn: num(flags, 'ffn', 4 * dModel, true),
+    context,
+  });
+  model.dataset = 'text';
+  const batchesPerEpoch = flags['batches-per-epoch'] === undefined ? undefined : num(flags, 'batches-per-epoch', 1, true);
+  const loader = new TextLoader(trainSet, { context, batchSize: num(flags, 'batch-size', 32, true), shuffle: true, seed, batchesPerEpoch });
+  const testLoader = new TextLoader(valid, { context, batchSize: 64 });
+  progress(`${path}: ${trainSet.ids.length} characters to train on, ${valid.ids.length} to validate, ${trainSet.vocabulary.length} distinct`);
+  return {
+    model,
+    loader,
+    testLoader,
+    what: `${trainSet.ids.length} characters of ${trainSet.name.replace(/-train$/, '')} (${loader.length} batches of ${loader.batchSize} x ${context} a epoch)`,
+    test: `validation set (${testLoader.tokens} characters predicted; loss in nats per character)`,
+    testCount: testLoader.tokens,
+    unit: 'chars',
+    title: `transformer on ${basename(path)}: next-character accuracy and cost per slice rate`,
+  };
+}
+
+async function train(flags: Flags, log: Log, progress: Log): Promise<Record<string, unknown>> {
+  const seed = num(flags, 'seed', 1, true);
+  manualSeed(seed);
+  const { kind } = modelAndData(flags);
+  const data = kind === 'transformer' ? await textData(flags, seed, progress) : await imageData(flags, seed, progress);
+  const { model, loader, testLoader } = data;
+  const text = kind === 'transformer';
   const epochs = num(flags, 'epochs', 5, true);
-  const lr = num(flags, 'lr', 0.05);
-  const weightDecay = num(flags, 'weight-decay', 5e-4);
-  const optName = str(flags, 'optimizer', ['sgd', 'adam', 'adamw'] as const, 'sgd');
+  // A transformer trains with AdamW (as nanoGPT's character model does); the CNNs with SGD.
+  const lr = num(flags, 'lr', text ? 1e-3 : 0.05);
+  const weightDecay = num(flags, 'weight-decay', text ? 0.1 : 5e-4);
+  const optName = str(flags, 'optimizer', ['sgd', 'adam', 'adamw'] as const, text ? 'adamw' : 'sgd');
   const optimizer: Optimizer =
     optName === 'sgd'
       ? new SGD(model.parameters(), { lr, momentum: num(flags, 'momentum', 0.9), nesterov: flags.nesterov === true, weightDecay })
@@ -311,12 +414,12 @@ async function train(flags: Flags, log: Log, progress: Log): Promise<Record<stri
   const bar =
     !json && process.stderr.isTTY
       ? new cliProgress.SingleBar(
-          { format: 'epoch {epoch} |{bar}| {value}/{total} batches  loss {loss}  acc {acc}%  {ips} img/s', hideCursor: true, stream: process.stderr },
+          { format: `epoch {epoch} |{bar}| {value}/{total} batches  loss {loss}  acc {acc}%  {ips} ${data.unit}/s`, hideCursor: true, stream: process.stderr },
           cliProgress.Presets.shades_classic,
         )
       : null;
   if (out !== undefined) await mkdir(dirname(out), { recursive: true });
-  log(`training ${model.config!.kind} on ${trainSet.length} ${dataName} images, rates ${rates.join(', ')} (${schedule}), ${epochs} epoch${epochs === 1 ? '' : 's'}`);
+  log(`training ${model.config!.kind} on ${data.what}, rates ${rates.join(', ')} (${schedule}), ${epochs} epoch${epochs === 1 ? '' : 's'}`);
   const started = performance.now();
   let images = 0;
   const result = await fit(model, loader, {
@@ -328,7 +431,7 @@ async function train(flags: Flags, log: Log, progress: Log): Promise<Record<stri
     seed,
     lrSchedule,
     distill: flags.distill === true,
-    clipGradNorm: flags.clip === undefined ? undefined : num(flags, 'clip', 0),
+    clipGradNorm: flags.clip === undefined ? (text ? 1 : undefined) : num(flags, 'clip', 0),
     checkpoint: out === undefined ? undefined : `${out}.ckpt`,
     resume: flags.resume as string | undefined,
     callbacks: {
@@ -347,14 +450,14 @@ async function train(flags: Flags, log: Log, progress: Log): Promise<Record<stri
     },
   });
   const trainSeconds = (performance.now() - started) / 1000;
-  progress(`evaluating ${testSet.length} test images at rates ${rates.join(', ')}`);
-  const rows = await evaluate(model, testLoader, { rates, onProgress: evalProgress(progress, testSet.length) });
-  log(`\ntest set (${testSet.length} images), ${trainSeconds.toFixed(1)} s of training:`);
+  progress(`evaluating the ${data.test} at rates ${rates.join(', ')}`);
+  const rows = await evaluate(model, testLoader, { rates, onProgress: evalProgress(progress, data.testCount, data.unit) });
+  log(`\n${data.test}, ${trainSeconds.toFixed(1)} s of training:`);
   log(formatRateTable(rows));
   if (out !== undefined) {
-    await save(model, out, { preprocess: stats });
+    await save(model, out);
     const svg = `${out}.svg`;
-    await writeFile(svg, rateTradeoffSvg(rows, `${model.config!.kind} on ${testSet.name}: accuracy and cost per slice rate`));
+    await writeFile(svg, rateTradeoffSvg(rows, data.title));
     log(`saved ${out} (checkpoint ${out}.ckpt, plot ${svg})`);
   }
   return { rates: rows, trainSeconds, epochs: result.epochs.map(({ eval: _e, ...r }) => r) };
@@ -364,6 +467,7 @@ async function evalCommand(flags: Flags, log: Log, progress: Log): Promise<Recor
   const path = flags.checkpoint as string | undefined;
   if (path === undefined) throw new UsageError('eval needs --checkpoint FILE');
   const model = await load(path);
+  if (model.config?.kind === 'transformer') return evalText(flags, path, model, log, progress);
   const stats = model.preprocess;
   // The data the model was trained on, unless --dataset says otherwise.
   const recorded = model.dataset !== undefined && (DATASETS as readonly string[]).includes(model.dataset) ? (model.dataset as DatasetName) : undefined;
@@ -384,6 +488,23 @@ async function evalCommand(flags: Flags, log: Log, progress: Log): Promise<Recor
   log(`${path} on ${testSet.name} (${testSet.length} images):`);
   log(formatRateTable(rows));
   return { dataset, images: testSet.length, rates: rows };
+}
+
+/** A language model on the validation part (the last 10%) of --data-file, in the model's own vocabulary. */
+async function evalText(flags: Flags, path: string, model: BuiltModel, log: Log, progress: Log): Promise<Record<string, unknown>> {
+  if (flags.dataset !== undefined && flags.dataset !== 'text') throw new UsageError(`${path} is a language model: evaluate it with --dataset text --data-file FILE`);
+  const { path: file, text } = await readTextFile(flags);
+  const { vocabulary } = model;
+  if (vocabulary === undefined) throw new Error(`${path} records no vocabulary, so its token ids cannot be read from text`);
+  const { valid } = splitText(textDataset(text, { vocabulary, name: basename(file) }));
+  const context = modelInputShape('eval', model)[0];
+  const loader = new TextLoader(valid, { context, batchSize: num(flags, 'batch-size', 64, true) });
+  const rates = list(flags, 'rates', model.trainedRates ?? [1, 0.5, 0.25]);
+  progress(`evaluating ${loader.tokens} characters at rates ${rates.join(', ')}`);
+  const rows = await evaluate(model, loader, { rates, onProgress: evalProgress(progress, loader.tokens, 'chars') });
+  log(`${path} on the validation set of ${file} (${loader.tokens} characters predicted; loss in nats per character):`);
+  log(formatRateTable(rows));
+  return { dataset: 'text', dataFile: file, characters: loader.tokens, rates: rows };
 }
 
 /** How often a server started by npm checks that its parent is still there. */

@@ -26,5 +26,6 @@ export * from './slicing/index.js';
 export * as optim from './optim/index.js';
 export * as data from './data/index.js';
 export * from './train/index.js';
+export * from './generate/index.js';
 export * from './io/index.js';
 export * from './serve/index.js';

@@ -1,8 +1,10 @@
-// attention: multi-head scaled dot-product attention over q, k, v of shape
-// [batch, T, heads * headDim] (the layout a linear projection writes, heads side by side,
+// attention: multi-head scaled dot-product attention over q [batch, Tq, heads * headDim] and
+// k, v [batch, Tk, heads * headDim] (the layout a linear projection writes, heads side by side,
 // so a prefix of the columns is a prefix of the heads: a sliced projection hands over only
-// the active heads, and `heads` says how many there are). Per (image, head):
-//   S = Q K^T / sqrt(headDim), P = softmax of each row (causal: row i over keys j <= i),
+// the active heads, and `heads` says how many there are). The queries are the last Tq of the
+// Tk positions (Tq = Tk in training; Tq < Tk when a key/value cache holds the earlier ones).
+// Per (sequence, head):
+//   S = Q K^T / sqrt(headDim), P = softmax of each row (causal: query i over keys j <= Tk - Tq + i),
 //   O = P V,
 // each product one strided GEMM on the head's columns in place (no transposed copies).
 // P is kept for the backward:
@@ -25,9 +27,11 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   checkTensor(op, 'q', q);
   checkTensor(op, 'k', k);
   checkTensor(op, 'v', v);
-  checkRank(op, 'q', q, 3, '[batch, T, heads * headDim]');
+  checkRank(op, 'q', q, 3, '[batch, Tq, heads * headDim]');
   for (const [name, x] of [['k', k], ['v', v]] as const) {
-    if (x.rank !== 3 || x.shape.some((d, i) => d !== q.shape[i])) throw new RangeError(`${op}: ${name} must have q's shape ${fmt(q.shape)}, got ${fmt(x.shape)}`);
+    if (x.rank !== 3 || x.shape[0] !== q.shape[0] || x.shape[2] !== q.shape[2] || x.shape[1] !== k.shape[1]) {
+      throw new RangeError(`${op}: ${name} must be [batch, Tk, width] with q's batch and width ${fmt(q.shape)} and k's Tk, got ${fmt(x.shape)}`);
+    }
   }
   const opts = checkOptions(op, options);
   const [batch, T, width] = q.shape;
@@ -35,20 +39,23 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   if (width % heads !== 0) throw new RangeError(`${op}: heads ${heads} must divide the last axis of q ${fmt(q.shape)}`);
   if (opts.causal !== undefined && typeof opts.causal !== 'boolean') throw new TypeError(`${op}: causal must be a boolean, got ${String(opts.causal)}`);
   const causal = opts.causal ?? true;
+  const Tk = k.shape[1];
+  if (causal && Tk < T) throw new RangeError(`${op}: causal attention needs at least as many keys as queries, got k ${fmt(k.shape)} for q ${fmt(q.shape)}`);
   const d = width / heads;
   const scale = 1 / Math.sqrt(d);
-  const block = T * T;
+  const block = T * Tk;
   const probs = new Float32Array(batch * heads * block);
   const scores = new Float32Array(block);
   const out = outputBuffer(q.size);
   for (let b = 0; b < batch; b++)
     for (let h = 0; h < heads; h++) {
       const off = b * T * width + h * d;
+      const koff = b * Tk * width + h * d;
       const p = probs.subarray((b * heads + h) * block, (b * heads + h + 1) * block);
-      native.gemm(false, true, T, T, d, scale, q.data, off, width, k.data, off, width, 0, scores, 0, T);
-      if (causal) js.causalSoftmax(T, T, scores, p);
-      else native.softmax(T, T, scores, p, false);
-      native.gemm(false, false, T, d, T, 1, p, 0, T, v.data, off, width, 0, out, off, width);
+      native.gemm(false, true, T, Tk, d, scale, q.data, off, width, k.data, koff, width, 0, scores, 0, Tk);
+      if (causal) js.causalSoftmax(T, Tk, scores, p);
+      else native.softmax(T, Tk, scores, p, false);
+      native.gemm(false, false, T, d, Tk, 1, p, 0, Tk, v.data, koff, width, 0, out, off, width);
     }
   return record(new Tensor(out, q.shape), op, [q, k, v], (g) => {
     const gq = gradSink(q);
@@ -59,15 +66,16 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
     for (let b = 0; b < batch; b++)
       for (let h = 0; h < heads; h++) {
         const off = b * T * width + h * d;
+        const koff = b * Tk * width + h * d;
         const p = probs.subarray((b * heads + h) * block, (b * heads + h + 1) * block);
-        if (gv !== null) native.gemm(true, false, T, d, T, 1, p, 0, T, g, off, width, 1, gv, off, width);
+        if (gv !== null) native.gemm(true, false, Tk, d, T, 1, p, 0, Tk, g, off, width, 1, gv, koff, width);
         if (gq === null && gk === null) continue;
-        native.gemm(false, true, T, T, d, 1, g, off, width, v.data, off, width, 0, dp, 0, T);
+        native.gemm(false, true, T, Tk, d, 1, g, off, width, v.data, koff, width, 0, dp, 0, Tk);
         js.fill(block, 0, ds);
         // Masked entries have P = 0, so their dS is 0: the causal mask needs nothing more here.
-        native.softmaxBackward(T, T, p, dp, ds, false);
-        if (gq !== null) native.gemm(false, false, T, d, T, scale, ds, 0, T, k.data, off, width, 1, gq, off, width);
-        if (gk !== null) native.gemm(true, false, T, d, T, scale, ds, 0, T, q.data, off, width, 1, gk, off, width);
+        native.softmaxBackward(T, Tk, p, dp, ds, false);
+        if (gq !== null) native.gemm(false, false, T, d, Tk, scale, ds, 0, Tk, k.data, koff, width, 1, gq, off, width);
+        if (gk !== null) native.gemm(true, false, Tk, d, T, scale, ds, 0, Tk, q.data, off, width, 1, gk, koff, width);
       }
   });
 }

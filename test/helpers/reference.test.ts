@@ -31,3 +31,13 @@ t.test('assertClose fails outside the tolerance and passes inside it', async (t)
   t.equal(assertClose(r, [1, NaN], [1, 2], 'NaN'), false);
   t.equal(assertClose(r, [1], [1, 2], 'lengths'), false);
 });
+
+t.test('chiSquarePValue: known quantiles of the chi-square distribution', async (t) => {
+  const { chiSquarePValue, upperGammaRegularized } = await import('./stats.js');
+  // P(X > 3.841) = 0.05 for 1 degree of freedom; P(X > 30.578) = 0.01 for 15; P(X > 11.07) = 0.05 for 5.
+  t.ok(Math.abs(upperGammaRegularized(0.5, 3.841 / 2) - 0.05) < 2e-4);
+  t.ok(Math.abs(upperGammaRegularized(7.5, 30.578 / 2) - 0.01) < 2e-4);
+  t.ok(Math.abs(upperGammaRegularized(2.5, 11.07 / 2) - 0.05) < 2e-4);
+  t.equal(chiSquarePValue([10, 10, 10], [10, 10, 10]), 1, 'a perfect fit');
+  t.ok(chiSquarePValue([30, 0, 0], [10, 10, 10]) < 1e-6, 'a bad fit');
+});

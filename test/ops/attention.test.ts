@@ -5,17 +5,18 @@ import t from 'tap';
 import * as ms from '../../src/index.js';
 import { assertClose, assertOpError, checkGradients, randn32, rng } from '../helpers/reference.js';
 
-function refAttention(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, batch: number, T: number, width: number, heads: number, causal: boolean): Float64Array {
+/** Queries are the last T of Tk positions (Tk = T unless given). */
+function refAttention(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, batch: number, T: number, width: number, heads: number, causal: boolean, Tk = T): Float64Array {
   const d = width / heads;
   const out = new Float64Array(batch * T * width);
   for (let b = 0; b < batch; b++)
     for (let h = 0; h < heads; h++)
       for (let i = 0; i < T; i++) {
         const s: number[] = [];
-        const n = causal ? i + 1 : T;
+        const n = causal ? Tk - T + i + 1 : Tk;
         for (let j = 0; j < n; j++) {
           let dot = 0;
-          for (let c = 0; c < d; c++) dot += q[(b * T + i) * width + h * d + c] * k[(b * T + j) * width + h * d + c];
+          for (let c = 0; c < d; c++) dot += q[(b * T + i) * width + h * d + c] * k[(b * Tk + j) * width + h * d + c];
           s.push(dot / Math.sqrt(d));
         }
         const max = Math.max(...s);
@@ -23,7 +24,7 @@ function refAttention(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<n
         const sum = e.reduce((a, x) => a + x, 0);
         for (let c = 0; c < d; c++) {
           let o = 0;
-          for (let j = 0; j < n; j++) o += (e[j] / sum) * v[(b * T + j) * width + h * d + c];
+          for (let j = 0; j < n; j++) o += (e[j] / sum) * v[(b * Tk + j) * width + h * d + c];
           out[(b * T + i) * width + h * d + c] = o;
         }
       }
@@ -76,11 +77,29 @@ t.test('attention: gradients of q, k and v by central differences in float64', a
   }
 });
 
+t.test('attention: queries after cached keys (Tq < Tk) attend to every earlier key, values and gradients', async (t) => {
+  const gen = rng(197);
+  for (const [batch, T, Tk, heads, d, causal] of [[2, 1, 4, 2, 3, true], [1, 2, 5, 1, 4, true], [1, 2, 3, 2, 2, false]] as const) {
+    const width = heads * d;
+    const q = ms.tensor(randn32(gen, batch * T * width), [batch, T, width], { requiresGrad: true });
+    const [k, v] = [0, 1].map(() => ms.tensor(randn32(gen, batch * Tk * width), [batch, Tk, width], { requiresGrad: true }));
+    assertClose(t, ms.attention(q, k, v, { heads, causal }).data, refAttention(q.data, k.data, v.data, batch, T, width, heads, causal, Tk), `[${batch}, ${T}] after ${Tk} keys, causal ${causal}`, { atol: 1e-5 });
+    checkGradients(t, `attention q [${batch}, ${T}] k [${batch}, ${Tk}] causal ${causal}`, [q, k, v], (a, b, c) => ms.attention(a, b, c, { heads, causal }), ([a, b, c]) => refAttention(a, b, c, batch, T, width, heads, causal, Tk), { gen, eps: 1e-3 });
+  }
+  // The last query of a full causal pass is one query after the other keys.
+  const full = [0, 1, 2].map(() => ms.tensor(randn32(gen, 5 * 4), [1, 5, 4]));
+  const all = ms.attention(full[0], full[1], full[2], { heads: 2 });
+  const last = ms.attention(ms.tensor(full[0].data.subarray(16), [1, 1, 4]), full[1], full[2], { heads: 2 });
+  assertClose(t, last.data, all.data.subarray(16), 'the last row of a full pass', { atol: 1e-6 });
+});
+
 t.test('attention refuses bad arguments, naming them and the shapes', async (t) => {
   const x = ms.zeros([2, 3, 6]);
-  assertOpError(t, () => ms.attention(x, ms.zeros([2, 3, 4]), x, { heads: 2 }), RangeError, 'attention', [/k must have q's shape \[2, 3, 6\], got \[2, 3, 4\]/], 'k of another shape');
+  assertOpError(t, () => ms.attention(x, ms.zeros([2, 3, 4]), x, { heads: 2 }), RangeError, 'attention', [/k must be \[batch, Tk, width\] with q's batch and width \[2, 3, 6\] and k's Tk, got \[2, 3, 4\]/], 'k of another width');
+  assertOpError(t, () => ms.attention(x, ms.zeros([2, 4, 6]), x, { heads: 2 }), RangeError, 'attention', [/v must be .* got \[2, 3, 6\]/], 'v of another length than k');
+  assertOpError(t, () => ms.attention(x, ms.zeros([2, 2, 6]), ms.zeros([2, 2, 6]), { heads: 2 }), RangeError, 'attention', [/at least as many keys as queries, got k \[2, 2, 6\] for q \[2, 3, 6\]/], 'fewer keys than causal queries');
   assertOpError(t, () => ms.attention(x, x, x, { heads: 4 }), RangeError, 'attention', [/heads 4 must divide the last axis of q \[2, 3, 6\]/], 'heads that do not divide');
-  assertOpError(t, () => ms.attention(ms.zeros([3, 6]), x, x, { heads: 2 }), RangeError, 'attention', [/q/, /\[batch, T, heads \* headDim\]/], 'q of rank 2');
+  assertOpError(t, () => ms.attention(ms.zeros([3, 6]), x, x, { heads: 2 }), RangeError, 'attention', [/q/, /\[batch, Tq, heads \* headDim\]/], 'q of rank 2');
   assertOpError(t, () => ms.attention(x, x, x, { heads: 0 }), RangeError, 'attention', [/heads/], 'no heads');
   assertOpError(t, () => ms.attention(x, x, x, { heads: 2, causal: 'yes' as never }), TypeError, 'attention', [/causal must be a boolean/], 'a causal that is not a boolean');
 });

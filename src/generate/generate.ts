@@ -1,0 +1,352 @@
+// Text generation from a sliced transformer: a key/value cache per rate, sampling with
+// temperature and top-k, and speculative decoding in which a narrow slice drafts tokens and
+// the full model verifies them in one pass.
+//
+// The cache of a rate holds, for every layer and sequence, the keys and values of the tokens
+// seen so far, only for the heads that rate uses (the rate-0.25 cache of an 8-head model holds
+// 2 heads). Each step feeds only the new tokens: their queries attend to every cached key.
+// When a sequence would outgrow the model's context, its cache is rebuilt from the last half
+// context of tokens (the positions the model learned), as a crop of the text would be.
+//
+// Speculative decoding (Leviathan et al. 2023, Chen et al. 2023): the draft proposes k tokens
+// from its distribution q; one full-rate pass gives the target's p at each of them; token i is
+// kept with probability min(1, p/q), and the first refused one is replaced by a draw from
+// max(0, p - q) renormalised (all kept: one more from p). The tokens so produced follow the
+// full model's distribution exactly; at temperature 0 they are its greedy tokens.
+import type { Transformer } from '../models/transformer.js';
+import type { TransformerBlock } from '../nn/transformer.js';
+import { add } from '../ops/add.js';
+import { attention } from '../ops/attention.js';
+import { embedding } from '../ops/embedding.js';
+import { relu } from '../ops/relu.js';
+import { Generator } from '../random.js';
+import { noGrad, Tensor } from '../tensor.js';
+import { checkRate, sliceWidth } from '../nn/width.js';
+
+/** Keys and values of the tokens a sequence has seen, per layer, for the heads of one rate. */
+export class KVCache {
+  readonly rate: number;
+  /** Columns per position: the active heads x head size. */
+  readonly width: number;
+  readonly heads: number;
+  readonly capacity: number;
+  /** Positions held per sequence. */
+  readonly lengths: number[];
+  /** [layer][sequence]: capacity x width values, the first lengths[sequence] rows filled. */
+  readonly keys: Float32Array[][];
+  readonly values: Float32Array[][];
+
+  constructor(model: Transformer, options: { rate?: number; sequences?: number } = {}) {
+    const rate = checkRate('KVCache', options.rate ?? 1);
+    const sequences = options.sequences ?? 1;
+    if (!Number.isInteger(sequences) || sequences < 1) throw new RangeError(`KVCache: sequences must be a positive integer, got ${String(sequences)}`);
+    const { heads, dModel, layers, context } = model.config;
+    this.rate = rate;
+    this.heads = sliceWidth(heads, rate, heads);
+    this.width = this.heads * (dModel / heads);
+    this.capacity = context;
+    this.lengths = new Array<number>(sequences).fill(0);
+    const make = () => Array.from({ length: layers }, () => Array.from({ length: sequences }, () => new Float32Array(context * this.width)));
+    this.keys = make();
+    this.values = make();
+  }
+
+  get sequences(): number {
+    return this.lengths.length;
+  }
+
+  /** Keeps the first `length` positions of a sequence (a speculative step's refused tokens go). */
+  truncate(sequence: number, length: number): void {
+    if (!(length >= 0 && length <= this.lengths[sequence])) throw new RangeError(`KVCache.truncate: length ${length} is outside [0, ${this.lengths[sequence]}]`);
+    this.lengths[sequence] = length;
+  }
+}
+
+/**
+ * Feeds `n` new tokens of each sequence (ids, sequence-major: sequences x n) through the model
+ * at the cache's rate, appending their keys and values; returns the next-token logits at each
+ * new position, [sequences, n, vocab].
+ */
+export function decode(model: Transformer, cache: KVCache, ids: Int32Array, n: number): Tensor {
+  const op = 'decode';
+  const B = cache.sequences;
+  if (!Number.isInteger(n) || n < 1 || ids.length !== B * n) throw new RangeError(`${op}: ${ids.length} ids for ${B} sequences of ${n} new tokens`);
+  for (let r = 0; r < B; r++) {
+    if (cache.lengths[r] + n > cache.capacity) throw new RangeError(`${op}: sequence ${r} holds ${cache.lengths[r]} positions; ${n} more exceed the context ${cache.capacity}`);
+  }
+  const previous = model.sliceRate;
+  const flags = model.modules().map((m) => m.training);
+  model.eval();
+  model.setSliceRate(cache.rate);
+  try {
+    return noGrad(() => {
+      const positions = new Int32Array(B * n);
+      for (let r = 0; r < B; r++) for (let j = 0; j < n; j++) positions[r * n + j] = cache.lengths[r] + j;
+      const x = new Tensor(Float32Array.from(ids), [B, n]);
+      let h = add(model.tokens.forward(x), embedding(positions, model.positions.weight, [B, n]));
+      const w = cache.width;
+      for (let l = 0; l < model.blocks.length; l++) {
+        const block = model.blocks.at(l) as TransformerBlock;
+        const a = block.norm1.forward(h);
+        const att = block.attention;
+        const q = att.query.forward(a);
+        const k = att.key.forward(a);
+        const v = att.value.forward(a);
+        const mixed = new Float32Array(B * n * w);
+        for (let r = 0; r < B; r++) {
+          const start = cache.lengths[r];
+          const keys = cache.keys[l][r];
+          const values = cache.values[l][r];
+          keys.set(k.data.subarray(r * n * w, (r + 1) * n * w), start * w);
+          values.set(v.data.subarray(r * n * w, (r + 1) * n * w), start * w);
+          const total = start + n;
+          const o = attention(
+            new Tensor(q.data.subarray(r * n * w, (r + 1) * n * w), [1, n, w]),
+            new Tensor(keys.subarray(0, total * w), [1, total, w]),
+            new Tensor(values.subarray(0, total * w), [1, total, w]),
+            { heads: cache.heads, causal: true },
+          );
+          mixed.set(o.data, r * n * w);
+        }
+        h = add(h, att.output.forward(new Tensor(mixed, [B, n, w])));
+        h = add(h, block.project.forward(relu(block.hidden.forward(block.norm2.forward(h)))));
+      }
+      for (let r = 0; r < B; r++) cache.lengths[r] += n;
+      return model.head.forward(model.norm.forward(h));
+    });
+  } finally {
+    model.setSliceRate(previous);
+    model.modules().forEach((m, i) => (m.training = flags[i]));
+  }
+}
+
+export interface SamplingOptions {
+  /** 0 picks the most likely token (greedy); 1 samples the model's distribution (default 1). */
+  temperature?: number;
+  /** Sample only among the k most likely tokens (default: all). */
+  topK?: number;
+}
+
+/** The distribution sampling draws from: softmax(logits / temperature) over the top k (float64). */
+export function samplingDistribution(logits: ArrayLike<number>, options: SamplingOptions = {}): Float64Array {
+  const temperature = options.temperature ?? 1;
+  const V = logits.length;
+  const p = new Float64Array(V);
+  let best = 0;
+  for (let j = 1; j < V; j++) if (logits[j] > logits[best]) best = j;
+  if (temperature === 0) {
+    p[best] = 1;
+    return p;
+  }
+  let cut = -Infinity;
+  const k = options.topK ?? V;
+  if (k < V) cut = Array.from(logits).sort((a, b) => b - a)[k - 1];
+  let sum = 0;
+  for (let j = 0; j < V; j++) {
+    if (logits[j] < cut) continue;
+    p[j] = Math.exp((logits[j] - logits[best]) / temperature);
+    sum += p[j];
+  }
+  for (let j = 0; j < V; j++) p[j] /= sum;
+  return p;
+}
+
+/** A draw from a distribution (float64 probabilities summing to 1). */
+export function drawFrom(p: ArrayLike<number>, gen: Generator): number {
+  let u = gen.uniform();
+  let last = 0;
+  for (let j = 0; j < p.length; j++) {
+    if (p[j] <= 0) continue;
+    last = j;
+    u -= p[j];
+    if (u < 0) return j;
+  }
+  return last; // rounding left a sliver of u
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Tokens to generate (after the prompt). */
+  maxTokens: number;
+  /** Rate to generate at (default 1). */
+  rate?: number;
+  seed?: number;
+  /** Stops once any of these id sequences has been generated (it is kept in the output). */
+  stop?: readonly (readonly number[])[];
+  /** Called with each new token id as it is produced. */
+  onToken?: (id: number) => void;
+}
+
+export interface GenerateStats {
+  /** Full-rate passes (target passes, for speculative decoding). */
+  passes: number;
+  /** Draft tokens proposed and kept (speculative decoding). */
+  drafted: number;
+  accepted: number;
+}
+
+function checkGenerate(op: string, model: Transformer, prompt: ArrayLike<number>, options: GenerateOptions): void {
+  if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object`);
+  const { maxTokens, temperature, topK } = options;
+  if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new RangeError(`${op}: maxTokens must be a non-negative integer, got ${String(maxTokens)}`);
+  if (temperature !== undefined && !(temperature >= 0 && Number.isFinite(temperature))) throw new RangeError(`${op}: temperature must be a finite number >= 0, got ${String(temperature)}`);
+  if (topK !== undefined && (!Number.isInteger(topK) || topK < 1)) throw new RangeError(`${op}: topK must be a positive integer, got ${String(topK)}`);
+  const { vocab } = model.config;
+  if (prompt.length < 1) throw new RangeError(`${op}: the prompt must hold at least one token`);
+  for (let i = 0; i < prompt.length; i++) {
+    if (!Number.isInteger(prompt[i]) || prompt[i] < 0 || prompt[i] >= vocab) throw new RangeError(`${op}: prompt[${i}] = ${prompt[i]} is not a token id in [0, ${vocab})`);
+  }
+}
+
+function stopped(out: readonly number[], stop: readonly (readonly number[])[] | undefined): boolean {
+  if (stop === undefined) return false;
+  return stop.some((s) => s.length > 0 && s.length <= out.length && s.every((t, i) => out[out.length - s.length + i] === t));
+}
+
+/**
+ * Where the window of positions the model sees begins when `index` is the last token fed: 0
+ * while the text fits the context c, then a multiple of c/2 at most c - 1 before it. A
+ * function of the index alone, so plain and speculative decoding see the same windows.
+ */
+function windowStart(index: number, context: number): number {
+  const s = Math.max(1, context >> 1);
+  return index < context ? 0 : (Math.floor(index / s) - 1) * s;
+}
+
+/** The first index after `index` whose window starts elsewhere. */
+function windowEnd(index: number, context: number): number {
+  const s = Math.max(1, context >> 1);
+  return index < context ? context : (Math.floor(index / s) + 1) * s;
+}
+
+/** A text's tokens in a cache: it keeps what it fed and feeds only what changed. */
+class CachedText {
+  readonly cache: KVCache;
+  private start = 0;
+  private readonly fed: number[] = [];
+
+  constructor(
+    private readonly model: Transformer,
+    rate: number,
+  ) {
+    this.cache = new KVCache(model, { rate });
+  }
+
+  /** Next-token logits at positions [from, to) of `text` (rows of a [1, n, vocab] tensor, n >= to - from: the last rows). */
+  logits(text: readonly number[], from: number, to: number): Tensor {
+    const ws = windowStart(to - 1, this.cache.capacity);
+    if (ws !== this.start || from < ws) {
+      this.start = Math.min(ws, from);
+      this.fed.length = 0;
+    }
+    let common = 0;
+    const limit = Math.min(this.fed.length, from - this.start);
+    while (common < limit && this.fed[common] === text[this.start + common]) common++;
+    this.fed.length = common;
+    this.cache.truncate(0, common);
+    const fresh = text.slice(this.start + common, to);
+    this.fed.push(...fresh);
+    return decode(this.model, this.cache, Int32Array.from(fresh), fresh.length);
+  }
+}
+
+/** The row of position `at` in logits that end at position `to` - 1. */
+function rowAt(logits: Tensor, vocab: number, to: number, at: number): Float32Array {
+  const rows = logits.size / vocab;
+  const r = rows - (to - at);
+  return logits.data.subarray(r * vocab, (r + 1) * vocab);
+}
+
+/** Continues `prompt` (token ids) by up to maxTokens tokens at one rate, with a key/value cache. */
+export function generate(model: Transformer, prompt: ArrayLike<number>, options: GenerateOptions): { tokens: number[]; stats: GenerateStats } {
+  const op = 'generate';
+  checkGenerate(op, model, prompt, options);
+  const seq = new CachedText(model, checkRate(op, options.rate ?? 1));
+  const gen = new Generator(options.seed ?? Generator.freshSeed());
+  const text = Array.from(prompt);
+  const out: number[] = [];
+  const vocab = model.config.vocab;
+  let passes = 0;
+  while (out.length < options.maxTokens && !stopped(out, options.stop)) {
+    const at = text.length - 1;
+    const logits = seq.logits(text, at, at + 1);
+    passes++;
+    const id = drawFrom(samplingDistribution(rowAt(logits, vocab, at + 1, at), options), gen);
+    out.push(id);
+    text.push(id);
+    options.onToken?.(id);
+  }
+  return { tokens: out, stats: { passes, drafted: 0, accepted: 0 } };
+}
+
+export interface SpeculativeOptions extends GenerateOptions {
+  /** Rate of the draft slice (default 0.25). */
+  draftRate?: number;
+  /** Tokens the draft proposes per full-rate pass (default 4). */
+  draftTokens?: number;
+}
+
+/**
+ * Generates as generate() at rate 1 would (the same distribution; at temperature 0 the same
+ * tokens), with the draft slice proposing `draftTokens` tokens that one full pass verifies.
+ */
+export function speculativeGenerate(model: Transformer, prompt: ArrayLike<number>, options: SpeculativeOptions): { tokens: number[]; stats: GenerateStats } {
+  const op = 'speculativeGenerate';
+  checkGenerate(op, model, prompt, options);
+  const draftRate = checkRate(op, options.draftRate ?? 0.25);
+  const k = options.draftTokens ?? 4;
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`${op}: draftTokens must be a positive integer, got ${String(k)}`);
+  if (options.rate !== undefined && options.rate !== 1) throw new RangeError(`${op}: verifies at rate 1; got rate ${String(options.rate)}`);
+  const { vocab, context } = model.config;
+  const target = new CachedText(model, 1);
+  const draft = new CachedText(model, draftRate);
+  const gen = new Generator(options.seed ?? Generator.freshSeed());
+  const text = Array.from(prompt);
+  const out: number[] = [];
+  const stats: GenerateStats = { passes: 0, drafted: 0, accepted: 0 };
+  const emit = (id: number): boolean => {
+    out.push(id);
+    text.push(id);
+    options.onToken?.(id);
+    return out.length >= options.maxTokens || stopped(out, options.stop);
+  };
+  while (out.length < options.maxTokens && !stopped(out, options.stop)) {
+    const at = text.length - 1;
+    // Proposals stay within one window of positions (and within maxTokens): the target then
+    // sees each of them as plain decoding would.
+    const room = Math.min(k, options.maxTokens - out.length - 1, windowEnd(at, context) - at - 1);
+    const proposals: number[] = [];
+    const q: Float64Array[] = [];
+    for (let i = 0; i < room; i++) {
+      const seq = [...text, ...proposals];
+      const to = seq.length;
+      const dist = samplingDistribution(rowAt(draft.logits(seq, to - 1, to), vocab, to, to - 1), options);
+      proposals.push(drawFrom(dist, gen));
+      q.push(dist);
+    }
+    stats.drafted += proposals.length;
+    // One full-rate pass gives p after the last token and after each proposal.
+    const seq = [...text, ...proposals];
+    const logits = target.logits(seq, at, seq.length);
+    stats.passes++;
+    const pAt = (i: number) => samplingDistribution(rowAt(logits, vocab, seq.length, at + i), options);
+    let next = -1;
+    let i = 0;
+    for (; i < proposals.length; i++) {
+      const p = pAt(i);
+      const x = proposals[i];
+      if (gen.uniform() < Math.min(1, p[x] / q[i][x])) continue;
+      // Refused: a draw from max(0, p - q), renormalised.
+      const residual = new Float64Array(vocab);
+      let sum = 0;
+      for (let j = 0; j < vocab; j++) sum += residual[j] = Math.max(0, p[j] - q[i][j]);
+      for (let j = 0; j < vocab; j++) residual[j] /= sum;
+      next = drawFrom(residual, gen);
+      break;
+    }
+    stats.accepted += i;
+    let done = false;
+    for (let j = 0; j < i && !done; j++) done = emit(proposals[j]);
+    if (!done) emit(next >= 0 ? next : drawFrom(pAt(proposals.length), gen));
+  }
+  return { tokens: out, stats };
+}
