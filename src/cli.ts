@@ -5,7 +5,8 @@ import { basename, dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { DataLoader } from './data/loader.js';
-import { splitText, TextLoader, textDataset } from './data/text.js';
+import { decodeText, splitText, TextLoader, textDataset } from './data/text.js';
+import { generate, speculativeGenerate } from './generate/generate.js';
 import { pixelStats, sample, standardize, type Dataset } from './data/dataset.js';
 import { DATASETS, loadDataset, type DatasetName } from './data/registry.js';
 import { load, save } from './io/model-file.js';
@@ -15,7 +16,7 @@ import type { BuiltModel } from './models/build.js';
 import { mlp } from './models/mlp.js';
 import { resnet, resnetBlock } from './models/resnet.js';
 import { vgg, vggDepth } from './models/vgg.js';
-import { transformer } from './models/transformer.js';
+import { Transformer, transformer } from './models/transformer.js';
 import { Adam, AdamW } from './optim/adam.js';
 import { CosineLR, MultiStepLR, WarmupLR, type LrSchedule } from './optim/lr.js';
 import type { Optimizer } from './optim/optimizer.js';
@@ -35,6 +36,7 @@ commands:
   eval    evaluate a saved model at each rate
   serve   serve a saved model over HTTP, lowering the rate under load to meet a latency SLO
   export  write the compact model at one rate as ONNX
+  generate  continue a text with a saved language model (--model transformer)
 
 train flags:
   --model mlp|resnet|vgg|transformer  architecture (default mlp)
@@ -54,16 +56,16 @@ train flags:
   --schedule-k N             random rates per batch besides min/max (default 1)
   --distill                  in-place distillation from the widest rate
   --epochs N                 (default 5)
-  --batch-size N             (default 128)
-  --optimizer sgd|adam|adamw (default sgd)
-  --lr X                     (default 0.05)
+  --batch-size N             (default 128; text 32)
+  --optimizer sgd|adam|adamw (default sgd; text adamw)
+  --lr X                     (default 0.05; text 1e-3)
   --momentum X               SGD momentum (default 0.9)
   --nesterov                 Nesterov momentum
-  --weight-decay X           (default 5e-4)
+  --weight-decay X           (default 5e-4; text 0.1)
   --lr-milestones 5,7        multiply the rate by 0.1 at these epochs
   --cosine                   cosine learning-rate decay
   --warmup N                 linear warm-up over N epochs
-  --clip X                   clip the gradients' global norm at X
+  --clip X                   clip the gradients' global norm at X (text: default 1)
   --augment                  random crop (padding 4) and flip (for CIFAR)
   --seed N                   (default 1)
   --threads N                kernel threads
@@ -76,6 +78,7 @@ eval flags:
   --dataset NAME             (default: the dataset the model file records it was trained on)
   --rates 1,0.5              (default: the model's trained rates)
   --data-dir, --batch-size, --threads, --json as above
+  --data-file FILE           a language model: evaluated on the last 10% of FILE's text
 
 export flags:
   --checkpoint FILE          (required) the saved model
@@ -84,6 +87,19 @@ export flags:
   --input-shape 1,3,32,32    input shape with the batch (the batch stays dynamic;
                              default: 1 and the model's recorded input shape)
   --json                     print {"path", "rate", "bytes", "inputShape"}
+
+generate flags:
+  --checkpoint FILE          (required) a saved language model
+  --prompt TEXT              (required) the text to continue, in the model's vocabulary
+  --max-tokens N             tokens to generate (default 200)
+  --temperature X            0 is greedy (default 1)
+  --top-k N                  sample among the N most likely tokens
+  --rate X                   slice rate to generate at (default 1)
+  --speculative              the --draft-rate slice drafts --draft-tokens tokens (default 0.25, 4)
+                             and rate 1 verifies them in one pass: rate 1's output, faster
+  --stop TEXT                stop once TEXT has been generated
+  --seed N                   (default: a fresh seed each run)
+  --json                     print {"text", "tokens", "seconds", "tokensPerSecond", "passes", ...}
 
 serve flags:
   --checkpoint FILE          (required) the saved model
@@ -123,6 +139,14 @@ const options = {
   ffn: { type: 'string' },
   context: { type: 'string' },
   'batches-per-epoch': { type: 'string' },
+  prompt: { type: 'string' },
+  'max-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  speculative: { type: 'boolean' },
+  'draft-rate': { type: 'string' },
+  'draft-tokens': { type: 'string' },
+  stop: { type: 'string' },
   limit: { type: 'string' },
   rates: { type: 'string' },
   schedule: { type: 'string' },
@@ -507,6 +531,54 @@ async function evalText(flags: Flags, path: string, model: BuiltModel, log: Log,
   return { dataset: 'text', dataFile: file, characters: loader.tokens, rates: rows };
 }
 
+async function generateCommand(flags: Flags, json: boolean): Promise<Record<string, unknown>> {
+  const path = flags.checkpoint as string | undefined;
+  if (path === undefined) throw new UsageError('generate needs --checkpoint FILE (a saved language model)');
+  const prompt = flags.prompt as string | undefined;
+  if (prompt === undefined || prompt.length === 0) throw new UsageError('generate needs --prompt TEXT');
+  const maxTokens = num(flags, 'max-tokens', 200, true);
+  if (maxTokens < 0) throw new UsageError(`--max-tokens must be at least 0, got ${String(flags['max-tokens'])}`);
+  const temperature = num(flags, 'temperature', 1);
+  if (!(temperature >= 0)) throw new UsageError(`--temperature must be at least 0, got ${String(flags.temperature)}`);
+  const topK = flags['top-k'] === undefined ? undefined : num(flags, 'top-k', 1, true);
+  if (topK !== undefined && topK < 1) throw new UsageError(`--top-k must be at least 1, got ${String(flags['top-k'])}`);
+  const draftRate = num(flags, 'draft-rate', 0.25);
+  if (!(draftRate > 0 && draftRate <= 1)) throw new UsageError(`--draft-rate must be a slice rate in (0, 1], got ${String(flags['draft-rate'])}`);
+  const draftTokens = num(flags, 'draft-tokens', 4, true);
+  if (draftTokens < 1) throw new UsageError(`--draft-tokens must be at least 1, got ${String(flags['draft-tokens'])}`);
+  const speculative = flags.speculative === true;
+  const rate = num(flags, 'rate', 1);
+  if (speculative && rate !== 1) throw new UsageError('--speculative generates at rate 1 (the draft runs at --draft-rate); leave out --rate');
+  const model = await load(path);
+  if (!(model instanceof Transformer)) throw new UsageError(`${path} holds a ${model.config?.kind ?? 'custom'} model, not a language model`);
+  const { vocabulary } = model;
+  if (vocabulary === undefined) throw new Error(`${path} records no vocabulary, so text cannot be turned into its token ids`);
+  const encode = (text: string, what: string): number[] => {
+    try {
+      return [...textDataset(text, { vocabulary }).ids];
+    } catch (err) {
+      throw new Error(`${what}: ${(err as Error).message.replace(/^textDataset: /, '')}`);
+    }
+  };
+  const ids = encode(prompt, '--prompt');
+  const stop = flags.stop === undefined ? undefined : [encode(flags.stop as string, '--stop')];
+  const seed = flags.seed === undefined ? undefined : num(flags, 'seed', 1, true);
+  const write = json ? undefined : (id: number) => void process.stdout.write(vocabulary[id]);
+  if (!json) process.stdout.write(prompt);
+  const options = { maxTokens, temperature, topK, seed, stop, rate, onToken: write };
+  const started = performance.now();
+  const { tokens, stats } = speculative ? speculativeGenerate(model, ids, { ...options, draftRate, draftTokens }) : generate(model, ids, options);
+  const seconds = (performance.now() - started) / 1000;
+  const text = decodeText(tokens, vocabulary);
+  const tokensPerSecond = tokens.length / Math.max(1e-9, seconds);
+  if (!json) {
+    process.stdout.write('\n');
+    const spec = speculative ? `, ${stats.accepted} of ${stats.drafted} drafted tokens kept (${(tokens.length / Math.max(1, stats.passes)).toFixed(2)} tokens per full pass)` : '';
+    process.stderr.write(`${tokens.length} tokens in ${seconds.toFixed(2)} s (${tokensPerSecond.toFixed(1)} tokens/s) at rate ${speculative ? `1 (draft ${draftRate})` : rate}, ${stats.passes} passes${spec}\n`);
+  }
+  return { text, tokens, seconds, tokensPerSecond, rate, passes: stats.passes, ...(speculative ? { drafted: stats.drafted, accepted: stats.accepted, draftRate } : {}) };
+}
+
 /** How often a server started by npm checks that its parent is still there. */
 const PARENT_POLL_MS = 200;
 
@@ -636,6 +708,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (command === 'eval') result = await evalCommand(flags, log, progress);
     else if (command === 'serve') result = await serveCommand(flags, log, json);
     else if (command === 'export') result = await exportCommand(flags, log);
+    else if (command === 'generate') result = await generateCommand(flags, json);
     else throw new UsageError(`unknown command ${command}`);
     if (json) console.log(JSON.stringify(result));
     return 0;

@@ -160,6 +160,16 @@ const JS: [string, Check][] = [
     },
   ],
   [
+    'A sliceable language model #0',
+    async (t, block) => {
+      const v = await runJs(block, ['model', 'tokens', 'stats', 'narrow']);
+      t.equal((v.tokens as number[]).length, 40, 'forty tokens, speculatively');
+      t.same(v.tokens, ms.generate(v.model as ms.models.Transformer, [...ms.data.textDataset('to be', { vocabulary: (v.model as ms.models.Transformer).vocabulary }).ids], { maxTokens: 40, temperature: 0 }).tokens, 'rate 1\'s greedy tokens');
+      t.equal((v.narrow as { tokens: number[] }).tokens.length, 40, 'forty at rate 0.25');
+      t.ok((v.stats as ms.GenerateStats).passes <= 40);
+    },
+  ],
+  [
     'Export to ONNX #0',
     async (t, block) => {
       t.ok(existsSync(join(dir, 'r20.safetensors')), 'the library block saved the model this block loads');
