@@ -7,8 +7,8 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
-      "cflags": ["-O3", "-fno-math-errno"],
-      "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-fno-math-errno"],
+      "cflags": ["-O3", "-fno-math-errno", "-fno-trapping-math"],
+      "cflags_cc": ["-O3", "-std=c++17", "-fexceptions", "-fno-math-errno", "-fno-trapping-math"],
       "conditions": [
         ["OS=='linux'", {
           # libstdc++ and libgcc are linked in (and not re-exported), so a prebuilt binary

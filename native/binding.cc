@@ -128,6 +128,29 @@ Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value CausalSoftmax(const Napi::CallbackInfo& info) {
+  mb::CausalSoftmaxCall c = mb::BindCausalSoftmax(info);
+  if (c.rows == 0 || c.cols == 0) return info.Env().Undefined();
+  ms::causal_softmax_rows(c.rows, c.cols, c.x.data, c.y.data);
+  return info.Env().Undefined();
+}
+
+Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
+  mb::LayerNormForwardCall c = mb::BindLayerNormForward(info);
+  if (c.rows == 0 || c.dim == 0) return info.Env().Undefined();
+  ms::layer_norm_forward(c.rows, c.dim, c.x.data, c.gamma.data, c.beta.data,
+                         static_cast<float>(c.eps), c.y.data, c.mean.data, c.rstd.data);
+  return info.Env().Undefined();
+}
+
+Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
+  mb::LayerNormBackwardCall c = mb::BindLayerNormBackward(info);
+  if (c.rows == 0 || c.dim == 0) return info.Env().Undefined();
+  ms::layer_norm_backward(c.rows, c.dim, c.x.data, c.gy.data, c.gamma.data, c.mean.data,
+                          c.rstd.data, c.gx.data, c.ggamma.data, c.gbeta.data);
+  return info.Env().Undefined();
+}
+
 // The kernels' shape of a bound convolution call (every field checked by its binder).
 template <typename Call>
 ms::ConvShape ConvShapeOf(const Call& c) {
@@ -384,6 +407,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<ColumnSums>(env, exports, "columnSums");
   Export<Softmax>(env, exports, "softmax");
   Export<SoftmaxBackward>(env, exports, "softmaxBackward");
+  Export<CausalSoftmax>(env, exports, "causalSoftmax");
+  Export<LayerNormForward>(env, exports, "layerNormForward");
+  Export<LayerNormBackward>(env, exports, "layerNormBackward");
   Export<Conv2dForward>(env, exports, "conv2dForward");
   Export<Conv2dBackwardInput>(env, exports, "conv2dBackwardInput");
   Export<Conv2dBackwardWeight>(env, exports, "conv2dBackwardWeight");

@@ -325,6 +325,105 @@ inline SoftmaxBackwardCall BindSoftmaxBackward(const Napi::CallbackInfo& info) {
   return c;
 }
 
+// causalSoftmax(rows, cols, x, y)
+struct CausalSoftmaxCall {
+  int64_t rows;
+  int64_t cols;
+  Span x;
+  Span y;
+};
+
+inline CausalSoftmaxCall BindCausalSoftmax(const Napi::CallbackInfo& info) {
+  Args args(info, "causalSoftmax");
+  CausalSoftmaxCall c{};
+  c.rows = args.Int(0, "rows");
+  c.cols = args.Int(1, "cols");
+  c.x = args.Floats(2, "x");
+  c.y = args.Floats(3, "y");
+  if (!(c.cols >= c.rows)) args.Fail("a causal block has no more queries than keys");
+  args.Disjoint({
+      args.Fits(c.x, "x", 0, args.Mul(c.rows, c.cols), false),
+      args.Fits(c.y, "y", 0, args.Mul(c.rows, c.cols), true),
+  });
+  return c;
+}
+
+// layerNormForward(rows, dim, x, gamma, beta, eps, y, mean, rstd)
+struct LayerNormForwardCall {
+  int64_t rows;
+  int64_t dim;
+  Span x;
+  Span gamma;
+  Span beta;
+  double eps;
+  Span y;
+  Span mean;
+  Span rstd;
+};
+
+inline LayerNormForwardCall BindLayerNormForward(const Napi::CallbackInfo& info) {
+  Args args(info, "layerNormForward");
+  LayerNormForwardCall c{};
+  c.rows = args.Int(0, "rows");
+  c.dim = args.Int(1, "dim");
+  c.x = args.Floats(2, "x");
+  c.gamma = args.OptionalFloats(3, "gamma");
+  c.beta = args.OptionalFloats(4, "beta");
+  c.eps = args.Number(5, "eps");
+  c.y = args.Floats(6, "y");
+  c.mean = args.Floats(7, "mean");
+  c.rstd = args.Floats(8, "rstd");
+  args.Disjoint({
+      args.Fits(c.x, "x", 0, args.Mul(c.rows, c.dim), false),
+      args.Fits(c.gamma, "gamma", 0, c.dim, false),
+      args.Fits(c.beta, "beta", 0, c.dim, false),
+      args.Fits(c.y, "y", 0, args.Mul(c.rows, c.dim), true),
+      args.Fits(c.mean, "mean", 0, c.rows, true),
+      args.Fits(c.rstd, "rstd", 0, c.rows, true),
+  });
+  return c;
+}
+
+// layerNormBackward(rows, dim, x, gy, gamma, mean, rstd, gx, ggamma, gbeta)
+struct LayerNormBackwardCall {
+  int64_t rows;
+  int64_t dim;
+  Span x;
+  Span gy;
+  Span gamma;
+  Span mean;
+  Span rstd;
+  Span gx;
+  Span ggamma;
+  Span gbeta;
+};
+
+inline LayerNormBackwardCall BindLayerNormBackward(const Napi::CallbackInfo& info) {
+  Args args(info, "layerNormBackward");
+  LayerNormBackwardCall c{};
+  c.rows = args.Int(0, "rows");
+  c.dim = args.Int(1, "dim");
+  c.x = args.Floats(2, "x");
+  c.gy = args.Floats(3, "gy");
+  c.gamma = args.OptionalFloats(4, "gamma");
+  c.mean = args.Floats(5, "mean");
+  c.rstd = args.Floats(6, "rstd");
+  c.gx = args.OptionalFloats(7, "gx");
+  c.ggamma = args.OptionalFloats(8, "ggamma");
+  c.gbeta = args.OptionalFloats(9, "gbeta");
+  args.Disjoint({
+      args.Fits(c.x, "x", 0, args.Mul(c.rows, c.dim), false),
+      args.Fits(c.gy, "gy", 0, args.Mul(c.rows, c.dim), false),
+      args.Fits(c.gamma, "gamma", 0, c.dim, false),
+      args.Fits(c.mean, "mean", 0, c.rows, false),
+      args.Fits(c.rstd, "rstd", 0, c.rows, false),
+      args.Fits(c.gx, "gx", 0, args.Mul(c.rows, c.dim), true),
+      args.Fits(c.ggamma, "ggamma", 0, c.dim, true),
+      args.Fits(c.gbeta, "gbeta", 0, c.dim, true),
+  });
+  return c;
+}
+
 // conv2dForward(params, x, w, bias, y, accumulate, inCenter, inScale, inShift, inRelu)
 struct Conv2dForwardCall {
   int64_t N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup;

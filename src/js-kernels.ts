@@ -31,8 +31,6 @@ export interface JsKernels {
    */
   batchNormAffine(channels: number, eps: number, mean: Float32Array, variance: Float32Array,
     gamma: Float32Array | null, beta: Float32Array | null, rstd: Float32Array, scale: Float32Array, shift: Float32Array): void;
-  /** y[i, j] = softmax over j <= i + cols - rows of x[i, :] (in float64), 0 for later j. */
-  causalSoftmax(rows: number, cols: number, x: Float32Array, y: Float32Array): void;
   /** ids[i] = x[i], each an integer in [0, vocab) (a RangeError names the first that is not). */
   tokenIds(count: number, vocab: number, x: Float32Array, ids: Int32Array): void;
   /** out[i, :] = weight[ids[i], :] (ids already checked to lie in [0, vocab)). */
@@ -86,18 +84,6 @@ const kernels: JsKernels = {
       rstd[c] = 1 / Math.sqrt(variance[c] + eps);
       scale[c] = (gamma === null ? 1 : gamma[c]) * rstd[c];
       shift[c] = (beta === null ? 0 : beta[c]) - mean[c] * scale[c];
-    }
-  },
-  causalSoftmax(rows, cols, x, y) {
-    for (let i = 0; i < rows; i++) {
-      const o = i * cols;
-      const n = i + 1 + cols - rows;
-      let max = -Infinity;
-      for (let j = 0; j < n; j++) if (x[o + j] > max) max = x[o + j];
-      let sum = 0;
-      for (let j = 0; j < n; j++) sum += Math.exp(x[o + j] - max);
-      for (let j = 0; j < n; j++) y[o + j] = Math.exp(x[o + j] - max) / sum;
-      y.fill(0, o + n, o + cols);
     }
   },
   tokenIds(count, vocab, x, ids) {

@@ -193,6 +193,19 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       { checks: [LD('ldg', 'cols', 'g')] }),
     kernel('softmax', [int('rows'), int('cols'), reads('x', 'rows * cols'), writes('y', 'rows * cols'), flag('log')]),
     kernel('softmaxBackward', [int('rows'), int('cols'), reads('y', 'rows * cols'), reads('gy', 'rows * cols'), accumulates('gx', 'rows * cols'), flag('log')]),
+    // Softmax of each row i over its first i + 1 + (cols - rows) entries, zero beyond them: causal
+    // attention's scores, the queries being the last `rows` of `cols` positions.
+    kernel('causalSoftmax', [int('rows'), int('cols'), reads('x', 'rows * cols'), writes('y', 'rows * cols')], { checks: [['cols >= rows', 'a causal block has no more queries than keys']] }),
+    // Layer norm of each row of `dim` values, and its gradients.
+    kernel('layerNormForward', [
+      int('rows'), int('dim'), reads('x', 'rows * dim'), reads('gamma', 'dim', { optional: true }), reads('beta', 'dim', { optional: true }),
+      float('eps'), writes('y', 'rows * dim'), writes('mean', 'rows'), writes('rstd', 'rows'),
+    ]),
+    kernel('layerNormBackward', [
+      int('rows'), int('dim'), reads('x', 'rows * dim'), reads('gy', 'rows * dim'), reads('gamma', 'dim', { optional: true }),
+      reads('mean', 'rows'), reads('rstd', 'rows'), accumulates('gx', 'rows * dim', { optional: true }),
+      accumulates('ggamma', 'dim', { optional: true }), accumulates('gbeta', 'dim', { optional: true }),
+    ]),
     kernel('conv2dForward', [
       fields('params', CONV_PARAMS, PARAM_MAX), reads('x', CONV_X), reads('w', CONV_W), reads('bias', 'O', { optional: true }),
       buffer('y', (a) => (a.accumulate === true ? 'accumulate' : 'write'), CONV_Y),
@@ -267,9 +280,6 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       reads('gamma', 'channels', { optional: true }), reads('beta', 'channels', { optional: true }),
       writes('rstd', 'channels'), writes('scale', 'channels'), writes('shift', 'channels'),
     ])),
-    // Softmax of each row i over its first i + 1 + (cols - rows) entries, zero beyond them: causal
-    // attention's scores, the queries being the last `rows` of `cols` positions.
-    kernel('causalSoftmax', ...computedInJs([int('rows'), int('cols'), reads('x', 'rows * cols'), writes('y', 'rows * cols')], { checks: [['cols >= rows', 'a causal block has no more queries than keys']] })),
     // Token ids given as the values of a float tensor (a model's input), checked and converted:
     // a value that is not an integer in [0, vocab) stops the call with a RangeError.
     kernel('tokenIds', ...computedInJs([int('count'), int('vocab'), reads('x', 'count'), writesInts('ids', 'count')])),

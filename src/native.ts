@@ -28,6 +28,11 @@ export interface NativeAddon {
   softmax(rows: number, cols: number, x: Float32Array, y: Float32Array, log: boolean): void;
   softmaxBackward(rows: number, cols: number, y: Float32Array, gy: Float32Array, gx: Float32Array,
     log: boolean): void;
+  causalSoftmax(rows: number, cols: number, x: Float32Array, y: Float32Array): void;
+  layerNormForward(rows: number, dim: number, x: Float32Array, gamma: Float32Array | null, beta: Float32Array | null,
+    eps: number, y: Float32Array, mean: Float32Array, rstd: Float32Array): void;
+  layerNormBackward(rows: number, dim: number, x: Float32Array, gy: Float32Array, gamma: Float32Array | null,
+    mean: Float32Array, rstd: Float32Array, gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null): void;
   /** params: [N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup] */
   /**
    * With inCenter/inScale/inShift (one value per image and input channel), the convolution

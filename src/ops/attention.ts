@@ -53,7 +53,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
       const koff = b * Tk * width + h * d;
       const p = probs.subarray((b * heads + h) * block, (b * heads + h + 1) * block);
       native.gemm(false, true, T, Tk, d, scale, q.data, off, width, k.data, koff, width, 0, scores, 0, Tk);
-      if (causal) js.causalSoftmax(T, Tk, scores, p);
+      if (causal) native.causalSoftmax(T, Tk, scores, p);
       else native.softmax(T, Tk, scores, p, false);
       native.gemm(false, false, T, d, Tk, 1, p, 0, Tk, v.data, koff, width, 0, out, off, width);
     }

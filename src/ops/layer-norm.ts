@@ -1,12 +1,10 @@
 // layerNorm: normalizes over the last axis (each row of `dim` features to mean 0 and
-// variance 1, then gamma and beta per feature). A composite: the rows are the images of a
-// one-group group norm with one value per channel, so it shares that kernel's forward, its
-// float64 statistics and its backward.
-import { type Tensor } from '../tensor.js';
+// variance 1, statistics in float64), then gamma and beta per feature. One row kernel each
+// way; the backward adds to x's gradient and sums gamma's and beta's over the rows.
+import { native } from '../native.js';
+import { gradSink, outputBuffer, record, Tensor } from '../tensor.js';
 import { checkOptions, checkTensor, fmt } from './check.js';
-import { groupNorm } from './group-norm.js';
 import { checkEps } from './norm-args.js';
-import { reshape } from './reshape.js';
 
 export interface LayerNormOptions {
   eps?: number;
@@ -19,10 +17,21 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   if (x.rank < 1 || x.shape[x.rank - 1] === 0) throw new RangeError(`${op}: x needs a non-empty last axis to normalize over, got shape ${fmt(x.shape)}`);
   const dim = x.shape[x.rank - 1];
   for (const [name, v] of [['gamma', gamma], ['beta', beta]] as const) {
+    if (v !== null) checkTensor(op, name, v);
     if (v !== null && (v.rank !== 1 || v.shape[0] !== dim)) throw new RangeError(`${op}: ${name} must have shape [${dim}] for x of shape ${fmt(x.shape)}, got ${fmt(v.shape)}`);
   }
   const rows = x.size / dim;
   const eps = checkEps(op, opts.eps);
-  const y = groupNorm(reshape(x, [rows, dim]), 1, gamma, beta, { eps });
-  return reshape(y, x.shape);
+  const y = outputBuffer(x.size);
+  const mean = outputBuffer(rows);
+  const rstd = outputBuffer(rows);
+  native.layerNormForward(rows, dim, x.data, gamma?.data ?? null, beta?.data ?? null, eps, y, mean, rstd);
+  const inputs = [x, ...(gamma ? [gamma] : []), ...(beta ? [beta] : [])];
+  return record(new Tensor(y, x.shape), op, inputs, (g) => {
+    const gx = gradSink(x);
+    const gg = gamma ? gradSink(gamma) : null;
+    const gb = beta ? gradSink(beta) : null;
+    if (gx === null && gg === null && gb === null) return;
+    native.layerNormBackward(rows, dim, x.data, g, gamma?.data ?? null, mean, rstd, gx, gg, gb);
+  });
 }

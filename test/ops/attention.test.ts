@@ -103,3 +103,10 @@ t.test('attention refuses bad arguments, naming them and the shapes', async (t) 
   assertOpError(t, () => ms.attention(x, x, x, { heads: 0 }), RangeError, 'attention', [/heads/], 'no heads');
   assertOpError(t, () => ms.attention(x, x, x, { heads: 2, causal: 'yes' as never }), TypeError, 'attention', [/causal must be a boolean/], 'a causal that is not a boolean');
 });
+
+t.test('attention on long sequences (the threaded causal softmax) matches the reference', async (t) => {
+  const gen = rng(211);
+  const [T, heads, d] = [200, 1, 8];
+  const [q, k, v] = [0, 1, 2].map(() => ms.tensor(randn32(gen, T * heads * d), [1, T, heads * d]));
+  assertClose(t, ms.attention(q, k, v, { heads }).data, refAttention(q.data, k.data, v.data, 1, T, heads * d, heads, true), 'T = 200', { atol: 1e-5, rtol: 1e-4 });
+});

@@ -112,3 +112,28 @@ t.test('embedding and nn.Embedding refuse bad ids and shapes, naming them', asyn
   t.same([...e.lookup(Int32Array.from([6]), [1, 1]).data], [...e.weight.data.subarray(24, 28)], 'lookup: the row');
   t.throws(() => e.forward(ms.tensor([1.5], [1])), /embedding: x\[0\] = 1.5 is not a token id/);
 });
+
+t.test('layerNorm on many rows (the threaded kernels): the values, and gradients that do not depend on the thread count', async (t) => {
+  const gen = rng(61);
+  const [rows, dim] = [300, 64];
+  const x = ms.tensor(randn32(gen, rows * dim), [rows, dim], { requiresGrad: true });
+  const gamma = ms.tensor(randn32(gen, dim), [dim], { requiresGrad: true });
+  const beta = ms.tensor(randn32(gen, dim), [dim], { requiresGrad: true });
+  const gy = ms.tensor(randn32(gen, rows * dim), [rows, dim]);
+  const previous = ms.getNumThreads();
+  t.teardown(() => ms.setNumThreads(previous));
+  const grads = [1, 2].map((threads) => {
+    ms.setNumThreads(threads);
+    for (const p of [x, gamma, beta]) p.grad = null;
+    const y = ms.layerNorm(x, gamma, beta);
+    assertClose(t, y.data, refLayerNorm(x.data, dim, gamma.data, beta.data), `${threads} thread(s): values`, { rtol: 1e-5, atol: 1e-5 });
+    y.backward(gy);
+    return [x, gamma, beta].map((p) => Array.from(p.grad!.data));
+  });
+  t.same(grads[1], grads[0], 'the same gradients bit for bit with 1 and 2 threads');
+  // gamma's gradient is the sum over rows of gy * xhat; beta's the sum of gy.
+  const want = new Float64Array(dim);
+  const xhat = refLayerNorm(x.data, dim, null, null);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < dim; j++) want[j] += gy.data[r * dim + j] * xhat[r * dim + j];
+  assertClose(t, Float32Array.from(grads[0][1]), want, 'gamma\'s gradient', { rtol: 1e-4, atol: 1e-4 });
+});
