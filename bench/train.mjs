@@ -12,7 +12,10 @@
 // a second round gives each peer another chance at a quiet spell). For ours, the share of the step
 // spent outside kernels: wall time minus the kernel profile's total.
 //
-//   npm run bench:train [-- --quick --reps 5 --rounds 2 --cases resnet20-28,resnet20-32,resnet164-32 --micro --json]
+//   npm run bench:train [-- --quick --reps 5 --rounds 2 --cases resnet20-28,resnet20-32,resnet164-32,charlm --micro --json]
+//
+// charlm: the sliced character transformer (models.transformer) against the same model in
+// PyTorch sliced by weight views (bench/peers/torch_charlm.py).
 //
 // `npm run bench:models -- --train` runs this after the inference benchmarks.
 import { spawnSync } from 'node:child_process';
@@ -26,6 +29,10 @@ const CASES = {
   'resnet20-28': { depth: 20, shape: [1, 28, 28] },
   'resnet20-32': { depth: 20, shape: [3, 32, 32] },
   'resnet164-32': { depth: 164, shape: [3, 32, 32] },
+  // The character transformer of models.transformer (issue 18's configuration): 4 layers,
+  // d_model 256, 8 heads, feed-forward 1024, batches of 32 windows of 128 characters; AdamW,
+  // the narrower rates distilled from rate 1, gradients clipped at norm 1.
+  charlm: { transformer: { vocab: 65, dModel: 256, heads: 8, layers: 4, context: 128 }, batch: 32, shape: [128] },
 };
 const STEPS = [
   ['rate 1', [1]],
@@ -37,14 +44,17 @@ async function child(spec) {
   const ms = await import('modelslice');
   ms.setNumThreads(spec.threads);
   ms.manualSeed(1);
-  const model = ms.models.resnet({ depth: spec.depth, classes: 10, inputShape: spec.shape });
-  const x = ms.randn([128, ...spec.shape], { seed: 2 });
-  const y = Int32Array.from({ length: 128 }, (_, i) => i % 10);
+  const lm = spec.transformer;
+  const model = lm ? ms.models.transformer(lm) : ms.models.resnet({ depth: spec.depth, classes: 10, inputShape: spec.shape });
+  const batch = spec.batch ?? 128;
+  const gen = new ms.Generator(2);
+  const x = lm ? ms.tensor(Array.from({ length: batch * lm.context }, () => gen.int(lm.vocab)), [batch, lm.context]) : ms.randn([batch, ...spec.shape], { seed: 2 });
+  const y = lm ? Int32Array.from({ length: batch * lm.context }, () => gen.int(lm.vocab)) : Int32Array.from({ length: batch }, (_, i) => i % 10);
   const steps = spec.reps + 2;
   const data = { *[Symbol.iterator]() { for (let i = 0; i < steps; i++) yield { x, y }; } };
   // Every step at all of the case's rates.
   const schedule = ms.rateSchedule('round_robin', spec.rates);
-  const optimizer = new ms.optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });
+  const optimizer = lm ? new ms.optim.AdamW(model.parameters(), { lr: 1e-3, weightDecay: 0.1 }) : new ms.optim.SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });
   const samples = [];
   let t0 = 0;
   await ms.fit(model, data, {
@@ -52,6 +62,7 @@ async function child(spec) {
     optimizer,
     schedule,
     plan: spec.plan,
+    ...(lm ? { distill: true, clipGradNorm: 1 } : {}),
     microBatch: spec.micro ?? undefined,
     callbacks: {
       onBatchBegin: () => {
@@ -83,7 +94,7 @@ export function runTrainBench({ quick = false, reps = quick ? 2 : 5, rounds = qu
   const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
   const torch = probe.status === 0 ? probe.stdout.trim() : null;
   if (torch === null) log('PyTorch peer: skipped (install Debian python3-torch for /usr/bin/python3)');
-  log(`training steps, batch 128, ${threads} threads, best of ${reps} steps after 2 warm-up steps and of ${rounds} rounds (ms); peak RSS of each child (MiB)`);
+  log(`training steps, batch 128 (charlm: 32 x 128 characters), ${threads} threads, best of ${reps} steps after 2 warm-up steps and of ${rounds} rounds (ms); peak RSS of each child (MiB)`);
   log('case                         step                         plan    eager  PyTorch  plan/PT  eager/PT  outside kernels (plan)  RSS plan / eager / PT');
   const rows = [];
   for (const name of cases) {
@@ -98,7 +109,10 @@ export function runTrainBench({ quick = false, reps = quick ? 2 : 5, rounds = qu
         for (let round = 0; round < rounds; round++) {
           plan = best(plan, runChild(process.execPath, [self, '--child', JSON.stringify({ ...spec, plan: true })]));
           if (torch !== null) {
-            pt = best(pt, runChild('/usr/bin/python3', [join(here, 'peers', 'torch_slicing.py'), '--threads', String(threads), '--train-step', JSON.stringify(spec)], { OMP_NUM_THREADS: String(threads) }));
+            const peer = spec.transformer
+              ? [join(here, 'peers', 'torch_charlm.py'), '--threads', String(threads), '--reps', String(reps), '--rates', rates.join(',')]
+              : [join(here, 'peers', 'torch_slicing.py'), '--threads', String(threads), '--train-step', JSON.stringify(spec)];
+            pt = best(pt, runChild('/usr/bin/python3', peer, { OMP_NUM_THREADS: String(threads) }));
           }
           eager = best(eager, runChild(process.execPath, [self, '--child', JSON.stringify({ ...spec, plan: false })]));
         }
@@ -108,7 +122,7 @@ export function runTrainBench({ quick = false, reps = quick ? 2 : 5, rounds = qu
         const ratio = (a, b) => (a && b && !a.error && !b.error ? (a.ms / b.ms).toFixed(3) : '-').padStart(8);
         const outside = plan.error ? '-' : `${(100 * (1 - plan.kernelMs / plan.ms)).toFixed(1)}%`;
         const rss = [plan, eager, pt].map((r) => (r && !r.error ? r.peakRssMiB.toFixed(0) : '-')).join(' / ');
-        log(`${`${name} (${CASES[name].shape.join('x')})`.padEnd(28)} ${row.step.padEnd(27)} ${f(plan)}  ${f(eager)}  ${f(pt)} ${ratio(plan, pt)}  ${ratio(eager, pt)}  ${outside.padStart(22)}  ${rss}`);
+        log(`${(CASES[name].transformer ? name : `${name} (${CASES[name].shape.join('x')})`).padEnd(28)} ${row.step.padEnd(27)} ${f(plan)}  ${f(eager)}  ${f(pt)} ${ratio(plan, pt)}  ${ratio(eager, pt)}  ${outside.padStart(22)}  ${rss}`);
         for (const [who, r] of [['plan', plan], ['eager', eager], ['PyTorch', pt]]) if (r?.error) log(`  ${who} failed: ${r.error}`);
       }
     }

@@ -655,7 +655,8 @@ async function exportCommand(flags: Flags, log: (s: string) => void): Promise<Re
   const inputShape = given ?? [1, ...modelInputShape('export', model)];
   await exportOnnx(model, out, { rate, inputShape });
   const bytes = (await stat(out)).size;
-  log(`wrote ${out}: ${cfg.kind} at rate ${rate}, input [N, ${inputShape.slice(1).join(', ')}], ${bytes} bytes`);
+  const takes = cfg.kind === 'transformer' ? `int64 token ids [N, T] (T up to ${cfg.context}), logits [N, T, ${cfg.vocab}]` : `input [N, ${inputShape.slice(1).join(', ')}]`;
+  log(`wrote ${out}: ${cfg.kind} at rate ${rate}, ${takes}, ${bytes} bytes`);
   return { path: out, rate, bytes, inputShape };
 }
 

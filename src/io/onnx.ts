@@ -11,6 +11,9 @@ import { BatchNorm2d, GroupNorm, scaledNormGroups } from '../nn/norm.js';
 import { Mlp } from '../models/mlp.js';
 import { PreActBasicBlock, PreActBottleneck, ResNet } from '../models/resnet.js';
 import { Vgg } from '../models/vgg.js';
+import { Transformer } from '../models/transformer.js';
+import type { LayerNorm } from '../nn/embedding.js';
+import type { TransformerBlock } from '../nn/transformer.js';
 import { modelRecord } from '../metadata.js';
 import { modelInputShape } from '../nn/input-shape.js';
 import { checkRate } from '../nn/width.js';
@@ -108,6 +111,14 @@ class GraphBuilder {
     values.forEach((v, i) => view.setFloat32(4 * i, v, true));
     this.initializers.push({ name, dims, dataType: FLOAT, rawData: bytes });
     return name;
+  }
+
+  /** A float32 scalar (rank 0) constant. */
+  scalar(name: string, value: number): string {
+    const bytes = new Uint8Array(4);
+    new DataView(bytes.buffer).setFloat32(0, value, true);
+    this.initializers.push({ name: this.fresh(name), dims: [], dataType: FLOAT, rawData: bytes });
+    return (this.initializers[this.initializers.length - 1] as { name: string }).name;
   }
 
   int64s(name: string, values: number[]): string {
@@ -223,6 +234,67 @@ function emit(g: GraphBuilder, m: Module, input: string, name: string): string {
   throw new TypeError(`exportOnnx: no ONNX form for ${m.constructor.name}`);
 }
 
+/** x @ W^T + b for a Linear applied to the last axis of a rank-3 tensor (MatMul with the weight transposed once, here). */
+function linear3(g: GraphBuilder, m: Linear, input: string, name: string): string {
+  const [out, inF] = m.weight.shape;
+  const wt = new Float32Array(out * inF);
+  for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) wt[i * out + o] = m.weight.data[o * inF + i];
+  const y = g.node('MatMul', [input, g.weight(`${name}.weight_t`, wt, [inF, out])]);
+  return m.bias ? g.node('Add', [y, g.weight(`${name}.bias`, m.bias.data, [out])]) : y;
+}
+
+/** Layer norm over the last axis in opset-13 ops: (x - mean) / sqrt(var + eps) * gamma + beta. */
+function layerNorm3(g: GraphBuilder, m: LayerNorm, input: string, name: string): string {
+  const axes = [int('keepdims', 1), ints('axes', [-1])];
+  const centered = g.node('Sub', [input, g.node('ReduceMean', [input], axes)]);
+  const variance = g.node('ReduceMean', [g.node('Mul', [centered, centered])], axes);
+  const std = g.node('Sqrt', [g.node('Add', [variance, g.scalar(`${name}.eps`, m.eps)])]);
+  const normed = g.node('Div', [centered, std]);
+  return g.node('Add', [g.node('Mul', [normed, g.weight(`${name}.weight`, m.weight.data, [m.dim])]), g.weight(`${name}.bias`, m.bias.data, [m.dim])]);
+}
+
+/**
+ * A transformer on int64 token ids [N, T] (T dynamic, at most the context) to logits
+ * [N, T, vocab]: positions from Range(0, T), the causal mask added to the scores as -inf above
+ * the diagonal, each block's heads as [N, heads, T, headDim] (a compact slice holds only the
+ * rate's heads and units).
+ */
+function emitTransformer(g: GraphBuilder, m: Transformer, input: string): string {
+  const { dModel, heads: fullHeads } = m.config;
+  const headDim = dModel / fullHeads;
+  const T = g.node('Gather', [g.node('Shape', [input]), g.int64s('axis1', [1])]); // [1]
+  const zero = g.int64s('zero', [0]);
+  const one = g.int64s('one', [1]);
+  const squeeze = (x: string) => g.node('Squeeze', [x, g.int64s('axes0', [0])]);
+  const positions = g.node('Range', [squeeze(zero), squeeze(T), squeeze(one)]); // [T]
+  const tokens = g.node('Gather', [g.weight('tokens.weight', m.tokens.weight.data, [...m.tokens.weight.shape]), input]);
+  let h = g.node('Add', [tokens, g.node('Gather', [g.weight('positions.weight', m.positions.weight.data, [...m.positions.weight.shape]), positions])]);
+  // mask[i, j] = -inf where key j comes after query i.
+  const rows = g.node('Unsqueeze', [positions, g.int64s('axes1', [1])]); // [T, 1]
+  const cols = g.node('Unsqueeze', [positions, g.int64s('axes0', [0])]); // [1, T]
+  const mask = g.node('Where', [g.node('Greater', [cols, rows]), g.scalar('neg_inf', -Infinity), g.scalar('zero_f', 0)]);
+  m.blocks.namedChildren().forEach(([i, child]) => {
+    const block = child as TransformerBlock;
+    const name = `blocks.${i}`;
+    const att = block.attention;
+    const width = att.query.outFeatures;
+    const heads = width / headDim;
+    const a = layerNorm3(g, block.norm1, h, `${name}.norm1`);
+    const split = g.int64s('heads_shape', [0, 0, heads, headDim]);
+    const project = (lin: Linear, n: string, perm: number[]) => g.node('Transpose', [g.node('Reshape', [linear3(g, lin, a, `${name}.attention.${n}`), split])], [ints('perm', perm)]);
+    const q = project(att.query, 'query', [0, 2, 1, 3]); // [N, h, T, d]
+    const k = project(att.key, 'key', [0, 2, 3, 1]); // [N, h, d, T]
+    const v = project(att.value, 'value', [0, 2, 1, 3]);
+    const scores = g.node('Add', [g.node('Mul', [g.node('MatMul', [q, k]), g.scalar(`${name}.scale`, 1 / Math.sqrt(headDim))]), mask]);
+    const mixed = g.node('MatMul', [g.node('Softmax', [scores], [int('axis', -1)]), v]); // [N, h, T, d]
+    const joined = g.node('Reshape', [g.node('Transpose', [mixed], [ints('perm', [0, 2, 1, 3])]), g.int64s('join_shape', [0, 0, width])]);
+    h = g.node('Add', [h, linear3(g, att.output, joined, `${name}.attention.output`)]);
+    const hidden = g.node('Relu', [linear3(g, block.hidden, layerNorm3(g, block.norm2, h, `${name}.norm2`), `${name}.hidden`)]);
+    h = g.node('Add', [h, linear3(g, block.project, hidden, `${name}.project`)]);
+  });
+  return linear3(g, m.head, layerNorm3(g, m.norm, h, 'norm'), 'head');
+}
+
 export interface ExportOnnxOptions {
   /** The slice rate to export (default 1). */
   rate?: number;
@@ -247,12 +319,16 @@ export function onnxBytes(model: Module, options: ExportOnnxOptions = {}): Uint8
   compact.eval();
   const g = new GraphBuilder();
   let input = 'input';
+  const text = compact instanceof Transformer;
   if (compact instanceof Mlp && shape.length > 2) input = g.node('Flatten', [input], [int('axis', 1)]);
   const body = compact instanceof Mlp ? (compact as Sequential) : compact;
-  const last = emit(g, body, input, '');
+  const last = text ? emitTransformer(g, compact, input) : emit(g, body, input, '');
   g.node('Identity', [last], [], 'logits');
   const classes = (modelRecord(compact).config as { classes?: number } | undefined)?.classes;
   const dims = (values: (number | string)[]) => ({ dim: values.map((v) => (typeof v === 'string' ? { dimParam: v } : { dimValue: v })) });
+  // A language model takes int64 token ids [N, T] with T dynamic, and gives logits at every position.
+  const inputInfo = text ? { elemType: INT64, shape: dims(['N', 'T']) } : { elemType: FLOAT, shape: dims(['N', ...shape.slice(1)]) };
+  const outputDims = text ? ['N', 'T', compact.config.vocab] : classes ? ['N', classes] : ['N', 'classes'];
   const message = ModelProto.create({
     irVersion: 7,
     opsetImport: [{ domain: '', version: OPSET }],
@@ -263,8 +339,8 @@ export function onnxBytes(model: Module, options: ExportOnnxOptions = {}): Uint8
       name: `modelslice_rate_${String(rate).replace('.', '_')}`,
       node: g.nodes,
       initializer: g.initializers,
-      input: [{ name: 'input', type: { tensorType: { elemType: FLOAT, shape: dims(['N', ...shape.slice(1)]) } } }],
-      output: [{ name: 'logits', type: { tensorType: { elemType: FLOAT, shape: dims(classes ? ['N', classes] : ['N', 'classes']) } } }],
+      input: [{ name: 'input', type: { tensorType: inputInfo } }],
+      output: [{ name: 'logits', type: { tensorType: { elemType: FLOAT, shape: dims(outputDims) } } }],
     },
   });
   return ModelProto.encode(message).finish();

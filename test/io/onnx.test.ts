@@ -100,3 +100,32 @@ t.test('exportOnnx writes a file atomically and checks its arguments', async (t)
   t.throws(() => ms.onnxBytes(model, { rate: 1, inputShape: [4] }), /exportOnnx: inputShape must include the batch/);
   await t.rejects(ms.exportOnnx(model, `${dir}/missing/m.onnx`, { inputShape: [1, 4] }), /exportOnnx: cannot write/);
 });
+
+t.test('ONNX export of a transformer: int64 ids [N, T] with T dynamic, logits at every position, each rate', { skip: ort === null ? 'onnxruntime-node is not installed' : false }, async (t) => {
+  ms.manualSeed(9);
+  const model = ms.models.transformer({ vocab: 13, dModel: 16, heads: 4, layers: 2, ffn: 32, ffnGroups: 4, context: 12 });
+  // Larger weights than the initialisation's, so the logits are not all near 0.
+  for (const p of model.parameters()) for (let i = 0; i < p.size; i++) p.data[i] *= 5;
+  model.eval();
+  const gen = new ms.Generator(4);
+  for (const rate of [1, 0.5, 0.25]) {
+    const bytes = ms.onnxBytes(model, { rate });
+    const session = await ort!.InferenceSession.create(bytes);
+    for (const [n, T] of [[1, 12], [3, 5]]) {
+      const ids = Array.from({ length: n * T }, () => gen.int(13));
+      model.setSliceRate(rate);
+      const expected = ms.noGrad(() => model.forward(ms.tensor(ids, [n, T])));
+      model.setSliceRate(1);
+      const feed = new (ort!.Tensor as unknown as new (type: string, data: BigInt64Array, dims: number[]) => unknown)('int64', BigInt64Array.from(ids.map(BigInt)), [n, T]);
+      const got = (await session.run({ input: feed })).logits;
+      t.same(got.dims, [n, T, 13], `rate ${rate}, [${n}, ${T}]: logits [N, T, vocab]`);
+      let worst = 0;
+      let largest = 0;
+      for (let i = 0; i < expected.size; i++) {
+        worst = Math.max(worst, Math.abs(got.data[i] - expected.data[i]));
+        largest = Math.max(largest, Math.abs(expected.data[i]));
+      }
+      t.ok(largest > 1 && worst <= RELATIVE_BOUND * largest, `rate ${rate}, [${n}, ${T}]: largest difference ${worst.toExponential(2)} of logits up to ${largest.toFixed(2)}`);
+    }
+  }
+});
