@@ -119,7 +119,10 @@ serve flags:
                              (default 0; behind a balancer, more than its check interval x fall)
   --json                     print {"url", "pid"} when listening and a JSON summary on exit
   POST /predict {"inputs": [[...], ...], "rate"?: r} or raw little-endian float32 (X-Slice-Rate: r
-  to pin a rate) -> {"classes": [...], "rate": r}; GET /healthz (liveness); GET /readyz
+  to pin a rate) -> {"classes": [...], "rate": r}; a language model also takes POST /generate
+  {"prompt": "...", "maxTokens"?: 128, "temperature"?: 1, "topK"?: k, "stop"?: [...], "seed"?: n,
+  "rate"?: r, "stream"?: true} -> {"text", "tokens", "rate", "ms"} (streamed: NDJSON, a
+  {"token"} line per token, then {"done": true, ...}); GET /healthz (liveness); GET /readyz
   (readiness: 503 while draining); GET /metrics (Prometheus).
   SIGINT/SIGTERM finish queued requests (up to 30 s), then exit 0; a second signal exits at once.
   Under npx or npm run, npm exiting stops the server the same way.
@@ -331,6 +334,8 @@ interface TrainData {
   what: string;
   /** "test set (10000 images)" */
   test: string;
+  /** "10000 test images" */
+  evaluating: string;
   testCount: number;
   /** What a batch's labels count: images, or characters predicted. */
   unit: string;
@@ -359,6 +364,7 @@ async function imageData(flags: Flags, seed: number, progress: Log): Promise<Tra
     testLoader: new DataLoader(testSet, { batchSize: 500 }),
     what: `${trainSet.length} ${dataName} images`,
     test: `test set (${testSet.length} images)`,
+    evaluating: `${testSet.length} test images`,
     testCount: testSet.length,
     unit: 'images',
     title: `${model.config!.kind} on ${testSet.name}: accuracy and cost per slice rate`,
@@ -402,6 +408,7 @@ async function textData(flags: Flags, seed: number, progress: Log): Promise<Trai
     testLoader,
     what: `${trainSet.ids.length} characters of ${trainSet.name.replace(/-train$/, '')} (${loader.length} batches of ${loader.batchSize} x ${context} a epoch)`,
     test: `validation set (${testLoader.tokens} characters predicted; loss in nats per character)`,
+    evaluating: `${testLoader.tokens} validation characters`,
     testCount: testLoader.tokens,
     unit: 'chars',
     title: `transformer on ${basename(path)}: next-character accuracy and cost per slice rate`,
@@ -474,7 +481,7 @@ async function train(flags: Flags, log: Log, progress: Log): Promise<Record<stri
     },
   });
   const trainSeconds = (performance.now() - started) / 1000;
-  progress(`evaluating the ${data.test} at rates ${rates.join(', ')}`);
+  progress(`evaluating ${data.evaluating} at rates ${rates.join(', ')}`);
   const rows = await evaluate(model, testLoader, { rates, onProgress: evalProgress(progress, data.testCount, data.unit) });
   log(`\n${data.test}, ${trainSeconds.toFixed(1)} s of training:`);
   log(formatRateTable(rows));
@@ -613,7 +620,7 @@ async function serveCommand(flags: Flags, log: (s: string) => void, json: boolea
   const p = server.latencyProfile.byBatch[1];
   log(`serving ${path} at ${server.url} (SLO ${sloMs} ms, ${rate === undefined ? 'elastic rate' : `fixed rate ${rate}`}, ${workers ?? 1} worker${(workers ?? 1) > 1 ? 's' : ''})`);
   if (p !== undefined) log(`profiled latency at batch 1: ${Object.entries(p).sort(([a], [b]) => Number(b) - Number(a)).map(([r, ms]) => `r=${r} ${ms.toFixed(2)} ms`).join(', ')}`);
-  log('POST /predict, GET /healthz, GET /readyz, GET /metrics; Ctrl-C (SIGINT) or SIGTERM stops after finishing queued requests');
+  log(`POST /predict${server.generates ? ', POST /generate' : ''}, GET /healthz, GET /readyz, GET /metrics; Ctrl-C (SIGINT) or SIGTERM stops after finishing queued requests`);
   if (json) console.log(JSON.stringify({ url: server.url, pid: process.pid }));
   const signal = await new Promise<string>((resolve) => {
     const onInt = () => done('SIGINT');

@@ -15,6 +15,33 @@ export interface PredictQueue {
   submit(request: BatchRequest): Promise<BatchAnswer>;
 }
 
+/** A POST /generate request, checked: the prompt and stop strings as text. */
+export interface TextRequest {
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topK?: number;
+  stop?: string[];
+  seed?: number;
+  /** A rate the client pinned (snapped to a trained rate); otherwise the server picks when the request starts. */
+  rate?: number;
+}
+
+export interface TextAnswer {
+  text: string;
+  tokens: number;
+  rate: number;
+  ms: number;
+}
+
+/** What the front needs of a language model's server. */
+export interface TextGenerator {
+  generate(request: TextRequest, onText: (piece: string) => void, signal: AbortSignal): Promise<TextAnswer>;
+}
+
+/** Most tokens one POST /generate may ask for. */
+export const MAX_GENERATE_TOKENS = 4096;
+
 /** The instruments the front updates (registered by createHttpMetrics). */
 export interface HttpMetrics {
   requests: Counter;
@@ -59,6 +86,8 @@ export interface HttpFrontOptions {
   health: () => Record<string, unknown>;
   /** Milliseconds clock (default performance.now). */
   clock?: () => number;
+  /** Serves POST /generate (a language model). */
+  generator?: TextGenerator;
 }
 
 export class HttpFront {
@@ -137,6 +166,14 @@ export class HttpFront {
       void this.predictRoute(req, res);
       return;
     }
+    if (path === '/generate') {
+      if (method !== 'POST') {
+        this.send(req, res, 'generate', 405, JSON.stringify({ error: `${method} is not allowed on /generate; use POST` }), { Allow: 'POST' });
+        return;
+      }
+      void this.generateRoute(req, res);
+      return;
+    }
     if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
       const route = path.slice(1);
       if (method !== 'GET' && method !== 'HEAD') this.send(req, res, route, 405, JSON.stringify({ error: `${method} is not allowed on ${path}; use GET` }), { Allow: 'GET, HEAD' });
@@ -154,7 +191,7 @@ export class HttpFront {
       }
       return;
     }
-    this.send(req, res, 'other', 404, JSON.stringify({ error: `no route ${path}; try POST /predict, GET /healthz, GET /readyz or GET /metrics` }));
+    this.send(req, res, 'other', 404, JSON.stringify({ error: `no route ${path}; try POST /predict${this.options.generator ? ', POST /generate' : ''}, GET /healthz, GET /readyz or GET /metrics` }));
   }
 
   /** Answers and counts the answer; false when the client is gone and nothing was sent. */
@@ -216,6 +253,91 @@ export class HttpFront {
       if (err instanceof HttpError && err.status === 413) req.resume(); // let the connection close cleanly
     }
   }
+
+  /**
+   * POST /generate: continues the prompt at the rate pinned ("rate" or X-Slice-Rate) or else
+   * the rate the server runs at when the request starts, which holds for the whole request.
+   * With "stream": true the answer is NDJSON, {"token": "..."} per token as it is made and
+   * then {"done": true, ...}; otherwise one JSON object {"text", "tokens", "rate", "ms"}.
+   */
+  private async generateRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const generator = this.options.generator;
+    const answer = (status: number, body: string, headers: Record<string, string> = {}) => {
+      if (!this.send(req, res, 'generate', status, body, headers)) this.options.metrics.requests.inc({ route: 'generate', code: CLIENT_CLOSED });
+    };
+    try {
+      if (generator === undefined) throw new HttpError(404, 'this model is not a language model (models.transformer): POST /predict');
+      if (this.closing) throw new HttpError(503, 'the server is shutting down', { 'Retry-After': '1' });
+      const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+      if (type !== '' && type !== 'application/json') throw new HttpError(415, `unsupported Content-Type ${JSON.stringify(type)}; send application/json`);
+      const request = parseTextRequest(await readBody(req, this.options.maxBodyBytes));
+      const header = req.headers['x-slice-rate'];
+      if (header !== undefined) {
+        const fromHeader = checkRequestedRate(header, 'X-Slice-Rate', true);
+        if (request.rate !== undefined && request.rate !== fromHeader) throw new HttpError(400, `"rate" ${request.rate} and X-Slice-Rate ${fromHeader} disagree; give one of them`);
+        request.rate = fromHeader;
+      }
+      if (request.rate !== undefined) request.rate = this.snapRate(request.rate, header !== undefined ? 'X-Slice-Rate' : '"rate"');
+      const gone = new AbortController();
+      res.on('close', () => {
+        if (!res.writableFinished) gone.abort();
+      });
+      if (!request.stream) {
+        const result = await generator.generate(request, () => {}, gone.signal);
+        answer(200, JSON.stringify(result));
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': 'application/x-ndjson; charset=utf-8', 'Cache-Control': 'no-cache', ...(this.closing ? { Connection: 'close' } : {}) });
+      try {
+        const result = await generator.generate(request, (piece) => void res.write(`${JSON.stringify({ token: piece })}\n`), gone.signal);
+        res.end(`${JSON.stringify({ done: true, ...result })}\n`);
+        this.options.metrics.requests.inc({ route: 'generate', code: '200' });
+      } catch (err) {
+        // The status line has gone: the failure is the stream's last line.
+        res.end(`${JSON.stringify({ error: (err as Error).message })}\n`);
+        this.options.metrics.requests.inc({ route: 'generate', code: gone.signal.aborted ? CLIENT_CLOSED : '500' });
+      }
+    } catch (err) {
+      answer(...errorReply(err));
+      if (err instanceof HttpError && err.status === 413) req.resume();
+    }
+  }
+}
+
+/** The fields of a POST /generate body, checked by name. */
+function parseTextRequest(body: Buffer): TextRequest & { stream: boolean } {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'the body must be JSON: {"prompt": "...", "maxTokens"?: n, "temperature"?: t, "topK"?: k, "stop"?: [...], "seed"?: n, "rate"?: r, "stream"?: true}');
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new HttpError(400, 'the body must be a JSON object with a "prompt"');
+  const b = json as Record<string, unknown>;
+  const known = ['prompt', 'maxTokens', 'temperature', 'topK', 'stop', 'seed', 'rate', 'stream'];
+  const unknown = Object.keys(b).filter((k) => !known.includes(k));
+  if (unknown.length > 0) throw new HttpError(400, `unknown field ${JSON.stringify(unknown[0])}; use ${known.join(', ')}`);
+  if (typeof b.prompt !== 'string' || b.prompt.length === 0) throw new HttpError(400, `"prompt" must be a non-empty string, got ${JSON.stringify(b.prompt)}`);
+  const int = (name: string, v: unknown, min: number, max: number): number | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new HttpError(400, `"${name}" must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const temperature = b.temperature ?? 1;
+  if (typeof temperature !== 'number' || !(temperature >= 0 && temperature <= 100)) throw new HttpError(400, `"temperature" must be a number in [0, 100], got ${JSON.stringify(b.temperature)}`);
+  const stop = typeof b.stop === 'string' ? [b.stop] : b.stop;
+  if (stop !== undefined && (!Array.isArray(stop) || stop.some((x) => typeof x !== 'string' || x.length === 0))) throw new HttpError(400, '"stop" must be a non-empty string or an array of them');
+  if (b.stream !== undefined && typeof b.stream !== 'boolean') throw new HttpError(400, `"stream" must be true or false, got ${JSON.stringify(b.stream)}`);
+  return {
+    prompt: b.prompt,
+    maxTokens: int('maxTokens', b.maxTokens, 0, MAX_GENERATE_TOKENS) ?? 128,
+    temperature,
+    topK: int('topK', b.topK, 1, 2 ** 31 - 1),
+    stop: stop as string[] | undefined,
+    seed: int('seed', b.seed, 0, Number.MAX_SAFE_INTEGER),
+    rate: b.rate === undefined ? undefined : checkRequestedRate(b.rate, '"rate"'),
+    stream: b.stream === true,
+  };
 }
 
 function errorReply(err: unknown): [number, string, Record<string, string>] {

@@ -16,7 +16,7 @@ import { checkRate } from '../nn/width.js';
 import { shapeSize, Tensor } from '../tensor.js';
 import { checkThreadCount } from '../threads.js';
 import { estimateLatencyMs, monotoneProfile, rateForBudget } from './latency.js';
-import { deserializeError, type PredictRequest, type ReadyMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { deserializeError, type GenerateRequest, type PredictRequest, type ReadyMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
 
 export interface PredictorOptions {
   /** Kernel threads of this predictor's worker thread, which has a pool of its own. */
@@ -53,11 +53,39 @@ export interface Prediction {
   ms: number;
 }
 
+export interface GenerateJobOptions {
+  maxTokens: number;
+  /** 0 is greedy (default 1). */
+  temperature?: number;
+  topK?: number;
+  seed?: number;
+  /** Token id sequences that end the continuation. */
+  stop?: number[][];
+  /** Slice rate of the whole continuation (default 1). */
+  rate?: number;
+  signal?: AbortSignal;
+  /** Each token id as the worker makes it. */
+  onToken?: (id: number) => void;
+}
+
+export interface Generation {
+  tokens: number[];
+  rate: number;
+  /** Forward passes (one per token after the prompt's). */
+  passes: number;
+  /** Milliseconds the worker spent. */
+  ms: number;
+}
+
 interface Job {
   id: number;
   data: Float32Array;
   shape: number[];
   rate: number;
+  /** A continuation instead of a forward pass. */
+  generate?: Omit<GenerateJobOptions, 'signal' | 'onToken' | 'rate'> & { prompt: number[] };
+  onToken?: (id: number) => void;
+  resolveGeneration?: (g: Generation) => void;
   resolve: (p: Prediction) => void;
   reject: (e: Error) => void;
   signal?: AbortSignal;
@@ -92,6 +120,9 @@ export class Predictor {
   readonly latencyProfile?: LatencyProfile;
   /** The test accuracy per rate the model file records (ms.evaluate wrote it), widest first. */
   readonly accuracy?: RateAccuracy[];
+  /** A language model's tokens by id and its context (undefined for other models). */
+  readonly vocabulary?: string[];
+  readonly context?: number;
   private readonly worker: Worker;
   private readonly queue: Job[] = [];
   private inFlight: Job | null = null;
@@ -109,6 +140,8 @@ export class Predictor {
     if (ready.preprocess !== undefined) this.preprocess = ready.preprocess;
     if (ready.latencyProfile !== undefined) this.latencyProfile = monotoneProfile(ready.latencyProfile);
     if (ready.accuracy !== undefined) this.accuracy = ready.accuracy;
+    if (ready.vocabulary !== undefined) this.vocabulary = ready.vocabulary;
+    if (ready.context !== undefined) this.context = ready.context;
     worker.on('message', (m: WorkerMessage) => this.onMessage(m));
     worker.on('error', (err) => this.fail(new Error(`Predictor: the worker failed: ${err.message}`)));
     worker.on('exit', (code) => {
@@ -244,6 +277,11 @@ export class Predictor {
       job.resolve = resolve;
       job.reject = reject;
     });
+    this.enqueue(job);
+    return promise;
+  }
+
+  private enqueue(job: Job): void {
     if (job.signal !== undefined) {
       job.onAbort = () => {
         const i = this.queue.indexOf(job);
@@ -256,6 +294,43 @@ export class Predictor {
     }
     this.queue.push(job);
     this.dispatch();
+  }
+
+  /**
+   * Continues `prompt` (token ids) with a language model at one rate, in the worker; each token
+   * goes to onToken as it is made. Queued with the forward passes, one job at a time.
+   */
+  generate(prompt: readonly number[], options: GenerateJobOptions): Promise<Generation> {
+    const op = 'Predictor.generate';
+    let job: Job;
+    try {
+      if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object`);
+      if (this.failure !== null) throw this.failure;
+      if (this.closed) throw new Error(`${op}: the predictor is closed`);
+      if (this.vocabulary === undefined) throw new TypeError(`${op}: the model is not a language model`);
+      if (!Array.isArray(prompt)) throw new TypeError(`${op}: prompt must be an array of token ids`);
+      const signal = options.signal;
+      if (signal?.aborted) return Promise.reject(abortError(signal));
+      const { maxTokens, temperature = 1, topK, seed, stop } = options;
+      job = {
+        id: this.nextId++,
+        data: new Float32Array(0),
+        shape: [],
+        rate: checkRate(op, options.rate ?? 1),
+        generate: { prompt: [...prompt], maxTokens, temperature, topK, seed, stop },
+        onToken: options.onToken,
+        resolve: () => {},
+        reject: () => {},
+        signal,
+      };
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const promise = new Promise<Generation>((resolve, reject) => {
+      job.resolveGeneration = resolve;
+      job.reject = reject;
+    });
+    this.enqueue(job);
     return promise;
   }
 
@@ -306,18 +381,28 @@ export class Predictor {
     if (this.inFlight !== null || this.queue.length === 0 || this.closed) return;
     const job = this.queue.shift()!;
     this.inFlight = job;
-    const msg: PredictRequest = { type: 'predict', id: job.id, data: job.data, shape: job.shape, rate: job.rate };
     this.worker.ref();
+    if (job.generate !== undefined) {
+      const msg: GenerateRequest = { type: 'generate', id: job.id, rate: job.rate, ...job.generate, temperature: job.generate.temperature ?? 1 };
+      this.worker.postMessage(msg);
+      return;
+    }
+    const msg: PredictRequest = { type: 'predict', id: job.id, data: job.data, shape: job.shape, rate: job.rate };
     this.worker.postMessage(msg, [job.data.buffer as ArrayBuffer]);
   }
 
   private onMessage(m: WorkerMessage): void {
-    if (m.type !== 'result' && m.type !== 'failed') return;
+    if (m.type !== 'result' && m.type !== 'failed' && m.type !== 'token' && m.type !== 'generated') return;
     const job = this.inFlight;
     if (job === null || job.id !== m.id) return;
+    if (m.type === 'token') {
+      job.onToken?.(m.token);
+      return;
+    }
     this.inFlight = null;
     this.settle(job);
     if (m.type === 'result') job.resolve({ classes: m.classes, logits: m.logits, rate: m.rate, ms: m.ms });
+    else if (m.type === 'generated') job.resolveGeneration?.({ tokens: m.tokens, rate: m.rate, passes: m.passes, ms: m.ms });
     else job.reject(deserializeError(m.error));
     if (this.queue.length === 0) this.worker.unref();
     this.dispatch();

@@ -29,6 +29,9 @@ export interface ReadyMessage {
   latencyProfile?: LatencyProfile;
   /** The model record's test accuracy per rate, when the model was evaluated. */
   accuracy?: RateAccuracy[];
+  /** A language model's tokens by id and context (what POST /generate needs). */
+  vocabulary?: string[];
+  context?: number;
 }
 
 export interface PredictRequest {
@@ -39,6 +42,19 @@ export interface PredictRequest {
   rate: number;
 }
 
+/** Continue a prompt (token ids) with a language model at one rate, streaming each token back. */
+export interface GenerateRequest {
+  type: 'generate';
+  id: number;
+  prompt: number[];
+  maxTokens: number;
+  temperature: number;
+  topK?: number;
+  seed?: number;
+  stop?: number[][];
+  rate: number;
+}
+
 export interface SerializedError {
   name: string;
   message: string;
@@ -46,6 +62,8 @@ export interface SerializedError {
 
 export type ResultMessage =
   | { type: 'result'; id: number; logits: Float32Array; classes: Int32Array; shape: number[]; rate: number; ms: number }
+  | { type: 'token'; id: number; token: number }
+  | { type: 'generated'; id: number; tokens: number[]; rate: number; passes: number; ms: number }
   | { type: 'failed'; id: number; error: SerializedError };
 
 export type WorkerMessage = ReadyMessage | ResultMessage | { type: 'init-failed'; error: SerializedError };

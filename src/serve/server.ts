@@ -10,9 +10,10 @@ import type { LatencyProfile } from '../slicing/select.js';
 import { checkRate } from '../nn/width.js';
 import { Batcher, createBatchMetrics, type ServedBatch } from './batcher.js';
 import { RateController, type ControllerOptions } from './controller.js';
-import { createHttpMetrics, HttpFront } from './http.js';
+import { HttpError } from './body.js';
+import { createHttpMetrics, HttpFront, type TextGenerator } from './http.js';
 import { estimateLatencyMs, profileBatchSizes } from './latency.js';
-import { Gauge, Registry } from './metrics.js';
+import { Counter, Gauge, Registry } from './metrics.js';
 import { Predictor } from './predictor.js';
 
 export type { ServedBatch } from './batcher.js';
@@ -112,6 +113,8 @@ export interface ServerHandle {
   close(): Promise<void>;
   /** Whether /readyz answers 200 (false from the moment close() is called). */
   readonly ready: boolean;
+  /** Whether POST /generate is served (the model is a language model). */
+  readonly generates: boolean;
   metrics(): ServerMetrics;
   /** The /metrics text (Prometheus exposition, prom-client's default process metrics included). */
   metricsText(): Promise<string>;
@@ -235,7 +238,44 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
       registry.add(new Gauge('modelslice_accuracy_delivered', 'Recorded accuracy at the rate of each answered input, averaged over the inputs answered since start (NaN before the first).', () => deliveredAccuracy() ?? NaN));
     }
 
+    // A language model also answers POST /generate: its text in token ids, on the least busy
+    // worker, at the rate pinned or else the one the server runs at when the request starts.
+    const vocabulary = first.vocabulary;
+    let generator: TextGenerator | undefined;
+    if (vocabulary !== undefined) {
+      const generated = registry.add(new Counter('modelslice_generated_tokens_total', 'Tokens POST /generate produced, by the slice rate the request ran at.', ['rate']));
+      const index = new Map(vocabulary.map((c, i) => [c, i]));
+      const encode = (text: string, what: string): number[] =>
+        [...text].map((c, i) => {
+          const id = index.get(c);
+          if (id === undefined) throw new HttpError(400, `${what}: character ${JSON.stringify(c)} at position ${i} is not in the model's vocabulary of ${vocabulary.length} tokens`);
+          return id;
+        });
+      generator = {
+        generate: async (request, onText, signal) => {
+          const prompt = encode(request.prompt, '"prompt"');
+          const stop = request.stop?.map((s) => encode(s, '"stop"'));
+          const rate = request.rate ?? fixedRate ?? batcher.rate;
+          const load = (p: Predictor) => p.pending + (p.busy ? 1 : 0);
+          const predictor = predictors.reduce((a, b) => (load(b) < load(a) ? b : a));
+          const g = await predictor.generate(prompt, {
+            maxTokens: request.maxTokens,
+            temperature: request.temperature,
+            topK: request.topK,
+            seed: request.seed,
+            stop,
+            rate,
+            signal,
+            onToken: (id) => onText(vocabulary[id]),
+          });
+          generated.inc({ rate: String(g.rate) }, g.tokens.length);
+          return { text: g.tokens.map((id) => vocabulary[id]).join(''), tokens: g.tokens.length, rate: g.rate, ms: g.ms };
+        },
+      };
+    }
+
     const front = new HttpFront({
+      generator,
       batcher,
       inputSize,
       maxInputs: maxBatch,
@@ -300,6 +340,7 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
       latencyProfile: profile,
       sloMs,
       close,
+      generates: generator !== undefined,
       get ready() {
         return front.isReady;
       },

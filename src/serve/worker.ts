@@ -11,7 +11,9 @@ import { infer } from '../slicing/infer.js';
 import { profileLatency, trainedRatesOf } from '../slicing/select.js';
 import { Tensor } from '../tensor.js';
 import { setNumThreads } from '../threads.js';
-import { argmaxRows, serializeError, type PredictRequest, type ResultMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { generate } from '../generate/generate.js';
+import { Transformer } from '../models/transformer.js';
+import { argmaxRows, serializeError, type GenerateRequest, type PredictRequest, type ResultMessage, type WorkerInit, type WorkerMessage } from './protocol.js';
 
 async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Promise<void> {
   const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
@@ -41,11 +43,24 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
     post({ type: 'init-failed', error: serializeError(err) });
     return;
   }
-  const { preprocess, latencyProfile, accuracy } = modelRecord(model);
-  post({ type: 'ready', trainedRates: trainedRatesOf(model), inputShape, classes, preprocess, latencyProfile, accuracy });
+  const { preprocess, latencyProfile, accuracy, vocabulary } = modelRecord(model);
+  const lm = model instanceof Transformer ? { vocabulary, context: model.config.context } : {};
+  post({ type: 'ready', trainedRates: trainedRatesOf(model), inputShape, classes, preprocess, latencyProfile, accuracy, ...lm });
 
-  port.on('message', (req: PredictRequest) => {
+  port.on('message', (req: PredictRequest | GenerateRequest) => {
     const t0 = performance.now();
+    if (req.type === 'generate') {
+      try {
+        if (!(model instanceof Transformer)) throw new TypeError('generate: the model is not a language model (models.transformer)');
+        const { prompt, maxTokens, temperature, topK, seed, stop, rate } = req;
+        const onToken = (token: number) => post({ type: 'token', id: req.id, token });
+        const { tokens, stats } = generate(model, prompt, { maxTokens, temperature, topK, seed, stop, rate, onToken });
+        post({ type: 'generated', id: req.id, tokens, rate, passes: stats.passes, ms: performance.now() - t0 });
+      } catch (err) {
+        post({ type: 'failed', id: req.id, error: serializeError(err) });
+      }
+      return;
+    }
     let reply: ResultMessage;
     try {
       const data = req.data;

@@ -3,7 +3,7 @@
 import { modelRecord, type LatencyProfile } from '../metadata.js';
 import type { Module } from '../nn/module.js';
 import { modelInputShape } from '../nn/input-shape.js';
-import { randn } from '../tensor.js';
+import { randn, zeros } from '../tensor.js';
 import { costs } from './compact.js';
 import { infer } from './infer.js';
 import { checkRate } from '../nn/width.js';
@@ -43,7 +43,8 @@ export function profileLatency(model: Module, options: ProfileOptions = {}): Lat
   // infer sets eval mode and the rate for each pass and restores both.
   const profile: LatencyProfile = { byBatch: {} };
   for (const b of batchSizes) {
-    const x = randn([b, ...inputShape], { seed: 1 });
+    // A language model takes token ids: any valid ones cost the same.
+    const x = modelRecord(model).config?.kind === 'transformer' ? zeros([b, ...inputShape]) : randn([b, ...inputShape], { seed: 1 });
     profile.byBatch[b] = {};
     for (const rate of rates) {
       infer(model, x, { rate }); // warm-up (and builds the inference plan)
