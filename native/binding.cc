@@ -22,6 +22,7 @@
 #include <system_error>
 #include <vector>
 
+#include "attention.h"
 #include "conv.h"
 #include "elementwise.h"
 #include "gemm.h"
@@ -128,10 +129,26 @@ Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value CausalSoftmax(const Napi::CallbackInfo& info) {
-  mb::CausalSoftmaxCall c = mb::BindCausalSoftmax(info);
-  if (c.rows == 0 || c.cols == 0) return info.Env().Undefined();
-  ms::causal_softmax_rows(c.rows, c.cols, c.x.data, c.y.data);
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  mb::AttentionForwardCall c = mb::BindAttentionForward(info);
+  if (c.causal && c.Tk < c.Tq)
+    throw Napi::RangeError::New(info.Env(), "attentionForward: causal attention needs Tk >= Tq");
+  if (c.batch == 0 || c.heads == 0 || c.Tq == 0 || c.Tk == 0 || c.d == 0)
+    return info.Env().Undefined();
+  ms::attention_forward(c.batch, c.heads, c.Tq, c.Tk, c.d, static_cast<float>(c.scale), c.causal,
+                        c.q.data, c.k.data, c.v.data, c.probs.data, c.out.data);
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  mb::AttentionBackwardCall c = mb::BindAttentionBackward(info);
+  if (c.causal && c.Tk < c.Tq)
+    throw Napi::RangeError::New(info.Env(), "attentionBackward: causal attention needs Tk >= Tq");
+  if (c.batch == 0 || c.heads == 0 || c.Tq == 0 || c.Tk == 0 || c.d == 0)
+    return info.Env().Undefined();
+  ms::attention_backward(c.batch, c.heads, c.Tq, c.Tk, c.d, static_cast<float>(c.scale), c.causal,
+                         c.q.data, c.k.data, c.v.data, c.probs.data, c.gout.data, c.gq.data,
+                         c.gk.data, c.gv.data);
   return info.Env().Undefined();
 }
 
@@ -407,7 +424,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<ColumnSums>(env, exports, "columnSums");
   Export<Softmax>(env, exports, "softmax");
   Export<SoftmaxBackward>(env, exports, "softmaxBackward");
-  Export<CausalSoftmax>(env, exports, "causalSoftmax");
+  Export<AttentionForward>(env, exports, "attentionForward");
+  Export<AttentionBackward>(env, exports, "attentionBackward");
   Export<LayerNormForward>(env, exports, "layerNormForward");
   Export<LayerNormBackward>(env, exports, "layerNormBackward");
   Export<Conv2dForward>(env, exports, "conv2dForward");

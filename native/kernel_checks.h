@@ -325,25 +325,93 @@ inline SoftmaxBackwardCall BindSoftmaxBackward(const Napi::CallbackInfo& info) {
   return c;
 }
 
-// causalSoftmax(rows, cols, x, y)
-struct CausalSoftmaxCall {
-  int64_t rows;
-  int64_t cols;
-  Span x;
-  Span y;
+// attentionForward(batch, heads, Tq, Tk, d, scale, causal, q, k, v, probs, out)
+struct AttentionForwardCall {
+  int64_t batch;
+  int64_t heads;
+  int64_t Tq;
+  int64_t Tk;
+  int64_t d;
+  double scale;
+  bool causal;
+  Span q;
+  Span k;
+  Span v;
+  Span probs;
+  Span out;
 };
 
-inline CausalSoftmaxCall BindCausalSoftmax(const Napi::CallbackInfo& info) {
-  Args args(info, "causalSoftmax");
-  CausalSoftmaxCall c{};
-  c.rows = args.Int(0, "rows");
-  c.cols = args.Int(1, "cols");
-  c.x = args.Floats(2, "x");
-  c.y = args.Floats(3, "y");
-  if (!(c.cols >= c.rows)) args.Fail("a causal block has no more queries than keys");
+inline AttentionForwardCall BindAttentionForward(const Napi::CallbackInfo& info) {
+  Args args(info, "attentionForward");
+  AttentionForwardCall c{};
+  c.batch = args.Int(0, "batch");
+  c.heads = args.Int(1, "heads");
+  c.Tq = args.Int(2, "Tq");
+  c.Tk = args.Int(3, "Tk");
+  c.d = args.Int(4, "d");
+  c.scale = args.Number(5, "scale");
+  c.causal = args.Bool(6, "causal");
+  c.q = args.Floats(7, "q");
+  c.k = args.Floats(8, "k");
+  c.v = args.Floats(9, "v");
+  c.probs = args.Floats(10, "probs");
+  c.out = args.Floats(11, "out");
   args.Disjoint({
-      args.Fits(c.x, "x", 0, args.Mul(c.rows, c.cols), false),
-      args.Fits(c.y, "y", 0, args.Mul(c.rows, c.cols), true),
+      args.Fits(c.q, "q", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tq), c.heads), c.d), false),
+      args.Fits(c.k, "k", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tk), c.heads), c.d), false),
+      args.Fits(c.v, "v", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tk), c.heads), c.d), false),
+      args.Fits(c.probs, "probs", 0, args.Mul(args.Mul(args.Mul(c.batch, c.heads), c.Tq), c.Tk), true),
+      args.Fits(c.out, "out", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tq), c.heads), c.d), true),
+  });
+  return c;
+}
+
+// attentionBackward(batch, heads, Tq, Tk, d, scale, causal, q, k, v, probs, gout, gq, gk, gv)
+struct AttentionBackwardCall {
+  int64_t batch;
+  int64_t heads;
+  int64_t Tq;
+  int64_t Tk;
+  int64_t d;
+  double scale;
+  bool causal;
+  Span q;
+  Span k;
+  Span v;
+  Span probs;
+  Span gout;
+  Span gq;
+  Span gk;
+  Span gv;
+};
+
+inline AttentionBackwardCall BindAttentionBackward(const Napi::CallbackInfo& info) {
+  Args args(info, "attentionBackward");
+  AttentionBackwardCall c{};
+  c.batch = args.Int(0, "batch");
+  c.heads = args.Int(1, "heads");
+  c.Tq = args.Int(2, "Tq");
+  c.Tk = args.Int(3, "Tk");
+  c.d = args.Int(4, "d");
+  c.scale = args.Number(5, "scale");
+  c.causal = args.Bool(6, "causal");
+  c.q = args.Floats(7, "q");
+  c.k = args.Floats(8, "k");
+  c.v = args.Floats(9, "v");
+  c.probs = args.Floats(10, "probs");
+  c.gout = args.Floats(11, "gout");
+  c.gq = args.OptionalFloats(12, "gq");
+  c.gk = args.OptionalFloats(13, "gk");
+  c.gv = args.OptionalFloats(14, "gv");
+  args.Disjoint({
+      args.Fits(c.q, "q", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tq), c.heads), c.d), false),
+      args.Fits(c.k, "k", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tk), c.heads), c.d), false),
+      args.Fits(c.v, "v", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tk), c.heads), c.d), false),
+      args.Fits(c.probs, "probs", 0, args.Mul(args.Mul(args.Mul(c.batch, c.heads), c.Tq), c.Tk), false),
+      args.Fits(c.gout, "gout", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tq), c.heads), c.d), false),
+      args.Fits(c.gq, "gq", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tq), c.heads), c.d), true),
+      args.Fits(c.gk, "gk", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tk), c.heads), c.d), true),
+      args.Fits(c.gv, "gv", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tk), c.heads), c.d), true),
   });
   return c;
 }

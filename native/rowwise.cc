@@ -3,7 +3,6 @@
 #include <cmath>
 #include <vector>
 
-#include "fast_exp.h"
 #include "parallel.h"
 
 namespace modelslice {
@@ -55,34 +54,6 @@ void softmax_rows_backward(int64_t rows, int64_t cols, const float* y, const flo
         for (int64_t j = 0; j < cols; ++j) s += static_cast<double>(gr[j]) * yr[j];
         for (int64_t j = 0; j < cols; ++j) xr[j] += yr[j] * (gr[j] - static_cast<float>(s));
       }
-    }
-  });
-}
-
-void causal_softmax_rows(int64_t rows, int64_t cols, const float* x, float* y) {
-  int threads = rows * cols < (1 << 15) ? 1 : get_num_threads();
-  parallel_run(threads, [&](int t, int nt) {
-    int64_t lo, hi;
-    split_range(rows, 1, t, nt, &lo, &hi);
-    for (int64_t r = lo; r < hi; ++r) {
-      const float* xr = x + r * cols;
-      float* yr = y + r * cols;
-      const int64_t n = r + 1 + cols - rows;
-      float m = -INFINITY;
-      for (int64_t j = 0; j < n; ++j) m = xr[j] > m ? xr[j] : m;
-      if (std::isinf(m) && m < 0) m = 0;
-      // The exponentials in one loop (it vectorizes), their sum in 16 lanes (so does this).
-      for (int64_t j = 0; j < n; ++j) yr[j] = exp_approx(xr[j] - m);
-      float lanes[16] = {0};
-      int64_t j = 0;
-      for (; j + 16 <= n; j += 16)
-        for (int l = 0; l < 16; ++l) lanes[l] += yr[j + l];
-      double sum = 0;
-      for (int l = 0; l < 16; ++l) sum += lanes[l];
-      for (; j < n; ++j) sum += yr[j];
-      const float inv = static_cast<float>(1.0 / sum);
-      for (int64_t j = 0; j < n; ++j) yr[j] *= inv;
-      for (int64_t j = n; j < cols; ++j) yr[j] = 0;
     }
   });
 }

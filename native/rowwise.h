@@ -11,10 +11,6 @@ void softmax_rows(int64_t rows, int64_t cols, const float* x, float* y, bool log
 void softmax_rows_backward(int64_t rows, int64_t cols, const float* y, const float* gy, float* gx,
                            bool log);
 
-// Causal attention's softmax: row i over its first i + 1 + cols - rows entries (the queries
-// are the last `rows` of `cols` positions), exact zeros beyond them.
-void causal_softmax_rows(int64_t rows, int64_t cols, const float* x, float* y);
-
 // Layer norm of each row of `dim` values: y = (x - mean) * rstd * gamma + beta (gamma, beta
 // nullable), with the row's mean and reciprocal standard deviation written (statistics in double).
 void layer_norm_forward(int64_t rows, int64_t dim, const float* x, const float* gamma,

@@ -193,9 +193,20 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       { checks: [LD('ldg', 'cols', 'g')] }),
     kernel('softmax', [int('rows'), int('cols'), reads('x', 'rows * cols'), writes('y', 'rows * cols'), flag('log')]),
     kernel('softmaxBackward', [int('rows'), int('cols'), reads('y', 'rows * cols'), reads('gy', 'rows * cols'), accumulates('gx', 'rows * cols'), flag('log')]),
-    // Softmax of each row i over its first i + 1 + (cols - rows) entries, zero beyond them: causal
-    // attention's scores, the queries being the last `rows` of `cols` positions.
-    kernel('causalSoftmax', [int('rows'), int('cols'), reads('x', 'rows * cols'), writes('y', 'rows * cols')], { checks: [['cols >= rows', 'a causal block has no more queries than keys']] }),
+    // Multi-head attention over q [batch, Tq, heads * d] and k, v [batch, Tk, heads * d], every
+    // (sequence, head) in one call, the causal mask in the kernel; probs [batch, heads, Tq, Tk].
+    kernel('attentionForward', [
+      int('batch'), int('heads'), int('Tq'), int('Tk'), int('d'), float('scale'), flag('causal'),
+      reads('q', 'batch * Tq * heads * d'), reads('k', 'batch * Tk * heads * d'), reads('v', 'batch * Tk * heads * d'),
+      writes('probs', 'batch * heads * Tq * Tk'), writes('out', 'batch * Tq * heads * d'),
+    ]),
+    kernel('attentionBackward', [
+      int('batch'), int('heads'), int('Tq'), int('Tk'), int('d'), float('scale'), flag('causal'),
+      reads('q', 'batch * Tq * heads * d'), reads('k', 'batch * Tk * heads * d'), reads('v', 'batch * Tk * heads * d'),
+      reads('probs', 'batch * heads * Tq * Tk'), reads('gout', 'batch * Tq * heads * d'),
+      accumulates('gq', 'batch * Tq * heads * d', { optional: true }), accumulates('gk', 'batch * Tk * heads * d', { optional: true }),
+      accumulates('gv', 'batch * Tk * heads * d', { optional: true }),
+    ]),
     // Layer norm of each row of `dim` values, and its gradients.
     kernel('layerNormForward', [
       int('rows'), int('dim'), reads('x', 'rows * dim'), reads('gamma', 'dim', { optional: true }), reads('beta', 'dim', { optional: true }),

@@ -28,7 +28,11 @@ export interface NativeAddon {
   softmax(rows: number, cols: number, x: Float32Array, y: Float32Array, log: boolean): void;
   softmaxBackward(rows: number, cols: number, y: Float32Array, gy: Float32Array, gx: Float32Array,
     log: boolean): void;
-  causalSoftmax(rows: number, cols: number, x: Float32Array, y: Float32Array): void;
+  attentionForward(batch: number, heads: number, Tq: number, Tk: number, d: number, scale: number, causal: boolean,
+    q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, out: Float32Array): void;
+  attentionBackward(batch: number, heads: number, Tq: number, Tk: number, d: number, scale: number, causal: boolean,
+    q: Float32Array, k: Float32Array, v: Float32Array, probs: Float32Array, gout: Float32Array,
+    gq: Float32Array | null, gk: Float32Array | null, gv: Float32Array | null): void;
   layerNormForward(rows: number, dim: number, x: Float32Array, gamma: Float32Array | null, beta: Float32Array | null,
     eps: number, y: Float32Array, mean: Float32Array, rstd: Float32Array): void;
   layerNormBackward(rows: number, dim: number, x: Float32Array, gy: Float32Array, gamma: Float32Array | null,

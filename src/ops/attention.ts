@@ -7,7 +7,7 @@
 //   S = Q K^T / sqrt(headDim), P = softmax of each row (causal: query i over keys j <= Tk - Tq + i),
 //   O = P V,
 // each product one strided GEMM on the head's columns in place (no transposed copies).
-// P is kept for the backward:
+// P is kept for the backward (native/attention.cc):
 //   dV = P^T dO, dP = dO V^T, dS = softmax backward of dP at P, dQ = dS K / sqrt(d),
 //   dK = dS^T Q / sqrt(d).
 import { js } from '../js-kernels.js';
@@ -43,39 +43,28 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   if (causal && Tk < T) throw new RangeError(`${op}: causal attention needs at least as many keys as queries, got k ${fmt(k.shape)} for q ${fmt(q.shape)}`);
   const d = width / heads;
   const scale = 1 / Math.sqrt(d);
-  const block = T * Tk;
-  const probs = new Float32Array(batch * heads * block);
-  const scores = new Float32Array(block);
+  const probs = outputBuffer(batch * heads * T * Tk);
   const out = outputBuffer(q.size);
-  for (let b = 0; b < batch; b++)
-    for (let h = 0; h < heads; h++) {
-      const off = b * T * width + h * d;
-      const koff = b * Tk * width + h * d;
-      const p = probs.subarray((b * heads + h) * block, (b * heads + h + 1) * block);
-      native.gemm(false, true, T, Tk, d, scale, q.data, off, width, k.data, koff, width, 0, scores, 0, Tk);
-      if (causal) native.causalSoftmax(T, Tk, scores, p);
-      else native.softmax(T, Tk, scores, p, false);
-      native.gemm(false, false, T, d, Tk, 1, p, 0, Tk, v.data, koff, width, 0, out, off, width);
-    }
+  // Every (sequence, head) in one kernel call: the products run on each head's columns in
+  // place, a causal block of queries stops at the last key it sees, P is kept for the backward.
+  native.attentionForward(batch, heads, T, Tk, d, scale, causal, q.data, k.data, v.data, probs, out);
   return record(new Tensor(out, q.shape), op, [q, k, v], (g) => {
     const gq = gradSink(q);
     const gk = gradSink(k);
     const gv = gradSink(v);
-    const dp = new Float32Array(block);
-    const ds = new Float32Array(block);
-    for (let b = 0; b < batch; b++)
-      for (let h = 0; h < heads; h++) {
-        const off = b * T * width + h * d;
-        const koff = b * Tk * width + h * d;
-        const p = probs.subarray((b * heads + h) * block, (b * heads + h + 1) * block);
-        if (gv !== null) native.gemm(true, false, Tk, d, T, 1, p, 0, Tk, g, off, width, 1, gv, koff, width);
-        if (gq === null && gk === null) continue;
-        native.gemm(false, true, T, Tk, d, 1, g, off, width, v.data, koff, width, 0, dp, 0, Tk);
-        js.fill(block, 0, ds);
-        // Masked entries have P = 0, so their dS is 0: the causal mask needs nothing more here.
-        native.softmaxBackward(T, Tk, p, dp, ds, false);
-        if (gq !== null) native.gemm(false, false, T, d, Tk, scale, ds, 0, Tk, k.data, koff, width, 1, gq, off, width);
-        if (gk !== null) native.gemm(true, false, Tk, d, T, scale, ds, 0, Tk, q.data, off, width, 1, gk, koff, width);
-      }
+    if (gq === null && gk === null && gv === null) return;
+    // One tensor given as two of q, k, v (self-attention without projections) has one gradient
+    // buffer: the kernel's outputs may not overlap, so the repeats accumulate apart and are added.
+    const apart = (x: Float32Array | null, ...before: (Float32Array | null)[]): Float32Array | null => {
+      if (x === null || !before.includes(x)) return x;
+      const own = new Float32Array(x.length);
+      js.fill(own.length, 0, own);
+      return own;
+    };
+    const sk = apart(gk, gq);
+    const sv = apart(gv, gq, gk);
+    native.attentionBackward(batch, heads, T, Tk, d, scale, causal, q.data, k.data, v.data, probs, g, gq, sk, sv);
+    if (sk !== gk) native.axpy(sk!.length, 1, sk!, gk!);
+    if (sv !== gv) native.axpy(sv!.length, 1, sv!, gv!);
   });
 }

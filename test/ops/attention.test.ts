@@ -110,3 +110,9 @@ t.test('attention on long sequences (the threaded causal softmax) matches the re
   const [q, k, v] = [0, 1, 2].map(() => ms.tensor(randn32(gen, T * heads * d), [1, T, heads * d]));
   assertClose(t, ms.attention(q, k, v, { heads }).data, refAttention(q.data, k.data, v.data, 1, T, heads * d, heads, true), 'T = 200', { atol: 1e-5, rtol: 1e-4 });
 });
+
+t.test('attention(x, x, x): one tensor as queries, keys and values gets the sum of the three gradients', async (t) => {
+  const gen = rng(223);
+  const x = ms.tensor(randn32(gen, 2 * 4 * 6), [2, 4, 6], { requiresGrad: true });
+  checkGradients(t, 'attention(x, x, x)', [x], (a) => ms.attention(a, a, a, { heads: 2 }), ([a]) => refAttention(a, a, a, 2, 4, 6, 2, true), { gen, eps: 1e-3 });
+});
