@@ -14,6 +14,7 @@
 // max(0, p - q) renormalised (all kept: one more from p). The tokens so produced follow the
 // full model's distribution exactly; at temperature 0 they are its greedy tokens.
 import type { Transformer } from '../models/transformer.js';
+import { Module } from '../nn/module.js';
 import type { TransformerBlock } from '../nn/transformer.js';
 import { add } from '../ops/add.js';
 import { attention } from '../ops/attention.js';
@@ -55,6 +56,15 @@ export class KVCache {
     return this.lengths.length;
   }
 
+  private listed: { model: Transformer; version: number; modules: Module[] } | null = null;
+
+  /** @internal The model's modules, listed again only when its structure changes. */
+  modulesOf(model: Transformer): Module[] {
+    const version = model.structureVersion;
+    if (this.listed === null || this.listed.model !== model || this.listed.version !== version) this.listed = { model, version, modules: model.modules() };
+    return this.listed.modules;
+  }
+
   /** Keeps the first `length` positions of a sequence (a speculative step's refused tokens go). */
   truncate(sequence: number, length: number): void {
     if (!(length >= 0 && length <= this.lengths[sequence])) throw new RangeError(`KVCache.truncate: length ${length} is outside [0, ${this.lengths[sequence]}]`);
@@ -74,10 +84,11 @@ export function decode(model: Transformer, cache: KVCache, ids: Int32Array, n: n
   for (let r = 0; r < B; r++) {
     if (cache.lengths[r] + n > cache.capacity) throw new RangeError(`${op}: sequence ${r} holds ${cache.lengths[r]} positions; ${n} more exceed the context ${cache.capacity}`);
   }
-  const previous = model.sliceRate;
-  const flags = model.modules().map((m) => m.training);
-  model.eval();
-  model.setSliceRate(cache.rate);
+  // The modules are listed once per cache: walking the tree twice a token cost more than a
+  // narrow slice's kernels.
+  const modules = cache.modulesOf(model);
+  const previous = modules.map((m) => [m.sliceRate, m.training] as const);
+  Module.setState(modules, cache.rate, false);
   try {
     return noGrad(() => {
       const positions = new Int32Array(B * n);
@@ -115,8 +126,7 @@ export function decode(model: Transformer, cache: KVCache, ids: Int32Array, n: n
       return model.head.forward(model.norm.forward(h));
     });
   } finally {
-    model.setSliceRate(previous);
-    model.modules().forEach((m, i) => (m.training = flags[i]));
+    modules.forEach((m, i) => Module.setState([m], previous[i][0], previous[i][1]));
   }
 }
 

@@ -180,6 +180,17 @@ export abstract class Module {
   }
 
   /**
+   * @internal Sets the rate and training flag of `modules` (a model's modules(), listed once
+   * by the caller): what a decoding loop does before each step, without walking the tree.
+   */
+  static setState(modules: readonly Module[], rate: number, training: boolean): void {
+    for (const m of modules) {
+      m.rate = rate;
+      m.training = training;
+    }
+  }
+
+  /**
    * A new, independent model holding copies of the prefix weights used at rate
    * r (its full width is that width, its rate 1); the same outputs as
    * setSliceRate(r) on this one, which stays unchanged.
