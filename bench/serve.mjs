@@ -59,7 +59,7 @@
 // what a deployment looks like. Latency is measured from each request's
 // *scheduled* arrival time, so a late send is charged to the system (no
 // coordinated omission).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
@@ -67,6 +67,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ms from 'modelslice';
+import { findHaproxy, haproxyConfig } from '../scripts/haproxy.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);
@@ -281,7 +282,7 @@ function startServer(serveOptions) {
  * servers, then HAProxy, and sums the servers' metrics.
  */
 async function startCluster(serveOptions) {
-  const haproxy = ['/usr/sbin/haproxy', 'haproxy'].find((p) => spawnSync(p, ['-v']).status === 0);
+  const haproxy = findHaproxy();
   if (!haproxy) throw new Error('--instances needs haproxy (apt-get install haproxy)');
   const servers = await Promise.all(Array.from({ length: instances }, () => startServer({ ...serveOptions, workers: 1 })));
   const port = await new Promise((resolve, reject) => {
@@ -293,28 +294,7 @@ async function startCluster(serveOptions) {
     });
   });
   const config = join(tmp, `haproxy-${port}.cfg`);
-  writeFileSync(
-    config,
-    [
-      'global',
-      '  maxconn 4096',
-      'defaults',
-      '  mode http',
-      '  timeout connect 2s',
-      '  timeout client 60s',
-      '  timeout server 60s',
-      'frontend fe',
-      `  bind 127.0.0.1:${port}`,
-      '  default_backend be',
-      'backend be',
-      '  balance leastconn',
-      '  option httpchk GET /readyz',
-      '  http-check expect status 200',
-      '  default-server inter 100ms fall 1 rise 1',
-      ...servers.map((sv, i) => `  server s${i} ${sv.url.host} check`),
-      '',
-    ].join('\n'),
-  );
+  writeFileSync(config, haproxyConfig({ port, servers: servers.map((sv) => sv.url.host) }));
   const lb = spawn(haproxy, ['-db', '-f', config], { stdio: ['ignore', 'ignore', 2] });
   children.add(lb);
   lb.once('exit', () => children.delete(lb));

@@ -10,10 +10,11 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import * as ms from '../../src/index.js';
+import { findHaproxy, haproxyConfig } from '../../scripts/haproxy.mjs';
 import { call, postJson } from './http.js';
 import { startServe } from './serve-process.js';
 
-const haproxy = ['/usr/sbin/haproxy', 'haproxy'].find((p) => spawnSync(p, ['-v']).status === 0);
+const haproxy = findHaproxy();
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -46,29 +47,7 @@ t.test('two instances behind HAProxy serve together; one draining fails no reque
   const port = await freePort();
   const config = join(t.testdir(), 'haproxy.cfg');
   // Checks every 100 ms; one failed check takes a server out, one good one brings it back.
-  writeFileSync(
-    config,
-    [
-      'global',
-      '  maxconn 256',
-      'defaults',
-      '  mode http',
-      '  timeout connect 2s',
-      '  timeout client 30s',
-      '  timeout server 30s',
-      'frontend fe',
-      `  bind 127.0.0.1:${port}`,
-      '  default_backend be',
-      'backend be',
-      '  balance leastconn',
-      '  option httpchk GET /readyz',
-      '  http-check expect status 200',
-      '  default-server inter 100ms fall 1 rise 1',
-      `  server a ${a.url.slice('http://'.length)} check`,
-      `  server b ${b.url.slice('http://'.length)} check`,
-      '',
-    ].join('\n'),
-  );
+  writeFileSync(config, haproxyConfig({ port, servers: [a.url, b.url].map((u) => u.slice('http://'.length)), maxconn: 256, timeoutSeconds: 30 }));
   const check = spawnSync(haproxy!, ['-c', '-f', config], { encoding: 'utf8' });
   t.equal(check.status, 0, `haproxy -c accepts the configuration\n${check.stdout}${check.stderr}`);
   const lb = spawn(haproxy!, ['-db', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });

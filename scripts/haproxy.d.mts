@@ -1,0 +1,2 @@
+export function findHaproxy(): string | undefined;
+export function haproxyConfig(options: { port: number; servers: string[]; maxconn?: number; timeoutSeconds?: number }): string;
