@@ -278,17 +278,9 @@ MS_TGT256 void pack_patch_columns_avx2(const PatchSource& s, const Segment* seg,
 
 MS_TGT256 void pack_patch_rows_t_avx2(const PatchSource& s, const Segment* seg, int nseg,
                                       int64_t k0, int rows, int NR, float* dst) {
-  // Per panel row (patch row k0 + r): channel offset and tap offsets.
-  int64_t coff[64], dI[64], dJ[64];
-  const int64_t taps = s.kh * s.kw;
-  for (int r = 0; r < rows; ++r) {
-    const int64_t k = k0 + r, c = k / taps, i = (k % taps) / s.kw, j = k % s.kw;
-    coff[r] = c * s.channelStride;
-    dI[r] = i * s.dilationH - s.padH;
-    dJ[r] = j * s.dilationW - s.padW;
-  }
-  int depth = 0;
-  for (int g = 0; g < nseg; ++g) depth += seg[g].len;
+  PatchRows p;
+  patch_rows(s, seg, nseg, k0, rows, &p);
+  const int depth = p.depth;
   // Walk the depth in blocks of 8 columns; a block may span several segments.
   int g0 = 0;
   for (int lb = 0; lb < depth; lb += 8) {
@@ -301,23 +293,11 @@ MS_TGT256 void pack_patch_rows_t_avx2(const PatchSource& s, const Segment* seg, 
         __m256 acc = _mm256_setzero_ps();
         if (pr < rows) {
           for (int g = g0; g < nseg && seg[g].t0 < lb + kn; ++g) {
-            const Segment& sg = seg[g];
-            const int64_t ih = sg.oh * s.strideH + dI[pr];
-            if (ih < 0 || ih >= s.H) continue;
-            // Block lane b holds segment column (lb + b - t0).
-            const int64_t first = sg.t0 - lb;  // lane of the segment's column 0 (may be < 0)
-            const int64_t iw0 = sg.ow0 + dJ[pr];
-            // Lanes b with 0 <= b - first < len, 0 <= iw0 + b - first < W, b < kn.
-            int64_t lo = first, hi = first + sg.len;
-            if (lo < first - iw0) lo = first - iw0;
-            if (hi > first - iw0 + s.W) hi = first - iw0 + s.W;
-            if (lo < 0) lo = 0;
-            if (hi > kn) hi = kn;
-            if (hi <= lo) continue;
-            const __m256i m = _mm256_andnot_si256(lanes8(lo), lanes8(hi));
-            const float* row = s.data + coff[pr] + sg.n * s.imageStride + ih * s.W;
+            SegmentLanes l;
+            if (!segment_lanes(s, p, seg[g], pr, lb, kn, &l)) continue;
+            const __m256i m = _mm256_andnot_si256(lanes8(l.lo), lanes8(l.hi));
             // Segments of one block cover disjoint lanes: OR them together.
-            acc = _mm256_or_ps(acc, _mm256_maskload_ps(offset_ptr(row, iw0 - first), m));
+            acc = _mm256_or_ps(acc, _mm256_maskload_ps(offset_ptr(l.row, l.shift), m));
           }
         }
         v[r] = acc;

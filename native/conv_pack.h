@@ -47,5 +47,55 @@ void pack_patch_rows_t_avx512(const PatchSource& s, const Segment* seg, int nseg
 void pack_patch_rows_t_avx2(const PatchSource& s, const Segment* seg, int nseg, int64_t k0,
                             int rows, int NR, float* dst);
 
+// What both ISAs' pack_patch_rows_t share: per panel row r (patch row k0 + r, at most 64) the
+// offset of its channel and its tap's row and column offsets, and the panel's depth.
+struct PatchRows {
+  int64_t coff[64], dI[64], dJ[64];
+  int depth;
+};
+
+inline void patch_rows(const PatchSource& s, const Segment* seg, int nseg, int64_t k0, int rows,
+                       PatchRows* p) {
+  const int64_t taps = s.kh * s.kw;
+  for (int r = 0; r < rows; ++r) {
+    const int64_t k = k0 + r, c = k / taps, i = (k % taps) / s.kw, j = k % s.kw;
+    p->coff[r] = c * s.channelStride;
+    p->dI[r] = i * s.dilationH - s.padH;
+    p->dJ[r] = j * s.dilationW - s.padW;
+  }
+  p->depth = 0;
+  for (int g = 0; g < nseg; ++g) p->depth += seg[g].len;
+}
+
+// The lanes [lo, hi) of the depth block of kn columns from column lb that segment sg fills in
+// panel row r, and the input row they read from (lane b reads row[iw0 - first + b]); false
+// when the tap falls outside the image or on none of the block's lanes.
+struct SegmentLanes {
+  int64_t lo, hi;
+  const float* row;
+  int64_t shift;  // iw0 - first: the row offset of lane 0
+};
+
+inline bool segment_lanes(const PatchSource& s, const PatchRows& p, const Segment& sg, int r,
+                          int lb, int kn, SegmentLanes* out) {
+  const int64_t ih = sg.oh * s.strideH + p.dI[r];
+  if (ih < 0 || ih >= s.H) return false;
+  // Block lane b holds segment column (lb + b - t0).
+  const int64_t first = sg.t0 - lb;  // lane of the segment's column 0 (may be < 0)
+  const int64_t iw0 = sg.ow0 + p.dJ[r];
+  // Lanes b with 0 <= b - first < len, 0 <= iw0 + b - first < W, b < kn.
+  int64_t lo = first, hi = first + sg.len;
+  if (lo < first - iw0) lo = first - iw0;
+  if (hi > first - iw0 + s.W) hi = first - iw0 + s.W;
+  if (lo < 0) lo = 0;
+  if (hi > kn) hi = kn;
+  if (hi <= lo) return false;
+  out->lo = lo;
+  out->hi = hi;
+  out->row = s.data + p.coff[r] + sg.n * s.imageStride + ih * s.W;
+  out->shift = iw0 - first;
+  return true;
+}
+
 }  // namespace conv
 }  // namespace modelslice
