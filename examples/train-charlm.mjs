@@ -10,7 +10,8 @@
 // Every attention head is a slice group and the feed-forward hidden layer has 8; at rate r a
 // pass uses the first heads and units (the residual stream, the embeddings and the output head
 // stay full), so the cost falls about linearly in r. Each step sums the gradients of rates 1,
-// 0.25 and one between (the sandwich rule), the narrower ones distilled from rate 1.
+// 0.5 and 0.25 (the sandwich rule), each learning from the text itself: in-place distillation
+// from rate 1 slowed this model's start badly (bench/RESULTS.md, "A sliceable transformer").
 import { readFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,7 +68,6 @@ await ms.fit(model, loader, {
   lrSchedule,
   rates,
   schedule: 'random_min_max',
-  distill: true,
   clipGradNorm: 1,
   seed,
   callbacks: {
