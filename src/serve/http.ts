@@ -269,7 +269,10 @@ export class HttpFront {
       if (generator === undefined) throw new HttpError(404, 'this model is not a language model (models.transformer): POST /predict');
       if (this.closing) throw new HttpError(503, 'the server is shutting down', { 'Retry-After': '1' });
       const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-      if (type !== '' && type !== 'application/json') throw new HttpError(415, `unsupported Content-Type ${JSON.stringify(type)}; send application/json`);
+      // curl -d sends its default form type with a JSON body: take the body as JSON either way.
+      if (type !== '' && type !== 'application/json' && type !== 'application/x-www-form-urlencoded') {
+        throw new HttpError(415, `unsupported Content-Type ${JSON.stringify(type)}; send application/json`);
+      }
       const request = parseTextRequest(await readBody(req, this.options.maxBodyBytes));
       const header = req.headers['x-slice-rate'];
       if (header !== undefined) {

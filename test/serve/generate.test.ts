@@ -61,6 +61,11 @@ t.test('POST /generate answers the greedy continuation, whole or streamed, at th
     t.equal(r.status, status, JSON.stringify(body));
     t.match((r.json() as { error: string }).error, message);
   }
+  // curl -d's default form type with a JSON body is read as JSON; another type is refused.
+  const form = await call(`${server.url}/generate`, { method: 'POST', body: JSON.stringify({ prompt: 'a', maxTokens: 2 }), headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+  t.equal(form.status, 200, form.text);
+  const xml = await call(`${server.url}/generate`, { method: 'POST', body: '<prompt/>', headers: { 'Content-Type': 'text/xml' } });
+  t.equal(xml.status, 415);
   const get = await call(`${server.url}/generate`);
   t.equal(get.status, 405);
   const metrics = await call(`${server.url}/metrics`);
