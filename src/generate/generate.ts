@@ -41,10 +41,15 @@ export class KVCache {
     const rate = checkRate('KVCache', options.rate ?? 1);
     const sequences = options.sequences ?? 1;
     if (!Number.isInteger(sequences) || sequences < 1) throw new RangeError(`KVCache: sequences must be a positive integer, got ${String(sequences)}`);
-    const { heads, dModel, layers, context } = model.config;
+    const { layers, context } = model.config;
     this.rate = rate;
-    this.heads = sliceWidth(heads, rate, heads);
-    this.width = this.heads * (dModel / heads);
+    // The query projection's width at this rate, as the layer computes it (a compact slice's
+    // layers hold fewer heads than its config's full model).
+    const query = (model.blocks.at(0) as TransformerBlock).attention.query;
+    const headDim = (model.blocks.at(0) as TransformerBlock).attention.headDim;
+    this.width = sliceWidth(query.outFeatures, rate, query.sliceGroups);
+    this.heads = this.width / headDim;
+    if (!Number.isInteger(this.heads)) throw new RangeError(`KVCache: rate ${rate} keeps ${this.width} query columns, not a whole number of heads of ${headDim}`);
     this.capacity = context;
     this.lengths = new Array<number>(sequences).fill(0);
     const make = () => Array.from({ length: layers }, () => Array.from({ length: sequences }, () => new Float32Array(context * this.width)));

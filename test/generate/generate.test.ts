@@ -88,6 +88,13 @@ t.test('greedy generation equals argmax of full passes, past the context; specul
   t.ok(self.stats.passes <= 6, `${self.stats.passes} passes for 20 tokens`);
 });
 
+t.test('a compact slice generates what the full model does at that rate', async (t) => {
+  const m = model();
+  const half = m.slice(0.5);
+  t.same(ms.generate(half, [1, 2, 3], { maxTokens: 20, temperature: 0 }).tokens, ms.generate(m, [1, 2, 3], { maxTokens: 20, temperature: 0, rate: 0.5 }).tokens);
+  t.same(ms.generate(half, [1, 2, 3], { maxTokens: 20, temperature: 0, rate: 0.5 }).tokens, ms.generate(m, [1, 2, 3], { maxTokens: 20, temperature: 0, rate: 0.25 }).tokens);
+});
+
 t.test('stop sequences and streaming', async (t) => {
   const m = model();
   const all = ms.generate(m, [1], { maxTokens: 20, temperature: 0 }).tokens;
