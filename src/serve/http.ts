@@ -158,20 +158,10 @@ export class HttpFront {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0];
     const method = req.method ?? 'GET';
-    if (path === '/predict') {
-      if (method !== 'POST') {
-        this.send(req, res, 'predict', 405, JSON.stringify({ error: `${method} is not allowed on /predict; use POST` }), { Allow: 'POST' });
-        return;
-      }
-      void this.predictRoute(req, res);
-      return;
-    }
-    if (path === '/generate') {
-      if (method !== 'POST') {
-        this.send(req, res, 'generate', 405, JSON.stringify({ error: `${method} is not allowed on /generate; use POST` }), { Allow: 'POST' });
-        return;
-      }
-      void this.generateRoute(req, res);
+    if (path === '/predict' || path === '/generate') {
+      const route = path.slice(1);
+      if (method !== 'POST') this.send(req, res, route, 405, JSON.stringify({ error: `${method} is not allowed on ${path}; use POST` }), { Allow: 'POST' });
+      else void (route === 'predict' ? this.predictRoute(req, res) : this.generateRoute(req, res));
       return;
     }
     if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
@@ -213,7 +203,8 @@ export class HttpFront {
     return atOrAbove[atOrAbove.length - 1];
   }
 
-  private requestedRate(req: IncomingMessage, inputs: Inputs): number | undefined {
+  /** The trained rate a request pins by its body's "rate" (already checked) or X-Slice-Rate, or undefined. */
+  private requestedRate(req: IncomingMessage, inputs: { rate?: number }): number | undefined {
     const header = req.headers['x-slice-rate'];
     if (header === undefined) return inputs.rate === undefined ? undefined : this.snapRate(inputs.rate, '"rate"');
     const fromHeader = checkRequestedRate(header, 'X-Slice-Rate', true);
@@ -274,13 +265,7 @@ export class HttpFront {
         throw new HttpError(415, `unsupported Content-Type ${JSON.stringify(type)}; send application/json`);
       }
       const request = parseTextRequest(await readBody(req, this.options.maxBodyBytes));
-      const header = req.headers['x-slice-rate'];
-      if (header !== undefined) {
-        const fromHeader = checkRequestedRate(header, 'X-Slice-Rate', true);
-        if (request.rate !== undefined && request.rate !== fromHeader) throw new HttpError(400, `"rate" ${request.rate} and X-Slice-Rate ${fromHeader} disagree; give one of them`);
-        request.rate = fromHeader;
-      }
-      if (request.rate !== undefined) request.rate = this.snapRate(request.rate, header !== undefined ? 'X-Slice-Rate' : '"rate"');
+      request.rate = this.requestedRate(req, request);
       const gone = new AbortController();
       res.on('close', () => {
         if (!res.writableFinished) gone.abort();

@@ -10,6 +10,7 @@ import type { LatencyProfile } from '../slicing/select.js';
 import { checkRate } from '../nn/width.js';
 import { Batcher, createBatchMetrics, type ServedBatch } from './batcher.js';
 import { RateController, type ControllerOptions } from './controller.js';
+import { decodeText, textDataset } from '../data/text.js';
 import { HttpError } from './body.js';
 import { createHttpMetrics, HttpFront, type TextGenerator } from './http.js';
 import { estimateLatencyMs, profileBatchSizes } from './latency.js';
@@ -244,13 +245,13 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
     let generator: TextGenerator | undefined;
     if (vocabulary !== undefined) {
       const generated = registry.add(new Counter('modelslice_generated_tokens_total', 'Tokens POST /generate produced, by the slice rate the request ran at.', ['rate']));
-      const index = new Map(vocabulary.map((c, i) => [c, i]));
-      const encode = (text: string, what: string): number[] =>
-        [...text].map((c, i) => {
-          const id = index.get(c);
-          if (id === undefined) throw new HttpError(400, `${what}: character ${JSON.stringify(c)} at position ${i} is not in the model's vocabulary of ${vocabulary.length} tokens`);
-          return id;
-        });
+      const encode = (text: string, what: string): number[] => {
+        try {
+          return [...textDataset(text, { vocabulary }).ids];
+        } catch (err) {
+          throw new HttpError(400, `${what}: ${(err as Error).message.replace(/^textDataset: /, '')}`);
+        }
+      };
       generator = {
         generate: async (request, onText, signal) => {
           const prompt = encode(request.prompt, '"prompt"');
@@ -269,7 +270,7 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
             onToken: (id) => onText(vocabulary[id]),
           });
           generated.inc({ rate: String(g.rate) }, g.tokens.length);
-          return { text: g.tokens.map((id) => vocabulary[id]).join(''), tokens: g.tokens.length, rate: g.rate, ms: g.ms };
+          return { text: decodeText(g.tokens, vocabulary), tokens: g.tokens.length, rate: g.rate, ms: g.ms };
         },
       };
     }

@@ -48,7 +48,7 @@ t.test('POST /generate answers the greedy continuation, whole or streamed, at th
   t.equal((sampled.json() as { tokens: number }).tokens, 10, 'sampling with top-k');
 
   const bad: [unknown, number, RegExp][] = [
-    [{ prompt: 'THE' }, 400, /"prompt": character "T" at position 0 is not in the model's vocabulary of 30 tokens/],
+    [{ prompt: 'THE' }, 400, /"prompt": character "T" at position 0 is not in the vocabulary of 30 tokens/],
     [{ prompt: '' }, 400, /"prompt" must be a non-empty string/],
     [{ prompt: 'a', maxTokens: 100000 }, 400, /"maxTokens" must be an integer in \[0, 4096\]/],
     [{ prompt: 'a', temperature: -1 }, 400, /"temperature" must be a number/],
