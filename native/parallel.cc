@@ -54,19 +54,63 @@ int default_threads() {
   return available_cores();
 }
 
-// How long an idle worker (or the caller waiting for workers) spins before it
-// sleeps on a condition variable. A short spin catches the next kernel of a
-// forward pass, which follows within microseconds; beyond that a spinning
-// thread only steals the core from threads that have work (JS, the GC, other
-// processes). Measured on 2 busy cores (ResNet-164, batch 64): 0 us 687 ms,
-// 3 us 737, 10 us 834, 30 us 1169, and libgomp with a 1000-iteration spin 1045.
-// MODELSLICE_SPIN_US overrides it (0 sleeps at once).
+// How long an idle worker (or the caller waiting for workers) polls before it
+// sleeps on a condition variable. A poll catches the next kernel of a forward
+// pass, which follows within microseconds, where waking a sleeping thread costs
+// 50-60 us on a virtual machine: at batch 1, where a kernel takes 10-30 us, a
+// 5 us budget made two threads 3-5x slower than one (bench/RESULTS.md, "Waking
+// threads"). MODELSLICE_SPIN_US overrides it (0 sleeps at once).
+constexpr int kDefaultSpinUs = 50;
+// Polls in the first microseconds are pure pause loops; later ones also yield.
+constexpr int kPureSpinUs = 2;
+// A poll that returns this late means the thread was descheduled: the cores are
+// oversubscribed (another process, more threads than cores). Polling then only
+// loses the scheduler's preference for threads that slept, which is what gets a
+// woken worker its core back at once, so every pool sleeps at once for a while.
+constexpr int kDescheduledUs = 200;
+constexpr int kBackoffMs = 100;
+
 int spin_microseconds() {
   if (const char* env = std::getenv("MODELSLICE_SPIN_US")) {
     int n = std::atoi(env);
     if (n >= 0 && n <= 1000000) return n;
   }
-  return 5;
+  return kDefaultSpinUs;
+}
+
+using Clock = std::chrono::steady_clock;
+// Until when (steady_clock ticks) polling is off, after a poll saw the thread descheduled.
+std::atomic<Clock::rep> g_no_spin_until{0};
+
+// Polls ready() until it holds (true) or `budget_us` microseconds have passed
+// (false). After the first microseconds every poll also yields the core, so a
+// runnable thread that shares it (the JS thread's garbage collector) runs
+// instead of waiting out our spin.
+template <typename Ready>
+bool spin_until(int budget_us, Ready&& ready) {
+  if (ready()) return true;
+  if (budget_us <= 0) return false;
+  const auto start = Clock::now();
+  if (start.time_since_epoch().count() < g_no_spin_until.load(std::memory_order_relaxed))
+    return false;
+  const auto budget = std::chrono::microseconds(budget_us);
+  const auto pure = std::chrono::microseconds(kPureSpinUs);
+  const auto descheduled = std::chrono::microseconds(kDescheduledUs);
+  auto last = start;
+  for (;;) {
+    for (int i = 0; i < 64; i++) MODELSLICE_CPU_RELAX();
+    if (ready()) return true;
+    const auto now = Clock::now();
+    if (now - last >= descheduled) {
+      g_no_spin_until.store(
+          (now + std::chrono::milliseconds(kBackoffMs)).time_since_epoch().count(),
+          std::memory_order_relaxed);
+      return false;
+    }
+    if (now - start >= budget) return false;
+    if (now - start >= pure) std::this_thread::yield();
+    last = Clock::now();
+  }
 }
 
 // The OS thread id on Linux (as /proc/self/task lists it), else a hash of std::thread::id.
@@ -162,17 +206,11 @@ class ThreadPool {
   // through its time slice would only delay it, so then sleep until the last
   // worker wakes us.
   void wait_for_workers() {
-    const auto spin = std::chrono::microseconds(spin_us_);
-    auto start = std::chrono::steady_clock::now();
-    while (pending_.load(std::memory_order_acquire) != 0) {
-      for (int i = 0; i < 64; i++) MODELSLICE_CPU_RELAX();
-      if (std::chrono::steady_clock::now() - start < spin) continue;
-      std::unique_lock<std::mutex> lock(done_mutex_);
-      owner_waiting_.store(true, std::memory_order_seq_cst);
-      done_.wait(lock, [&] { return pending_.load(std::memory_order_seq_cst) == 0; });
-      owner_waiting_.store(false, std::memory_order_relaxed);
-      break;
-    }
+    if (spin_until(spin_us_, [&] { return pending_.load(std::memory_order_acquire) == 0; })) return;
+    std::unique_lock<std::mutex> lock(done_mutex_);
+    owner_waiting_.store(true, std::memory_order_seq_cst);
+    done_.wait(lock, [&] { return pending_.load(std::memory_order_seq_cst) == 0; });
+    owner_waiting_.store(false, std::memory_order_relaxed);
   }
 
   void ensure_workers(int n) {
@@ -192,16 +230,13 @@ class ThreadPool {
 
   void worker_loop(int index, uint64_t seen) {
     inside_job_ = true;  // a kernel running on a worker never re-enters the pool
-    const auto spin = std::chrono::microseconds(spin_us_);
     for (;;) {
       uint64_t now = job_.load(std::memory_order_acquire);
       if (now == seen) {
-        auto start = std::chrono::steady_clock::now();
-        for (;;) {
-          for (int i = 0; i < 64; i++) MODELSLICE_CPU_RELAX();
+        spin_until(spin_us_, [&] {
           now = job_.load(std::memory_order_acquire);
-          if (now != seen || std::chrono::steady_clock::now() - start >= spin) break;
-        }
+          return now != seen;
+        });
       }
       if (now == seen) {
         std::unique_lock<std::mutex> lock(sleep_mutex_);
