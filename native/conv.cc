@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "conv_implicit.h"
+#include "conv_small.h"
 #include "gemm.h"
 #include "parallel.h"
 #include "scratch.h"
@@ -250,6 +251,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   if (accumulate && (s.groups != 1 || bias != nullptr))
     throw std::invalid_argument("conv2dForward: accumulate needs groups 1 and no bias");
   const int64_t inPlane = s.inH * s.inW;
+  if (conv_small_forward(s, x, w, bias, y, accumulate, t)) return;
   // With a map: the direct tiles apply it as they copy each image into their padded buffer,
   // and the im2col and 1x1 loops below map each image into scratch while it is in cache.
   // The depthwise and implicit-GEMM paths read the input in place: for them the whole batch

@@ -2,7 +2,7 @@
 // InputTransform): groupNormStats gives the per-(image, channel) map that groupNormForward
 // applies, in the same rounding, and conv2dForward with that map equals, bit for bit, the
 // same convolution of groupNormForward's output, on every path a convolution can take
-// (direct tiles with stride 1 and 2, implicit GEMM, small and large 1x1, im2col, depthwise,
+// (direct tiles with stride 1 and 2, implicit GEMM, few output pixels, small and large 1x1, im2col, depthwise,
 // groups), with channel prefixes of a larger weight, with and without ReLU, bias and
 // accumulation, for 1 and 2 threads. The addon reports which path ran; on the generic kernels every
 // case runs the portable paths and is checked the same way.
@@ -30,6 +30,8 @@ const cases: Case[] = [
   { name: 'small 1x1 (pointwise)', p: [2, 4, 5, 5, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1, 4], normGroups: 2, path: 'pointwise' },
   { name: '3x3 stride 3 (im2col)', p: [2, 5, 11, 11, 4, 3, 3, 3, 3, 1, 1, 1, 1, 1, 5], normGroups: 5, path: 'im2col' },
   { name: 'depthwise 3x3', p: [2, 6, 9, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6, 1], normGroups: 3, path: 'depthwise' },
+  { name: '3x3 on 4x4 at batch 1 (small)', p: [1, 12, 4, 4, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 16], normGroups: 4, path: 'small' },
+  { name: '3x3 stride 2, 7x7 -> 4x4 at batch 1 (small)', p: [1, 6, 7, 7, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], normGroups: 3, path: 'small' },
   { name: 'two groups 3x3 on 16x16', p: [2, 8, 16, 16, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2, 4], normGroups: 2, path: 'direct' },
 ];
 

@@ -5,6 +5,7 @@
 // multiple of the register tile), partial pixel tiles, panels spanning two images, depth
 // blocks, dilation, vertical stride, groups, padding wider than the kernel, accumulation
 // into gx / the gw prefix (the rest of gw untouched), and bitwise equality for 1 and 2 threads.
+// Shapes with few output pixels take the small path (native/conv_small.cc) forward.
 // Each case names the path each pass must take, and the addon reports the path it took. The
 // fast paths exist where the kernels run AVX-512 or AVX2 (kernelInfo().gemm: the CPU's best,
 // or lower under a MODELSLICE_ISA cap), with the same geometry and so the same paths; on the
@@ -18,7 +19,7 @@ import { native } from '../../src/native.js';
 // [N, C, H, W, O, kh, kw, sH, sW, pH, pW, dH, dW, groups, weightInPerGroup]
 type Params = [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
 
-type Path = 'direct' | 'implicit' | 'im2col';
+type Path = 'direct' | 'implicit' | 'im2col' | 'small';
 
 interface Case {
   name: string;
@@ -138,6 +139,12 @@ const cases: Case[] = [
   { name: '7x7 images stay on the implicit paths (a 16-lane vector would waste 9)', p: [2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
   { name: 'direct: 14x14, batch 7: the weight gradient sums passes of 4 and 3 images', p: [7, 5, 14, 14, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5], outFull: 10, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'im2col weight gradient, images side by side: 7x7 outputs, batch 23 (passes of 21 and 2), 2 groups', p: [23, 6, 13, 13, 10, 3, 3, 2, 2, 1, 1, 1, 1, 2, 6], outFull: 10, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
+  // Few output pixels (native/conv_small.cc): weight rows in place times gathered patches.
+  { name: 'small: 2x2 at batch 1, 500 of 512 filters, 509 of 512 channels (the weight stream)', p: [1, 509, 2, 2, 500, 3, 3, 1, 1, 1, 1, 1, 1, 1, 512], outFull: 512, bias: true, paths: ['small', 'implicit', 'implicit'] },
+  { name: 'small: 4x4, 13 of 16 filters (row tail), 70 of 72 channels (K tail), bias', p: [1, 70, 4, 4, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 16, bias: true, paths: ['small', 'implicit', 'implicit'] },
+  { name: 'small: stride 2, 7x7 -> 4x4, dilation 2 across, 2 groups', p: [1, 6, 7, 7, 10, 3, 3, 2, 2, 1, 2, 1, 2, 2, 4], outFull: 10, bias: false, paths: ['small', 'im2col', 'im2col'] },
+  { name: 'small: 5 images of one pixel (5x5 kernel, no padding; a patch tile of 1)', p: [5, 6, 5, 5, 9, 5, 5, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 9, bias: true, paths: ['small', 'implicit', 'implicit'] },
+  { name: 'small: 8x8 at batch 2 with 1 MiB of weight (128 pixels)', p: [2, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, 128], outFull: 256, bias: false, paths: ['small', 'implicit', 'implicit'] },
   { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['direct', 'direct', 'direct'] },
 ];
 
