@@ -135,16 +135,21 @@ const Isa* fast_isa() {
   }
 }
 
-// The micro-kernel for M output rows, or null when the fast path is unavailable. On AVX-512
-// the 8 x 48 tile fits widths that are multiples of 8 exactly; 6 x 64 wastes less
-// otherwise. On AVX2, the 6 x 16 kernel.
-const SgemmKernel* conv_kernel(int64_t M) {
+// The micro-kernel for an M x N product (N: the GEMM's columns, 0 when unknown or
+// large), or null when the fast path is unavailable. On AVX-512 the one of 8 x 48 and
+// 6 x 64 whose tiles pad the product least: 8 x 48 fits widths that are multiples of 8,
+// 6 x 64 the 64 pixels of an 8x8 map at batch 1 (a 48-wide tile computes 96 of them).
+// On AVX2, the 6 x 16 kernel.
+const SgemmKernel* conv_kernel(int64_t M, int64_t N = 0) {
   const Isa* isa = fast_isa();
   if (isa == nullptr) return nullptr;
   if (!isa->avx512) return &gemm::kernel_avx2();
   static const SgemmKernel k48 = gemm::avx512_variant(8, 3);
   const SgemmKernel& k64 = gemm::kernel_avx512();
-  return ceil_div(M, 8) * 8 <= ceil_div(M, 6) * 6 ? &k48 : &k64;
+  if (N <= 0 || N > 1024) return ceil_div(M, 8) * 8 <= ceil_div(M, 6) * 6 ? &k48 : &k64;
+  return ceil_div(M, 8) * 8 * ceil_div(N, 48) * 48 <= ceil_div(M, 6) * 6 * ceil_div(N, 64) * 64
+             ? &k48
+             : &k64;
 }
 
 // Threads for a GEMM of this many multiply-adds (small problems stay on one thread).
@@ -663,7 +668,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
                            float* y, bool accumulate, const InputTransform* t) {
   if (!fast_applies(s)) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
-  const SgemmKernel* kern = conv_kernel(og);
+  const SgemmKernel* kern = conv_kernel(og, s.batch * s.outH * s.outW);
   if (!kern) return false;
   const int64_t K = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
@@ -719,7 +724,7 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
                                   bool accumulate) {
   if (!implicit_applies(s) || s.strideH != 1) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
-  const SgemmKernel* kern = conv_kernel(cg);
+  const SgemmKernel* kern = conv_kernel(cg, s.batch * s.inH * s.inW);
   if (!kern) return false;
   const int64_t taps = s.kh * s.kw, K = og * taps, ldw = s.weightInPerGroup * taps;
   const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
