@@ -12,11 +12,15 @@
 // window's busiest 10 s ask for --trace-peak (default 4) times rate 1's capacity. Time is
 // never compressed. Reported: SLO attainment (share of requests answered within the SLO),
 // p99, goodput (inputs answered within the SLO per second), rejections, and the accuracy
-// delivered (the model's recorded accuracy at each answer's rate) against rate 1's.
+// delivered (the model's recorded accuracy at each answer's rate) against rate 1's. With
+// --loads capacity, the server pinned at the narrowest rate and saturated (wrk when installed,
+// else our own closed loop of --clients connections, for --capacity-seconds) against ms.infer
+// at batch --max-batch on the same kernel threads, with both processes' CPU seconds.
 //
 //   npm run bench:serve [-- --quick --json --checkpoint FILE --model resnet20|resnet56
 //                          --inputs-per-request N --max-batch N --max-queue N --workers 1,2
-//                          --phases 25,25,25 --seed N --loads open,closed,trace --clients 32
+//                          --phases 25,25,25 --seed N --loads open,closed,trace,capacity --clients 32
+//                          --capacity-seconds 15
 //                          --closed-inputs-per-request 1 --closed-seconds 20
 //                          --trace-window 300 --trace-start S --trace-peak 4 --instances N]
 //
@@ -82,7 +86,8 @@ const inputsPerRequest = Number(opt('inputs-per-request', '4'));
 const maxBatch = Number(opt('max-batch', '32'));
 const maxQueue = Number(opt('max-queue', '256'));
 const instances = Number(opt('instances', '1'));
-const workerCounts = instances > 1 ? [instances] : opt('workers', '1').split(',').map(Number);
+// By default the server's own worker count (src/serve/server.ts, defaultWorkers: one per core, at most 4).
+const workerCounts = instances > 1 ? [instances] : opt('workers', String(Math.max(1, Math.min(4, availableParallelism())))).split(',').map(Number);
 const loads = opt('loads', 'open,closed').split(',');
 const traceWindow = Number(opt('trace-window', quick ? '60' : '300'));
 const traceStartArg = opt('trace-start', undefined);
@@ -90,6 +95,7 @@ const tracePeak = Number(opt('trace-peak', '4'));
 const clients = Number(opt('clients', '32'));
 const closedInputsPerRequest = Number(opt('closed-inputs-per-request', '1'));
 const closedSeconds = Number(opt('closed-seconds', quick ? '4' : '20'));
+const capacitySeconds = Number(opt('capacity-seconds', quick ? '4' : '15'));
 const seed = Number(opt('seed', '1'));
 const phaseSeconds = opt('phases', quick ? '4,5,4' : '25,25,25').split(',').map(Number);
 const warmupSeconds = quick ? 1 : 3;
@@ -114,11 +120,12 @@ for (const [name, v] of [
 ]) {
   if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer`);
 }
-if (loads.length === 0 || loads.some((l) => !['open', 'closed', 'trace'].includes(l))) throw new RangeError('--loads takes open, closed and trace, comma-separated');
+if (loads.length === 0 || loads.some((l) => !['open', 'closed', 'trace', 'capacity'].includes(l))) throw new RangeError('--loads takes open, closed, trace and capacity, comma-separated');
 if (!(traceWindow >= 10 && traceWindow <= 3600)) throw new RangeError('--trace-window must be in [10, 3600] seconds');
 if (!(tracePeak > 0)) throw new RangeError('--trace-peak must be positive');
 if (closedInputsPerRequest > maxBatch) throw new RangeError('--closed-inputs-per-request must be at most --max-batch');
 if (!(closedSeconds > 0 && closedSeconds <= 600)) throw new RangeError('--closed-seconds must be in (0, 600]');
+if (!(capacitySeconds > 0 && capacitySeconds <= 600)) throw new RangeError('--capacity-seconds must be in (0, 600]');
 if (inputsPerRequest > maxBatch) throw new RangeError('--inputs-per-request must be at most --max-batch');
 if (phaseSeconds.length !== 3 || phaseSeconds.some((s) => !(s > 0 && s <= 120))) throw new RangeError('--phases takes three durations in (0, 120] seconds');
 
@@ -254,6 +261,7 @@ function startServer(serveOptions) {
       clearTimeout(timer);
       resolve({
         url: new URL(m.url),
+        pids: [proc.pid],
         close: () =>
           new Promise((res) => {
             const kill = setTimeout(() => {
@@ -312,6 +320,7 @@ async function startCluster(serveOptions) {
   const lbExited = new Promise((res) => (lb.exitCode !== null ? res() : lb.once('exit', () => res())));
   return {
     url,
+    pids: [...servers.flatMap((sv) => sv.pids), lb.pid],
     close: async () => {
       const each = await Promise.all(servers.map((sv) => sv.close()));
       lb.kill('SIGTERM');
@@ -588,6 +597,126 @@ async function runClosed(name, serveOptions) {
       return sv.length === 0 ? null : round(sv.reduce((s, r) => s + r.rate, 0) / sv.length, 2);
     }),
   };
+}
+
+// ---- capacity at the narrowest rate -------------------------------------------
+/** CPU seconds (user + system) the processes have used so far, from /proc; null elsewhere. */
+function cpuSeconds(pids) {
+  try {
+    let ticks = 0;
+    for (const pid of pids) {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the state on
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
+    }
+    return ticks / 100; // USER_HZ: 100 on Linux
+  } catch {
+    return null;
+  }
+}
+
+/** wrk's path, or null when it is not installed (apt-get install wrk). */
+function findWrk() {
+  for (const dir of (process.env.PATH ?? '').split(':')) if (dir && existsSync(join(dir, 'wrk'))) return join(dir, 'wrk');
+  return null;
+}
+
+/**
+ * Capacity at the narrowest rate: the server pinned there and saturated by `clients`
+ * connections for --capacity-seconds (wrk when installed, else this process's own closed
+ * loop), against ms.infer at batch --max-batch in this process on all the server's kernel
+ * threads (workers x threads). The load generator shares the cores with the server: its CPU
+ * seconds are reported beside the server's.
+ */
+async function runCapacity(common) {
+  const r = rates[rates.length - 1];
+  const before = { rate: model.sliceRate, threads: ms.getNumThreads() };
+  ms.setNumThreads(workers * threads);
+  model.setSliceRate(r);
+  const x = ms.randn([maxBatch, ...inputShape], { seed });
+  for (let i = 0; i < 5; i++) ms.infer(model, x);
+  let batchMs = Infinity;
+  for (let round = 0; round < 3; round++) {
+    const n = quick ? 10 : 40;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) ms.infer(model, x);
+    batchMs = Math.min(batchMs, (performance.now() - t0) / n);
+  }
+  model.setSliceRate(before.rate);
+  ms.setNumThreads(before.threads);
+  const inferInputs = (maxBatch * 1000) / batchMs;
+  err(`bench:serve: capacity: ms.infer at r=${r}, batch ${maxBatch}, ${workers * threads} kernel threads: ${batchMs.toFixed(2)} ms = ${inferInputs.toFixed(0)} inputs/s; starting the server pinned at r=${r}...`);
+  const server = await startTarget({ ...common, rate: r, maxQueue: Math.max(maxQueue, 2 * clients * inputsPerRequest) });
+  const wrk = findWrk();
+  const cpu0 = cpuSeconds(server.pids);
+  let requests = 0;
+  let failed = 0;
+  let generatorCpu = null;
+  const wallStart = performance.now();
+  if (wrk) {
+    const bodyFile = join(tmp, 'capacity-body.bin');
+    writeFileSync(bodyFile, bodies[0]);
+    const script = join(tmp, 'capacity.lua');
+    writeFileSync(script, `local f = io.open(${JSON.stringify(bodyFile)}, "rb")\nwrk.method = "POST"\nwrk.body = f:read("*all")\nf:close()\nwrk.headers["Content-Type"] = "application/octet-stream"\n`);
+    // bash's `times` prints the CPU time of the shell's finished children (wrk) last.
+    const out = await new Promise((resolve, reject) => {
+      const proc = spawn('bash', ['-c', `"$0" -t1 -c${clients} -d${capacitySeconds}s -s "$1" "$2" && times`, wrk, script, `${server.url.origin}/predict`], { stdio: ['ignore', 'pipe', 2] });
+      const chunks = [];
+      proc.stdout.on('data', (c) => chunks.push(c));
+      proc.once('error', reject);
+      proc.once('exit', (code) => (code === 0 ? resolve(Buffer.concat(chunks).toString()) : reject(new Error(`wrk exited with code ${code}`))));
+    });
+    requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+    failed = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0) + Number(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).reduce((a, b) => a + Number(b), 0) ?? 0);
+    const times = out.trim().split('\n').pop().split(/\s+/).map((t) => {
+      const m = /^(\d+)m([\d.]+)s$/.exec(t);
+      return m ? 60 * Number(m[1]) + Number(m[2]) : NaN;
+    });
+    if (times.length === 2 && times.every(Number.isFinite)) generatorCpu = times[0] + times[1];
+  } else {
+    const agent = new Agent({ keepAlive: true, maxSockets: clients, maxFreeSockets: clients });
+    const cpuStart = process.cpuUsage();
+    const end = performance.now() + capacitySeconds * 1000;
+    await Promise.all(
+      Array.from({ length: clients }, async (_, k) => {
+        for (let n = k; performance.now() < end; n++) {
+          const { status } = await postOnce(agent, server.url, bodies[n % bodies.length]);
+          if (status === 200) requests++;
+          else failed++;
+        }
+      }),
+    );
+    const cpu = process.cpuUsage(cpuStart);
+    generatorCpu = (cpu.user + cpu.system) / 1e6;
+    agent.destroy();
+  }
+  const wallS = (performance.now() - wallStart) / 1000;
+  const cpu1 = cpuSeconds(server.pids);
+  await server.close();
+  await server.exited;
+  const served = requests - (wrk ? failed : 0);
+  const inputsPerSecond = (served * inputsPerRequest) / wallS;
+  return {
+    rate: r,
+    generator: wrk ? 'wrk' : 'modelslice bench (closed loop)',
+    seconds: round(wallS, 1),
+    requestsPerSecond: round(served / wallS, 1),
+    inputsPerSecond: round(inputsPerSecond, 0),
+    failed,
+    inferInputsPerSecond: round(inferInputs, 0),
+    ratio: round(inputsPerSecond / inferInputs, 3),
+    serverCpuSeconds: cpu0 === null || cpu1 === null ? null : round(cpu1 - cpu0, 1),
+    generatorCpuSeconds: generatorCpu === null ? null : round(generatorCpu, 1),
+  };
+}
+
+function reportCapacity(c) {
+  console.log(`modelslice serve at full load, pinned at r=${c.rate}: ${inputsPerRequest} inputs/request as raw float32, ${topology()}, ${clients} connections from ${c.generator} for ${c.seconds} s`);
+  console.log(`served ${c.requestsPerSecond} requests/s = ${c.inputsPerSecond} inputs/s (${c.failed} failed); ms.infer at batch ${maxBatch} on the same ${workers * threads} kernel threads: ${c.inferInputsPerSecond} inputs/s; ratio ${c.ratio}`);
+  const cores = availableParallelism();
+  console.log(`CPU over the run (${cores} cores x ${c.seconds} s = ${(cores * c.seconds).toFixed(1)} s): server ${c.serverCpuSeconds ?? 'unknown'} s, load generator ${c.generatorCpuSeconds ?? 'unknown'} s`);
+  console.log(`target (the server delivers at least 0.8 of ms.infer's inputs/s): ${c.ratio >= 0.8 ? 'met' : 'missed'}`);
+  console.log('');
 }
 
 function summarize(name, records, extra, runPhases) {
@@ -878,6 +1007,10 @@ for (const w of workerCounts) {
     const elastic = await runLoad('elastic', { ...common, maxQueue: plan.maxQueue }, plan);
     result.trace = { plan: { from: plan.from, window: traceWindow, perArrival: plan.perArrival, peakStartS: plan.peak.start / 1000, maxQueue: plan.maxQueue }, ...reportTrace(fixed, elastic, plan) };
   }
+  if (loads.includes('capacity')) {
+    result.capacity = await runCapacity(common);
+    reportCapacity(result.capacity);
+  }
   if (loads.includes('closed')) {
     const fixed = await runClosed('fixed', { ...common, rate: 1 });
     const elastic = await runClosed('elastic', common);
@@ -906,6 +1039,7 @@ if (jsonOut) {
     ...(r.open ? { fixed: runJson(r.open.fixed, false), elastic: runJson(r.open.elastic, true) } : {}),
     ...(r.closed ? { closed: { clients, fixed: closedJson(r.closed.fixed), elastic: closedJson(r.closed.elastic) } } : {}),
     ...(r.trace ? { trace: r.trace } : {}),
+    ...(r.capacity ? { capacity: r.capacity } : {}),
   });
   // One worker count: the shape earlier results have ({sloMs, fixed, elastic}, now with closed); several: a list.
   console.log(JSON.stringify(results.length === 1 ? one(results[0]) : { byWorkers: results.map(one) }));

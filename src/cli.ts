@@ -27,7 +27,7 @@ import { setNumThreads } from './threads.js';
 import { evaluate } from './train/evaluate.js';
 import { fit } from './train/fit.js';
 import { formatRateTable, rateTradeoffSvg } from './train/plot.js';
-import { serve } from './serve/server.js';
+import { defaultWorkers, serve } from './serve/server.js';
 
 const USAGE = `usage: modelslice <command> [flags]
 
@@ -109,7 +109,7 @@ serve flags:
   --max-batch N              most inputs per forward pass and per request (default 32)
   --max-queue N              most inputs waiting; beyond it 503 + Retry-After (default 256)
   --max-body-bytes N         largest request body (default: room for max-batch JSON inputs)
-  --workers N                predictor worker threads in this process (default 1)
+  --workers N                predictor worker threads in this process (default: one per core, at most 4)
   --rate X                   serve at this fixed rate in (0, 1] instead of adapting (a request's
                              own "rate" or X-Slice-Rate still wins)
   --threads N                kernel threads per worker (default: the cores shared out between the workers)
@@ -618,7 +618,8 @@ async function serveCommand(flags: Flags, log: (s: string) => void, json: boolea
   if (drainDelayMs !== undefined && drainDelayMs < 0) throw new UsageError(`--drain-delay-ms must be at least 0, got ${String(flags['drain-delay-ms'])}`);
   const server = await serve(path, { port, host, sloMs, maxBatch, maxQueue, maxBodyBytes, workers, threads, rate, inputShape, drainDelayMs });
   const p = server.latencyProfile.byBatch[1];
-  log(`serving ${path} at ${server.url} (SLO ${sloMs} ms, ${rate === undefined ? 'elastic rate' : `fixed rate ${rate}`}, ${workers ?? 1} worker${(workers ?? 1) > 1 ? 's' : ''})`);
+  const workerCount = workers ?? defaultWorkers();
+  log(`serving ${path} at ${server.url} (SLO ${sloMs} ms, ${rate === undefined ? 'elastic rate' : `fixed rate ${rate}`}, ${workerCount} worker${workerCount > 1 ? 's' : ''})`);
   if (p !== undefined) log(`profiled latency at batch 1: ${Object.entries(p).sort(([a], [b]) => Number(b) - Number(a)).map(([r, ms]) => `r=${r} ${ms.toFixed(2)} ms`).join(', ')}`);
   log(`POST /predict${server.generates ? ', POST /generate' : ''}, GET /healthz, GET /readyz, GET /metrics; Ctrl-C (SIGINT) or SIGTERM stops after finishing queued requests`);
   if (json) console.log(JSON.stringify({ url: server.url, pid: process.pid }));

@@ -78,7 +78,7 @@ const readmeMs = {
     },
   },
   fit: (model: ms.nn.Module, data: Parameters<typeof ms.fit>[1], options: Parameters<typeof ms.fit>[2]) => ms.fit(model, data, QUICK ? { ...options, epochs: 1 } : options),
-  serve: (model: Parameters<typeof ms.serve>[0], options: Parameters<typeof ms.serve>[1]) => ms.serve(model, { ...options, port: 0 }),
+  serve: (model: Parameters<typeof ms.serve>[0], options: Parameters<typeof ms.serve>[1]) => ms.serve(model, { workers: 1, ...options, port: 0 }),
 };
 (globalThis as { readmeModelslice?: unknown }).readmeModelslice = readmeMs;
 

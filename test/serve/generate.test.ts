@@ -23,7 +23,7 @@ function local(model: ms.models.Transformer, prompt: string, maxTokens: number, 
 
 t.test('POST /generate answers the greedy continuation, whole or streamed, at the rate asked', async (t) => {
   const model = lm();
-  const server = await ms.serve(model, { sloMs: 1000, maxBatch: 4, profileRepeats: 1 });
+  const server = await ms.serve(model, { workers: 1, sloMs: 1000, maxBatch: 4, profileRepeats: 1 });
   t.teardown(() => server.close());
   const whole = await postJson(`${server.url}/generate`, { prompt: 'the cat', maxTokens: 40, temperature: 0, rate: 1 });
   t.equal(whole.status, 200, whole.text);

@@ -22,7 +22,7 @@ t.test('promtool check metrics accepts /metrics', { skip: missing ? 'promtool is
   ];
   const path = join(t.testdir(), 'm.safetensors');
   await ms.save(model, path);
-  const server = await serve(path, { port: 0, sloMs: 200, maxBatch: 4, profileRepeats: 1 });
+  const server = await serve(path, { workers: 1, port: 0, sloMs: 200, maxBatch: 4, profileRepeats: 1 });
   t.teardown(() => server.close());
   t.equal((await postJson(`${server.url}/predict`, { inputs: [new Array(8).fill(0.5)] })).status, 200);
   t.equal((await postJson(`${server.url}/predict`, { inputs: [[1, 2]] })).status, 400);

@@ -54,7 +54,7 @@ t.test('server end to end: predictions, validation, routes, health and metrics',
   const g = gate();
   const batches: ServedBatch[] = [];
   // A generous SLO: the batches held below must not move the rate in this test.
-  const server = await ms.serve(path, { port: 0, sloMs: 60000, maxBatch: 8, maxQueue: 64, maxBodyBytes: 4096, beforeBatch: () => g.wait(), onBatch: (b) => void batches.push(b) });
+  const server = await ms.serve(path, { workers: 1, port: 0, sloMs: 60000, maxBatch: 8, maxQueue: 64, maxBodyBytes: 4096, beforeBatch: () => g.wait(), onBatch: (b) => void batches.push(b) });
   t.teardown(() => server.close());
   t.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/, 'loopback by default, a free port');
   t.same(Object.keys(server.latencyProfile.byBatch).map(Number), [1, 2, 4, 8], 'profiled at powers of two up to max-batch');
@@ -188,7 +188,7 @@ t.test('server end to end: predictions, validation, routes, health and metrics',
 
 t.test('a full queue answers 503 with Retry-After; shutdown finishes queued work', async (t) => {
   const g = gate();
-  const server = await ms.serve(tinyModel(), { sloMs: 1000, maxBatch: 4, maxQueue: 2, beforeBatch: () => g.wait(), profileRepeats: 1 });
+  const server = await ms.serve(tinyModel(), { workers: 1, sloMs: 1000, maxBatch: 4, maxQueue: 2, beforeBatch: () => g.wait(), profileRepeats: 1 });
   g.close();
   const one = [0.5, ...new Array(15).fill(0)];
   const first = postJson(`${server.url}/predict`, { inputs: [one] });
@@ -222,7 +222,7 @@ t.test('the controller lowers the rate under a burst and climbs back when calm (
   // (even when the slowdown estimate falls to its floor of 0.5, real passes being far faster).
   const latencyProfile = { byBatch: { 1: { 1: 100, 0.5: 30, 0.25: 10 }, 8: { 1: 2000, 0.5: 250, 0.25: 80 } } };
   const batches: ServedBatch[] = [];
-  const server = await ms.serve(tinyModel(), { sloMs: 1000, maxBatch: 8, latencyProfile, clock: () => now, beforeBatch: () => g.wait(), onBatch: (b) => void batches.push(b), controller: { upHoldMs: 1000 } });
+  const server = await ms.serve(tinyModel(), { workers: 1, sloMs: 1000, maxBatch: 8, latencyProfile, clock: () => now, beforeBatch: () => g.wait(), onBatch: (b) => void batches.push(b), controller: { upHoldMs: 1000 } });
   t.teardown(() => server.close());
   const calm = async () => (await postJson(`${server.url}/predict`, { inputs: inputs(1, 1) })).json() as { rate: number };
   t.equal((await calm()).rate, 1, 'calm: full width');
@@ -260,7 +260,7 @@ t.test('a forward pass with non-finite logits answers 500 and is counted, never 
   const [name, bias] = params[params.length - 1];
   t.match(name, /bias/, `the output layer's bias (${name})`);
   bias.data[0] = Infinity; // class 0's logit is +Inf for every input: its argmax would say 0
-  const server = await ms.serve(model, { sloMs: 60000, maxBatch: 4, profileRepeats: 1 });
+  const server = await ms.serve(model, { workers: 1, sloMs: 60000, maxBatch: 4, profileRepeats: 1 });
   t.teardown(() => server.close());
   const r = await postJson(`${server.url}/predict`, { inputs: inputs(2, 3) });
   t.equal(r.status, 500, r.text);
@@ -278,7 +278,7 @@ t.test('a client can pin the rate: snapped up to a trained rate, batched apart, 
   await ms.save(model, path, { preprocess: PRE });
   const g = gate();
   const batches: ServedBatch[] = [];
-  const server = await ms.serve(path, { sloMs: 60000, maxBatch: 8, maxQueue: 6, profileRepeats: 1, beforeBatch: () => g.wait(), onBatch: (b) => void batches.push(b) });
+  const server = await ms.serve(path, { workers: 1, sloMs: 60000, maxBatch: 8, maxQueue: 6, profileRepeats: 1, beforeBatch: () => g.wait(), onBatch: (b) => void batches.push(b) });
   t.teardown(() => server.close());
   const rows = inputs(3, 21);
   const pinnedJson = await postJson(`${server.url}/predict`, { inputs: rows, rate: 0.3 });
@@ -366,7 +366,7 @@ t.test('several workers share the batches', async (t) => {
 });
 
 t.test('drainDelayMs: close() first turns readiness off and keeps serving, then closes', async (t) => {
-  const server = await ms.serve(tinyModel(), { sloMs: 1000, maxBatch: 4, profileRepeats: 1, drainDelayMs: 400 });
+  const server = await ms.serve(tinyModel(), { workers: 1, sloMs: 1000, maxBatch: 4, profileRepeats: 1, drainDelayMs: 400 });
   const one = [0.5, ...new Array(15).fill(0)];
   t.ok(server.ready, 'ready once listening');
   t.equal((await call(`${server.url}/readyz`)).status, 200);
@@ -381,7 +381,7 @@ t.test('drainDelayMs: close() first turns readiness off and keeps serving, then 
   t.notOk(closed, 'still within the delay');
   await closing;
   await t.rejects(call(`${server.url}/healthz`), { code: 'ECONNREFUSED' }, 'then the listener is gone');
-  await t.rejects(serve(tinyModel(), { sloMs: 10, drainDelayMs: -1 }), { name: 'RangeError', message: /drainDelayMs must be an integer >= 0/ });
+  await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, drainDelayMs: -1 }), { name: 'RangeError', message: /drainDelayMs must be an integer >= 0/ });
 });
 
 t.test('accuracy delivered: the recorded accuracy at each answer\'s rate, averaged over answered inputs, in /metrics and metrics()', async (t) => {
@@ -391,7 +391,7 @@ t.test('accuracy delivered: the recorded accuracy at each answer\'s rate, averag
     { rate: 0.5, accuracy: 0.8, examples: 1000 },
     { rate: 0.25, accuracy: 0.6, examples: 1000 },
   ];
-  const server = await ms.serve(model, { sloMs: 5000, maxBatch: 4, profileRepeats: 1 });
+  const server = await ms.serve(model, { workers: 1, sloMs: 5000, maxBatch: 4, profileRepeats: 1 });
   t.teardown(() => server.close());
   t.equal(server.metrics().accuracy, undefined, 'nothing answered yet');
   const one = [0.5, ...new Array(15).fill(0)];
@@ -409,7 +409,7 @@ t.test('accuracy delivered: the recorded accuracy at each answer\'s rate, averag
   t.match(text, /^process_cpu_user_seconds_total \d/m, "prom-client's default process metrics");
 
   // Without a recorded table: no accuracy, no accuracy metrics.
-  const plain = await ms.serve(tinyModel(), { sloMs: 5000, maxBatch: 4, profileRepeats: 1 });
+  const plain = await ms.serve(tinyModel(), { workers: 1, sloMs: 5000, maxBatch: 4, profileRepeats: 1 });
   t.teardown(() => plain.close());
   t.equal((await postJson(`${plain.url}/predict`, { inputs: [one] })).status, 200);
   t.equal(plain.metrics().accuracy, undefined);
@@ -417,12 +417,12 @@ t.test('accuracy delivered: the recorded accuracy at each answer\'s rate, averag
 });
 
 t.test('bad serve options', async (t) => {
-  await t.rejects(serve(tinyModel(), {} as never), { name: 'RangeError', message: /sloMs/ });
+  await t.rejects(serve(tinyModel(), { workers: 1,} as never), { name: 'RangeError', message: /sloMs/ });
   await t.rejects(serve(tinyModel(), null as never), { name: 'TypeError' });
-  await t.rejects(serve(tinyModel(), { sloMs: 10, maxBatch: 0 }), { name: 'RangeError', message: /maxBatch/ });
-  await t.rejects(serve(tinyModel(), { sloMs: 10, port: 70000 }), { name: 'RangeError', message: /port/ });
-  await t.rejects(serve(tinyModel(), { sloMs: 10, rate: 2 }), { name: 'RangeError', message: /slice rate/ });
-  await t.rejects(serve(tinyModel(), { sloMs: 10, latencyProfile: { byBatch: { 1: { 0.3: 1 } } } }), { name: 'RangeError', message: /no row for any trained rate/ });
+  await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, maxBatch: 0 }), { name: 'RangeError', message: /maxBatch/ });
+  await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, port: 70000 }), { name: 'RangeError', message: /port/ });
+  await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, rate: 2 }), { name: 'RangeError', message: /slice rate/ });
+  await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, latencyProfile: { byBatch: { 1: { 0.3: 1 } } } }), { name: 'RangeError', message: /no row for any trained rate/ });
 });
 
 t.test('options refused after the workers started stop those workers', async (t) => {
@@ -436,6 +436,6 @@ t.test('options refused after the workers started stop those workers', async (t)
   const profile = { byBatch: { 1: { 1: 1, 0.5: 0.5, 0.25: 0.3 } } };
   await t.rejects(serve(tinyModel(), { sloMs: 10, workers: 2, latencyProfile: profile, maxBodyBytes: 0 }), { name: 'RangeError', message: /maxBodyBytes/ });
   t.equal(closed.length, 2, 'both workers were closed');
-  await t.rejects(serve(tinyModel(), { sloMs: 10, latencyProfile: profile, controller: { headroom: -1 } }), { name: 'RangeError' });
+  await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, latencyProfile: profile, controller: { headroom: -1 } }), { name: 'RangeError' });
   t.equal(closed.length, 3, 'and the one worker of a refused controller option');
 });
