@@ -906,8 +906,45 @@ function reportOpen(fixed, elastic) {
   }
   const ok = (run) => run.rejected === 0 && run.timedOut === 0 && run.phases.every((p) => p.p99Ms <= sloMs) && run.errors === 0 && run.lost === 0;
   console.log(`target (p99 within the SLO in every phase, nothing rejected or timed out): fixed ${ok(fixed) ? 'meets it' : 'misses it'}, elastic ${ok(elastic) ? 'meets it' : 'misses it'}`);
+  const st = steadiness(elastic);
+  elastic.steadiness = st;
+  console.log(`elastic rate by second: ${elastic.timeline.map((b) => (b.rate === null ? '-' : b.rate.toFixed(2))).join(' ')}`);
+  console.log(
+    `controller (calm seconds at rate >= 0.95, a drop within 1 s of the spike, back within 5 s after it): ${st.calmSecondsBelow95} calm second(s) below 0.95; drop after ${st.dropWithinS ?? 'never'} s; back after ${st.recoverWithinS ?? 'never'} s: ${st.calmSecondsBelow95 === 0 && st.dropWithinS !== null && st.dropWithinS <= 1 && st.recoverWithinS !== null && st.recoverWithinS <= 5 ? 'met' : 'missed'}`,
+  );
   console.log(`timeline: ${svgPath}`);
   console.log('');
+}
+
+/**
+ * How the elastic controller moved, from the per-second timeline (mean rate of the answers to
+ * requests scheduled in each second): calm seconds of the first calm phase below 0.95, seconds
+ * from the spike's start until the rate first drops below 1, and seconds from the spike's end
+ * until every later second stays at 0.95 or more (the issue asks at most 1 and 5).
+ */
+function steadiness(run) {
+  const spikeFrom = phases[0].seconds;
+  const spikeTo = spikeFrom + phases[1].seconds;
+  const rateAt = (s) => run.timeline[s]?.rate ?? null;
+  let calmLow = 0;
+  for (let s = 0; s < spikeFrom; s++) if (rateAt(s) !== null && rateAt(s) < 0.95) calmLow++;
+  let dropS = null;
+  for (let s = spikeFrom; s < spikeTo; s++) {
+    if (rateAt(s) !== null && rateAt(s) < 1) {
+      dropS = s - spikeFrom;
+      break;
+    }
+  }
+  let recoverS = null;
+  for (let k = 0; spikeTo + k < run.timeline.length; k++) {
+    let ok = true;
+    for (let s = spikeTo + k; s < run.timeline.length; s++) if (rateAt(s) !== null && rateAt(s) < 0.95) ok = false;
+    if (ok) {
+      recoverS = k;
+      break;
+    }
+  }
+  return { calmSecondsBelow95: calmLow, dropWithinS: dropS, recoverWithinS: recoverS };
 }
 
 function reportClosed(fixed, elastic) {
@@ -1029,7 +1066,7 @@ if (jsonOut) {
     p50Ms: run.p50Ms,
     p99Ms: run.p99Ms,
     phases: run.phases.map(phaseJson),
-    ...(withRate ? { meanRate: run.meanRate } : {}),
+    ...(withRate ? { meanRate: run.meanRate, steadiness: run.steadiness } : {}),
     accuracy: impliedAccuracy(run),
   });
   const closedJson = (run) => ({ servedPerSecond: run.servedPerSecond, rejected: run.rejected, timedOut: run.timedOut, p50Ms: run.p50Ms, p99Ms: run.p99Ms, meanRate: run.meanRate });

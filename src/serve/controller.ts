@@ -66,6 +66,12 @@ export interface ControllerOptions {
   arrivalTimeConstantMs?: number;
   /** Time constant (in batches at that rate) of the observed/profiled latency ratio (default 20). */
   slowdownBatches?: number;
+  /**
+   * How long the load alone (the queue still fits) must stay over maxLoad before the rate goes
+   * down (default 500 ms). The arrival EWMA and the observed slowdown swing from second to
+   * second under a steady Poisson load near the bound; a late queue still lowers the rate at once.
+   */
+  downHoldMs?: number;
 }
 
 export interface QueueState {
@@ -108,6 +114,8 @@ export class RateController {
   private readonly latencyMs: (rate: number, batchSize: number) => number;
   private current: number;
   private upSince: number | null = null;
+  /** Since when the current rate has failed on its load alone (its queue prediction fitting). */
+  private overSince: number | null = null;
   private arrivals = 0; // exponentially decayed count of arrived inputs
   private lastArrival = 0;
   private population = 0; // recent peak of outstanding inputs, decaying
@@ -130,7 +138,7 @@ export class RateController {
       const v = options[name];
       if (v !== undefined && !(typeof v === 'number' && v > 0 && v <= 1)) throw new RangeError(`${op}: ${name} must be a fraction in (0, 1], got ${String(v)}`);
     }
-    for (const name of ['upHoldMs', 'maxUpHoldMs', 'probeMs', 'arrivalTimeConstantMs', 'slowdownBatches'] as const) {
+    for (const name of ['upHoldMs', 'maxUpHoldMs', 'probeMs', 'arrivalTimeConstantMs', 'slowdownBatches', 'downHoldMs'] as const) {
       const v = options[name];
       if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new RangeError(`${op}: ${name} must be a positive number, got ${String(v)}`);
     }
@@ -149,6 +157,7 @@ export class RateController {
       probeMs: options.probeMs ?? 5 * (options.upHoldMs ?? 1000),
       arrivalTimeConstantMs: options.arrivalTimeConstantMs ?? 500,
       slowdownBatches: options.slowdownBatches ?? 20,
+      downHoldMs: options.downHoldMs ?? 500,
     };
     this.current = this.rates[0];
   }
@@ -224,7 +233,15 @@ export class RateController {
     const estimates = this.rates.map((r) => this.estimate(r, q, now));
     const best = estimates.find((e) => e.fits)?.rate;
     const floor = this.rates[this.rates.length - 1];
+    const here = estimates.find((e) => e.rate === this.current);
+    if (here === undefined || here.fits || here.predictedMs > this.opts.headroom * this.sloMs) this.overSince = null;
+    else if (this.overSince === null) this.overSince = now;
+    if ((best === undefined || best < this.current) && this.overSince !== null && now - this.overSince < this.opts.downHoldMs) {
+      this.upSince = null;
+      return { rate: this.current, reason: 'hold', estimates };
+    }
     if (best === undefined || best < this.current) {
+      this.overSince = null;
       this.leave(now);
       this.upSince = null;
       this.current = best ?? floor;

@@ -200,11 +200,18 @@ t.test('the arrival rate is an EWMA that decays when requests stop', async (t) =
   t.ok(Math.abs(c.arrivalRate(4999) - 1000) < 15, `steady 1000/s estimated as ${c.arrivalRate(4999).toFixed(1)}`);
   t.ok(c.arrivalRate(5499) < 400, 'a time constant later it has decayed to about 1/e');
   t.ok(c.arrivalRate(10000) < 1, 'and keeps decaying without arrivals');
-  // A high arrival rate alone makes rate 1 unaffordable, even with an empty queue.
+  // A high arrival rate alone makes rate 1 unaffordable, even with an empty queue, once it
+  // has lasted downHoldMs (500 ms): a load that is over the bound for an instant holds.
+  const empty = { queuedInputs: 1, batchInputs: 1, oldestWaitMs: 0, newestWaitMs: 0 };
   for (let i = 0; i < 5000; i++) c.observeArrival(3, 10000 + i); // 3000/s
-  const d = c.decide({ queuedInputs: 1, batchInputs: 1, oldestWaitMs: 0, newestWaitMs: 0 }, 14999);
-  t.ok(d.estimates[0].load > 0.85, `load at rate 1 = ${d.estimates[0].load.toFixed(2)}`);
-  t.equal(d.rate, 0.5);
+  const held = c.decide(empty, 14999);
+  t.ok(held.estimates[0].load > 0.85, `load at rate 1 = ${held.estimates[0].load.toFixed(2)}`);
+  t.same([held.rate, held.reason], [1, 'hold'], 'the first decision over the bound holds rate 1');
+  for (let i = 5000; i < 5499; i++) c.observeArrival(3, 10000 + i);
+  t.equal(c.decide(empty, 15498).rate, 1, 'still within 500 ms');
+  c.observeArrival(3, 15499);
+  const d = c.decide(empty, 15499);
+  t.same([d.rate, d.reason], [0.5, 'down'], '500 ms later it goes down');
 });
 
 t.test('a machine slower than its profile lowers the rate sooner', async (t) => {
@@ -240,4 +247,28 @@ t.test('bad options', async (t) => {
   t.throws(() => controller({ workers: 0 }), { name: 'RangeError', message: /workers must be a positive integer/ });
   t.throws(() => controller({ rates: [] }), { name: 'RangeError', message: /rates/ });
   t.throws(() => controller({ maxBatch: 0 }), { name: 'RangeError', message: /maxBatch/ });
+});
+
+t.test('a load over the bound for less than downHoldMs keeps the rate; a late queue lowers it at once', async (t) => {
+  // latency(1, 32) = 18 ms: 1000 inputs/s is load 0.56, 2000/s is 1.1.
+  const c = controller({ arrivalTimeConstantMs: 100 });
+  const empty = { queuedInputs: 1, batchInputs: 1, oldestWaitMs: 0, newestWaitMs: 0 };
+  let now = 0;
+  const arrive = (perSecond: number, ms: number) => {
+    for (let i = 0; i < ms; i++) c.observeArrival(perSecond / 1000, now++);
+  };
+  arrive(1000, 1000);
+  t.equal(c.decide(empty, now).rate, 1, 'steady at load 0.56');
+  const seen = new Set<number>();
+  for (let k = 0; k < 3; k++) {
+    arrive(2000, 400); // a burst of Poisson arrivals, shorter than downHoldMs
+    seen.add(c.decide(empty, now).rate);
+    arrive(1000, 600);
+    seen.add(c.decide(empty, now).rate);
+  }
+  t.same([...seen], [1], 'bursts of 400 ms over the bound never lower the rate');
+  // The queue is late: 4 full batches wait and the newest has waited 30 ms (4 x 18 + 30 > 40).
+  arrive(2000, 50);
+  const d = c.decide({ queuedInputs: 128, batchInputs: 32, oldestWaitMs: 40, newestWaitMs: 30 }, now);
+  t.ok(d.rate < 1 && (d.reason === 'down' || d.reason === 'floor'), `a late queue lowers the rate without waiting (${d.reason}, ${d.rate})`);
 });
