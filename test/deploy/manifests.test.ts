@@ -80,7 +80,8 @@ t.test('the manifests agree with each other and with the Dockerfile', async (t) 
   const readiness = container.readinessProbe;
   t.ok(readiness.periodSeconds * readiness.failureThreshold < drainS, `the pod leaves the endpoints (${readiness.periodSeconds} s x ${readiness.failureThreshold}) within the drain delay (${drainS} s)`);
   t.ok(pod.spec.terminationGracePeriodSeconds > drainS + 30, `the grace period (${pod.spec.terminationGracePeriodSeconds} s) covers the drain delay and the 30 s shutdown timeout`);
-  t.equal(String(container.resources.requests.cpu), arg(args, '--threads'), 'one core requested per kernel thread');
+  t.ok(arg(args, '--workers') && arg(args, '--threads'), 'workers and threads set explicitly (in a container Node sees the node\'s cores, not the CPU limit)');
+  t.equal(String(container.resources.requests.cpu), String(Number(arg(args, '--workers')) * Number(arg(args, '--threads'))), 'one core requested per kernel thread');
   t.ok(container.volumeMounts.some((m: Obj) => arg(args, '--checkpoint')!.startsWith(`${m.mountPath}/`)), 'the checkpoint is on a mounted volume');
 
   const service = find('Service');
@@ -121,6 +122,7 @@ t.test("the Deployment's arguments start a real server: probes answer, the HPA's
   args[args.indexOf('--checkpoint') + 1] = checkpoint;
   args[args.indexOf('--port') + 1] = '0';
   args[args.indexOf('--host') + 1] = '127.0.0.1';
+  args[args.indexOf('--workers') + 1] = '1';
   args[args.indexOf('--threads') + 1] = '1';
   const { child, url, exited } = await startServe(t, args);
   for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) t.equal((await call(`${url}${container[probe].httpGet.path}`)).status, 200, `${probe} ${container[probe].httpGet.path}: 200`);
