@@ -4,11 +4,12 @@
 // that answers arrive within the SLO at the widest rate the load affords.
 // serve() is the wiring: it starts the predictors, then joins the controller,
 // the batcher (batcher.ts) and the HTTP front (http.ts) with the metrics.
-import { availableParallelism } from 'node:os';
 import type { Module } from '../nn/module.js';
 import type { LatencyProfile } from '../slicing/select.js';
 import { checkRate } from '../nn/width.js';
+import { availableParallelism } from 'node:os';
 import { Batcher, createBatchMetrics, type ServedBatch } from './batcher.js';
+import { usableCores } from './cores.js';
 import { RateController, type ControllerOptions } from './controller.js';
 import { decodeText, textDataset } from '../data/text.js';
 import { HttpError } from './body.js';
@@ -33,7 +34,8 @@ export interface ServeOptions {
   /** Largest request body (default: room for maxBatch inputs as JSON, at least 64 KiB). */
   maxBodyBytes?: number;
   /**
-   * Predictor worker threads, each taking whole batches (default: one per core, at most 4).
+   * Predictor worker threads, each taking whole batches (default: one per core, a cgroup CPU
+   * limit counted, at most 4).
    * Several single-threaded workers serve more than one worker whose kernels fork and join
    * over every core, since the event loop's HTTP work shares those cores: ResNet-56 at rate
    * 0.25 under saturation on 2 cores, 4282 against 3010 inputs/s (bench/RESULTS.md). Each
@@ -137,9 +139,9 @@ function positiveInt(op: string, name: string, v: unknown, fallback: number, min
  * Serves a model over HTTP: POST /predict, GET /healthz, GET /readyz, GET /metrics.
  * `modelOrPath` is a file written by ms.save or a built-in model.
  */
-/** The default worker count: one per core this process may use, at most 4. */
+/** The default worker count: one per core this process may use (a cgroup CPU limit counted), at most 4. */
 export function defaultWorkers(): number {
-  return Math.max(1, Math.min(4, availableParallelism()));
+  return Math.min(4, usableCores());
 }
 
 export async function serve(modelOrPath: string | Module, options: ServeOptions): Promise<ServerHandle> {
@@ -156,7 +158,10 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
   const fixedRate = options.rate === undefined ? undefined : checkRate(op, options.rate);
   const shutdownTimeoutMs = positiveInt(op, 'shutdownTimeoutMs', options.shutdownTimeoutMs, 30000, 0);
   const drainDelayMs = positiveInt(op, 'drainDelayMs', options.drainDelayMs, 0, 0);
-  const threads = options.threads ?? (workerCount > 1 ? Math.max(1, Math.floor(availableParallelism() / workerCount)) : undefined);
+  // Several workers share the cores out; one worker keeps the addon's default (all cores, or
+  // MODELSLICE_NUM_THREADS) unless a cgroup limit allows fewer cores than it would see.
+  const cores = usableCores();
+  const threads = options.threads ?? (workerCount > 1 || cores < availableParallelism() ? Math.max(1, Math.floor(cores / workerCount)) : undefined);
   const clock = options.clock ?? (() => performance.now());
 
   // The first worker measures the profile the controller plans with; the others only serve.
