@@ -24,7 +24,7 @@ export interface ServedBatch {
 
 /** What the batcher needs of a predictor (a Predictor, or a fake in tests). */
 export interface BatchPredictor {
-  predict(data: Float32Array, options: { shape: number[]; rate: number }): Promise<Pick<Prediction, 'classes' | 'logits' | 'rate' | 'ms'>>;
+  predict(data: Float32Array, options: { shape: number[]; rate: number; transfer?: boolean }): Promise<Pick<Prediction, 'classes' | 'logits' | 'rate' | 'ms'>>;
 }
 
 /** What the batcher needs of the rate controller. */
@@ -308,7 +308,8 @@ export class Batcher {
         offset += item.data.length;
       }
       if (this.options.beforeBatch) await this.options.beforeBatch(info);
-      const result = await this.predictors[w].predict(data, { shape: [size, ...this.inputShape], rate: info.rate });
+      // The batch's array is ours alone: the worker takes its buffer without a copy.
+      const result = await this.predictors[w].predict(data, { shape: [size, ...this.inputShape], rate: info.rate, transfer: true });
       this.controller.observeBatch(info.rate, size, result.ms);
       metrics?.batchSizes.observe(size);
       metrics?.batchesByRate.inc({ rate: String(info.rate) });

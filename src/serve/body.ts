@@ -115,7 +115,10 @@ export function parseRawInputs(body: Buffer, inputSize: number, maxInputs: numbe
   const count = body.length / bytesPerInput;
   if (count > maxInputs) throw tooMany(count, maxInputs);
   let data: Float32Array;
-  if (endianness() === 'LE') {
+  if (endianness() === 'LE' && body.byteOffset % 4 === 0) {
+    // A view, not a copy: the body is read once, into the batch (batcher.ts), and never written.
+    data = new Float32Array(body.buffer, body.byteOffset, body.length / 4);
+  } else if (endianness() === 'LE') {
     data = new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
   } else {
     data = new Float32Array(count * inputSize);

@@ -40,6 +40,12 @@ export interface PredictOptions {
   signal?: AbortSignal;
   /** Shape [N, ...] of a Float32Array input; by default [length / inputSize, ...inputShape]. */
   shape?: readonly number[];
+  /**
+   * Hand a Float32Array input's buffer to the worker instead of copying it (default false): the
+   * array is detached (length 0) once predict returns. Only for an array that alone owns its
+   * whole ArrayBuffer (byteOffset 0, the buffer's full length); otherwise it is copied anyway.
+   */
+  transfer?: boolean;
 }
 
 export interface Prediction {
@@ -258,7 +264,7 @@ export class Predictor {
       if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object`);
       if (this.failure !== null) throw this.failure;
       if (this.closed) throw new Error(`${op}: the predictor is closed`);
-      const { data, shape } = this.checkInput(op, input, options.shape);
+      const { data, shape } = this.checkInput(op, input, options.shape, options.transfer === true);
       if (options.rate !== undefined && options.budgetMs !== undefined) throw new TypeError(`${op}: give rate or budgetMs, not both`);
       const rate =
         options.budgetMs !== undefined
@@ -345,7 +351,7 @@ export class Predictor {
     return this.closing;
   }
 
-  private checkInput(op: string, input: Tensor | Float32Array, shapeOption: readonly number[] | undefined): { data: Float32Array; shape: number[] } {
+  private checkInput(op: string, input: Tensor | Float32Array, shapeOption: readonly number[] | undefined, transfer: boolean): { data: Float32Array; shape: number[] } {
     let data: Float32Array;
     let shape: number[];
     if (input instanceof Tensor) {
@@ -365,7 +371,8 @@ export class Predictor {
         shape = [...shapeOption];
         if (shapeSize(shape) !== input.length) throw new RangeError(`${op}: shape [${shape.join(', ')}] needs ${shapeSize(shape)} values, got ${input.length}`);
       }
-      data = input.slice();
+      const owns = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && input.buffer instanceof ArrayBuffer;
+      data = transfer && owns ? input : input.slice();
     } else {
       throw new TypeError(`${op}: input must be a Tensor or a Float32Array`);
     }

@@ -75,6 +75,26 @@ t.test('a Predictor from a model in memory', async (t) => {
   t.equal(ms.getNumThreads(), mainThreads, "threads sets the worker's own count, not the main thread's");
 });
 
+t.test('transfer: an array that owns its buffer goes to the worker without a copy; any other is copied', async (t) => {
+  const model = tinyModel(6);
+  const p = await Predictor.create(model, { profile: false, threads: 1 });
+  t.teardown(() => p.close());
+  const x = ms.randn([3, 16], { seed: 10 });
+  const want = [...direct(model, x, 1)];
+  const owned = x.data.slice();
+  t.same([...(await p.predict(owned, { transfer: true })).logits], want, 'the same answer');
+  t.equal(owned.length, 0, 'the array was handed over (detached)');
+  const big = new Float32Array(64);
+  big.set(x.data, 16);
+  const view = big.subarray(16, 16 + x.data.length);
+  t.same([...(await p.predict(view, { transfer: true })).logits], want, 'a view into a larger buffer');
+  t.equal(view.length, x.data.length, 'was copied, not detached');
+  t.equal(big[16], x.data[0], 'and its buffer untouched');
+  const kept = x.data.slice();
+  await p.predict(kept);
+  t.equal(kept.length, x.data.length, 'without transfer nothing is detached');
+});
+
 t.test('budgetMs picks the largest trained rate whose profiled latency fits', async (t) => {
   const p = await Predictor.create(tinyModel(), { profile: { batchSizes: [1, 8], inputShape: [16], repeats: 3 } });
   t.teardown(() => p.close());
