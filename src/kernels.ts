@@ -280,6 +280,10 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
     // Computed in JavaScript.
     kernel('fill', ...computedInJs([int('n'), float('value'), writes('y', 'n')])),
     kernel('copyLabels', ...computedInJs([int('n'), readsInts('src', 'n'), writesInts('dst', 'n')])),
+    // n values from src[srcOffset] to dst[dstOffset] (a decode step's keys and values into its cache).
+    kernel('copy', ...computedInJs([
+      int('n'), reads('src', 'n', { offset: 'srcOffset' }), int('srcOffset'), writes('dst', 'n', { offset: 'dstOffset' }), int('dstOffset'),
+    ])),
     kernel('nllLoss', ...computedInJs([int('rows'), int('cols'), reads('logp', 'rows * cols'), readsInts('labels', 'rows'), writes('loss', '1')])),
     kernel('nllLossBackward', ...computedInJs([int('rows'), int('cols'), readsInts('labels', 'rows'), reads('g', '1'), accumulates('glogp', 'rows * cols')])),
     kernel('klDiv', ...computedInJs([int('rows'), int('cols'), reads('logp', 'rows * cols'), reads('q', 'rows * cols'), writes('loss', '1')])),

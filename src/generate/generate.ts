@@ -2,10 +2,8 @@
 // temperature and top-k, and speculative decoding in which a narrow slice drafts tokens and
 // the full model verifies them in one pass.
 //
-// The cache of a rate holds, for every layer and sequence, the keys and values of the tokens
-// seen so far, only for the heads that rate uses (the rate-0.25 cache of an 8-head model holds
-// 2 heads). Each step feeds only the new tokens: their queries attend to every cached key.
-// When a sequence would outgrow the model's context, its cache is rebuilt from the last half
+// Each text keeps a key/value cache per rate (decode.ts) and feeds only its new tokens. When a
+// sequence would outgrow the model's context, its cache is rebuilt from the last half
 // context of tokens (the positions the model learned), as a crop of the text would be.
 //
 // Speculative decoding (Leviathan et al. 2023, Chen et al. 2023): the draft proposes k tokens
@@ -14,126 +12,10 @@
 // max(0, p - q) renormalised (all kept: one more from p). The tokens so produced follow the
 // full model's distribution exactly; at temperature 0 they are its greedy tokens.
 import type { Transformer } from '../models/transformer.js';
-import { Module } from '../nn/module.js';
-import type { TransformerBlock } from '../nn/transformer.js';
-import { add } from '../ops/add.js';
-import { attention } from '../ops/attention.js';
-import { embedding } from '../ops/embedding.js';
-import { relu } from '../ops/relu.js';
+import { checkRate } from '../nn/width.js';
 import { Generator } from '../random.js';
-import { noGrad, Tensor } from '../tensor.js';
-import { checkRate, sliceWidth } from '../nn/width.js';
-
-/** Keys and values of the tokens a sequence has seen, per layer, for the heads of one rate. */
-export class KVCache {
-  readonly rate: number;
-  /** Columns per position: the active heads x head size. */
-  readonly width: number;
-  readonly heads: number;
-  readonly capacity: number;
-  /** Positions held per sequence. */
-  readonly lengths: number[];
-  /** [layer][sequence]: capacity x width values, the first lengths[sequence] rows filled. */
-  readonly keys: Float32Array[][];
-  readonly values: Float32Array[][];
-
-  constructor(model: Transformer, options: { rate?: number; sequences?: number } = {}) {
-    const rate = checkRate('KVCache', options.rate ?? 1);
-    const sequences = options.sequences ?? 1;
-    if (!Number.isInteger(sequences) || sequences < 1) throw new RangeError(`KVCache: sequences must be a positive integer, got ${String(sequences)}`);
-    const { layers, context } = model.config;
-    this.rate = rate;
-    // The query projection's width at this rate, as the layer computes it (a compact slice's
-    // layers hold fewer heads than its config's full model).
-    const query = (model.blocks.at(0) as TransformerBlock).attention.query;
-    const headDim = (model.blocks.at(0) as TransformerBlock).attention.headDim;
-    this.width = sliceWidth(query.outFeatures, rate, query.sliceGroups);
-    this.heads = this.width / headDim;
-    if (!Number.isInteger(this.heads)) throw new RangeError(`KVCache: rate ${rate} keeps ${this.width} query columns, not a whole number of heads of ${headDim}`);
-    this.capacity = context;
-    this.lengths = new Array<number>(sequences).fill(0);
-    const make = () => Array.from({ length: layers }, () => Array.from({ length: sequences }, () => new Float32Array(context * this.width)));
-    this.keys = make();
-    this.values = make();
-  }
-
-  get sequences(): number {
-    return this.lengths.length;
-  }
-
-  private listed: { model: Transformer; version: number; modules: Module[] } | null = null;
-
-  /** @internal The model's modules, listed again only when its structure changes. */
-  modulesOf(model: Transformer): Module[] {
-    const version = model.structureVersion;
-    if (this.listed === null || this.listed.model !== model || this.listed.version !== version) this.listed = { model, version, modules: model.modules() };
-    return this.listed.modules;
-  }
-
-  /** Keeps the first `length` positions of a sequence (a speculative step's refused tokens go). */
-  truncate(sequence: number, length: number): void {
-    if (!(length >= 0 && length <= this.lengths[sequence])) throw new RangeError(`KVCache.truncate: length ${length} is outside [0, ${this.lengths[sequence]}]`);
-    this.lengths[sequence] = length;
-  }
-}
-
-/**
- * Feeds `n` new tokens of each sequence (ids, sequence-major: sequences x n) through the model
- * at the cache's rate, appending their keys and values; returns the next-token logits at each
- * new position, [sequences, n, vocab].
- */
-export function decode(model: Transformer, cache: KVCache, ids: Int32Array, n: number): Tensor {
-  const op = 'decode';
-  const B = cache.sequences;
-  if (!Number.isInteger(n) || n < 1 || ids.length !== B * n) throw new RangeError(`${op}: ${ids.length} ids for ${B} sequences of ${n} new tokens`);
-  for (let r = 0; r < B; r++) {
-    if (cache.lengths[r] + n > cache.capacity) throw new RangeError(`${op}: sequence ${r} holds ${cache.lengths[r]} positions; ${n} more exceed the context ${cache.capacity}`);
-  }
-  // The modules are listed once per cache: walking the tree twice a token cost more than a
-  // narrow slice's kernels.
-  const modules = cache.modulesOf(model);
-  const previous = modules.map((m) => [m.sliceRate, m.training] as const);
-  Module.setState(modules, cache.rate, false);
-  try {
-    return noGrad(() => {
-      const positions = new Int32Array(B * n);
-      for (let r = 0; r < B; r++) for (let j = 0; j < n; j++) positions[r * n + j] = cache.lengths[r] + j;
-      const x = new Tensor(Float32Array.from(ids), [B, n]);
-      let h = add(model.tokens.forward(x), embedding(positions, model.positions.weight, [B, n]));
-      const w = cache.width;
-      for (let l = 0; l < model.blocks.length; l++) {
-        const block = model.blocks.at(l) as TransformerBlock;
-        const a = block.norm1.forward(h);
-        const att = block.attention;
-        const q = att.query.forward(a);
-        const k = att.key.forward(a);
-        const v = att.value.forward(a);
-        const mixed = new Float32Array(B * n * w);
-        for (let r = 0; r < B; r++) {
-          const start = cache.lengths[r];
-          const keys = cache.keys[l][r];
-          const values = cache.values[l][r];
-          keys.set(k.data.subarray(r * n * w, (r + 1) * n * w), start * w);
-          values.set(v.data.subarray(r * n * w, (r + 1) * n * w), start * w);
-          const total = start + n;
-          const o = attention(
-            new Tensor(q.data.subarray(r * n * w, (r + 1) * n * w), [1, n, w]),
-            new Tensor(keys.subarray(0, total * w), [1, total, w]),
-            new Tensor(values.subarray(0, total * w), [1, total, w]),
-            { heads: cache.heads, causal: true },
-          );
-          mixed.set(o.data, r * n * w);
-        }
-        h = add(h, att.output.forward(new Tensor(mixed, [B, n, w])));
-        h = add(h, block.project.forward(relu(block.hidden.forward(block.norm2.forward(h)))));
-      }
-      for (let r = 0; r < B; r++) cache.lengths[r] += n;
-      return model.head.forward(model.norm.forward(h));
-    });
-  } finally {
-    modules.forEach((m, i) => Module.setState([m], previous[i][0], previous[i][1]));
-  }
-}
+import type { Tensor } from '../tensor.js';
+import { decode, KVCache } from './decode.js';
 
 export interface SamplingOptions {
   /** 0 picks the most likely token (greedy); 1 samples the model's distribution (default 1). */

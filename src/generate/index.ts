@@ -1,6 +1,5 @@
+export { KVCache, decode, type DecodeOptions } from './decode.js';
 export {
-  KVCache,
-  decode,
   generate,
   speculativeGenerate,
   samplingDistribution,
