@@ -18,8 +18,9 @@
 // (holding a copy of C when beta != 0) and the valid part is copied out. A narrower
 // register tile chosen for small N uses the same arithmetic and the same depth blocks.
 //
-// M == 1 or N == 1 go to matrix-vector routines (no packing), K == 0 or alpha == 0 only
-// scale C (BLAS semantics: beta == 0 writes zeros without reading C).
+// M == 1 or N == 1 go to matrix-vector routines (no packing), and so do a few rows times a
+// transposed B (one matrix-vector product per row, B in L1-sized blocks); K == 0 or alpha == 0
+// only scale C (BLAS semantics: beta == 0 writes zeros without reading C).
 #include "gemm.h"
 
 #include <algorithm>
@@ -181,6 +182,31 @@ void gemv(const SgemmKernel& kern, const Problem& p, int threads) {
   });
 }
 
+// 2 <= M <= kFewRows, A's rows contiguous, B's rows contiguous in k (y = x W^T for a few rows x,
+// a decode step's tokens): each row is a matrix-vector product, run over a block of B's rows at
+// a time so that B streams from memory once and the other rows read it from L1. Packing B, as
+// the blocked path does, would read it twice for a few rows of work; and every row gets the
+// arithmetic of M == 1, so a step of a few tokens computes each one as a step of one would.
+constexpr int64_t kFewRows = 8;
+
+void gemv_rows(const SgemmKernel& kern, const Problem& p, int threads) {
+  const int64_t work = p.M * p.N * p.K;
+  int nt = std::max<int64_t>(1, std::min<int64_t>(threads, work / (1 << 17)));
+  nt = static_cast<int>(std::min<int64_t>(nt, ceil_div(p.N, 4)));
+  // Rows of B per block: about 32 KiB, a multiple of 4 (gemv_dot's tile).
+  const int64_t block = std::max<int64_t>(4, (8192 / std::max<int64_t>(p.K, 1)) & ~int64_t{3});
+  parallel_run(nt, [&](int t, int n) {
+    int64_t o0, o1;
+    split_range(p.N, 4, t, n, &o0, &o1);
+    for (int64_t b0 = o0; b0 < o1; b0 += block) {
+      const int64_t rows = std::min(o1, b0 + block) - b0;
+      for (int64_t i = 0; i < p.M; ++i)
+        kern.gemv_dot(rows, p.K, p.alpha, p.B + b0 * p.ldb, p.ldb, p.A + i * p.lda, p.beta,
+                      p.C + i * p.ldc + b0, 1);
+    }
+  });
+}
+
 }  // namespace
 
 void sgemm_ex(const SgemmKernel& kern0, int threads, bool transA, bool transB, int64_t M, int64_t N,
@@ -197,6 +223,10 @@ void sgemm_ex(const SgemmKernel& kern0, int threads, bool transA, bool transB, i
   }
   if (M == 1 || N == 1) {
     gemv(kern0, p, threads);
+    return;
+  }
+  if (M <= kFewRows && !transA && transB) {
+    gemv_rows(kern0, p, threads);
     return;
   }
 
