@@ -92,6 +92,15 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// dst[dstOffset:][:n] = src[srcOffset:][:n] (the regions may not overlap: the binder refuses it)
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  mb::CopyCall c = mb::BindCopy(info);
+  if (c.n > 0)
+    std::memcpy(c.dst.data + c.dstOffset, c.src.data + c.srcOffset,
+                static_cast<size_t>(c.n) * sizeof(float));
+  return info.Env().Undefined();
+}
+
 // y[:n] += alpha * x[:n]
 Napi::Value Axpy(const Napi::CallbackInfo& info) {
   mb::AxpyCall c = mb::BindAxpy(info);
@@ -420,6 +429,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<Relu>(env, exports, "relu");
   Export<ReluBackward>(env, exports, "reluBackward");
   Export<Axpy>(env, exports, "axpy");
+  Export<Copy>(env, exports, "copy");
   Export<AddRowBias>(env, exports, "addRowBias");
   Export<ColumnSums>(env, exports, "columnSums");
   Export<Softmax>(env, exports, "softmax");

@@ -200,9 +200,15 @@ void gemv_rows(const SgemmKernel& kern, const Problem& p, int threads) {
     split_range(p.N, 4, t, n, &o0, &o1);
     for (int64_t b0 = o0; b0 < o1; b0 += block) {
       const int64_t rows = std::min(o1, b0 + block) - b0;
-      for (int64_t i = 0; i < p.M; ++i)
-        kern.gemv_dot(rows, p.K, p.alpha, p.B + b0 * p.ldb, p.ldb, p.A + i * p.lda, p.beta,
-                      p.C + i * p.ldc + b0, 1);
+      const float* S = p.B + b0 * p.ldb;
+      int64_t i = 0;
+      if (kern.gemv_dot2 != nullptr)
+        for (; i + 2 <= p.M; i += 2)
+          kern.gemv_dot2(rows, p.K, p.alpha, S, p.ldb, p.A + i * p.lda, p.A + (i + 1) * p.lda,
+                         p.beta, p.C + i * p.ldc + b0, p.C + (i + 1) * p.ldc + b0);
+      for (; i < p.M; ++i)
+        kern.gemv_dot(rows, p.K, p.alpha, S, p.ldb, p.A + i * p.lda, p.beta, p.C + i * p.ldc + b0,
+                      1);
     }
   });
 }

@@ -52,6 +52,10 @@ using GemvDotFn = void (*)(int64_t rows, int64_t K, float alpha, const float* S,
 // k summed in order 0..K-1 for every j.
 using GemvAxpyFn = void (*)(int64_t cols, int64_t K, float alpha, const float* S, int64_t ld,
                             const float* x, float beta, float* y, int64_t incy);
+// Two vectors against the same rows, read once: y0 = alpha * S x0 + beta * y0 and the same for
+// x1, y1 (unit stride), every element rounding exactly as GemvDotFn's.
+using GemvDot2Fn = void (*)(int64_t rows, int64_t K, float alpha, const float* S, int64_t ld,
+                            const float* x0, const float* x1, float beta, float* y0, float* y1);
 
 struct SgemmKernel {
   const char* name;
@@ -67,6 +71,7 @@ struct SgemmKernel {
   PackFn pack_b;  // P = nr
   GemvDotFn gemv_dot;
   GemvAxpyFn gemv_axpy;
+  GemvDot2Fn gemv_dot2;  // optional (null: gemv_dot twice)
   // Optional narrow-tile variant (smaller nr) used when N <= narrow_max_n, where the main
   // tile would mostly compute padding. Same per-element arithmetic as the main kernel (the
   // driver uses the main kernel's kc for both, so results do not depend on the choice).

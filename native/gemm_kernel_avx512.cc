@@ -199,6 +199,68 @@ MS_TGT512 void gemv_dot_avx512(int64_t rows, int64_t K, float alpha, const float
   }
 }
 
+// dot_rows for two vectors at once: each row's load serves both, and every (vector, row) pair
+// gets dot_rows' arithmetic (the same two accumulators, steps and tails).
+template <int R>
+MS_TGT512 MS_INLINE void dot_rows_x2(int64_t K, const float* S, int64_t ld, const float* x0,
+                                     const float* x1, float* out0, float* out1) {
+  __m512 a0[2][R], a1[2][R];
+  for (int r = 0; r < R; ++r) a0[0][r] = a1[0][r] = a0[1][r] = a1[1][r] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    const __m512 p0 = _mm512_loadu_ps(x0 + k), p1 = _mm512_loadu_ps(x0 + k + 16);
+    const __m512 q0 = _mm512_loadu_ps(x1 + k), q1 = _mm512_loadu_ps(x1 + k + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 s0 = _mm512_loadu_ps(S + r * ld + k), s1 = _mm512_loadu_ps(S + r * ld + k + 16);
+      a0[0][r] = _mm512_fmadd_ps(s0, p0, a0[0][r]);
+      a1[0][r] = _mm512_fmadd_ps(s1, p1, a1[0][r]);
+      a0[1][r] = _mm512_fmadd_ps(s0, q0, a0[1][r]);
+      a1[1][r] = _mm512_fmadd_ps(s1, q1, a1[1][r]);
+    }
+  }
+  if (k + 16 <= K) {
+    const __m512 p0 = _mm512_loadu_ps(x0 + k), q0 = _mm512_loadu_ps(x1 + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512 s0 = _mm512_loadu_ps(S + r * ld + k);
+      a0[0][r] = _mm512_fmadd_ps(s0, p0, a0[0][r]);
+      a0[1][r] = _mm512_fmadd_ps(s0, q0, a0[1][r]);
+    }
+    k += 16;
+  }
+  if (k < K) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1u);
+    const __m512 p1 = _mm512_maskz_loadu_ps(m, x0 + k), q1 = _mm512_maskz_loadu_ps(m, x1 + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512 s1 = _mm512_maskz_loadu_ps(m, S + r * ld + k);
+      a1[0][r] = _mm512_fmadd_ps(s1, p1, a1[0][r]);
+      a1[1][r] = _mm512_fmadd_ps(s1, q1, a1[1][r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    out0[r] = hsum512(_mm512_add_ps(a0[0][r], a1[0][r]));
+    out1[r] = hsum512(_mm512_add_ps(a0[1][r], a1[1][r]));
+  }
+}
+
+MS_TGT512 void gemv_dot2_avx512(int64_t rows, int64_t K, float alpha, const float* S, int64_t ld,
+                                const float* x0, const float* x1, float beta, float* y0,
+                                float* y1) {
+  float s0[4], s1[4];
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    dot_rows_x2<4>(K, S + r * ld, ld, x0, x1, s0, s1);
+    for (int i = 0; i < 4; ++i) {
+      put_scalar(y0 + r + i, s0[i], alpha, beta);
+      put_scalar(y1 + r + i, s1[i], alpha, beta);
+    }
+  }
+  for (; r < rows; ++r) {
+    dot_rows_x2<1>(K, S + r * ld, ld, x0, x1, s0, s1);
+    put_scalar(y0 + r, s0[0], alpha, beta);
+    put_scalar(y1 + r, s1[0], alpha, beta);
+  }
+}
+
 // y[j] for a chunk of NV*16 columns (mask on the last vector for tails).
 template <int NV>
 MS_TGT512 MS_INLINE void axpy_cols(int64_t K, const float* S, int64_t ld, const float* x,
@@ -268,6 +330,7 @@ SgemmKernel make_avx512(int kc, int mc, int nc) {
   k.pack_b = &pack_avx512<16 * NV>;
   k.gemv_dot = &gemv_dot_avx512;
   k.gemv_axpy = &gemv_axpy_avx512;
+  k.gemv_dot2 = &gemv_dot2_avx512;
   return k;
 }
 

@@ -224,6 +224,30 @@ inline AxpyCall BindAxpy(const Napi::CallbackInfo& info) {
   return c;
 }
 
+// copy(n, src, srcOffset, dst, dstOffset)
+struct CopyCall {
+  int64_t n;
+  Span src;
+  int64_t srcOffset;
+  Span dst;
+  int64_t dstOffset;
+};
+
+inline CopyCall BindCopy(const Napi::CallbackInfo& info) {
+  Args args(info, "copy");
+  CopyCall c{};
+  c.n = args.Int(0, "n");
+  c.src = args.Floats(1, "src");
+  c.srcOffset = args.Int(2, "srcOffset");
+  c.dst = args.Floats(3, "dst");
+  c.dstOffset = args.Int(4, "dstOffset");
+  args.Disjoint({
+      args.Fits(c.src, "src", c.srcOffset, c.n, false),
+      args.Fits(c.dst, "dst", c.dstOffset, c.n, true),
+  });
+  return c;
+}
+
 // addRowBias(rows, cols, bias, y, ldy)
 struct AddRowBiasCall {
   int64_t rows;

@@ -12,8 +12,6 @@ export interface JsKernels {
   fill(n: number, value: number, y: Float32Array): void;
   /** dst[0..n) = src[0..n): an op's private copy of labels the caller may reuse. */
   copyLabels(n: number, src: Int32Array, dst: Int32Array): void;
-  /** dst[dstOffset..+n) = src[srcOffset..+n). */
-  copy(n: number, src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number): void;
   /** loss[0] = mean over rows of -logp[i, labels[i]] (NaN for no rows). */
   nllLoss(rows: number, cols: number, logp: Float32Array, labels: Int32Array, loss: Float32Array): void;
   /** glogp[i, labels[i]] -= g[0] / rows. */
@@ -50,9 +48,6 @@ const kernels: JsKernels = {
   },
   copyLabels(n, src, dst) {
     dst.set(src.subarray(0, n));
-  },
-  copy(n, src, srcOffset, dst, dstOffset) {
-    dst.set(src.subarray(srcOffset, srcOffset + n), dstOffset);
   },
   nllLoss(rows, cols, logp, labels, loss) {
     let total = 0;

@@ -187,6 +187,8 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
     kernel('relu', [reads('x', 'len(x)'), writes('y', 'len(x)', { inPlace: true })]),
     kernel('reluBackward', [reads('x', 'len(x)'), reads('gy', 'len(x)'), accumulates('gx', 'len(x)', { inPlace: true })]),
     kernel('axpy', [int('n'), float('alpha'), reads('x', 'n'), accumulates('y', 'n', { inPlace: true })]),
+    // n values from src[srcOffset] to dst[dstOffset] (a decode step's keys and values into its cache).
+    kernel('copy', [int('n'), reads('src', 'n', { offset: 'srcOffset' }), int('srcOffset'), writes('dst', 'n', { offset: 'dstOffset' }), int('dstOffset')]),
     kernel('addRowBias', [int('rows'), int('cols'), reads('bias', 'cols'), accumulates('y', 'span(rows, cols, ldy)'), int('ldy')],
       { checks: [LD('ldy', 'cols', 'y')] }),
     kernel('columnSums', [int('rows'), int('cols'), reads('g', 'span(rows, cols, ldg)'), int('ldg'), accumulates('acc', 'cols')],
@@ -280,10 +282,6 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
     // Computed in JavaScript.
     kernel('fill', ...computedInJs([int('n'), float('value'), writes('y', 'n')])),
     kernel('copyLabels', ...computedInJs([int('n'), readsInts('src', 'n'), writesInts('dst', 'n')])),
-    // n values from src[srcOffset] to dst[dstOffset] (a decode step's keys and values into its cache).
-    kernel('copy', ...computedInJs([
-      int('n'), reads('src', 'n', { offset: 'srcOffset' }), int('srcOffset'), writes('dst', 'n', { offset: 'dstOffset' }), int('dstOffset'),
-    ])),
     kernel('nllLoss', ...computedInJs([int('rows'), int('cols'), reads('logp', 'rows * cols'), readsInts('labels', 'rows'), writes('loss', '1')])),
     kernel('nllLossBackward', ...computedInJs([int('rows'), int('cols'), readsInts('labels', 'rows'), reads('g', '1'), accumulates('glogp', 'rows * cols')])),
     kernel('klDiv', ...computedInJs([int('rows'), int('cols'), reads('logp', 'rows * cols'), reads('q', 'rows * cols'), writes('loss', '1')])),

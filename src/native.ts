@@ -23,6 +23,7 @@ export interface NativeAddon {
   relu(x: Float32Array, y: Float32Array): void;
   reluBackward(x: Float32Array, gy: Float32Array, gx: Float32Array): void;
   axpy(n: number, alpha: number, x: Float32Array, y: Float32Array): void;
+  copy(n: number, src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number): void;
   addRowBias(rows: number, cols: number, bias: Float32Array, y: Float32Array, ldy: number): void;
   columnSums(rows: number, cols: number, g: Float32Array, ldg: number, acc: Float32Array): void;
   softmax(rows: number, cols: number, x: Float32Array, y: Float32Array, log: boolean): void;

@@ -14,7 +14,7 @@
 // each step's lengths before it runs. Everything else (the projections, norms, feed-forward
 // and head) replays as captured, its intermediates in one arena.
 import { captureCalls, type CapturedStep } from '../capture.js';
-import { js } from '../js-kernels.js';
+import { native } from '../native.js';
 import { arg } from '../kernels.js';
 import type { Transformer } from '../models/transformer.js';
 import { Module } from '../nn/module.js';
@@ -129,8 +129,8 @@ function decodePass(model: Transformer, cache: KVCache, ids: Tensor, positions: 
       const start = lengths[r];
       const keys = cache.keys[l][r];
       const values = cache.values[l][r];
-      js.copy(n * w, k.data, r * n * w, keys, start * w);
-      js.copy(n * w, v.data, r * n * w, values, start * w);
+      native.copy(n * w, k.data, r * n * w, keys, start * w);
+      native.copy(n * w, v.data, r * n * w, values, start * w);
       const total = start + n;
       o = attention(
         new Tensor(B === 1 ? q.data : q.data.subarray(r * n * w, (r + 1) * n * w), [1, n, w]),
@@ -138,7 +138,7 @@ function decodePass(model: Transformer, cache: KVCache, ids: Tensor, positions: 
         new Tensor(values.subarray(0, total * w), [1, total, w]),
         { heads: cache.heads, causal: true },
       );
-      if (mixed !== null) js.copy(n * w, o.data, 0, mixed, r * n * w);
+      if (mixed !== null) native.copy(n * w, o.data, 0, mixed, r * n * w);
     }
     h = add(h, att.output.forward(mixed === null ? o! : new Tensor(mixed, [B, n, w])));
     h = add(h, block.project.forward(relu(block.hidden.forward(block.norm2.forward(h)))));

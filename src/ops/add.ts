@@ -1,7 +1,7 @@
 // add: elementwise sum with NumPy broadcasting.
 import { native } from '../native.js';
 import { gradSink, outputBuffer, record, shapeSize, Tensor } from '../tensor.js';
-import { broadcastShapes, broadcastStrides } from './broadcast.js';
+import { broadcastShapes, broadcastStrides, kernelLayout } from './broadcast.js';
 import { checkTensor } from './check.js';
 
 export function add(a: Tensor, b: Tensor): Tensor {
@@ -12,7 +12,8 @@ export function add(a: Tensor, b: Tensor): Tensor {
   const sa = broadcastStrides(a.shape, shape);
   const sb = broadcastStrides(b.shape, shape);
   const out = outputBuffer(shapeSize(shape));
-  native.binary(0, shape, a.data, sa, b.data, sb, out);
+  const [ks, ka, kb] = kernelLayout(shape, sa, sb);
+  native.binary(0, ks, a.data, ka, b.data, kb, out);
   return record(new Tensor(out, shape), op, [a, b], (g) => {
     const ga = gradSink(a);
     if (ga !== null) native.sumTo(shape, g, 1, ga, sa);

@@ -31,3 +31,21 @@ export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
   }
   return strides;
 }
+
+/**
+ * The binary kernel's shape and strides for operands that both have the result's shape: one
+ * axis of all the elements (the kernel reads short index lists faster than long ones), or the
+ * broadcast layout unchanged.
+ */
+export function kernelLayout(shape: readonly number[], sa: readonly number[], sb: readonly number[]): [number[], number[], number[]] {
+  const whole = (s: readonly number[]) => {
+    let stride = 1;
+    for (let i = shape.length - 1; i >= 0; i--) {
+      if (shape[i] !== 1 && s[i] !== stride) return false;
+      stride *= shape[i];
+    }
+    return true;
+  };
+  if (shape.length > 1 && whole(sa) && whole(sb)) return [[shape.reduce((x, y) => x * y, 1)], [1], [1]];
+  return [[...shape], [...sa], [...sb]];
+}

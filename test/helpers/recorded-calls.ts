@@ -59,5 +59,13 @@ export function recordedCalls(): CapturedStep[] {
       native.conv2dForward([n, c, 6, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, c], x, w, null, new Float32Array(n * 3 * hw), false, center, scale, shift, true);
     }),
   );
+  // A decode step of a transformer with a key/value cache (its keys and values copied in).
+  calls.push(
+    ...recordPass(() => {
+      ms.manualSeed(3);
+      const m = ms.models.transformer({ vocab: 5, dModel: 8, heads: 2, layers: 1, ffn: 8, context: 4 }).eval();
+      ms.decode(m, new ms.KVCache(m, { rate: 0.5, sequences: 2 }), Int32Array.from([1, 2, 3, 4]), 2, { plan: false });
+    }),
+  );
   return calls;
 }
