@@ -13,10 +13,12 @@
 //
 // Every C element gets the same arithmetic wherever it sits: acc = fma chain over the k
 // of one depth block (in order), then c = alpha * acc (+ beta * c); depth blocks depend
-// only on K. Row-edge tiles use the micro-kernel instantiated for fewer rows (identical
-// per-element code); column-edge tiles are computed at full width into a stack tile
-// (holding a copy of C when beta != 0) and the valid part is copied out. A narrower
-// register tile chosen for small N uses the same arithmetic and the same depth blocks.
+// only on K. (Matrix-vector products, below, round differently: one row, one column, or a
+// few rows times a transposed B, each of whose rows rounds as its one-row product.) Row-edge tiles
+// use the micro-kernel instantiated for fewer rows (identical per-element code); column-edge tiles
+// are computed at full width into a stack tile (holding a copy of C when beta != 0) and the valid
+// part is copied out. A narrower register tile chosen for small N uses the same arithmetic and the
+// same depth blocks.
 //
 // M == 1 or N == 1 go to matrix-vector routines (no packing), and so do a few rows times a
 // transposed B (one matrix-vector product per row, B in L1-sized blocks); K == 0 or alpha == 0

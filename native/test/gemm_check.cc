@@ -291,10 +291,13 @@ int main(int argc, char** argv) {
 
   // Edge tiles round exactly like interior tiles: any sub-block (>= 2 x 2, same K) of a
   // product, computed on its own, must be bitwise equal to the same elements of the full
-  // product (the element then sits at a different position relative to the tile grid).
+  // product (the element then sits at a different position relative to the tile grid). A few
+  // rows (<= 8) times a transposed B are matrix-vector products, rounding as one row does (the
+  // next check): sub-blocks of that form take at least 9 rows here.
   for (int it = 0; it < (quick ? 20 : 60); ++it) {
     const bool ta = g_rng() & 1, tb = g_rng() & 1;
-    const int64_t M = 2 + g_rng() % 120, N = 2 + g_rng() % 120, K = 1 + g_rng() % 600;
+    const int64_t minRows = !ta && tb ? 9 : 2;
+    const int64_t M = minRows + g_rng() % 120, N = 2 + g_rng() % 120, K = 1 + g_rng() % 600;
     const int64_t lda = ta ? M : K, ldb = tb ? K : N;
     std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N)),
         C(static_cast<size_t>(M * N));
@@ -302,8 +305,8 @@ int main(int argc, char** argv) {
     fill_matrix(B.data(), 1, K * N, K * N);
     const float beta = (g_rng() & 1) ? 0.0f : 0.75f;
     fill_matrix(C.data(), M, N, N);
-    const int64_t r0 = g_rng() % (M - 1), c0 = g_rng() % (N - 1);
-    const int64_t m = 2 + g_rng() % (M - r0 - 1), n = 2 + g_rng() % (N - c0 - 1);
+    const int64_t r0 = g_rng() % (M - minRows + 1), c0 = g_rng() % (N - 1);
+    const int64_t m = minRows + g_rng() % (M - r0 - minRows + 1), n = 2 + g_rng() % (N - c0 - 1);
     for (CpuIsa isa : isas) {
       const gemm::SgemmKernel& kern = gemm::kernel_for(isa);
       std::vector<float> full = C, sub = C;
@@ -325,6 +328,35 @@ int main(int argc, char** argv) {
           fail(buf);
           break;
         }
+    }
+  }
+
+  // A few rows times a transposed B: each row bitwise equal to its one-row product.
+  for (int it = 0; it < (quick ? 20 : 60); ++it) {
+    const int64_t M = 2 + g_rng() % 7, N = 1 + g_rng() % 300, K = 1 + g_rng() % 600;
+    const int64_t lda = K + g_rng() % 3, ldb = K + g_rng() % 3, ldc = N + g_rng() % 3;
+    std::vector<float> A(static_cast<size_t>(M * lda)), B(static_cast<size_t>(N * ldb)),
+        C(static_cast<size_t>(M * ldc));
+    fill_matrix(A.data(), 1, M * lda, M * lda);
+    fill_matrix(B.data(), 1, N * ldb, N * ldb);
+    fill_matrix(C.data(), 1, M * ldc, M * ldc);
+    const float beta = (g_rng() & 1) ? 0.0f : -0.5f;
+    for (CpuIsa isa : isas) {
+      const gemm::SgemmKernel& kern = gemm::kernel_for(isa);
+      std::vector<float> whole = C, rows = C;
+      gemm::sgemm_ex(kern, 2, false, true, M, N, K, 0.75f, A.data(), lda, B.data(), ldb, beta,
+                     whole.data(), ldc);
+      for (int64_t i = 0; i < M; ++i)
+        gemm::sgemm_ex(kern, 1, false, true, 1, N, K, 0.75f, A.data() + i * lda, lda, B.data(), ldb,
+                       beta, rows.data() + i * ldc, ldc);
+      ++g_cases;
+      if (std::memcmp(whole.data(), rows.data(), whole.size() * sizeof(float)) != 0) {
+        char buf[200];
+        std::snprintf(buf, sizeof buf,
+                      "few rows differ from one-row products: isa=%s M=%lld N=%lld K=%lld",
+                      kern.name, (long long)M, (long long)N, (long long)K);
+        fail(buf);
+      }
     }
   }
 
