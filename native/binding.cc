@@ -15,11 +15,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <unordered_map>
 #include <vector>
 
 #include "attention.h"
@@ -44,137 +47,97 @@ int64_t Count(const mb::Indices& shape) {
   return n;
 }
 
-Napi::Value Gemm(const Napi::CallbackInfo& info) {
-  mb::GemmCall c = mb::BindGemm(info);
-  if (c.M == 0 || c.N == 0) return info.Env().Undefined();
+void RunGemm(const mb::GemmCall& c) {
+  if (c.M == 0 || c.N == 0) return;
   ms::sgemm(c.transA, c.transB, c.M, c.N, c.K, static_cast<float>(c.alpha), c.A.data + c.aOffset,
             c.lda, c.B.data + c.bOffset, c.ldb, static_cast<float>(c.beta), c.C.data + c.cOffset,
             c.ldc);
-  return info.Env().Undefined();
 }
 
-Napi::Value Binary(const Napi::CallbackInfo& info) {
-  mb::BinaryCall c = mb::BindBinary(info);
-  if (Count(c.shape) == 0) return info.Env().Undefined();
+void RunBinary(const mb::BinaryCall& c) {
+  if (Count(c.shape) == 0) return;
   ms::binary_broadcast(static_cast<ms::BinaryOp>(c.op), static_cast<int>(c.shape.n), c.shape.v,
                        c.a.data, c.aStrides.v, c.b.data, c.bStrides.v, c.out.data);
-  return info.Env().Undefined();
 }
 
 // acc[strided] += scale * g
-Napi::Value SumTo(const Napi::CallbackInfo& info) {
-  mb::SumToCall c = mb::BindSumTo(info);
-  if (Count(c.shape) == 0) return info.Env().Undefined();
+void RunSumTo(const mb::SumToCall& c) {
+  if (Count(c.shape) == 0) return;
   ms::sum_to_strided(static_cast<int>(c.shape.n), c.shape.v, c.g.data, static_cast<float>(c.scale),
                      c.acc.data, c.accStrides.v);
-  return info.Env().Undefined();
 }
 
 // acc[strided] += g * other[strided]
-Napi::Value MulGrad(const Napi::CallbackInfo& info) {
-  mb::MulGradCall c = mb::BindMulGrad(info);
-  if (Count(c.shape) == 0) return info.Env().Undefined();
+void RunMulGrad(const mb::MulGradCall& c) {
+  if (Count(c.shape) == 0) return;
   ms::mul_grad_strided(static_cast<int>(c.shape.n), c.shape.v, c.g.data, c.other.data,
                        c.otherStrides.v, c.acc.data, c.accStrides.v);
-  return info.Env().Undefined();
 }
 
-Napi::Value Relu(const Napi::CallbackInfo& info) {
-  mb::ReluCall c = mb::BindRelu(info);
-  ms::relu_forward(c.x.length, c.x.data, c.y.data);
-  return info.Env().Undefined();
-}
+void RunRelu(const mb::ReluCall& c) { ms::relu_forward(c.x.length, c.x.data, c.y.data); }
 
 // gx += gy * (x > 0)
-Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
-  mb::ReluBackwardCall c = mb::BindReluBackward(info);
+void RunReluBackward(const mb::ReluBackwardCall& c) {
   ms::relu_backward(c.x.length, c.x.data, c.gy.data, c.gx.data);
-  return info.Env().Undefined();
 }
 
 // dst[dstOffset:][:n] = src[srcOffset:][:n] (the regions may not overlap: the binder refuses it)
-Napi::Value Copy(const Napi::CallbackInfo& info) {
-  mb::CopyCall c = mb::BindCopy(info);
+void RunCopy(const mb::CopyCall& c) {
   if (c.n > 0)
     std::memcpy(c.dst.data + c.dstOffset, c.src.data + c.srcOffset,
                 static_cast<size_t>(c.n) * sizeof(float));
-  return info.Env().Undefined();
 }
 
 // y[:n] += alpha * x[:n]
-Napi::Value Axpy(const Napi::CallbackInfo& info) {
-  mb::AxpyCall c = mb::BindAxpy(info);
+void RunAxpy(const mb::AxpyCall& c) {
   ms::axpy(c.n, static_cast<float>(c.alpha), c.x.data, c.y.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value AddRowBias(const Napi::CallbackInfo& info) {
-  mb::AddRowBiasCall c = mb::BindAddRowBias(info);
+void RunAddRowBias(const mb::AddRowBiasCall& c) {
   // Nothing to do; and the kernels would still walk a huge count of empty rows.
-  if (c.rows == 0 || c.cols == 0) return info.Env().Undefined();
+  if (c.rows == 0 || c.cols == 0) return;
   ms::add_row_bias(c.rows, c.cols, c.bias.data, c.y.data, c.ldy);
-  return info.Env().Undefined();
 }
 
 // acc[:cols] += column sums of g
-Napi::Value ColumnSums(const Napi::CallbackInfo& info) {
-  mb::ColumnSumsCall c = mb::BindColumnSums(info);
-  if (c.rows == 0 || c.cols == 0) return info.Env().Undefined();
+void RunColumnSums(const mb::ColumnSumsCall& c) {
+  if (c.rows == 0 || c.cols == 0) return;
   ms::column_sums(c.rows, c.cols, c.g.data, c.ldg, c.acc.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value Softmax(const Napi::CallbackInfo& info) {
-  mb::SoftmaxCall c = mb::BindSoftmax(info);
-  if (c.rows == 0 || c.cols == 0) return info.Env().Undefined();
+void RunSoftmax(const mb::SoftmaxCall& c) {
+  if (c.rows == 0 || c.cols == 0) return;
   ms::softmax_rows(c.rows, c.cols, c.x.data, c.y.data, c.log);
-  return info.Env().Undefined();
 }
 
-Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
-  mb::SoftmaxBackwardCall c = mb::BindSoftmaxBackward(info);
-  if (c.rows == 0 || c.cols == 0) return info.Env().Undefined();
+void RunSoftmaxBackward(const mb::SoftmaxBackwardCall& c) {
+  if (c.rows == 0 || c.cols == 0) return;
   ms::softmax_rows_backward(c.rows, c.cols, c.y.data, c.gy.data, c.gx.data, c.log);
-  return info.Env().Undefined();
 }
 
-Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  mb::AttentionForwardCall c = mb::BindAttentionForward(info);
-  if (c.causal && c.Tk < c.Tq)
-    throw Napi::RangeError::New(info.Env(), "attentionForward: causal attention needs Tk >= Tq");
-  if (c.batch == 0 || c.heads == 0 || c.Tq == 0 || c.Tk == 0 || c.d == 0)
-    return info.Env().Undefined();
+void RunAttentionForward(const mb::AttentionForwardCall& c) {
+  if (c.batch == 0 || c.heads == 0 || c.Tq == 0 || c.Tk == 0 || c.d == 0) return;
   ms::attention_forward(c.batch, c.heads, c.Tq, c.Tk, c.d, static_cast<float>(c.scale), c.causal,
                         c.q.data, c.k.data, c.v.data, c.probs.data, c.out.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  mb::AttentionBackwardCall c = mb::BindAttentionBackward(info);
-  if (c.causal && c.Tk < c.Tq)
-    throw Napi::RangeError::New(info.Env(), "attentionBackward: causal attention needs Tk >= Tq");
-  if (c.batch == 0 || c.heads == 0 || c.Tq == 0 || c.Tk == 0 || c.d == 0)
-    return info.Env().Undefined();
+void RunAttentionBackward(const mb::AttentionBackwardCall& c) {
+  if (c.batch == 0 || c.heads == 0 || c.Tq == 0 || c.Tk == 0 || c.d == 0) return;
   ms::attention_backward(c.batch, c.heads, c.Tq, c.Tk, c.d, static_cast<float>(c.scale), c.causal,
                          c.q.data, c.k.data, c.v.data, c.probs.data, c.gout.data, c.gq.data,
                          c.gk.data, c.gv.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
-  mb::LayerNormForwardCall c = mb::BindLayerNormForward(info);
-  if (c.rows == 0 || c.dim == 0) return info.Env().Undefined();
+void RunLayerNormForward(const mb::LayerNormForwardCall& c) {
+  if (c.rows == 0 || c.dim == 0) return;
   ms::layer_norm_forward(c.rows, c.dim, c.x.data, c.gamma.data, c.beta.data,
                          static_cast<float>(c.eps), c.y.data, c.mean.data, c.rstd.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
-  mb::LayerNormBackwardCall c = mb::BindLayerNormBackward(info);
-  if (c.rows == 0 || c.dim == 0) return info.Env().Undefined();
+void RunLayerNormBackward(const mb::LayerNormBackwardCall& c) {
+  if (c.rows == 0 || c.dim == 0) return;
   ms::layer_norm_backward(c.rows, c.dim, c.x.data, c.gy.data, c.gamma.data, c.mean.data,
                           c.rstd.data, c.gx.data, c.ggamma.data, c.gbeta.data);
-  return info.Env().Undefined();
 }
 
 // The kernels' shape of a bound convolution call (every field checked by its binder).
@@ -186,35 +149,27 @@ ms::ConvShape ConvShapeOf(const Call& c) {
           c.outH, c.outW};
 }
 
-Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
-  mb::Conv2dForwardCall c = mb::BindConv2dForward(info);
-  if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return info.Env().Undefined();
+void RunConv2dForward(const mb::Conv2dForwardCall& c) {
+  if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return;
   const ms::InputTransform t{c.inCenter.data, c.inScale.data, c.inShift.data, c.inRelu};
   ms::conv2d_forward(ConvShapeOf(c), c.x.data, c.w.data, c.bias.data, c.y.data, c.accumulate,
                      c.inScale.present && c.C > 0 ? &t : nullptr);
-  return info.Env().Undefined();
 }
 
 // accumulate = false writes gx without reading it.
-Napi::Value Conv2dBackwardInput(const Napi::CallbackInfo& info) {
-  mb::Conv2dBackwardInputCall c = mb::BindConv2dBackwardInput(info);
+void RunConv2dBackwardInput(const mb::Conv2dBackwardInputCall& c) {
   if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0 || c.C == 0 || c.H == 0 || c.W == 0)
-    return info.Env().Undefined();
+    return;
   ms::conv2d_backward_input(ConvShapeOf(c), c.gy.data, c.w.data, c.gx.data, c.accumulate);
-  return info.Env().Undefined();
 }
 
-Napi::Value Conv2dBackwardWeight(const Napi::CallbackInfo& info) {
-  mb::Conv2dBackwardWeightCall c = mb::BindConv2dBackwardWeight(info);
-  if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return info.Env().Undefined();
+void RunConv2dBackwardWeight(const mb::Conv2dBackwardWeightCall& c) {
+  if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return;
   ms::conv2d_backward_weight(ConvShapeOf(c), c.gy.data, c.x.data, c.gw.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value Conv2dBackwardBias(const Napi::CallbackInfo& info) {
-  mb::Conv2dBackwardBiasCall c = mb::BindConv2dBackwardBias(info);
+void RunConv2dBackwardBias(const mb::Conv2dBackwardBiasCall& c) {
   ms::conv2d_backward_bias(ConvShapeOf(c), c.gy.data, c.gb.data);
-  return info.Env().Undefined();
 }
 
 template <typename Call>
@@ -223,86 +178,182 @@ ms::PoolShape PoolShapeOf(const Call& c) {
 }
 
 // kind 0 = max, 1 = average
-Napi::Value PoolForward(const Napi::CallbackInfo& info) {
-  mb::PoolForwardCall c = mb::BindPoolForward(info);
+void RunPoolForward(const mb::PoolForwardCall& c) {
   if (c.kind == 0)
     ms::max_pool_forward(PoolShapeOf(c), c.x.data, c.y.data);
   else
     ms::avg_pool_forward(PoolShapeOf(c), c.x.data, c.y.data);
-  return info.Env().Undefined();
 }
 
 // gx += the pooled gradient
-Napi::Value PoolBackward(const Napi::CallbackInfo& info) {
-  mb::PoolBackwardCall c = mb::BindPoolBackward(info);
+void RunPoolBackward(const mb::PoolBackwardCall& c) {
   if (c.kind == 0)
     ms::max_pool_backward(PoolShapeOf(c), c.x.data, c.gy.data, c.gx.data);
   else
     ms::avg_pool_backward(PoolShapeOf(c), c.gy.data, c.gx.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value GlobalAvgPool(const Napi::CallbackInfo& info) {
-  mb::GlobalAvgPoolCall c = mb::BindGlobalAvgPool(info);
+void RunGlobalAvgPool(const mb::GlobalAvgPoolCall& c) {
   ms::global_avg_pool_forward(c.planes, c.size, c.x.data, c.y.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value GlobalAvgPoolBackward(const Napi::CallbackInfo& info) {
-  mb::GlobalAvgPoolBackwardCall c = mb::BindGlobalAvgPoolBackward(info);
+void RunGlobalAvgPoolBackward(const mb::GlobalAvgPoolBackwardCall& c) {
   ms::global_avg_pool_backward(c.planes, c.size, c.gy.data, c.gx.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value GroupNormForward(const Napi::CallbackInfo& info) {
-  mb::GroupNormForwardCall c = mb::BindGroupNormForward(info);
-  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return info.Env().Undefined();
+void RunGroupNormForward(const mb::GroupNormForwardCall& c) {
+  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return;
   ms::group_norm_forward(c.batch, c.channels, c.spatial, c.groups, c.x.data, c.gamma.data,
                          c.beta.data, static_cast<float>(c.eps), c.y.data, c.mean.data, c.rstd.data,
                          c.relu);
-  return info.Env().Undefined();
 }
 
-Napi::Value GroupNormStats(const Napi::CallbackInfo& info) {
-  mb::GroupNormStatsCall c = mb::BindGroupNormStats(info);
-  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return info.Env().Undefined();
+void RunGroupNormStats(const mb::GroupNormStatsCall& c) {
+  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return;
   ms::group_norm_stats(c.batch, c.channels, c.spatial, c.groups, c.x.data, c.gamma.data,
                        c.beta.data, static_cast<float>(c.eps), c.mean.data, c.rstd.data,
                        c.center.data, c.scale.data, c.shift.data);
-  return info.Env().Undefined();
 }
 
 // gxAccumulate = false writes gx without reading it.
-Napi::Value GroupNormBackward(const Napi::CallbackInfo& info) {
-  mb::GroupNormBackwardCall c = mb::BindGroupNormBackward(info);
-  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return info.Env().Undefined();
+void RunGroupNormBackward(const mb::GroupNormBackwardCall& c) {
+  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return;
   ms::group_norm_backward(c.batch, c.channels, c.spatial, c.groups, c.x.data, c.gy.data,
                           c.gamma.data, c.mean.data, c.rstd.data, c.gx.data, c.ggamma.data,
                           c.gbeta.data, c.reluOut.data, c.gxAccumulate);
-  return info.Env().Undefined();
 }
 
-Napi::Value ChannelMoments(const Napi::CallbackInfo& info) {
-  mb::ChannelMomentsCall c = mb::BindChannelMoments(info);
+void RunChannelMoments(const mb::ChannelMomentsCall& c) {
   ms::channel_moments(c.batch, c.channels, c.spatial, c.x.data, c.mean.data, c.variance.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value ChannelAffine(const Napi::CallbackInfo& info) {
-  mb::ChannelAffineCall c = mb::BindChannelAffine(info);
-  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return info.Env().Undefined();
+void RunChannelAffine(const mb::ChannelAffineCall& c) {
+  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return;
   ms::channel_affine(c.batch, c.channels, c.spatial, c.x.data, c.scale.data, c.shift.data,
                      c.y.data);
-  return info.Env().Undefined();
 }
 
-Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
-  mb::BatchNormBackwardCall c = mb::BindBatchNormBackward(info);
-  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return info.Env().Undefined();
+void RunBatchNormBackward(const mb::BatchNormBackwardCall& c) {
+  if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return;
   ms::batch_norm_backward(c.batch, c.channels, c.spatial, c.x.data, c.gy.data, c.mean.data,
                           c.rstd.data, c.gamma.data, c.training, c.gx.data, c.ggamma.data,
                           c.gbeta.data);
+}
+
+// Every kernel entry point: its binder (kernel_checks.h), its Run function above, its name.
+#define MODELSLICE_KERNELS(X)                       \
+  X(Gemm, "gemm")                                   \
+  X(Binary, "binary")                               \
+  X(SumTo, "sumTo")                                 \
+  X(MulGrad, "mulGrad")                             \
+  X(Relu, "relu")                                   \
+  X(ReluBackward, "reluBackward")                   \
+  X(Copy, "copy")                                   \
+  X(Axpy, "axpy")                                   \
+  X(AddRowBias, "addRowBias")                       \
+  X(ColumnSums, "columnSums")                       \
+  X(Softmax, "softmax")                             \
+  X(SoftmaxBackward, "softmaxBackward")             \
+  X(AttentionForward, "attentionForward")           \
+  X(AttentionBackward, "attentionBackward")         \
+  X(LayerNormForward, "layerNormForward")           \
+  X(LayerNormBackward, "layerNormBackward")         \
+  X(Conv2dForward, "conv2dForward")                 \
+  X(Conv2dBackwardInput, "conv2dBackwardInput")     \
+  X(Conv2dBackwardWeight, "conv2dBackwardWeight")   \
+  X(Conv2dBackwardBias, "conv2dBackwardBias")       \
+  X(PoolForward, "poolForward")                     \
+  X(PoolBackward, "poolBackward")                   \
+  X(GlobalAvgPool, "globalAvgPool")                 \
+  X(GlobalAvgPoolBackward, "globalAvgPoolBackward") \
+  X(GroupNormForward, "groupNormForward")           \
+  X(GroupNormStats, "groupNormStats")               \
+  X(GroupNormBackward, "groupNormBackward")         \
+  X(ChannelMoments, "channelMoments")               \
+  X(ChannelAffine, "channelAffine")                 \
+  X(BatchNormBackward, "batchNormBackward")
+
+// A kernel called from JavaScript: bind (check) the arguments, run.
+template <class Call, Call (*Bind)(const mb::ArgList&), void (*Run)(const Call&)>
+Napi::Value Entry(const Napi::CallbackInfo& info) {
+  Run(Bind(info));
   return info.Env().Undefined();
+}
+
+// ---- Programs: a plan's native calls bound once ------------------------------------------
+// A plan replays the same calls on the same buffers every time; binding each call from
+// JavaScript costs a microsecond of N-API and checks, as much as a narrow kernel. planCompile
+// binds (and checks) a list of calls once and keeps them as closures; planRun runs a range of
+// them in one N-API call. The closures hold the buffers' data pointers: the JavaScript side
+// keeps the arrays alive with the program and checks before every run that no ArrayBuffer it
+// names has been detached (src/program.ts).
+struct Program {
+  std::vector<std::function<void()>> calls;
+};
+
+using Prepare = std::function<void()> (*)(const mb::ArgList&);
+
+template <class Call, Call (*Bind)(const mb::ArgList&), void (*Run)(const Call&)>
+std::function<void()> PrepareCall(const mb::ArgList& args) {
+  const Call c = Bind(args);
+  return [c] { Run(c); };
+}
+
+const std::unordered_map<std::string, Prepare>& Preparers() {
+#define MODELSLICE_PREPARER(N, name) {name, &PrepareCall<mb::N##Call, mb::Bind##N, Run##N>},
+  static const std::unordered_map<std::string, Prepare> table{
+      MODELSLICE_KERNELS(MODELSLICE_PREPARER)};
+#undef MODELSLICE_PREPARER
+  return table;
+}
+
+// Tells a Program's External from any other External a caller might pass.
+const napi_type_tag kProgramTag = {0x6d6f64656c736c69ULL, 0x636550726f677261ULL};
+
+// planCompile(calls: [name, args[]][]) -> program
+Napi::Value PlanCompile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  mb::Args args(info, "planCompile");
+  if (info.Length() < 1 || !info[0].IsArray())
+    args.FailType("calls must be an array of [name, args]");
+  const Napi::Array calls = info[0].As<Napi::Array>();
+  auto program = std::make_unique<Program>();
+  program->calls.reserve(calls.Length());
+  for (uint32_t i = 0; i < calls.Length(); ++i) {
+    const Napi::Value entry = calls.Get(i);
+    if (!entry.IsArray() || entry.As<Napi::Array>().Length() != 2)
+      args.FailType("call " + std::to_string(i) + " must be [name, args]");
+    const Napi::Array pair = entry.As<Napi::Array>();
+    const Napi::Value name = pair.Get(0u), list = pair.Get(1u);
+    if (!name.IsString() || !list.IsArray())
+      args.FailType("call " + std::to_string(i) + " must be [name, args]");
+    const auto found = Preparers().find(name.As<Napi::String>().Utf8Value());
+    if (found == Preparers().end())
+      args.Fail("call " + std::to_string(i) + ": no kernel " + name.As<Napi::String>().Utf8Value());
+    program->calls.push_back(found->second(mb::ArgList(env, list.As<Napi::Array>())));
+  }
+  auto external =
+      Napi::External<Program>::New(env, program.release(), [](Napi::Env, Program* p) { delete p; });
+  if (napi_type_tag_object(env, external, &kProgramTag) != napi_ok)
+    throw Napi::Error::New(env, "planCompile: could not tag the program");
+  return external;
+}
+
+// planRun(program, from, to): runs calls [from, to) of the program.
+Napi::Value PlanRun(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  mb::Args args(info, "planRun");
+  bool tagged = false;
+  if (info.Length() < 1 || !info[0].IsExternal() ||
+      napi_check_object_type_tag(env, info[0], &kProgramTag, &tagged) != napi_ok || !tagged)
+    args.FailType("program must be what planCompile returned");
+  Program* p = info[0].As<Napi::External<Program>>().Data();
+  const int64_t from = args.Int(1, "from"), to = args.Int(2, "to");
+  if (from > to || to > static_cast<int64_t>(p->calls.size()))
+    args.Fail("range [" + std::to_string(from) + ", " + std::to_string(to) +
+              ") is outside the program's " + std::to_string(p->calls.size()) + " calls");
+  for (int64_t i = from; i < to; ++i) p->calls[static_cast<size_t>(i)]();
+  return env.Undefined();
 }
 
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
@@ -422,36 +473,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // A worker thread's environment is torn down before its OS thread exits:
   // join its kernel threads now, so none outlive it.
   env.AddCleanupHook([] { ms::release_thread_pool(); });
-  Export<Gemm>(env, exports, "gemm");
-  Export<Binary>(env, exports, "binary");
-  Export<SumTo>(env, exports, "sumTo");
-  Export<MulGrad>(env, exports, "mulGrad");
-  Export<Relu>(env, exports, "relu");
-  Export<ReluBackward>(env, exports, "reluBackward");
-  Export<Axpy>(env, exports, "axpy");
-  Export<Copy>(env, exports, "copy");
-  Export<AddRowBias>(env, exports, "addRowBias");
-  Export<ColumnSums>(env, exports, "columnSums");
-  Export<Softmax>(env, exports, "softmax");
-  Export<SoftmaxBackward>(env, exports, "softmaxBackward");
-  Export<AttentionForward>(env, exports, "attentionForward");
-  Export<AttentionBackward>(env, exports, "attentionBackward");
-  Export<LayerNormForward>(env, exports, "layerNormForward");
-  Export<LayerNormBackward>(env, exports, "layerNormBackward");
-  Export<Conv2dForward>(env, exports, "conv2dForward");
-  Export<Conv2dBackwardInput>(env, exports, "conv2dBackwardInput");
-  Export<Conv2dBackwardWeight>(env, exports, "conv2dBackwardWeight");
-  Export<Conv2dBackwardBias>(env, exports, "conv2dBackwardBias");
-  Export<PoolForward>(env, exports, "poolForward");
-  Export<PoolBackward>(env, exports, "poolBackward");
-  Export<GlobalAvgPool>(env, exports, "globalAvgPool");
-  Export<GlobalAvgPoolBackward>(env, exports, "globalAvgPoolBackward");
-  Export<GroupNormForward>(env, exports, "groupNormForward");
-  Export<GroupNormStats>(env, exports, "groupNormStats");
-  Export<GroupNormBackward>(env, exports, "groupNormBackward");
-  Export<ChannelMoments>(env, exports, "channelMoments");
-  Export<ChannelAffine>(env, exports, "channelAffine");
-  Export<BatchNormBackward>(env, exports, "batchNormBackward");
+#define MODELSLICE_EXPORT(N, name) \
+  Export<Entry<mb::N##Call, mb::Bind##N, Run##N>>(env, exports, name);
+  MODELSLICE_KERNELS(MODELSLICE_EXPORT)
+#undef MODELSLICE_EXPORT
+  Export<PlanCompile>(env, exports, "planCompile");
+  Export<PlanRun>(env, exports, "planRun");
   Export<GetNumThreads>(env, exports, "getNumThreads");
   Export<SetNumThreads>(env, exports, "setNumThreads");
   Export<KernelInfo>(env, exports, "kernelInfo");

@@ -44,9 +44,37 @@ struct Region {
   bool inPlace;
 };
 
+// Most arguments a kernel takes (gemm's 16, with room); later ones are not read.
+constexpr size_t kMaxArgs = 24;
+
+// A call's arguments: a JavaScript call's, or the entries of an array (a call a plan recorded,
+// bound once by planCompile). Both read the same way, so one binder serves both.
+class ArgList {
+ public:
+  // Implicit: a binder takes a callback's arguments as they come.
+  ArgList(const Napi::CallbackInfo& info)  // NOLINT(runtime/explicit)
+      : env_(info.Env()), n_(info.Length() < kMaxArgs ? info.Length() : kMaxArgs) {
+    for (size_t i = 0; i < n_; ++i) v_[i] = info[i];
+  }
+  ArgList(Napi::Env env, const Napi::Array& values)
+      : env_(env), n_(values.Length() < kMaxArgs ? values.Length() : kMaxArgs) {
+    for (size_t i = 0; i < n_; ++i) v_[i] = values.Get(static_cast<uint32_t>(i));
+  }
+  size_t Length() const { return n_; }
+  Napi::Value operator[](size_t i) const {
+    return i < n_ ? Napi::Value(env_, v_[i]) : env_.Undefined();
+  }
+  Napi::Env Env() const { return env_; }
+
+ private:
+  Napi::Env env_;
+  size_t n_;
+  napi_value v_[kMaxArgs] = {};
+};
+
 class Args {
  public:
-  Args(const Napi::CallbackInfo& info, const char* fn) : info_(info), env_(info.Env()), fn_(fn) {}
+  Args(const ArgList& info, const char* fn) : info_(info), env_(info.Env()), fn_(fn) {}
 
   [[noreturn]] void Fail(const std::string& msg) const {
     throw Napi::RangeError::New(env_, std::string(fn_) + ": " + msg);
@@ -55,25 +83,50 @@ class Args {
     throw Napi::TypeError::New(env_, std::string(fn_) + ": " + msg);
   }
 
+  // Each reader below asks N-API once: a call costs ~0.1 us, and a kernel takes up to 16
+  // arguments, a few microseconds' worth of which a batch-1 pass makes a hundred calls.
+
+  // The argument, or null when it was left out.
+  napi_value Raw(size_t i) const {
+    return i < info_.Length() ? static_cast<napi_value>(info_[i]) : nullptr;
+  }
+
+  // The Float32Array at i (its data with its byte offset applied), or false for any other value.
+  bool ReadFloats(napi_value v, Span* out) const {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (v == nullptr ||
+        napi_get_typedarray_info(env_, v, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+        type != napi_float32_array)
+      return false;
+    *out = {static_cast<float*>(data), static_cast<int64_t>(length), true};
+    return true;
+  }
+
   Span Floats(size_t i, const char* name) const {
-    if (i >= info_.Length() || !info_[i].IsTypedArray() ||
-        info_[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      FailType(std::string(name) + " must be a Float32Array");
-    auto arr = info_[i].As<Napi::Float32Array>();
-    return {arr.Data(), static_cast<int64_t>(arr.ElementLength()), true};
+    Span s;
+    if (!ReadFloats(Raw(i), &s)) FailType(std::string(name) + " must be a Float32Array");
+    return s;
   }
 
   // null or undefined (or left out) is no buffer.
   Span OptionalFloats(size_t i, const char* name) const {
-    if (i >= info_.Length() || info_[i].IsNull() || info_[i].IsUndefined())
+    const napi_value v = Raw(i);
+    Span s;
+    if (ReadFloats(v, &s)) return s;
+    napi_valuetype t = napi_object;
+    if (v == nullptr ||
+        (napi_typeof(env_, v, &t) == napi_ok && (t == napi_null || t == napi_undefined)))
       return {nullptr, 0, false};
-    return Floats(i, name);
+    FailType(std::string(name) + " must be a Float32Array");
   }
 
   int64_t Int(size_t i, const char* name, int64_t max = INT64_MAX) const {
-    if (i >= info_.Length() || !info_[i].IsNumber())
+    const napi_value raw = Raw(i);
+    double v = 0;
+    if (raw == nullptr || napi_get_value_double(env_, raw, &v) != napi_ok)
       FailType(std::string(name) + " must be a number");
-    double v = info_[i].As<Napi::Number>().DoubleValue();
     if (!(v >= 0) || v > kMaxSafe || std::floor(v) != v)
       Fail(std::string(name) + " must be a non-negative integer, got " + std::to_string(v));
     auto n = static_cast<int64_t>(v);
@@ -82,15 +135,19 @@ class Args {
   }
 
   double Number(size_t i, const char* name) const {
-    if (i >= info_.Length() || !info_[i].IsNumber())
+    const napi_value raw = Raw(i);
+    double v = 0;
+    if (raw == nullptr || napi_get_value_double(env_, raw, &v) != napi_ok)
       FailType(std::string(name) + " must be a number");
-    return info_[i].As<Napi::Number>().DoubleValue();
+    return v;
   }
 
   bool Bool(size_t i, const char* name) const {
-    if (i >= info_.Length() || !info_[i].IsBoolean())
+    const napi_value raw = Raw(i);
+    bool v = false;
+    if (raw == nullptr || napi_get_value_bool(env_, raw, &v) != napi_ok)
       FailType(std::string(name) + " must be a boolean");
-    return info_[i].As<Napi::Boolean>().Value();
+    return v;
   }
 
   // A trailing flag the caller may leave out (or pass undefined).
@@ -214,7 +271,7 @@ class Args {
     return static_cast<int64_t>(x);
   }
 
-  const Napi::CallbackInfo& info_;
+  const ArgList info_;  // a copy: an Args may outlive the callback's temporary list
   Napi::Env env_;
   const char* fn_;
 };

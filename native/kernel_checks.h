@@ -38,7 +38,7 @@ struct GemmCall {
   int64_t bCols;
 };
 
-inline GemmCall BindGemm(const Napi::CallbackInfo& info) {
+inline GemmCall BindGemm(const ArgList& info) {
   Args args(info, "gemm");
   GemmCall c{};
   c.transA = args.Bool(0, "transA");
@@ -83,7 +83,7 @@ struct BinaryCall {
   Span out;
 };
 
-inline BinaryCall BindBinary(const Napi::CallbackInfo& info) {
+inline BinaryCall BindBinary(const ArgList& info) {
   Args args(info, "binary");
   BinaryCall c{};
   c.op = args.Int(0, "op", 1);
@@ -114,7 +114,7 @@ struct SumToCall {
   Indices accStrides;
 };
 
-inline SumToCall BindSumTo(const Napi::CallbackInfo& info) {
+inline SumToCall BindSumTo(const ArgList& info) {
   Args args(info, "sumTo");
   SumToCall c{};
   static_assert(8 <= kMaxIndices, "sumTo.shape: more entries than Indices holds");
@@ -142,7 +142,7 @@ struct MulGradCall {
   Indices accStrides;
 };
 
-inline MulGradCall BindMulGrad(const Napi::CallbackInfo& info) {
+inline MulGradCall BindMulGrad(const ArgList& info) {
   Args args(info, "mulGrad");
   MulGradCall c{};
   static_assert(8 <= kMaxIndices, "mulGrad.shape: more entries than Indices holds");
@@ -169,7 +169,7 @@ struct ReluCall {
   Span y;
 };
 
-inline ReluCall BindRelu(const Napi::CallbackInfo& info) {
+inline ReluCall BindRelu(const ArgList& info) {
   Args args(info, "relu");
   ReluCall c{};
   c.x = args.Floats(0, "x");
@@ -188,7 +188,7 @@ struct ReluBackwardCall {
   Span gx;
 };
 
-inline ReluBackwardCall BindReluBackward(const Napi::CallbackInfo& info) {
+inline ReluBackwardCall BindReluBackward(const ArgList& info) {
   Args args(info, "reluBackward");
   ReluBackwardCall c{};
   c.x = args.Floats(0, "x");
@@ -210,7 +210,7 @@ struct AxpyCall {
   Span y;
 };
 
-inline AxpyCall BindAxpy(const Napi::CallbackInfo& info) {
+inline AxpyCall BindAxpy(const ArgList& info) {
   Args args(info, "axpy");
   AxpyCall c{};
   c.n = args.Int(0, "n");
@@ -233,7 +233,7 @@ struct CopyCall {
   int64_t dstOffset;
 };
 
-inline CopyCall BindCopy(const Napi::CallbackInfo& info) {
+inline CopyCall BindCopy(const ArgList& info) {
   Args args(info, "copy");
   CopyCall c{};
   c.n = args.Int(0, "n");
@@ -257,7 +257,7 @@ struct AddRowBiasCall {
   int64_t ldy;
 };
 
-inline AddRowBiasCall BindAddRowBias(const Napi::CallbackInfo& info) {
+inline AddRowBiasCall BindAddRowBias(const ArgList& info) {
   Args args(info, "addRowBias");
   AddRowBiasCall c{};
   c.rows = args.Int(0, "rows");
@@ -282,7 +282,7 @@ struct ColumnSumsCall {
   Span acc;
 };
 
-inline ColumnSumsCall BindColumnSums(const Napi::CallbackInfo& info) {
+inline ColumnSumsCall BindColumnSums(const ArgList& info) {
   Args args(info, "columnSums");
   ColumnSumsCall c{};
   c.rows = args.Int(0, "rows");
@@ -307,7 +307,7 @@ struct SoftmaxCall {
   bool log;
 };
 
-inline SoftmaxCall BindSoftmax(const Napi::CallbackInfo& info) {
+inline SoftmaxCall BindSoftmax(const ArgList& info) {
   Args args(info, "softmax");
   SoftmaxCall c{};
   c.rows = args.Int(0, "rows");
@@ -332,7 +332,7 @@ struct SoftmaxBackwardCall {
   bool log;
 };
 
-inline SoftmaxBackwardCall BindSoftmaxBackward(const Napi::CallbackInfo& info) {
+inline SoftmaxBackwardCall BindSoftmaxBackward(const ArgList& info) {
   Args args(info, "softmaxBackward");
   SoftmaxBackwardCall c{};
   c.rows = args.Int(0, "rows");
@@ -365,7 +365,7 @@ struct AttentionForwardCall {
   Span out;
 };
 
-inline AttentionForwardCall BindAttentionForward(const Napi::CallbackInfo& info) {
+inline AttentionForwardCall BindAttentionForward(const ArgList& info) {
   Args args(info, "attentionForward");
   AttentionForwardCall c{};
   c.batch = args.Int(0, "batch");
@@ -380,6 +380,7 @@ inline AttentionForwardCall BindAttentionForward(const Napi::CallbackInfo& info)
   c.v = args.Floats(9, "v");
   c.probs = args.Floats(10, "probs");
   c.out = args.Floats(11, "out");
+  if (!(!(c.causal) || (c.Tk >= c.Tq))) args.Fail("causal attention needs Tk >= Tq");
   args.Disjoint({
       args.Fits(c.q, "q", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tq), c.heads), c.d), false),
       args.Fits(c.k, "k", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tk), c.heads), c.d), false),
@@ -409,7 +410,7 @@ struct AttentionBackwardCall {
   Span gv;
 };
 
-inline AttentionBackwardCall BindAttentionBackward(const Napi::CallbackInfo& info) {
+inline AttentionBackwardCall BindAttentionBackward(const ArgList& info) {
   Args args(info, "attentionBackward");
   AttentionBackwardCall c{};
   c.batch = args.Int(0, "batch");
@@ -427,6 +428,7 @@ inline AttentionBackwardCall BindAttentionBackward(const Napi::CallbackInfo& inf
   c.gq = args.OptionalFloats(12, "gq");
   c.gk = args.OptionalFloats(13, "gk");
   c.gv = args.OptionalFloats(14, "gv");
+  if (!(!(c.causal) || (c.Tk >= c.Tq))) args.Fail("causal attention needs Tk >= Tq");
   args.Disjoint({
       args.Fits(c.q, "q", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tq), c.heads), c.d), false),
       args.Fits(c.k, "k", 0, args.Mul(args.Mul(args.Mul(c.batch, c.Tk), c.heads), c.d), false),
@@ -453,7 +455,7 @@ struct LayerNormForwardCall {
   Span rstd;
 };
 
-inline LayerNormForwardCall BindLayerNormForward(const Napi::CallbackInfo& info) {
+inline LayerNormForwardCall BindLayerNormForward(const ArgList& info) {
   Args args(info, "layerNormForward");
   LayerNormForwardCall c{};
   c.rows = args.Int(0, "rows");
@@ -490,7 +492,7 @@ struct LayerNormBackwardCall {
   Span gbeta;
 };
 
-inline LayerNormBackwardCall BindLayerNormBackward(const Napi::CallbackInfo& info) {
+inline LayerNormBackwardCall BindLayerNormBackward(const ArgList& info) {
   Args args(info, "layerNormBackward");
   LayerNormBackwardCall c{};
   c.rows = args.Int(0, "rows");
@@ -532,7 +534,7 @@ struct Conv2dForwardCall {
   int64_t outW;
 };
 
-inline Conv2dForwardCall BindConv2dForward(const Napi::CallbackInfo& info) {
+inline Conv2dForwardCall BindConv2dForward(const ArgList& info) {
   Args args(info, "conv2dForward");
   Conv2dForwardCall c{};
   {
@@ -594,7 +596,7 @@ struct Conv2dBackwardInputCall {
   int64_t outW;
 };
 
-inline Conv2dBackwardInputCall BindConv2dBackwardInput(const Napi::CallbackInfo& info) {
+inline Conv2dBackwardInputCall BindConv2dBackwardInput(const ArgList& info) {
   Args args(info, "conv2dBackwardInput");
   Conv2dBackwardInputCall c{};
   {
@@ -644,7 +646,7 @@ struct Conv2dBackwardWeightCall {
   int64_t outW;
 };
 
-inline Conv2dBackwardWeightCall BindConv2dBackwardWeight(const Napi::CallbackInfo& info) {
+inline Conv2dBackwardWeightCall BindConv2dBackwardWeight(const ArgList& info) {
   Args args(info, "conv2dBackwardWeight");
   Conv2dBackwardWeightCall c{};
   {
@@ -692,7 +694,7 @@ struct Conv2dBackwardBiasCall {
   int64_t outW;
 };
 
-inline Conv2dBackwardBiasCall BindConv2dBackwardBias(const Napi::CallbackInfo& info) {
+inline Conv2dBackwardBiasCall BindConv2dBackwardBias(const ArgList& info) {
   Args args(info, "conv2dBackwardBias");
   Conv2dBackwardBiasCall c{};
   {
@@ -739,7 +741,7 @@ struct PoolForwardCall {
   int64_t outW;
 };
 
-inline PoolForwardCall BindPoolForward(const Napi::CallbackInfo& info) {
+inline PoolForwardCall BindPoolForward(const ArgList& info) {
   Args args(info, "poolForward");
   PoolForwardCall c{};
   c.kind = args.Int(0, "kind", 1);
@@ -781,7 +783,7 @@ struct PoolBackwardCall {
   int64_t outW;
 };
 
-inline PoolBackwardCall BindPoolBackward(const Napi::CallbackInfo& info) {
+inline PoolBackwardCall BindPoolBackward(const ArgList& info) {
   Args args(info, "poolBackward");
   PoolBackwardCall c{};
   c.kind = args.Int(0, "kind", 1);
@@ -822,7 +824,7 @@ struct GlobalAvgPoolCall {
   Span y;
 };
 
-inline GlobalAvgPoolCall BindGlobalAvgPool(const Napi::CallbackInfo& info) {
+inline GlobalAvgPoolCall BindGlobalAvgPool(const ArgList& info) {
   Args args(info, "globalAvgPool");
   GlobalAvgPoolCall c{};
   c.planes = args.Int(0, "planes");
@@ -845,7 +847,7 @@ struct GlobalAvgPoolBackwardCall {
   Span gx;
 };
 
-inline GlobalAvgPoolBackwardCall BindGlobalAvgPoolBackward(const Napi::CallbackInfo& info) {
+inline GlobalAvgPoolBackwardCall BindGlobalAvgPoolBackward(const ArgList& info) {
   Args args(info, "globalAvgPoolBackward");
   GlobalAvgPoolBackwardCall c{};
   c.planes = args.Int(0, "planes");
@@ -876,7 +878,7 @@ struct GroupNormForwardCall {
   bool relu;
 };
 
-inline GroupNormForwardCall BindGroupNormForward(const Napi::CallbackInfo& info) {
+inline GroupNormForwardCall BindGroupNormForward(const ArgList& info) {
   Args args(info, "groupNormForward");
   GroupNormForwardCall c{};
   c.batch = args.Int(0, "batch");
@@ -920,7 +922,7 @@ struct GroupNormStatsCall {
   Span shift;
 };
 
-inline GroupNormStatsCall BindGroupNormStats(const Napi::CallbackInfo& info) {
+inline GroupNormStatsCall BindGroupNormStats(const ArgList& info) {
   Args args(info, "groupNormStats");
   GroupNormStatsCall c{};
   c.batch = args.Int(0, "batch");
@@ -968,7 +970,7 @@ struct GroupNormBackwardCall {
   bool gxAccumulate;
 };
 
-inline GroupNormBackwardCall BindGroupNormBackward(const Napi::CallbackInfo& info) {
+inline GroupNormBackwardCall BindGroupNormBackward(const ArgList& info) {
   Args args(info, "groupNormBackward");
   GroupNormBackwardCall c{};
   c.batch = args.Int(0, "batch");
@@ -1010,7 +1012,7 @@ struct ChannelMomentsCall {
   Span variance;
 };
 
-inline ChannelMomentsCall BindChannelMoments(const Napi::CallbackInfo& info) {
+inline ChannelMomentsCall BindChannelMoments(const ArgList& info) {
   Args args(info, "channelMoments");
   ChannelMomentsCall c{};
   c.batch = args.Int(0, "batch");
@@ -1039,7 +1041,7 @@ struct ChannelAffineCall {
   Span y;
 };
 
-inline ChannelAffineCall BindChannelAffine(const Napi::CallbackInfo& info) {
+inline ChannelAffineCall BindChannelAffine(const ArgList& info) {
   Args args(info, "channelAffine");
   ChannelAffineCall c{};
   c.batch = args.Int(0, "batch");
@@ -1074,7 +1076,7 @@ struct BatchNormBackwardCall {
   Span gbeta;
 };
 
-inline BatchNormBackwardCall BindBatchNormBackward(const Napi::CallbackInfo& info) {
+inline BatchNormBackwardCall BindBatchNormBackward(const ArgList& info) {
   Args args(info, "batchNormBackward");
   BatchNormBackwardCall c{};
   c.batch = args.Int(0, "batch");

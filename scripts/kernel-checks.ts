@@ -145,7 +145,7 @@ function binder(k: KernelDecl): string {
     ...members.map((m) => `  ${m}`),
     `};`,
     ``,
-    `inline ${S} Bind${S.slice(0, -4)}(const Napi::CallbackInfo& info) {`,
+    `inline ${S} Bind${S.slice(0, -4)}(const ArgList& info) {`,
     `  Args args(info, ${JSON.stringify(k.name)});`,
     `  ${S} c{};`,
     ...[...reads, ...lets, ...checks].map((l) => `  ${l}`),

@@ -157,6 +157,7 @@ const POOL: KernelExtras = {
 const NORM_SIZES = [int('batch'), int('channels'), int('spatial')];
 const NORM_TOTAL = 'batch * channels * spatial';
 const GROUPS_DIVIDE: [string, string] = ['groups >= 1 && channels % groups == 0', 'groups must divide channels ({channels} channels, {groups} groups)'];
+const CAUSAL: [string, string] = ['!causal || Tk >= Tq', 'causal attention needs Tk >= Tq'];
 const LD = (ld: string, cols: string, what: string): [string, string] => [`${ld} >= ${cols} && ${ld} >= 1`, `${what} leading dimension {${ld}} is smaller than its {${cols}} columns`];
 
 /** Every kernel by name, in the argument order of `NativeAddon` (native.ts) or `JsKernels` (js-kernels.ts). */
@@ -201,14 +202,14 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       int('batch'), int('heads'), int('Tq'), int('Tk'), int('d'), float('scale'), flag('causal'),
       reads('q', 'batch * Tq * heads * d'), reads('k', 'batch * Tk * heads * d'), reads('v', 'batch * Tk * heads * d'),
       writes('probs', 'batch * heads * Tq * Tk'), writes('out', 'batch * Tq * heads * d'),
-    ]),
+    ], { checks: [CAUSAL] }),
     kernel('attentionBackward', [
       int('batch'), int('heads'), int('Tq'), int('Tk'), int('d'), float('scale'), flag('causal'),
       reads('q', 'batch * Tq * heads * d'), reads('k', 'batch * Tk * heads * d'), reads('v', 'batch * Tk * heads * d'),
       reads('probs', 'batch * heads * Tq * Tk'), reads('gout', 'batch * Tq * heads * d'),
       accumulates('gq', 'batch * Tq * heads * d', { optional: true }), accumulates('gk', 'batch * Tk * heads * d', { optional: true }),
       accumulates('gv', 'batch * Tk * heads * d', { optional: true }),
-    ]),
+    ], { checks: [CAUSAL] }),
     // Layer norm of each row of `dim` values, and its gradients.
     kernel('layerNormForward', [
       int('rows'), int('dim'), reads('x', 'rows * dim'), reads('gamma', 'dim', { optional: true }), reads('beta', 'dim', { optional: true }),

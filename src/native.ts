@@ -82,6 +82,10 @@ export interface NativeAddon {
   convPaths(): { forward: string; backwardInput: string; backwardWeight: string };
   /** For tests: a two-thread job whose second share throws a C++ exception of this kind. */
   testThrowInKernel(kind: 'bad_alloc' | 'system_error' | 'logic_error' | 'int'): void;
+  /** Binds (and checks) kernel calls once: a program planRun runs (src/program.ts). */
+  planCompile(calls: [string, unknown[]][]): unknown;
+  /** Runs calls [from, to) of a compiled program. */
+  planRun(program: unknown, from: number, to: number): void;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -218,6 +222,11 @@ export function checkIsaSetting(value: string | undefined = process.env.MODELSLI
 
 checkIsaSetting();
 export const native: NativeAddon = instrumentKernels(loadAddon());
+
+/** @internal Whether a kernel profile is being recorded (plans then run call by call, so it sees each). */
+export function profiling(): boolean {
+  return profile !== null;
+}
 
 /** Starts recording time per kernel entry point (for finding where time goes). */
 export function startKernelProfile(): void {

@@ -24,6 +24,7 @@ import { add } from '../ops/add.js';
 import { attention } from '../ops/attention.js';
 import { embedding } from '../ops/embedding.js';
 import { relu } from '../ops/relu.js';
+import { Program } from '../program.js';
 import { ArenaLayout, bindSteps, placeInArena } from '../slicing/arena.js';
 import { noGrad, outputBuffer, Tensor } from '../tensor.js';
 
@@ -157,8 +158,10 @@ interface LengthPatch {
 
 /** A decode step of `n` new tokens per sequence, captured for one cache, replayed without allocation. */
 export class DecodePlan {
+  private readonly program: Program;
+
   private constructor(
-    private readonly steps: readonly CapturedStep[],
+    steps: readonly CapturedStep[],
     private readonly patches: readonly LengthPatch[],
     private readonly ids: Float32Array,
     private readonly positions: Float32Array,
@@ -168,7 +171,11 @@ export class DecodePlan {
     readonly n: number,
     /** Bytes of the intermediates' arena. */
     readonly arenaBytes: number,
-  ) {}
+  ) {
+    // The calls a step's lengths change run from JavaScript; the rest are bound once.
+    const dynamic = new Set(steps.filter((s) => patches.some((p) => p.args === s.args)));
+    this.program = new Program(steps, dynamic);
+  }
 
   /** Captures a step (dry: nothing runs, the cache is untouched), or says why it cannot be replayed. */
   static build(model: Transformer, cache: KVCache, n: number, modules: readonly Module[], state: readonly Tensor[]): DecodePlan | string {
@@ -227,7 +234,7 @@ export class DecodePlan {
     const lengths = cache.lengths;
     for (let r = 0; r < lengths.length; r++) for (let j = 0; j < n; j++) this.positions[r * n + j] = lengths[r] + j;
     for (const p of this.patches) p.args[p.at] = lengths[p.sequence] * p.scale + p.offset;
-    for (const s of this.steps) s.fn(...s.args);
+    this.program.run();
     return new Tensor(this.output.slice(), [...this.outputShape]);
   }
 }

@@ -10,6 +10,7 @@
 import { captureCalls, enterModule, exitModule, type Capture, type CapturedStep } from '../capture.js';
 import { buffers } from '../kernels.js';
 import type { Module } from '../nn/module.js';
+import { Program } from '../program.js';
 import { noGrad, Tensor } from '../tensor.js';
 import { ArenaLayout, bindSteps, placeInArena } from './arena.js';
 import { foldNormsIntoConvs, fuseResidualAdds } from './passes.js';
@@ -48,7 +49,7 @@ export class InferencePlan {
   readonly fusedAdds: number;
   /** Group norms (+ ReLU) folded into the convolutions that read them. */
   readonly foldedNorms: number;
-  private readonly steps: CapturedStep[];
+  private readonly program: Program;
   private readonly input: Float32Array;
   private readonly output: Float32Array;
   private readonly state: StateSnapshot;
@@ -73,7 +74,8 @@ export class InferencePlan {
     this.outputShape = init.outputShape;
     this.arenaBytes = init.arenaBytes;
     this.eagerBytes = init.eagerBytes;
-    this.steps = init.steps;
+    // Its native calls bound once in the addon (program.ts): a replay is then a few N-API calls.
+    this.program = new Program(init.steps);
     this.input = init.input;
     this.output = init.output;
     this.state = init.state;
@@ -142,7 +144,7 @@ export class InferencePlan {
   /** Runs the pass on x (inputShape elements from x[xOffset]) and copies the output to out[outOffset]. */
   run(x: Float32Array, xOffset: number, out: Float32Array, outOffset: number): void {
     this.input.set(x.subarray(xOffset, xOffset + this.input.length));
-    for (const s of this.steps) s.fn(...s.args);
+    this.program.run();
     out.set(this.output, outOffset);
   }
 }
