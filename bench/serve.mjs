@@ -8,9 +8,14 @@
 // production arrival trace (bench/data/azure_llm_conv_2023.csv, Azure LLM inference,
 // CC-BY 4.0: bench/data/README.md) replayed in real time: a window of --trace-window
 // seconds (default 300, centred on the hour's busiest 10 s), every arrival sending the same
-// number of requests (fractions carried from one arrival to the next), chosen so that the
-// window's busiest 10 s ask for --trace-peak (default 4) times rate 1's capacity. Time is
-// never compressed. Reported: SLO attainment (share of requests answered within the SLO),
+// number of requests of --trace-inputs-per-request inputs (default --max-batch; fractions carried
+// from one arrival to the next), chosen so that the window's busiest 10 s ask for --trace-peak
+// (default 4) times rate 1's capacity. Time is never compressed; an arrival's requests are sent
+// at its instant. (A trace arrival scaled to 4x capacity is over a thousand inputs at once: as
+// requests of 4 they would ask HTTP on these two cores for ~2800 requests a second on average,
+// beyond what it carries, so the trace's requests are batch-sized.) The trace has its own SLO
+// by the spike's rule (what a lone arrival's last request waits for at rate 1, with 2x margin;
+// --trace-slo-ms to set it). Reported: SLO attainment (share of requests answered within the SLO),
 // p99, goodput (inputs answered within the SLO per second), rejections, and the accuracy
 // delivered (the model's recorded accuracy at each answer's rate) against rate 1's. With
 // --loads capacity, the server pinned at the narrowest rate and saturated (wrk when installed,
@@ -22,7 +27,8 @@
 //                          --phases 25,25,25 --seed N --loads open,closed,trace,capacity --clients 32
 //                          --capacity-seconds 15
 //                          --closed-inputs-per-request 1 --closed-seconds 20
-//                          --trace-window 300 --trace-start S --trace-peak 4 --instances N]
+//                          --trace-window 300 --trace-start S --trace-peak 4
+//                          --trace-inputs-per-request N --trace-slo-ms MS --instances N]
 //
 // --instances N (N > 1) runs every load against N servers of one worker each (the cores
 // shared out between them) behind Debian's HAProxy (least connections, /readyz checked every
@@ -84,6 +90,7 @@ const checkpoint = opt('checkpoint', args.includes('--model') || !existsSync(exa
 const modelName = checkpoint ? checkpoint.split('/').pop().replace(/\.safetensors$/, '') : opt('model', 'resnet56');
 const inputsPerRequest = Number(opt('inputs-per-request', '4'));
 const maxBatch = Number(opt('max-batch', '32'));
+const traceInputs = Number(opt('trace-inputs-per-request', String(maxBatch)));
 const maxQueue = Number(opt('max-queue', '256'));
 const instances = Number(opt('instances', '1'));
 // By default the server's own worker count (src/serve/server.ts, defaultWorkers: one per core, at most 4).
@@ -92,6 +99,7 @@ const loads = opt('loads', 'open,closed').split(',');
 const traceWindow = Number(opt('trace-window', quick ? '60' : '300'));
 const traceStartArg = opt('trace-start', undefined);
 const tracePeak = Number(opt('trace-peak', '4'));
+const traceSloArg = args.includes('--trace-slo-ms') ? Number(opt('trace-slo-ms')) : undefined;
 const clients = Number(opt('clients', '32'));
 const closedInputsPerRequest = Number(opt('closed-inputs-per-request', '1'));
 const closedSeconds = Number(opt('closed-seconds', quick ? '4' : '20'));
@@ -111,6 +119,7 @@ const builders = {
 if (!checkpoint && !builders[modelName]) throw new RangeError(`--model must be one of ${Object.keys(builders).join(', ')}`);
 for (const [name, v] of [
   ['inputs-per-request', inputsPerRequest],
+  ['trace-inputs-per-request', traceInputs],
   ['max-batch', maxBatch],
   ['max-queue', maxQueue],
   ...workerCounts.map((w) => ['workers', w]),
@@ -123,10 +132,12 @@ for (const [name, v] of [
 if (loads.length === 0 || loads.some((l) => !['open', 'closed', 'trace', 'capacity'].includes(l))) throw new RangeError('--loads takes open, closed, trace and capacity, comma-separated');
 if (!(traceWindow >= 10 && traceWindow <= 3600)) throw new RangeError('--trace-window must be in [10, 3600] seconds');
 if (!(tracePeak > 0)) throw new RangeError('--trace-peak must be positive');
+if (traceSloArg !== undefined && !(traceSloArg > 0)) throw new RangeError('--trace-slo-ms must be a positive number of milliseconds');
 if (closedInputsPerRequest > maxBatch) throw new RangeError('--closed-inputs-per-request must be at most --max-batch');
 if (!(closedSeconds > 0 && closedSeconds <= 600)) throw new RangeError('--closed-seconds must be in (0, 600]');
 if (!(capacitySeconds > 0 && capacitySeconds <= 600)) throw new RangeError('--capacity-seconds must be in (0, 600]');
 if (inputsPerRequest > maxBatch) throw new RangeError('--inputs-per-request must be at most --max-batch');
+if (traceInputs > maxBatch) throw new RangeError('--trace-inputs-per-request must be at most --max-batch');
 if (phaseSeconds.length !== 3 || phaseSeconds.some((s) => !(s > 0 && s <= 120))) throw new RangeError('--phases takes three durations in (0, 120] seconds');
 
 // Deterministic randomness (arrival gaps and request bodies).
@@ -337,11 +348,14 @@ const startTarget = (serveOptions) => (instances > 1 ? startCluster(serveOptions
 
 // ---- the load generator ----------------------------------------------------
 const rand = mulberry32(seed);
-const bodies = Array.from({ length: 16 }, () => {
-  const x = new Float32Array(inputsPerRequest * inputSize);
-  for (let i = 0; i < x.length; i++) x[i] = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-  return Buffer.from(x.buffer, x.byteOffset, x.byteLength); // little-endian on every platform Node runs on
-});
+/** Request bodies of `inputs` standard-normal inputs each, raw float32. */
+const makeBodies = (inputs) =>
+  Array.from({ length: 16 }, () => {
+    const x = new Float32Array(inputs * inputSize);
+    for (let i = 0; i < x.length; i++) x[i] = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+    return Buffer.from(x.buffer, x.byteOffset, x.byteLength); // little-endian on every platform Node runs on
+  });
+const bodies = makeBodies(inputsPerRequest);
 
 /** The Poisson arrivals of the calm / spike / calm phases (after a calm warm-up, phase -1). */
 function poissonPlan() {
@@ -384,7 +398,7 @@ async function runLoad(name, serveOptions, plan) {
   const send = (scheduled, start, phase) => {
     outstanding++;
     const rec = { t: scheduled - start, phase, status: 0, ms: NaN, rate: NaN };
-    const body = bodies[records.length % bodies.length];
+    const body = (plan.bodies ?? bodies)[records.length % 16];
     if (phase >= 0) records.push(rec);
     let done = false;
     const complete = (status, text) => {
@@ -496,7 +510,7 @@ function tracePlan() {
   const to = from + traceWindow;
   const peak = busiest(times, from, to, 10);
   // Requests per arrival so that the busiest 10 s ask for tracePeak x rate 1's capacity.
-  const perArrival = (tracePeak * capacity(1) * 10) / (peak.count * inputsPerRequest);
+  const perArrival = (tracePeak * capacity(1) * 10) / (peak.count * traceInputs);
   const arrivals = [];
   let carry = 0;
   for (const t of times) {
@@ -509,11 +523,12 @@ function tracePlan() {
   const counted = times.filter((t) => t >= from && t < to).length;
   return {
     arrivals,
+    bodies: makeBodies(traceInputs),
     endMs: traceWindow * 1000,
     warmupMs: warmupSeconds * 1000,
     phases: [{ name: 'trace', seconds: traceWindow, rps: (counted * perArrival) / traceWindow }],
     from,
-    peak: { start: peak.start - from, count: peak.count },
+    peak: { start: (peak.start - from) * 1000, count: peak.count }, // ms from the window's start
     perArrival,
     traceArrivals: counted,
     meanRps: (counted * perArrival) / traceWindow,
@@ -965,15 +980,18 @@ function reportClosed(fixed, elastic) {
 /** The trace runs: SLO attainment, p99, goodput, rejections and accuracy delivered. */
 function traceStats(run, plan) {
   const all = run.phases[0];
-  const sent = run.served + run.rejected + all.other + run.lost;
+  // Every request scheduled in the window: answered, refused, or neither (a connection error,
+  // or still unanswered at the end: lost, which `other` already counts).
+  const sent = run.served + run.rejected + all.other;
   const withinSlo = run.served - run.timedOut;
   return {
     requests: sent,
     sloAttainment: sent === 0 ? 0 : withinSlo / sent,
     p99Ms: run.p99Ms,
-    goodputInputsPerSecond: round((withinSlo * inputsPerRequest) / traceWindow, 1),
+    goodputInputsPerSecond: round((withinSlo * traceInputs) / traceWindow, 1),
     rejected: run.rejected,
     timedOut: run.timedOut,
+    unanswered: run.lost,
     meanRate: run.meanRate,
     accuracy: impliedAccuracy(run),
     peakP99Ms: round(quantile(run.timeline.slice(Math.floor(plan.peak.start / 1000), Math.ceil((plan.peak.start + 10000) / 1000)).map((b) => b.p99 ?? 0).sort((a, b) => a - b), 1), 1),
@@ -988,7 +1006,7 @@ function reportTrace(fixed, elastic, plan) {
   writeFileSync(
     tmpSvg,
     timelineSvg([fixed, elastic], {
-      title: `modelslice serve, ${modelName}: Azure LLM trace, ${traceWindow} s from ${plan.from.toFixed(0)} s, ${plan.perArrival.toFixed(2)} requests of ${inputsPerRequest} per arrival, SLO ${sloMs} ms`,
+      title: `modelslice serve, ${modelName}: Azure LLM trace, ${traceWindow} s from ${plan.from.toFixed(0)} s, ${plan.perArrival.toFixed(2)} requests of ${traceInputs} per arrival, SLO ${sloMs} ms`,
       subtitle: `per second of scheduled arrival; shaded: the busiest 10 s (${tracePeak}x rate 1's capacity)`,
       shadeFrom: peakS,
       shadeTo: peakS + 10,
@@ -999,7 +1017,7 @@ function reportTrace(fixed, elastic, plan) {
   const e = traceStats(elastic, plan);
   console.log(`modelslice serve on a production trace (bench/data/azure_llm_conv_2023.csv, Azure Public Dataset, CC-BY 4.0): ${modelName}, ${topology()}, maxBatch ${maxBatch}, maxQueue ${plan.maxQueue} inputs`);
   console.log(
-    `window ${traceWindow} s from ${plan.from.toFixed(1)} s of the hour, replayed in real time: ${plan.traceArrivals} arrivals x ${plan.perArrival.toFixed(2)} requests of ${inputsPerRequest} inputs (mean ${(plan.meanRps * inputsPerRequest).toFixed(0)} inputs/s = ${((plan.meanRps * inputsPerRequest) / capacity(1)).toFixed(2)} x rate-1 capacity ${capacity(1).toFixed(0)}/s; busiest 10 s at ${peakS.toFixed(0)} s: ${tracePeak}x)`,
+    `window ${traceWindow} s from ${plan.from.toFixed(1)} s of the hour, replayed in real time: ${plan.traceArrivals} arrivals x ${plan.perArrival.toFixed(2)} requests of ${traceInputs} inputs (mean ${(plan.meanRps * traceInputs).toFixed(0)} inputs/s = ${((plan.meanRps * traceInputs) / capacity(1)).toFixed(2)} x rate-1 capacity ${capacity(1).toFixed(0)}/s; busiest 10 s at ${peakS.toFixed(0)} s: ${tracePeak}x)`,
   );
   console.log(`SLO ${sloMs} ms = ${sloReason}`);
   console.log('');
@@ -1036,13 +1054,29 @@ for (const w of workerCounts) {
   }
   if (loads.includes('trace')) {
     const plan = tracePlan();
-    // A trace arrival brings its requests at one instant: size the queue by what the narrowest
-    // rate drains within the SLO (unless --max-queue says otherwise), not by a spike's worth.
-    plan.maxQueue = args.includes('--max-queue') ? maxQueue : Math.max(maxQueue, Math.ceil((capacity(rates[rates.length - 1]) * sloMs) / 1000));
-    err(`bench:serve: trace window ${traceWindow} s from ${plan.from.toFixed(0)} s, ${plan.perArrival.toFixed(2)} requests per arrival (${plan.arrivals.length} requests with the warm-up), max queue ${plan.maxQueue} inputs`);
-    const fixed = await runLoad('fixed', { ...common, maxQueue: plan.maxQueue, rate: 1 }, plan);
-    const elastic = await runLoad('elastic', { ...common, maxQueue: plan.maxQueue }, plan);
-    result.trace = { plan: { from: plan.from, window: traceWindow, perArrival: plan.perArrival, peakStartS: plan.peak.start / 1000, maxQueue: plan.maxQueue }, ...reportTrace(fixed, elastic, plan) };
+    // The trace's own SLO, by the rule of the spike's (what a lone request waits for at rate 1,
+    // with 2x margin): a lone arrival's last request waits for the batch in progress and all of
+    // the arrival's batches, shared among the workers. The spike's SLO, 4 batches, is less than
+    // one scaled arrival takes at the narrowest rate.
+    const spikeSlo = [sloMs, sloReason];
+    const batches = Math.ceil((plan.perArrival * traceInputs) / maxBatch);
+    const perWorker = Math.ceil(batches / (workers * instances));
+    sloMs = traceSloArg !== undefined ? traceSloArg : round(2 * (1 + perWorker) * fullBatchMs, 1);
+    sloReason =
+      traceSloArg !== undefined
+        ? 'given by --trace-slo-ms'
+        : `2 x (1 + ${perWorker}) x ${fullBatchMs.toFixed(1)} ms: a lone arrival's last request waits for the batch in progress and the arrival's ${batches} batches of ${maxBatch} over ${workers * instances} worker(s) at rate 1, plus 2x margin`;
+    try {
+      // A trace arrival brings its requests at one instant: size the queue by what the narrowest
+      // rate drains within the SLO (unless --max-queue says otherwise), not by a spike's worth.
+      plan.maxQueue = args.includes('--max-queue') ? maxQueue : Math.max(maxQueue, Math.ceil((capacity(rates[rates.length - 1]) * sloMs) / 1000));
+      err(`bench:serve: trace window ${traceWindow} s from ${plan.from.toFixed(0)} s, ${plan.perArrival.toFixed(2)} requests per arrival (${plan.arrivals.length} requests with the warm-up), SLO ${sloMs} ms, max queue ${plan.maxQueue} inputs`);
+      const fixed = await runLoad('fixed', { ...common, sloMs, maxQueue: plan.maxQueue, rate: 1 }, plan);
+      const elastic = await runLoad('elastic', { ...common, sloMs, maxQueue: plan.maxQueue }, plan);
+      result.trace = { plan: { from: plan.from, window: traceWindow, perArrival: plan.perArrival, peakStartS: plan.peak.start / 1000, maxQueue: plan.maxQueue, sloMs }, ...reportTrace(fixed, elastic, plan) };
+    } finally {
+      [sloMs, sloReason] = spikeSlo;
+    }
   }
   if (loads.includes('capacity')) {
     result.capacity = await runCapacity(common);
