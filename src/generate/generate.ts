@@ -115,6 +115,14 @@ function windowEnd(index: number, context: number): number {
   return index < context ? context : (Math.floor(index / s) + 1) * s;
 }
 
+/**
+ * A cache per model and rate kept from one generation to the next: a cache holds its decode
+ * plans (decode.ts), whose capture takes milliseconds, and a server generates for one request
+ * after another. Generation is synchronous, so a cache is used by one generation at a time; a
+ * generation started inside another's onToken finds none spare and makes its own.
+ */
+const spareCaches = new WeakMap<Transformer, Map<number, { version: number; cache: KVCache }>>();
+
 /** A text's tokens in a cache: it keeps what it fed and feeds only what changed. */
 class CachedText {
   readonly cache: KVCache;
@@ -125,7 +133,21 @@ class CachedText {
     private readonly model: Transformer,
     rate: number,
   ) {
-    this.cache = new KVCache(model, { rate });
+    const spare = spareCaches.get(model)?.get(rate);
+    if (spare !== undefined && spare.version === model.structureVersion) {
+      spareCaches.get(model)!.delete(rate);
+      this.cache = spare.cache;
+      this.cache.truncate(0, 0);
+    } else {
+      this.cache = new KVCache(model, { rate });
+    }
+  }
+
+  /** Keeps the cache (and its plans) for the model's next generation at this rate. */
+  release(): void {
+    let spares = spareCaches.get(this.model);
+    if (spares === undefined) spareCaches.set(this.model, (spares = new Map()));
+    spares.set(this.cache.rate, { version: this.model.structureVersion, cache: this.cache });
   }
 
   /** Next-token logits at positions [from, to) of `text` (rows of a [1, n, vocab] tensor, n >= to - from: the last rows). */
@@ -163,14 +185,18 @@ export function generate(model: Transformer, prompt: ArrayLike<number>, options:
   const out: number[] = [];
   const vocab = model.config.vocab;
   let passes = 0;
-  while (out.length < options.maxTokens && !stopped(out, options.stop)) {
-    const at = text.length - 1;
-    const logits = seq.logits(text, at, at + 1);
-    passes++;
-    const id = drawFrom(samplingDistribution(rowAt(logits, vocab, at + 1, at), options), gen);
-    out.push(id);
-    text.push(id);
-    options.onToken?.(id);
+  try {
+    while (out.length < options.maxTokens && !stopped(out, options.stop)) {
+      const at = text.length - 1;
+      const logits = seq.logits(text, at, at + 1);
+      passes++;
+      const id = drawFrom(samplingDistribution(rowAt(logits, vocab, at + 1, at), options), gen);
+      out.push(id);
+      text.push(id);
+      options.onToken?.(id);
+    }
+  } finally {
+    seq.release();
   }
   return { tokens: out, stats: { passes, drafted: 0, accepted: 0 } };
 }
@@ -206,44 +232,49 @@ export function speculativeGenerate(model: Transformer, prompt: ArrayLike<number
     options.onToken?.(id);
     return out.length >= options.maxTokens || stopped(out, options.stop);
   };
-  while (out.length < options.maxTokens && !stopped(out, options.stop)) {
-    const at = text.length - 1;
-    // Proposals stay within one window of positions (and within maxTokens): the target then
-    // sees each of them as plain decoding would.
-    const room = Math.min(k, options.maxTokens - out.length - 1, windowEnd(at, context) - at - 1);
-    const proposals: number[] = [];
-    const q: Float64Array[] = [];
-    for (let i = 0; i < room; i++) {
+  try {
+    while (out.length < options.maxTokens && !stopped(out, options.stop)) {
+      const at = text.length - 1;
+      // Proposals stay within one window of positions (and within maxTokens): the target then
+      // sees each of them as plain decoding would.
+      const room = Math.min(k, options.maxTokens - out.length - 1, windowEnd(at, context) - at - 1);
+      const proposals: number[] = [];
+      const q: Float64Array[] = [];
+      for (let i = 0; i < room; i++) {
+        const seq = [...text, ...proposals];
+        const to = seq.length;
+        const dist = samplingDistribution(rowAt(draft.logits(seq, to - 1, to), vocab, to, to - 1), options);
+        proposals.push(drawFrom(dist, gen));
+        q.push(dist);
+      }
+      stats.drafted += proposals.length;
+      // One full-rate pass gives p after the last token and after each proposal.
       const seq = [...text, ...proposals];
-      const to = seq.length;
-      const dist = samplingDistribution(rowAt(draft.logits(seq, to - 1, to), vocab, to, to - 1), options);
-      proposals.push(drawFrom(dist, gen));
-      q.push(dist);
+      const logits = target.logits(seq, at, seq.length);
+      stats.passes++;
+      const pAt = (i: number) => samplingDistribution(rowAt(logits, vocab, seq.length, at + i), options);
+      let next = -1;
+      let i = 0;
+      for (; i < proposals.length; i++) {
+        const p = pAt(i);
+        const x = proposals[i];
+        if (gen.uniform() < Math.min(1, p[x] / q[i][x])) continue;
+        // Refused: a draw from max(0, p - q), renormalised.
+        const residual = new Float64Array(vocab);
+        let sum = 0;
+        for (let j = 0; j < vocab; j++) sum += residual[j] = Math.max(0, p[j] - q[i][j]);
+        for (let j = 0; j < vocab; j++) residual[j] /= sum;
+        next = drawFrom(residual, gen);
+        break;
+      }
+      stats.accepted += i;
+      let done = false;
+      for (let j = 0; j < i && !done; j++) done = emit(proposals[j]);
+      if (!done) emit(next >= 0 ? next : drawFrom(pAt(proposals.length), gen));
     }
-    stats.drafted += proposals.length;
-    // One full-rate pass gives p after the last token and after each proposal.
-    const seq = [...text, ...proposals];
-    const logits = target.logits(seq, at, seq.length);
-    stats.passes++;
-    const pAt = (i: number) => samplingDistribution(rowAt(logits, vocab, seq.length, at + i), options);
-    let next = -1;
-    let i = 0;
-    for (; i < proposals.length; i++) {
-      const p = pAt(i);
-      const x = proposals[i];
-      if (gen.uniform() < Math.min(1, p[x] / q[i][x])) continue;
-      // Refused: a draw from max(0, p - q), renormalised.
-      const residual = new Float64Array(vocab);
-      let sum = 0;
-      for (let j = 0; j < vocab; j++) sum += residual[j] = Math.max(0, p[j] - q[i][j]);
-      for (let j = 0; j < vocab; j++) residual[j] /= sum;
-      next = drawFrom(residual, gen);
-      break;
-    }
-    stats.accepted += i;
-    let done = false;
-    for (let j = 0; j < i && !done; j++) done = emit(proposals[j]);
-    if (!done) emit(next >= 0 ? next : drawFrom(pAt(proposals.length), gen));
+  } finally {
+    target.release();
+    draft.release();
   }
   return { tokens: out, stats };
 }

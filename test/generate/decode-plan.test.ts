@@ -116,3 +116,39 @@ t.test('greedy generation is the same with and without plans', async (t) => {
   }
   t.same(planned.tokens, eager);
 });
+
+t.test('a model\'s next generation reuses the cache and plans of its last, and leaks nothing from it', async (t) => {
+  const m = model(12);
+  const builds = { count: 0 };
+  const build = DecodePlan.build;
+  DecodePlan.build = (...args: Parameters<typeof build>) => {
+    builds.count++;
+    return build(...args);
+  };
+  t.teardown(() => {
+    DecodePlan.build = build;
+  });
+  // 30 tokens after a prompt of 3 cross the context of 12: the windows restart every 6.
+  const first = ms.generate(m, [1, 2, 3], { maxTokens: 30, temperature: 0, rate: 0.5 });
+  const built = builds.count;
+  t.ok(built >= 1, 'the first generation built its plans');
+  const second = ms.generate(m, [1, 2, 3], { maxTokens: 30, temperature: 0, rate: 0.5 });
+  t.same(second.tokens, first.tokens, 'the same tokens');
+  t.equal(builds.count, built, 'and no plan built again');
+  const other = ms.generate(m, [4, 4], { maxTokens: 10, temperature: 0, rate: 0.5 });
+  const alone = ms.generate(model(12), [4, 4], { maxTokens: 10, temperature: 0, rate: 0.5 });
+  t.same(other.tokens, alone.tokens, 'another prompt on the reused cache gives what a fresh model gives');
+  const spec = ms.speculativeGenerate(m, [1, 2, 3], { maxTokens: 30, temperature: 0, draftRate: 0.5 });
+  const full = ms.generate(m, [1, 2, 3], { maxTokens: 30, temperature: 0, rate: 1 });
+  t.same(spec.tokens, full.tokens, 'speculative decoding on reused caches gives rate 1\'s tokens');
+  // A generation inside another's onToken makes its own cache.
+  const inner: number[][] = [];
+  const outer = ms.generate(m, [1, 2, 3], {
+    maxTokens: 5,
+    temperature: 0,
+    rate: 0.5,
+    onToken: () => inner.push(ms.generate(m, [4, 4], { maxTokens: 10, temperature: 0, rate: 0.5 }).tokens),
+  });
+  t.same(outer.tokens, first.tokens.slice(0, 5), 'the outer generation is undisturbed');
+  t.ok(inner.every((x) => x.join() === alone.tokens.join()), 'and each inner one gives its own tokens');
+});
