@@ -11,8 +11,9 @@
 // captured once per cache and token count, dry, with every sequence's cache taken as full; the
 // calls that depend on how much a sequence holds (the copy of new keys and values into the
 // cache, and the attention over them) are found by the cache buffers they name and are given
-// each step's lengths before it runs. Everything else (the projections, norms, feed-forward
-// and head) replays as captured, its intermediates in one arena.
+// each step's lengths before it runs, from JavaScript. Everything else (the projections, norms,
+// feed-forward and head) replays as captured, its intermediates in one arena, bound once in
+// the addon as a program (program.ts).
 import { captureCalls, type CapturedStep } from '../capture.js';
 import { native } from '../native.js';
 import { arg } from '../kernels.js';
