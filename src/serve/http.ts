@@ -181,7 +181,7 @@ export class HttpFront {
       }
       return;
     }
-    this.send(req, res, 'other', 404, JSON.stringify({ error: `no route ${path}; try POST /predict${this.options.generator ? ', POST /generate' : ''}, GET /healthz, GET /readyz or GET /metrics` }));
+    this.send(req, res, 'other', 404, JSON.stringify({ error: `no route ${path}; try POST ${this.options.generator ? '/generate' : '/predict'}, GET /healthz, GET /readyz or GET /metrics` }));
   }
 
   /** Answers and counts the answer; false when the client is gone and nothing was sent. */
@@ -224,6 +224,9 @@ export class HttpFront {
     };
     try {
       if (this.closing) throw new HttpError(503, 'the server is shutting down', { 'Retry-After': '1' });
+      // A class per input means nothing for a language model (it would be the argmax of a
+      // sequence's logits at every position at once): its answers are text.
+      if (this.options.generator !== undefined) throw new HttpError(404, 'this model is a language model (models.transformer): its answers are text, POST /generate');
       const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
       const raw = type === 'application/octet-stream';
       if (!raw && type !== '' && type !== 'application/json') {

@@ -74,6 +74,16 @@ t.test('POST /generate answers the greedy continuation, whole or streamed, at th
   t.match(metrics.text, /modelslice_requests_total\{route="generate",code="400"\} 7/);
 });
 
+t.test('a language model has no POST /predict: its answers are text', async (t) => {
+  const server = await ms.serve(lm(), { workers: 1, sloMs: 1000, maxBatch: 4, profileRepeats: 1 });
+  t.teardown(() => server.close());
+  const r = await postJson(`${server.url}/predict`, { inputs: [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]] });
+  t.equal(r.status, 404);
+  t.match((r.json() as { error: string }).error, /a language model .*POST \/generate/);
+  const other = await call(`${server.url}/nowhere`);
+  t.match(other.text, /try POST \/generate, GET \/healthz/, 'an unknown route points to /generate, not /predict');
+});
+
 t.test('an image model has no POST /generate', async (t) => {
   ms.manualSeed(1);
   const server = await ms.serve(ms.models.mlp({ inputs: 4, hidden: [8], classes: 2 }), { sloMs: 1000, maxBatch: 2, profileRepeats: 1 });
