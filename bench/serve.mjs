@@ -398,7 +398,8 @@ async function runLoad(name, serveOptions, plan) {
   const send = (scheduled, start, phase) => {
     outstanding++;
     const rec = { t: scheduled - start, phase, status: 0, ms: NaN, rate: NaN };
-    const body = (plan.bodies ?? bodies)[records.length % 16];
+    const pool = plan.bodies ?? bodies;
+    const body = pool[records.length % pool.length];
     if (phase >= 0) records.push(rec);
     let done = false;
     const complete = (status, text) => {

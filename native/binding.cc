@@ -327,9 +327,10 @@ Napi::Value PlanCompile(const Napi::CallbackInfo& info) {
     const Napi::Value name = pair.Get(0u), list = pair.Get(1u);
     if (!name.IsString() || !list.IsArray())
       args.FailType("call " + std::to_string(i) + " must be [name, args]");
-    const auto found = Preparers().find(name.As<Napi::String>().Utf8Value());
+    const std::string kernel = name.As<Napi::String>().Utf8Value();
+    const auto found = Preparers().find(kernel);
     if (found == Preparers().end())
-      args.Fail("call " + std::to_string(i) + ": no kernel " + name.As<Napi::String>().Utf8Value());
+      args.Fail("call " + std::to_string(i) + ": no kernel " + kernel);
     program->calls.push_back(found->second(mb::ArgList(env, list.As<Napi::Array>())));
   }
   auto external =

@@ -150,32 +150,48 @@ MS_TGT512 MS_INLINE float hsum512(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
-// R rows at once; every row's arithmetic is identical to the R = 1 case.
-template <int R>
-MS_TGT512 MS_INLINE void dot_rows(int64_t K, const float* S, int64_t ld, const float* x,
-                                  float* out) {
-  __m512 a0[R], a1[R];
-  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+// R rows against X vectors at once (each load of a row serves every vector); every (vector,
+// row) pair's arithmetic is identical to the R = 1, X = 1 case: two accumulators over steps of
+// 32, a step of 16 into the first, a masked tail into the second.
+template <int R, int X>
+MS_TGT512 MS_INLINE void dot_rows(int64_t K, const float* S, int64_t ld, const float* const* x,
+                                  float (*out)[4]) {
+  __m512 a0[X][R], a1[X][R];
+  for (int v = 0; v < X; ++v)
+    for (int r = 0; r < R; ++r) a0[v][r] = a1[v][r] = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
-    const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+    __m512 x0[X], x1[X];
+    for (int v = 0; v < X; ++v) {
+      x0[v] = _mm512_loadu_ps(x[v] + k);
+      x1[v] = _mm512_loadu_ps(x[v] + k + 16);
+    }
     for (int r = 0; r < R; ++r) {
-      a0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(S + r * ld + k), x0, a0[r]);
-      a1[r] = _mm512_fmadd_ps(_mm512_loadu_ps(S + r * ld + k + 16), x1, a1[r]);
+      const __m512 s0 = _mm512_loadu_ps(S + r * ld + k), s1 = _mm512_loadu_ps(S + r * ld + k + 16);
+      for (int v = 0; v < X; ++v) {
+        a0[v][r] = _mm512_fmadd_ps(s0, x0[v], a0[v][r]);
+        a1[v][r] = _mm512_fmadd_ps(s1, x1[v], a1[v][r]);
+      }
     }
   }
   if (k + 16 <= K) {
-    const __m512 x0 = _mm512_loadu_ps(x + k);
-    for (int r = 0; r < R; ++r) a0[r] = _mm512_fmadd_ps(_mm512_loadu_ps(S + r * ld + k), x0, a0[r]);
+    for (int r = 0; r < R; ++r) {
+      const __m512 s0 = _mm512_loadu_ps(S + r * ld + k);
+      for (int v = 0; v < X; ++v)
+        a0[v][r] = _mm512_fmadd_ps(s0, _mm512_loadu_ps(x[v] + k), a0[v][r]);
+    }
     k += 16;
   }
   if (k < K) {
     const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1u);
-    const __m512 x1 = _mm512_maskz_loadu_ps(m, x + k);
-    for (int r = 0; r < R; ++r)
-      a1[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, S + r * ld + k), x1, a1[r]);
+    for (int r = 0; r < R; ++r) {
+      const __m512 s1 = _mm512_maskz_loadu_ps(m, S + r * ld + k);
+      for (int v = 0; v < X; ++v)
+        a1[v][r] = _mm512_fmadd_ps(s1, _mm512_maskz_loadu_ps(m, x[v] + k), a1[v][r]);
+    }
   }
-  for (int r = 0; r < R; ++r) out[r] = hsum512(_mm512_add_ps(a0[r], a1[r]));
+  for (int v = 0; v < X; ++v)
+    for (int r = 0; r < R; ++r) out[v][r] = hsum512(_mm512_add_ps(a0[v][r], a1[v][r]));
 }
 
 // y = alpha * v (+ beta * y, fused), the scalar twin of the vector store formula.
@@ -185,80 +201,36 @@ MS_TGT512 MS_INLINE void put_scalar(float* y, float v, float alpha, float beta) 
                     : _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(beta), _mm_set_ss(*y), t));
 }
 
-MS_TGT512 void gemv_dot_avx512(int64_t rows, int64_t K, float alpha, const float* S, int64_t ld,
-                               const float* x, float beta, float* y, int64_t incy) {
-  float s[4];
+// y[v] = alpha * S x[v] + beta * y[v] for X vectors, the rows in tiles of 4.
+template <int X>
+MS_TGT512 MS_INLINE void gemv_dot_x(int64_t rows, int64_t K, float alpha, const float* S,
+                                    int64_t ld, const float* const* x, float beta, float* const* y,
+                                    int64_t incy) {
+  float s[X][4];
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) {
-    dot_rows<4>(K, S + r * ld, ld, x, s);
-    for (int i = 0; i < 4; ++i) put_scalar(y + (r + i) * incy, s[i], alpha, beta);
+    dot_rows<4, X>(K, S + r * ld, ld, x, s);
+    for (int v = 0; v < X; ++v)
+      for (int i = 0; i < 4; ++i) put_scalar(y[v] + (r + i) * incy, s[v][i], alpha, beta);
   }
   for (; r < rows; ++r) {
-    dot_rows<1>(K, S + r * ld, ld, x, s);
-    put_scalar(y + r * incy, s[0], alpha, beta);
+    dot_rows<1, X>(K, S + r * ld, ld, x, s);
+    for (int v = 0; v < X; ++v) put_scalar(y[v] + r * incy, s[v][0], alpha, beta);
   }
 }
 
-// dot_rows for two vectors at once: each row's load serves both, and every (vector, row) pair
-// gets dot_rows' arithmetic (the same two accumulators, steps and tails).
-template <int R>
-MS_TGT512 MS_INLINE void dot_rows_x2(int64_t K, const float* S, int64_t ld, const float* x0,
-                                     const float* x1, float* out0, float* out1) {
-  __m512 a0[2][R], a1[2][R];
-  for (int r = 0; r < R; ++r) a0[0][r] = a1[0][r] = a0[1][r] = a1[1][r] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 32 <= K; k += 32) {
-    const __m512 p0 = _mm512_loadu_ps(x0 + k), p1 = _mm512_loadu_ps(x0 + k + 16);
-    const __m512 q0 = _mm512_loadu_ps(x1 + k), q1 = _mm512_loadu_ps(x1 + k + 16);
-    for (int r = 0; r < R; ++r) {
-      const __m512 s0 = _mm512_loadu_ps(S + r * ld + k), s1 = _mm512_loadu_ps(S + r * ld + k + 16);
-      a0[0][r] = _mm512_fmadd_ps(s0, p0, a0[0][r]);
-      a1[0][r] = _mm512_fmadd_ps(s1, p1, a1[0][r]);
-      a0[1][r] = _mm512_fmadd_ps(s0, q0, a0[1][r]);
-      a1[1][r] = _mm512_fmadd_ps(s1, q1, a1[1][r]);
-    }
-  }
-  if (k + 16 <= K) {
-    const __m512 p0 = _mm512_loadu_ps(x0 + k), q0 = _mm512_loadu_ps(x1 + k);
-    for (int r = 0; r < R; ++r) {
-      const __m512 s0 = _mm512_loadu_ps(S + r * ld + k);
-      a0[0][r] = _mm512_fmadd_ps(s0, p0, a0[0][r]);
-      a0[1][r] = _mm512_fmadd_ps(s0, q0, a0[1][r]);
-    }
-    k += 16;
-  }
-  if (k < K) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1u);
-    const __m512 p1 = _mm512_maskz_loadu_ps(m, x0 + k), q1 = _mm512_maskz_loadu_ps(m, x1 + k);
-    for (int r = 0; r < R; ++r) {
-      const __m512 s1 = _mm512_maskz_loadu_ps(m, S + r * ld + k);
-      a1[0][r] = _mm512_fmadd_ps(s1, p1, a1[0][r]);
-      a1[1][r] = _mm512_fmadd_ps(s1, q1, a1[1][r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    out0[r] = hsum512(_mm512_add_ps(a0[0][r], a1[0][r]));
-    out1[r] = hsum512(_mm512_add_ps(a0[1][r], a1[1][r]));
-  }
+MS_TGT512 void gemv_dot_avx512(int64_t rows, int64_t K, float alpha, const float* S, int64_t ld,
+                               const float* x, float beta, float* y, int64_t incy) {
+  gemv_dot_x<1>(rows, K, alpha, S, ld, &x, beta, &y, incy);
 }
 
+// Two vectors against the same rows: each row is loaded once for both.
 MS_TGT512 void gemv_dot2_avx512(int64_t rows, int64_t K, float alpha, const float* S, int64_t ld,
                                 const float* x0, const float* x1, float beta, float* y0,
                                 float* y1) {
-  float s0[4], s1[4];
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    dot_rows_x2<4>(K, S + r * ld, ld, x0, x1, s0, s1);
-    for (int i = 0; i < 4; ++i) {
-      put_scalar(y0 + r + i, s0[i], alpha, beta);
-      put_scalar(y1 + r + i, s1[i], alpha, beta);
-    }
-  }
-  for (; r < rows; ++r) {
-    dot_rows_x2<1>(K, S + r * ld, ld, x0, x1, s0, s1);
-    put_scalar(y0 + r, s0[0], alpha, beta);
-    put_scalar(y1 + r, s1[0], alpha, beta);
-  }
+  const float* const x[2] = {x0, x1};
+  float* const y[2] = {y0, y1};
+  gemv_dot_x<2>(rows, K, alpha, S, ld, x, beta, y, 1);
 }
 
 // y[j] for a chunk of NV*16 columns (mask on the last vector for tails).

@@ -27,6 +27,7 @@ import { embedding } from '../ops/embedding.js';
 import { relu } from '../ops/relu.js';
 import { Program } from '../program.js';
 import { ArenaLayout, bindSteps, placeInArena } from '../slicing/arena.js';
+import { InferencePlan, StateSnapshot } from '../slicing/plan.js';
 import { noGrad, outputBuffer, Tensor } from '../tensor.js';
 
 /** Steps of at most this many new tokens per sequence are replayed as plans. */
@@ -81,9 +82,7 @@ export class KVCache {
   private listing(model: Transformer): { modules: Module[]; state: Tensor[] } {
     const version = model.structureVersion;
     if (this.listed === null || this.listed.model !== model || this.listed.version !== version) {
-      const modules = model.modules();
-      const state = modules.flatMap((m) => [...m.parameters(), ...m.namedBuffers().map(([, b]) => b)]);
-      this.listed = { model, version, modules, state: [...new Set(state)] };
+      this.listed = { model, version, modules: model.modules(), state: InferencePlan.state(model) };
       this.plans.clear();
     }
     return this.listed;
@@ -93,7 +92,7 @@ export class KVCache {
   planFor(model: Transformer, n: number): DecodePlan | string {
     const { modules, state } = this.listing(model);
     let plan = this.plans.get(n);
-    if (plan instanceof DecodePlan && !plan.validFor(state)) plan = undefined;
+    if (plan instanceof DecodePlan && !plan.state.matches(state)) plan = undefined;
     if (plan === undefined) {
       plan = DecodePlan.build(model, this, n, modules, state);
       this.plans.set(n, plan);
@@ -168,14 +167,15 @@ export class DecodePlan {
     private readonly positions: Float32Array,
     private readonly output: Float32Array,
     private readonly outputShape: readonly number[],
-    private readonly arrays: readonly Float32Array[],
+    /** @internal The parameters and buffers it reads in place, as they were when it was built. */
+    readonly state: StateSnapshot,
     readonly n: number,
     /** Bytes of the intermediates' arena. */
     readonly arenaBytes: number,
+    patched: ReadonlySet<CapturedStep>,
   ) {
     // The calls a step's lengths change run from JavaScript; the rest are bound once.
-    const dynamic = new Set(steps.filter((s) => patches.some((p) => p.args === s.args)));
-    this.program = new Program(steps, dynamic);
+    this.program = new Program(steps, patched);
   }
 
   /** Captures a step (dry: nothing runs, the cache is untouched), or says why it cannot be replayed. */
@@ -187,45 +187,35 @@ export class DecodePlan {
     // Every sequence taken as full: the buffers that grow with the length (attention's
     // probabilities) are sized for the longest step.
     const full = new Array<number>(B).fill(cache.capacity - n);
-    const previous = modules.map((m) => [m.sliceRate, m.training] as const);
-    Module.setState(modules, cache.rate, false);
-    let captured;
-    try {
-      captured = captureCalls(() => noGrad(() => decodePass(model, cache, new Tensor(ids, [B, n]), new Tensor(positions, [B, n]), n, full)), true);
-    } finally {
-      modules.forEach((m, i) => Module.setState([m], previous[i][0], previous[i][1]));
-    }
-    const { result, capture } = captured;
+    const { result, capture } = Module.withState(modules, cache.rate, false, () =>
+      captureCalls(() => noGrad(() => decodePass(model, cache, new Tensor(ids, [B, n]), new Tensor(positions, [B, n]), n, full)), true),
+    );
     if (capture.unsupported !== null) return capture.unsupported;
     const { offsets, arenaBytes } = placeInArena(capture.steps, capture.allocated, [result.data]);
     const layout = new ArenaLayout(offsets);
     const arena = new ArrayBuffer(arenaBytes);
     const steps = bindSteps(layout.template(capture.steps), arena);
     const output = layout.bind(layout.ref(result.data), arena) as Float32Array;
-    // The calls that name a sequence's cache: copies into it start at its length, attention
-    // reads its length plus the new tokens.
+    // The calls that name a sequence's cache: a copy into it starts at its length (dstOffset =
+    // length x width), attention reads its length plus the new tokens (Tk = length + n).
     const owner = new Map<ArrayBufferLike, number>();
     for (const layer of [...cache.keys, ...cache.values]) layer.forEach((buf, r) => owner.set(buf.buffer, r));
+    const lengthArgs = new Map([
+      ['copy', { buffer: 'dst', at: 'dstOffset', scale: cache.width, offset: 0 }],
+      ['attentionForward', { buffer: 'k', at: 'Tk', scale: 1, offset: n }],
+    ]);
     const patches: LengthPatch[] = [];
-    const w = cache.width;
+    const patched = new Set<CapturedStep>();
     for (const s of steps) {
-      const index = (name: string) => s.decl.index.get(name)!;
-      if (s.name === 'copy') {
-        const r = owner.get((arg(s, 'dst') as Float32Array).buffer);
-        if (r !== undefined) patches.push({ args: s.args, at: index('dstOffset'), sequence: r, scale: w, offset: 0 });
-      } else if (s.name === 'attentionForward') {
-        const r = owner.get((arg(s, 'k') as Float32Array).buffer);
-        if (r !== undefined) patches.push({ args: s.args, at: index('Tk'), sequence: r, scale: 1, offset: n });
-      }
+      const la = lengthArgs.get(s.name);
+      const r = la === undefined ? undefined : owner.get((arg(s, la.buffer) as Float32Array).buffer);
+      if (la === undefined || r === undefined) continue;
+      patches.push({ args: s.args, at: s.decl.index.get(la.at)!, sequence: r, scale: la.scale, offset: la.offset });
+      patched.add(s);
     }
     const expected = 3 * B * model.blocks.length;
     if (patches.length !== expected) return `a decode step names the cache in ${patches.length} calls where ${expected} were expected`;
-    return new DecodePlan(steps, patches, ids, positions, output, [...result.shape], state.map((t) => t.data), n, arenaBytes);
-  }
-
-  /** False once a parameter's or buffer's array was replaced (a plan reads them in place). */
-  validFor(state: readonly Tensor[]): boolean {
-    return state.length === this.arrays.length && state.every((t, i) => t.data === this.arrays[i]);
+    return new DecodePlan(steps, patches, ids, positions, output, [...result.shape], new StateSnapshot(state), n, arenaBytes, patched);
   }
 
   /** Runs the step on `ids` (sequences x n) with the cache's current lengths; returns the logits. */
@@ -268,16 +258,11 @@ export function decode(model: Transformer, cache: KVCache, ids: Int32Array, n: n
   } else {
     // The modules are listed once per cache: walking the tree twice a token cost more than a
     // narrow slice's kernels.
-    const modules = cache.modulesOf(model);
-    const previous = modules.map((m) => [m.sliceRate, m.training] as const);
-    Module.setState(modules, cache.rate, false);
-    try {
-      const positions = new Float32Array(B * n);
-      for (let r = 0; r < B; r++) for (let j = 0; j < n; j++) positions[r * n + j] = cache.lengths[r] + j;
-      logits = noGrad(() => decodePass(model, cache, new Tensor(Float32Array.from(ids), [B, n]), new Tensor(positions, [B, n]), n, cache.lengths));
-    } finally {
-      modules.forEach((m, i) => Module.setState([m], previous[i][0], previous[i][1]));
-    }
+    const positions = new Float32Array(B * n);
+    for (let r = 0; r < B; r++) for (let j = 0; j < n; j++) positions[r * n + j] = cache.lengths[r] + j;
+    logits = Module.withState(cache.modulesOf(model), cache.rate, false, () =>
+      noGrad(() => decodePass(model, cache, new Tensor(Float32Array.from(ids), [B, n]), new Tensor(positions, [B, n]), n, cache.lengths)),
+    );
   }
   for (let r = 0; r < B; r++) cache.lengths[r] += n;
   return logits;

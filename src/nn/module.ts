@@ -180,13 +180,22 @@ export abstract class Module {
   }
 
   /**
-   * @internal Sets the rate and training flag of `modules` (a model's modules(), listed once
-   * by the caller): what a decoding loop does before each step, without walking the tree.
+   * @internal Runs fn with `modules` (a model's modules(), listed once by the caller) at `rate`
+   * and in `training` mode, then gives each its own rate and mode back: what a decoding step
+   * does, without walking the tree.
    */
-  static setState(modules: readonly Module[], rate: number, training: boolean): void {
+  static withState<T>(modules: readonly Module[], rate: number, training: boolean, fn: () => T): T {
+    const previous = modules.map((m) => [m.rate, m.training] as const);
     for (const m of modules) {
       m.rate = rate;
       m.training = training;
+    }
+    try {
+      return fn();
+    } finally {
+      modules.forEach((m, i) => {
+        [m.rate, m.training] = previous[i];
+      });
     }
   }
 
