@@ -9,23 +9,6 @@
 
 #include "cpu.h"
 
-#if defined(__x86_64__) || defined(_M_X64)
-#define MODELSLICE_X86 1
-#endif
-
-#if defined(__GNUC__) || defined(__clang__)
-#define MS_INLINE inline __attribute__((always_inline))
-#define MS_RESTRICT __restrict__
-// Per-function ISA (the build uses no -march flag; callers check cpu_isa() first).
-#define MS_TARGET(isa) __attribute__((target(isa)))
-#else
-#define MS_INLINE inline
-#define MS_RESTRICT
-#define MS_TARGET(isa)  // MSVC: intrinsics are usable without per-function targets
-#endif
-#define MS_TGT256 MS_TARGET("avx2,fma")
-#define MS_TGT512 MS_TARGET("avx512f,avx512vl,avx512dq,avx2,fma")
-
 namespace modelslice {
 namespace gemm {
 

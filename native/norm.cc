@@ -28,20 +28,18 @@ struct GroupStats {
   double mu, r;
 };
 
-GroupStats group_stats(const float* xg, int64_t count, float eps) {
-  const double mu = sum_of(xg, count) / static_cast<double>(count);
-  // Deviations from the float mean; the float mean's rounding is added back exactly.
-  const float mu0 = static_cast<float>(mu);
-  const double off = mu - mu0;
-  const double var = sum_sq_dev(xg, count, mu0) / static_cast<double>(count) - off * off;
-  return {mu, 1.0 / std::sqrt((var > 0 ? var : 0.0) + eps)};
+MS_INLINE GroupStats group_stats(const float* xg, int64_t count, float eps) {
+  const Moments m = moments_of(xg, count);  // one read of the group from memory
+  const double var = m.m2 / static_cast<double>(count);
+  return {m.mean, 1.0 / std::sqrt((var > 0 ? var : 0.0) + eps)};
 }
 
 struct ChannelMap {
   float center, scale, shift;
 };
 
-ChannelMap channel_map(const GroupStats& st, const float* gamma, const float* beta, int64_t ch) {
+MS_INLINE ChannelMap channel_map(const GroupStats& st, const float* gamma, const float* beta,
+                                 int64_t ch) {
   // Centre first, then scale: folding the mean into the shift (x * a + (beta - a * mu))
   // cancels catastrophically when |mu| * rstd is large (an offset, or one value per group).
   // muf + (mu - muf) is the exact mean: the shift carries the rounding of muf.
@@ -59,25 +57,27 @@ void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_
   const int64_t cpg = channels / groups;
   const int64_t count = cpg * spatial;
   for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
-    const int64_t n = ng / groups, g = ng % groups;
-    const float* xg = x + (n * channels + g * cpg) * spatial;
-    float* yg = y + (n * channels + g * cpg) * spatial;
-    const GroupStats st = group_stats(xg, count, eps);
-    mean[ng] = static_cast<float>(st.mu);
-    rstd[ng] = static_cast<float>(st.r);
-    for (int64_t c = 0; c < cpg; ++c) {
-      const ChannelMap m = channel_map(st, gamma, beta, g * cpg + c);
-      const float* xc = xg + c * spatial;
-      float* yc = yg + c * spatial;
-      if (relu) {
-        for (int64_t i = 0; i < spatial; ++i) {
-          const float v = (xc[i] - m.center) * m.scale + m.shift;
-          yc[i] = v <= 0.0f ? 0.0f : v;  // NaN passes through, as in relu_forward
+    run_isa([&]() MS_INLINE_LAMBDA {
+      const int64_t n = ng / groups, g = ng % groups;
+      const float* xg = x + (n * channels + g * cpg) * spatial;
+      float* yg = y + (n * channels + g * cpg) * spatial;
+      const GroupStats st = group_stats(xg, count, eps);
+      mean[ng] = static_cast<float>(st.mu);
+      rstd[ng] = static_cast<float>(st.r);
+      for (int64_t c = 0; c < cpg; ++c) {
+        const ChannelMap m = channel_map(st, gamma, beta, g * cpg + c);
+        const float* xc = xg + c * spatial;
+        float* yc = yg + c * spatial;
+        if (relu) {
+          for (int64_t i = 0; i < spatial; ++i) {
+            const float v = (xc[i] - m.center) * m.scale + m.shift;
+            yc[i] = v <= 0.0f ? 0.0f : v;  // NaN passes through, as in relu_forward
+          }
+        } else {
+          for (int64_t i = 0; i < spatial; ++i) yc[i] = (xc[i] - m.center) * m.scale + m.shift;
         }
-      } else {
-        for (int64_t i = 0; i < spatial; ++i) yc[i] = (xc[i] - m.center) * m.scale + m.shift;
       }
-    }
+    });
   });
 }
 
@@ -87,17 +87,19 @@ void group_norm_stats(int64_t batch, int64_t channels, int64_t spatial, int64_t 
   const int64_t cpg = channels / groups;
   const int64_t count = cpg * spatial;
   for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
-    const int64_t n = ng / groups, g = ng % groups;
-    const GroupStats st = group_stats(x + (n * channels + g * cpg) * spatial, count, eps);
-    mean[ng] = static_cast<float>(st.mu);
-    rstd[ng] = static_cast<float>(st.r);
-    for (int64_t c = 0; c < cpg; ++c) {
-      const int64_t ch = g * cpg + c;
-      const ChannelMap m = channel_map(st, gamma, beta, ch);
-      center[n * channels + ch] = m.center;
-      scale[n * channels + ch] = m.scale;
-      shift[n * channels + ch] = m.shift;
-    }
+    run_isa([&]() MS_INLINE_LAMBDA {
+      const int64_t n = ng / groups, g = ng % groups;
+      const GroupStats st = group_stats(x + (n * channels + g * cpg) * spatial, count, eps);
+      mean[ng] = static_cast<float>(st.mu);
+      rstd[ng] = static_cast<float>(st.r);
+      for (int64_t c = 0; c < cpg; ++c) {
+        const int64_t ch = g * cpg + c;
+        const ChannelMap m = channel_map(st, gamma, beta, ch);
+        center[n * channels + ch] = m.center;
+        scale[n * channels + ch] = m.scale;
+        shift[n * channels + ch] = m.shift;
+      }
+    });
   });
 }
 
@@ -106,9 +108,9 @@ namespace {
 // Gradient accessors: plain, or masked by a fused ReLU's output.
 struct PlainGrad {
   const float* g;
-  float at(int64_t i) const { return g[i]; }
-  double sum(int64_t off, int64_t n) const { return sum_of(g + off, n); }
-  double dot_dev(int64_t off, const float* x, int64_t n, float mu) const {
+  MS_INLINE float at(int64_t i) const { return g[i]; }
+  MS_INLINE double sum(int64_t off, int64_t n) const { return sum_of(g + off, n); }
+  MS_INLINE double dot_dev(int64_t off, const float* x, int64_t n, float mu) const {
     return sum_prod_dev(g + off, x, n, mu);
   }
 };
@@ -116,9 +118,9 @@ struct PlainGrad {
 struct MaskedGrad {
   const float* g;
   const float* y;
-  float at(int64_t i) const { return relu_mask(g, y, i); }
-  double sum(int64_t off, int64_t n) const { return sum_of_masked(g + off, y + off, n); }
-  double dot_dev(int64_t off, const float* x, int64_t n, float mu) const {
+  MS_INLINE float at(int64_t i) const { return relu_mask(g, y, i); }
+  MS_INLINE double sum(int64_t off, int64_t n) const { return sum_of_masked(g + off, y + off, n); }
+  MS_INLINE double dot_dev(int64_t off, const float* x, int64_t n, float mu) const {
     return sum_prod_dev_masked(g + off, y + off, x, n, mu);
   }
 };
@@ -138,55 +140,60 @@ void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, 
   double* const dsum = sums.data();
   if (gx) {
     for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
-      const int64_t n = ng / groups, g = ng % groups;
-      const int64_t base = (n * channels + g * cpg) * spatial;
-      const float mu = mean[ng];
-      const double r = rstd[ng];
-      // dxhat = gy * gamma; gx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-      double sdx = 0, sdxx = 0;
-      for (int64_t c = 0; c < cpg; ++c) {
-        const double gm = gamma ? gamma[g * cpg + c] : 1.0;
-        const int64_t off = base + c * spatial;
-        const double s = gy.sum(off, spatial), d = gy.dot_dev(off, x + off, spatial, mu);
-        sdx += gm * s;
-        sdxx += gm * r * d;
-        if (affine) {
-          dsum[2 * (n * channels + g * cpg + c)] = s;
-          dsum[2 * (n * channels + g * cpg + c) + 1] = d;
+      run_isa([&]() MS_INLINE_LAMBDA {
+        const int64_t n = ng / groups, g = ng % groups;
+        const int64_t base = (n * channels + g * cpg) * spatial;
+        const float mu = mean[ng];
+        const double r = rstd[ng];
+        // dxhat = gy * gamma; gx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+        double sdx = 0, sdxx = 0;
+        for (int64_t c = 0; c < cpg; ++c) {
+          const double gm = gamma ? gamma[g * cpg + c] : 1.0;
+          const int64_t off = base + c * spatial;
+          const double s = gy.sum(off, spatial), d = gy.dot_dev(off, x + off, spatial, mu);
+          sdx += gm * s;
+          sdxx += gm * r * d;
+          if (affine) {
+            dsum[2 * (n * channels + g * cpg + c)] = s;
+            dsum[2 * (n * channels + g * cpg + c) + 1] = d;
+          }
         }
-      }
-      const double mdx = sdx / static_cast<double>(count), mdxx = sdxx / static_cast<double>(count);
-      // Inside the bracket first, then times r: with one value per group gamma * gy and
-      // mean(dxhat) are the same float and cancel exactly.
-      const float mdxf = static_cast<float>(mdx), slope = static_cast<float>(r * mdxx);
-      const float rf = static_cast<float>(r);
-      for (int64_t c = 0; c < cpg; ++c) {
-        const float gm = gamma ? gamma[g * cpg + c] : 1.0f;
-        const int64_t off = base + c * spatial;
-        const float* xc = x + off;
-        float* oc = gx + off;
-        if (gx_accumulate)
-          for (int64_t i = 0; i < spatial; ++i)
-            oc[i] += rf * (gy.at(off + i) * gm - mdxf - (xc[i] - mu) * slope);
-        else
-          for (int64_t i = 0; i < spatial; ++i)
-            oc[i] = rf * (gy.at(off + i) * gm - mdxf - (xc[i] - mu) * slope);
-      }
+        const double mdx = sdx / static_cast<double>(count),
+                     mdxx = sdxx / static_cast<double>(count);
+        // Inside the bracket first, then times r: with one value per group gamma * gy and
+        // mean(dxhat) are the same float and cancel exactly.
+        const float mdxf = static_cast<float>(mdx), slope = static_cast<float>(r * mdxx);
+        const float rf = static_cast<float>(r);
+        for (int64_t c = 0; c < cpg; ++c) {
+          const float gm = gamma ? gamma[g * cpg + c] : 1.0f;
+          const int64_t off = base + c * spatial;
+          const float* xc = x + off;
+          float* oc = gx + off;
+          if (gx_accumulate)
+            for (int64_t i = 0; i < spatial; ++i)
+              oc[i] += rf * (gy.at(off + i) * gm - mdxf - (xc[i] - mu) * slope);
+          else
+            for (int64_t i = 0; i < spatial; ++i)
+              oc[i] = rf * (gy.at(off + i) * gm - mdxf - (xc[i] - mu) * slope);
+        }
+      });
     });
   }
   if (affine) {
     for_range(channels, batch * channels * (gx ? 1 : spatial), [&](int64_t c) {
-      const int64_t g = c / cpg;
-      double sg = 0, sb = 0;
-      for (int64_t n = 0; n < batch; ++n) {
-        const int64_t off = (n * channels + c) * spatial;
-        const double d = gx ? dsum[2 * (n * channels + c) + 1]
-                            : gy.dot_dev(off, x + off, spatial, mean[n * groups + g]);
-        sg += rstd[n * groups + g] * d;
-        sb += gx ? dsum[2 * (n * channels + c)] : gy.sum(off, spatial);
-      }
-      if (ggamma) ggamma[c] += static_cast<float>(sg);
-      if (gbeta) gbeta[c] += static_cast<float>(sb);
+      run_isa([&]() MS_INLINE_LAMBDA {
+        const int64_t g = c / cpg;
+        double sg = 0, sb = 0;
+        for (int64_t n = 0; n < batch; ++n) {
+          const int64_t off = (n * channels + c) * spatial;
+          const double d = gx ? dsum[2 * (n * channels + c) + 1]
+                              : gy.dot_dev(off, x + off, spatial, mean[n * groups + g]);
+          sg += rstd[n * groups + g] * d;
+          sb += gx ? dsum[2 * (n * channels + c)] : gy.sum(off, spatial);
+        }
+        if (ggamma) ggamma[c] += static_cast<float>(sg);
+        if (gbeta) gbeta[c] += static_cast<float>(sb);
+      });
     });
   }
 }
@@ -209,28 +216,32 @@ void channel_moments(int64_t batch, int64_t channels, int64_t spatial, const flo
                      float* var) {
   const double count = static_cast<double>(batch * spatial);
   for_range(channels, batch * channels * spatial, [&](int64_t c) {
-    double sum = 0;
-    for (int64_t n = 0; n < batch; ++n) sum += sum_of(x + (n * channels + c) * spatial, spatial);
-    const double mu = sum / count;
-    const float mu0 = static_cast<float>(mu);
-    const double off = mu - mu0;
-    double sq = 0;
-    for (int64_t n = 0; n < batch; ++n)
-      sq += sum_sq_dev(x + (n * channels + c) * spatial, spatial, mu0);
-    const double v = sq / count - off * off;
-    mean[c] = static_cast<float>(mu);
-    var[c] = static_cast<float>(v > 0 ? v : 0.0);
+    run_isa([&]() MS_INLINE_LAMBDA {
+      double sum = 0;
+      for (int64_t n = 0; n < batch; ++n) sum += sum_of(x + (n * channels + c) * spatial, spatial);
+      const double mu = sum / count;
+      const float mu0 = static_cast<float>(mu);
+      const double off = mu - mu0;
+      double sq = 0;
+      for (int64_t n = 0; n < batch; ++n)
+        sq += sum_sq_dev(x + (n * channels + c) * spatial, spatial, mu0);
+      const double v = sq / count - off * off;
+      mean[c] = static_cast<float>(mu);
+      var[c] = static_cast<float>(v > 0 ? v : 0.0);
+    });
   });
 }
 
 void channel_affine(int64_t batch, int64_t channels, int64_t spatial, const float* x,
                     const float* scale, const float* shift, float* y) {
   for_range(batch * channels, batch * channels * spatial, [&](int64_t p) {
-    const int64_t c = p % channels;
-    const float a = scale[c], b = shift[c];
-    const float* xp = x + p * spatial;
-    float* yp = y + p * spatial;
-    for (int64_t i = 0; i < spatial; ++i) yp[i] = xp[i] * a + b;
+    run_isa([&]() MS_INLINE_LAMBDA {
+      const int64_t c = p % channels;
+      const float a = scale[c], b = shift[c];
+      const float* xp = x + p * spatial;
+      float* yp = y + p * spatial;
+      for (int64_t i = 0; i < spatial; ++i) yp[i] = xp[i] * a + b;
+    });
   });
 }
 
@@ -239,28 +250,30 @@ void batch_norm_backward(int64_t batch, int64_t channels, int64_t spatial, const
                          bool training, float* gx, float* ggamma, float* gbeta) {
   const double count = static_cast<double>(batch * spatial);
   for_range(channels, batch * channels * spatial, [&](int64_t c) {
-    const float mu = mean[c];
-    const double r = rstd[c];
-    const double gm = gamma ? gamma[c] : 1.0;
-    double sg = 0, sgx = 0;
-    for (int64_t n = 0; n < batch; ++n) {
-      const float* xc = x + (n * channels + c) * spatial;
-      const float* gc = gy + (n * channels + c) * spatial;
-      sg += sum_of(gc, spatial);
-      sgx += r * sum_prod_dev(gc, xc, spatial, mu);
-    }
-    if (ggamma) ggamma[c] += static_cast<float>(sgx);
-    if (gbeta) gbeta[c] += static_cast<float>(sg);
-    if (!gx) return;
-    const double mg = training ? sg / count : 0.0, mgx = training ? sgx / count : 0.0;
-    const float scale = static_cast<float>(gm * r), mgf = static_cast<float>(mg),
-                slope = static_cast<float>(r * mgx);
-    for (int64_t n = 0; n < batch; ++n) {
-      const float* xc = x + (n * channels + c) * spatial;
-      const float* gc = gy + (n * channels + c) * spatial;
-      float* oc = gx + (n * channels + c) * spatial;
-      for (int64_t i = 0; i < spatial; ++i) oc[i] += scale * (gc[i] - mgf - (xc[i] - mu) * slope);
-    }
+    run_isa([&]() MS_INLINE_LAMBDA {
+      const float mu = mean[c];
+      const double r = rstd[c];
+      const double gm = gamma ? gamma[c] : 1.0;
+      double sg = 0, sgx = 0;
+      for (int64_t n = 0; n < batch; ++n) {
+        const float* xc = x + (n * channels + c) * spatial;
+        const float* gc = gy + (n * channels + c) * spatial;
+        sg += sum_of(gc, spatial);
+        sgx += r * sum_prod_dev(gc, xc, spatial, mu);
+      }
+      if (ggamma) ggamma[c] += static_cast<float>(sgx);
+      if (gbeta) gbeta[c] += static_cast<float>(sg);
+      if (!gx) return;
+      const double mg = training ? sg / count : 0.0, mgx = training ? sgx / count : 0.0;
+      const float scale = static_cast<float>(gm * r), mgf = static_cast<float>(mg),
+                  slope = static_cast<float>(r * mgx);
+      for (int64_t n = 0; n < batch; ++n) {
+        const float* xc = x + (n * channels + c) * spatial;
+        const float* gc = gy + (n * channels + c) * spatial;
+        float* oc = gx + (n * channels + c) * spatial;
+        for (int64_t i = 0; i < spatial; ++i) oc[i] += scale * (gc[i] - mgf - (xc[i] - mu) * slope);
+      }
+    });
   });
 }
 

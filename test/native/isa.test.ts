@@ -98,6 +98,43 @@ t.test('forced instruction sets agree with the default path', async (t) => {
   }
 });
 
+// The norm kernels are one source vectorised per instruction set (cpu.h, run_isa) with no
+// fma contraction: every ISA gives the same bits. Groups of one to three of the reductions'
+// 4096-value blocks, an offset, statistics, output and gradients.
+function normBits(isa: string | undefined): string {
+  const script = `
+    const addon = require('node-gyp-build')(${JSON.stringify(root)});
+    let s = 777;
+    const rand = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) - 0.5;
+    const [N, C, S, G] = [2, 6, 1800, 2];
+    const x = Float32Array.from({ length: N * C * S }, () => 3 + rand());
+    const gy = Float32Array.from({ length: N * C * S }, rand);
+    const gamma = Float32Array.from({ length: C }, () => 1 + rand()), beta = Float32Array.from({ length: C }, rand);
+    const mean = new Float32Array(N * G), rstd = new Float32Array(N * G), y = new Float32Array(N * C * S);
+    const center = new Float32Array(N * C), scale = new Float32Array(N * C), shift = new Float32Array(N * C);
+    addon.groupNormForward(N, C, S, G, x, gamma, beta, 1e-5, y, mean, rstd, true);
+    addon.groupNormStats(N, C, S, G, x, gamma, beta, 1e-5, mean, rstd, center, scale, shift);
+    const gx = new Float32Array(N * C * S), gg = new Float32Array(C), gb = new Float32Array(C);
+    addon.groupNormBackward(N, C, S, G, x, gy, gamma, mean, rstd, gx, gg, gb, y);
+    const m = new Float32Array(C), v = new Float32Array(C);
+    addon.channelMoments(N, C, S, x, m, v);
+    const all = [y, mean, rstd, center, scale, shift, gx, gg, gb, m, v];
+    console.log(require('node:crypto').createHash('sha256').update(Buffer.concat(all.map((a) => Buffer.from(a.buffer)))).digest('hex'));
+  `;
+  const env = { ...process.env };
+  delete env.MODELSLICE_ISA;
+  if (isa !== undefined) env.MODELSLICE_ISA = isa;
+  const out = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8', timeout: 60000 });
+  if (out.status !== 0) throw new Error(`child failed: ${out.stderr}`);
+  return out.stdout.trim();
+}
+
+t.test('the norm kernels give the same bits on every instruction set', async (t) => {
+  const base = normBits(undefined);
+  t.match(base, /^[0-9a-f]{64}$/);
+  for (const isa of ['avx2', 'generic']) t.equal(normBits(isa), base, `${isa}: identical to the default path`);
+});
+
 t.test('a MODELSLICE_ISA that names no instruction set is not ignored', async (t) => {
   // The addon loaded directly warns and keeps the uncapped choice.
   const base = runWith(undefined);

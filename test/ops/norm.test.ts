@@ -127,6 +127,15 @@ t.test('groupNorm: a large offset and a large group stay accurate; eps default i
     rtol: 1e-5,
     atol: 1e-5,
   });
+  // Groups over several of the reduction's 4096-value blocks (6400 values: one whole block and
+  // a part), whose means differ block to block (a ramp under the offset): the blocks' moments
+  // merge without losing the spread.
+  const long = [2, 4, 64, 50];
+  const ramp = ms.tensor(randn32(gen, size(long)).map((v, i) => -300 + 0.02 * v + 0.05 * ((i % 6400) / 6400)), long);
+  assertClose(t, ms.groupNorm(ramp, 2, null, null).data, refGroupNorm(ramp.data, long, 2, null, null, 1e-5), 'offset -300, ramp across blocks', {
+    rtol: 1e-4,
+    atol: 1e-4,
+  });
   // One value per group (rank 2, numGroups = C): exactly beta.
   const one = ms.groupNorm(ms.tensor([3, -7, 1e3, 0.25], [2, 2]), 2, ms.tensor([5, 6]), ms.tensor([0.5, -0.75]));
   t.same(Array.from(one.data), [0.5, -0.75, 0.5, -0.75], 'one value per group gives beta exactly');
