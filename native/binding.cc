@@ -156,6 +156,17 @@ void RunConv2dForward(const mb::Conv2dForwardCall& c) {
                      c.inScale.present && c.C > 0 ? &t : nullptr);
 }
 
+void RunConv2dForwardNormStats(const mb::Conv2dForwardNormStatsCall& c) {
+  // Nothing to compute, as for groupNormStats over an empty output.
+  if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return;
+  const ms::InputTransform t{c.inCenter.data, c.inScale.data, c.inShift.data, c.inRelu};
+  const ms::OutputStats st{c.normGroups, c.gamma.data, c.beta.data,   static_cast<float>(c.eps),
+                           c.mean.data,  c.rstd.data,  c.center.data, c.scale.data,
+                           c.shift.data};
+  ms::conv2d_forward(ConvShapeOf(c), c.x.data, c.w.data, c.bias.data, c.y.data, c.accumulate,
+                     c.inScale.present && c.C > 0 ? &t : nullptr, &st);
+}
+
 // accumulate = false writes gx without reading it.
 void RunConv2dBackwardInput(const mb::Conv2dBackwardInputCall& c) {
   if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0 || c.C == 0 || c.H == 0 || c.W == 0)
@@ -241,36 +252,37 @@ void RunBatchNormBackward(const mb::BatchNormBackwardCall& c) {
 }
 
 // Every kernel entry point: its binder (kernel_checks.h), its Run function above, its name.
-#define MODELSLICE_KERNELS(X)                       \
-  X(Gemm, "gemm")                                   \
-  X(Binary, "binary")                               \
-  X(SumTo, "sumTo")                                 \
-  X(MulGrad, "mulGrad")                             \
-  X(Relu, "relu")                                   \
-  X(ReluBackward, "reluBackward")                   \
-  X(Copy, "copy")                                   \
-  X(Axpy, "axpy")                                   \
-  X(AddRowBias, "addRowBias")                       \
-  X(ColumnSums, "columnSums")                       \
-  X(Softmax, "softmax")                             \
-  X(SoftmaxBackward, "softmaxBackward")             \
-  X(AttentionForward, "attentionForward")           \
-  X(AttentionBackward, "attentionBackward")         \
-  X(LayerNormForward, "layerNormForward")           \
-  X(LayerNormBackward, "layerNormBackward")         \
-  X(Conv2dForward, "conv2dForward")                 \
-  X(Conv2dBackwardInput, "conv2dBackwardInput")     \
-  X(Conv2dBackwardWeight, "conv2dBackwardWeight")   \
-  X(Conv2dBackwardBias, "conv2dBackwardBias")       \
-  X(PoolForward, "poolForward")                     \
-  X(PoolBackward, "poolBackward")                   \
-  X(GlobalAvgPool, "globalAvgPool")                 \
-  X(GlobalAvgPoolBackward, "globalAvgPoolBackward") \
-  X(GroupNormForward, "groupNormForward")           \
-  X(GroupNormStats, "groupNormStats")               \
-  X(GroupNormBackward, "groupNormBackward")         \
-  X(ChannelMoments, "channelMoments")               \
-  X(ChannelAffine, "channelAffine")                 \
+#define MODELSLICE_KERNELS(X)                         \
+  X(Gemm, "gemm")                                     \
+  X(Binary, "binary")                                 \
+  X(SumTo, "sumTo")                                   \
+  X(MulGrad, "mulGrad")                               \
+  X(Relu, "relu")                                     \
+  X(ReluBackward, "reluBackward")                     \
+  X(Copy, "copy")                                     \
+  X(Axpy, "axpy")                                     \
+  X(AddRowBias, "addRowBias")                         \
+  X(ColumnSums, "columnSums")                         \
+  X(Softmax, "softmax")                               \
+  X(SoftmaxBackward, "softmaxBackward")               \
+  X(AttentionForward, "attentionForward")             \
+  X(AttentionBackward, "attentionBackward")           \
+  X(LayerNormForward, "layerNormForward")             \
+  X(LayerNormBackward, "layerNormBackward")           \
+  X(Conv2dForward, "conv2dForward")                   \
+  X(Conv2dForwardNormStats, "conv2dForwardNormStats") \
+  X(Conv2dBackwardInput, "conv2dBackwardInput")       \
+  X(Conv2dBackwardWeight, "conv2dBackwardWeight")     \
+  X(Conv2dBackwardBias, "conv2dBackwardBias")         \
+  X(PoolForward, "poolForward")                       \
+  X(PoolBackward, "poolBackward")                     \
+  X(GlobalAvgPool, "globalAvgPool")                   \
+  X(GlobalAvgPoolBackward, "globalAvgPoolBackward")   \
+  X(GroupNormForward, "groupNormForward")             \
+  X(GroupNormStats, "groupNormStats")                 \
+  X(GroupNormBackward, "groupNormBackward")           \
+  X(ChannelMoments, "channelMoments")                 \
+  X(ChannelAffine, "channelAffine")                   \
   X(BatchNormBackward, "batchNormBackward")
 
 // A kernel called from JavaScript: bind (check) the arguments, run.

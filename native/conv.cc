@@ -8,6 +8,7 @@
 #include "conv_implicit.h"
 #include "conv_small.h"
 #include "gemm.h"
+#include "norm.h"
 #include "parallel.h"
 #include "scratch.h"
 
@@ -246,17 +247,34 @@ void apply_input_transform(const InputTransform& t, int64_t inChannels, int64_t 
   }
 }
 
+namespace {
+void conv2d_forward_paths(const ConvShape& s, const float* x, const float* w, const float* bias,
+                          float* y, bool accumulate, const InputTransform* t, const OutputStats* st,
+                          bool* statsDone);
+}  // namespace
+
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                    bool accumulate, const InputTransform* t) {
+                    bool accumulate, const InputTransform* t, const OutputStats* st) {
   if (accumulate && (s.groups != 1 || bias != nullptr))
     throw std::invalid_argument("conv2dForward: accumulate needs groups 1 and no bias");
+  bool statsDone = false;
+  conv2d_forward_paths(s, x, w, bias, y, accumulate, t, st, &statsDone);
+  if (st != nullptr && !statsDone)
+    group_norm_stats(s.batch, s.outChannels, s.outH * s.outW, st->groups, y, st->gamma, st->beta,
+                     st->eps, st->mean, st->rstd, st->center, st->scale, st->shift);
+}
+
+namespace {
+void conv2d_forward_paths(const ConvShape& s, const float* x, const float* w, const float* bias,
+                          float* y, bool accumulate, const InputTransform* t, const OutputStats* st,
+                          bool* statsDone) {
   const int64_t inPlane = s.inH * s.inW;
   if (conv_small_forward(s, x, w, bias, y, accumulate, t)) return;
   // With a map: the direct tiles apply it as they copy each image into their padded buffer,
   // and the im2col and 1x1 loops below map each image into scratch while it is in cache.
   // The depthwise and implicit-GEMM paths read the input in place: for them the whole batch
   // is mapped first (the memory traffic of an unfused norm, no more).
-  if (t != nullptr && conv_implicit_forward(s, x, w, bias, y, accumulate, t)) return;
+  if (t != nullptr && conv_implicit_forward(s, x, w, bias, y, accumulate, t, st, statsDone)) return;
   if (t != nullptr && (is_depthwise(s) || conv_implicit_forward_runs(s))) {
     thread_local Scratch mappedInput;
     float* xt = mappedInput.get(static_cast<size_t>(s.batch * s.inChannels * inPlane));
@@ -267,7 +285,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
         apply_input_transform(*t, s.inChannels, n, 0, s.inChannels, inPlane,
                               x + n * s.inChannels * inPlane, xt + n * s.inChannels * inPlane);
     });
-    conv2d_forward(s, xt, w, bias, y, accumulate, nullptr);
+    conv2d_forward_paths(s, xt, w, bias, y, accumulate, nullptr, st, statsDone);
     return;
   }
   if (is_depthwise(s)) {
@@ -275,7 +293,8 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
     depthwise_forward(s, x, w, bias, y);
     return;
   }
-  if (t == nullptr && conv_implicit_forward(s, x, w, bias, y, accumulate)) return;
+  if (t == nullptr && conv_implicit_forward(s, x, w, bias, y, accumulate, nullptr, st, statsDone))
+    return;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t plane = s.outH * s.outW;
@@ -314,6 +333,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
     });
   }
 }
+}  // namespace
 
 void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx,
                            bool accumulate) {

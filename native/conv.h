@@ -35,12 +35,32 @@ struct InputTransform {
   bool relu;
 };
 
+// The statistics of a group norm over the convolution's output (norm.h, group_norm_stats):
+// mean and rstd per (image, group), center / scale / shift per (image, output channel). An
+// inference plan asks the convolution for them when that norm reads its output next: the
+// direct tiles compute each image's as soon as the thread that wrote the image is done with
+// it, while the image is in that core's cache, instead of a pass over the whole output
+// afterwards. The values are group_norm_stats's, bit for bit, on every path.
+struct OutputStats {
+  int64_t groups;
+  const float* gamma;  // per output channel, or null
+  const float* beta;   // per output channel, or null
+  float eps;
+  float* mean;
+  float* rstd;
+  float* center;
+  float* scale;
+  float* shift;
+};
+
 // y = conv(x, w) + bias (bias may be null); y is written, not accumulated.
 // With accumulate, y += conv(x, w) instead: ungrouped, without bias (an
 // inference plan folds a residual add into the convolution before it).
-// With t, the convolution reads t applied to x (see InputTransform).
+// With t, the convolution reads t applied to x (see InputTransform); with st, it also
+// computes st's statistics of y (after the accumulation, when accumulating).
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                    bool accumulate = false, const InputTransform* t = nullptr);
+                    bool accumulate = false, const InputTransform* t = nullptr,
+                    const OutputStats* st = nullptr);
 
 // dst = t applied to `channels` channels of `plane` values of image n, starting at channel c0.
 void apply_input_transform(const InputTransform& t, int64_t inChannels, int64_t n, int64_t c0,

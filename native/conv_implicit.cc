@@ -46,6 +46,7 @@
 #include "conv_pack.h"
 #include "cpu.h"
 #include "gemm_internal.h"
+#include "norm.h"
 #include "parallel.h"
 #include "scratch.h"
 
@@ -302,6 +303,11 @@ struct DirectConv {
   // for channel c of image n.
   const InputTransform* t;
   int64_t tImageStride, tChannel0;
+  // Statistics of the output to compute image by image (conv.h), or null: each thread does
+  // the images whose tiles all fell to it and marks them in imageDone.
+  const OutputStats* st;
+  int64_t outChannels;
+  char* imageDone;
 };
 
 // Vectors of 16 pixels covering one output row (the last one masked when the row is not a
@@ -407,9 +413,19 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
   a.mask = mask;
   a.accumulate = g.accumulate;
   int64_t current = -1;
+  // An image's output is final once its last tile is written: its statistics then, while
+  // it is in this core's cache, when all its tiles were this thread's.
+  const auto finish = [&](int64_t n) {
+    if (g.st == nullptr || n < 0 || n * perImage < u0 || (n + 1) * perImage > u1) return;
+    group_norm_stats_images(n, n + 1, g.outChannels, plane, g.st->groups, g.C, g.st->gamma,
+                            g.st->beta, g.st->eps, g.st->mean, g.st->rstd, g.st->center,
+                            g.st->scale, g.st->shift);
+    g.imageDone[n] = 1;
+  };
   for (int64_t u = u0; u < u1; ++u) {
     const int64_t n = u / perImage, tile = u % perImage;
     if (n != current) {
+      finish(current);
       current = n;
       pad_copy(g, L, g.src + n * g.srcImageStride, xp, g.t, n * g.tImageStride + g.tChannel0);
     }
@@ -425,16 +441,28 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
       fn(a);
     }
   }
+  finish(current);
 }
 
 void run_direct(const DirectConv& g, int64_t batch) {
-  const int64_t units = batch * direct_tiles_per_image(g);
+  const int64_t perImage = direct_tiles_per_image(g);
+  const int64_t units = batch * perImage;
   const int nt = threads_for(double(g.M) * g.K * batch * g.outH * g.outW, units);
+  // With statistics to compute and whole images for every thread, split at image boundaries
+  // (no image is then left for the caller to finish).
+  const int64_t align = g.st != nullptr && batch % nt == 0 ? perImage : 1;
   parallel_run(nt, [&](int t, int n) {
     int64_t lo, hi;
-    split_range(units, 1, t, n, &lo, &hi);
+    split_range(units, align, t, n, &lo, &hi);
     if (lo < hi) direct_units(g, lo, hi);
   });
+  if (g.st == nullptr) return;
+  // Images split between threads: their statistics now, on this thread.
+  for (int64_t n = 0; n < batch; ++n)
+    if (!g.imageDone[n])
+      group_norm_stats_images(n, n + 1, g.outChannels, g.outH * g.outW, g.st->groups, g.C,
+                              g.st->gamma, g.st->beta, g.st->eps, g.st->mean, g.st->rstd,
+                              g.st->center, g.st->scale, g.st->shift);
 }
 
 // Weight gradient by direct tiles: threads own disjoint MR x NT tiles of gw (all images).
@@ -665,7 +693,8 @@ bool conv_implicit_forward_runs(const ConvShape& s) {
 }
 
 bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
-                           float* y, bool accumulate, const InputTransform* t) {
+                           float* y, bool accumulate, const InputTransform* t,
+                           const OutputStats* st, bool* statsDone) {
   if (!fast_applies(s)) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const SgemmKernel* kern = conv_kernel(og, s.batch * s.outH * s.outW);
@@ -694,6 +723,15 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       d.t = t;
       d.tImageStride = s.inChannels;
       d.tChannel0 = g * cg;
+      // An image's statistics need all its channels: only one group writes them all.
+      std::vector<char> imageDone;
+      if (st != nullptr && s.groups == 1) {
+        imageDone.assign(static_cast<size_t>(s.batch), 0);
+        d.st = st;
+        d.outChannels = s.outChannels;
+        d.imageDone = imageDone.data();
+        *statsDone = true;
+      }
       run_direct(d, s.batch);
     }
     note_conv_path(ConvPass::kForward, "direct");
@@ -855,7 +893,7 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
 
 bool conv_implicit_forward_runs(const ConvShape&) { return false; }
 bool conv_implicit_forward(const ConvShape&, const float*, const float*, const float*, float*, bool,
-                           const InputTransform*) {
+                           const InputTransform*, const OutputStats*, bool*) {
   return false;
 }
 bool conv_implicit_backward_input(const ConvShape&, const float*, const float*, float*, bool) {

@@ -585,6 +585,99 @@ inline Conv2dForwardCall BindConv2dForward(const ArgList& info) {
   return c;
 }
 
+// conv2dForwardNormStats(params, x, w, bias, y, accumulate, inCenter, inScale, inShift, inRelu, normGroups, gamma, beta, eps, mean, rstd, center, scale, shift)
+struct Conv2dForwardNormStatsCall {
+  int64_t N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup;
+  Span x;
+  Span w;
+  Span bias;
+  Span y;
+  bool accumulate;
+  Span inCenter;
+  Span inScale;
+  Span inShift;
+  bool inRelu;
+  int64_t normGroups;
+  Span gamma;
+  Span beta;
+  double eps;
+  Span mean;
+  Span rstd;
+  Span center;
+  Span scale;
+  Span shift;
+  int64_t outH;
+  int64_t outW;
+};
+
+inline Conv2dForwardNormStatsCall BindConv2dForwardNormStats(const ArgList& info) {
+  Args args(info, "conv2dForwardNormStats");
+  Conv2dForwardNormStatsCall c{};
+  {
+    int64_t f[15];
+    args.Fields(0, "params", f, 15, 2147483648);
+    c.N = f[0];
+    c.C = f[1];
+    c.H = f[2];
+    c.W = f[3];
+    c.O = f[4];
+    c.kh = f[5];
+    c.kw = f[6];
+    c.strideH = f[7];
+    c.strideW = f[8];
+    c.padH = f[9];
+    c.padW = f[10];
+    c.dilationH = f[11];
+    c.dilationW = f[12];
+    c.groups = f[13];
+    c.weightInPerGroup = f[14];
+  }
+  c.x = args.Floats(1, "x");
+  c.w = args.Floats(2, "w");
+  c.bias = args.OptionalFloats(3, "bias");
+  c.y = args.Floats(4, "y");
+  c.accumulate = args.OptionalBool(5, "accumulate", false);
+  c.inCenter = args.OptionalFloats(6, "inCenter");
+  c.inScale = args.OptionalFloats(7, "inScale");
+  c.inShift = args.OptionalFloats(8, "inShift");
+  c.inRelu = args.OptionalBool(9, "inRelu", false);
+  c.normGroups = args.Int(10, "normGroups");
+  c.gamma = args.OptionalFloats(11, "gamma");
+  c.beta = args.OptionalFloats(12, "beta");
+  c.eps = args.Number(13, "eps");
+  c.mean = args.Floats(14, "mean");
+  c.rstd = args.Floats(15, "rstd");
+  c.center = args.Floats(16, "center");
+  c.scale = args.Floats(17, "scale");
+  c.shift = args.Floats(18, "shift");
+  c.outH = Args::ConvOut(c.H, c.kh, c.strideH, c.padH, c.dilationH);
+  c.outW = Args::ConvOut(c.W, c.kw, c.strideW, c.padW, c.dilationW);
+  if (!((((((((c.kh >= 1) && (c.kw >= 1)) && (c.strideH >= 1)) && (c.strideW >= 1)) && (c.dilationH >= 1)) && (c.dilationW >= 1)) && (c.groups >= 1)) && (c.weightInPerGroup >= 1))) args.Fail("kernel, stride, dilation and groups must be >= 1");
+  if (!((args.Mod(c.C, c.groups) == 0) && (args.Mod(c.O, c.groups) == 0))) args.Fail("channels must be divisible by groups (" + std::to_string(c.C) + " in, " + std::to_string(c.O) + " out, " + std::to_string(c.groups) + " groups)");
+  if (!(args.Div(c.C, c.groups) <= c.weightInPerGroup)) args.Fail("more input channels per group (" + std::to_string(c.C) + " / " + std::to_string(c.groups) + ") than the weight has (" + std::to_string(c.weightInPerGroup) + ")");
+  if (!((c.outH >= 0) && (c.outW >= 0))) args.Fail("kernel larger than the padded input");
+  if (!(!(c.accumulate) || ((c.groups == 1) && !(c.bias.present)))) args.Fail("accumulate needs groups 1 and no bias");
+  if (!((c.inCenter.present == c.inScale.present) && (c.inScale.present == c.inShift.present))) args.Fail("inCenter, inScale and inShift go together");
+  if (!((c.normGroups >= 1) && (args.Mod(c.O, c.normGroups) == 0))) args.Fail("normGroups must divide the output channels (" + std::to_string(c.O) + " channels, " + std::to_string(c.normGroups) + " groups)");
+  args.Disjoint({
+      args.Fits(c.x, "x", 0, args.Mul(args.Mul(c.N, c.C), args.Mul(c.H, c.W)), false),
+      args.Fits(c.w, "w", 0, ((c.O == 0) ? 0 : args.Add(args.Mul(args.Sub(c.O, 1), args.Mul(args.Mul(c.weightInPerGroup, c.kh), c.kw)), args.Mul(args.Mul(args.Div(c.C, c.groups), c.kh), c.kw))), false),
+      args.Fits(c.bias, "bias", 0, c.O, false),
+      args.Fits(c.y, "y", 0, args.Mul(args.Mul(c.N, c.O), args.Mul(c.outH, c.outW)), true),
+      args.Fits(c.inCenter, "inCenter", 0, args.Mul(c.N, c.C), false),
+      args.Fits(c.inScale, "inScale", 0, args.Mul(c.N, c.C), false),
+      args.Fits(c.inShift, "inShift", 0, args.Mul(c.N, c.C), false),
+      args.Fits(c.gamma, "gamma", 0, c.O, false),
+      args.Fits(c.beta, "beta", 0, c.O, false),
+      args.Fits(c.mean, "mean", 0, args.Mul(c.N, c.normGroups), true),
+      args.Fits(c.rstd, "rstd", 0, args.Mul(c.N, c.normGroups), true),
+      args.Fits(c.center, "center", 0, args.Mul(c.N, c.O), true),
+      args.Fits(c.scale, "scale", 0, args.Mul(c.N, c.O), true),
+      args.Fits(c.shift, "shift", 0, args.Mul(c.N, c.O), true),
+  });
+  return c;
+}
+
 // conv2dBackwardInput(params, gy, w, gx, accumulate)
 struct Conv2dBackwardInputCall {
   int64_t N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup;

@@ -81,17 +81,20 @@ void group_norm_forward(int64_t batch, int64_t channels, int64_t spatial, int64_
   });
 }
 
-void group_norm_stats(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
-                      const float* x, const float* gamma, const float* beta, float eps, float* mean,
-                      float* rstd, float* center, float* scale, float* shift) {
+namespace {
+
+// Group norm statistics and channel maps of image n's groups [g0, g1).
+void stats_of_groups(int64_t n, int64_t g0, int64_t g1, int64_t channels, int64_t spatial,
+                     int64_t groups, const float* x, const float* gamma, const float* beta,
+                     float eps, float* mean, float* rstd, float* center, float* scale,
+                     float* shift) {
   const int64_t cpg = channels / groups;
   const int64_t count = cpg * spatial;
-  for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
-    run_isa([&]() MS_INLINE_LAMBDA {
-      const int64_t n = ng / groups, g = ng % groups;
+  run_isa([&]() MS_INLINE_LAMBDA {
+    for (int64_t g = g0; g < g1; ++g) {
       const GroupStats st = group_stats(x + (n * channels + g * cpg) * spatial, count, eps);
-      mean[ng] = static_cast<float>(st.mu);
-      rstd[ng] = static_cast<float>(st.r);
+      mean[n * groups + g] = static_cast<float>(st.mu);
+      rstd[n * groups + g] = static_cast<float>(st.r);
       for (int64_t c = 0; c < cpg; ++c) {
         const int64_t ch = g * cpg + c;
         const ChannelMap m = channel_map(st, gamma, beta, ch);
@@ -99,8 +102,28 @@ void group_norm_stats(int64_t batch, int64_t channels, int64_t spatial, int64_t 
         scale[n * channels + ch] = m.scale;
         shift[n * channels + ch] = m.shift;
       }
-    });
+    }
   });
+}
+
+}  // namespace
+
+void group_norm_stats(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
+                      const float* x, const float* gamma, const float* beta, float eps, float* mean,
+                      float* rstd, float* center, float* scale, float* shift) {
+  for_range(batch * groups, batch * channels * spatial, [&](int64_t ng) {
+    stats_of_groups(ng / groups, ng % groups, ng % groups + 1, channels, spatial, groups, x, gamma,
+                    beta, eps, mean, rstd, center, scale, shift);
+  });
+}
+
+void group_norm_stats_images(int64_t n0, int64_t n1, int64_t channels, int64_t spatial,
+                             int64_t groups, const float* x, const float* gamma, const float* beta,
+                             float eps, float* mean, float* rstd, float* center, float* scale,
+                             float* shift) {
+  for (int64_t n = n0; n < n1; ++n)
+    stats_of_groups(n, 0, groups, channels, spatial, groups, x, gamma, beta, eps, mean, rstd,
+                    center, scale, shift);
 }
 
 namespace {

@@ -141,6 +141,24 @@ const CONV_Y = 'N * O * (outH * outW)';
 // Filters are weightInPerGroup wide (a sliced call reads a prefix of each).
 const CONV_W = 'O == 0 ? 0 : (O - 1) * (weightInPerGroup * kh * kw) + C / groups * kh * kw';
 
+const CONV_FORWARD_ARGS: ArgDecl[] = [
+  fields('params', CONV_PARAMS, PARAM_MAX), reads('x', CONV_X), reads('w', CONV_W), reads('bias', 'O', { optional: true }),
+  buffer('y', (a) => (a.accumulate === true ? 'accumulate' : 'write'), CONV_Y),
+  flag('accumulate', false),
+  // A group norm (+ ReLU) folded in: the convolution reads (x - inCenter) * inScale + inShift
+  // (then ReLU with inRelu), one map per (image, channel). See groupNormStats.
+  reads('inCenter', 'N * C', { optional: true }), reads('inScale', 'N * C', { optional: true }),
+  reads('inShift', 'N * C', { optional: true }), flag('inRelu', false),
+];
+const CONV_FORWARD: KernelExtras = {
+  ...CONV,
+  checks: [
+    ...CONV.checks!,
+    ['!accumulate || (groups == 1 && !has(bias))', 'accumulate needs groups 1 and no bias'],
+    ['has(inCenter) == has(inScale) && has(inScale) == has(inShift)', 'inCenter, inScale and inShift go together'],
+  ],
+};
+
 const POOL_PARAMS = ['planes', 'H', 'W', 'kh', 'kw', 'strideH', 'strideW', 'padH', 'padW'];
 const POOL: KernelExtras = {
   lets: [
@@ -220,21 +238,17 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       reads('mean', 'rows'), reads('rstd', 'rows'), accumulates('gx', 'rows * dim', { optional: true }),
       accumulates('ggamma', 'dim', { optional: true }), accumulates('gbeta', 'dim', { optional: true }),
     ]),
-    kernel('conv2dForward', [
-      fields('params', CONV_PARAMS, PARAM_MAX), reads('x', CONV_X), reads('w', CONV_W), reads('bias', 'O', { optional: true }),
-      buffer('y', (a) => (a.accumulate === true ? 'accumulate' : 'write'), CONV_Y),
-      flag('accumulate', false),
-      // A group norm (+ ReLU) folded in: the convolution reads (x - inCenter) * inScale + inShift
-      // (then ReLU with inRelu), one map per (image, channel). See groupNormStats.
-      reads('inCenter', 'N * C', { optional: true }), reads('inScale', 'N * C', { optional: true }),
-      reads('inShift', 'N * C', { optional: true }), flag('inRelu', false),
+    kernel('conv2dForward', CONV_FORWARD_ARGS, CONV_FORWARD),
+    // The same convolution, then the statistics of the group norm that reads its output next
+    // (groupNormStats's outputs over y, after any accumulation): an inference plan's fused
+    // form, which computes each image's while the image is in cache (conv.h, OutputStats).
+    kernel('conv2dForwardNormStats', [
+      ...CONV_FORWARD_ARGS, int('normGroups'), reads('gamma', 'O', { optional: true }), reads('beta', 'O', { optional: true }),
+      float('eps'), writes('mean', 'N * normGroups'), writes('rstd', 'N * normGroups'),
+      writes('center', 'N * O'), writes('scale', 'N * O'), writes('shift', 'N * O'),
     ], {
-      ...CONV,
-      checks: [
-        ...CONV.checks!,
-        ['!accumulate || (groups == 1 && !has(bias))', 'accumulate needs groups 1 and no bias'],
-        ['has(inCenter) == has(inScale) && has(inScale) == has(inShift)', 'inCenter, inScale and inShift go together'],
-      ],
+      ...CONV_FORWARD,
+      checks: [...CONV_FORWARD.checks!, ['normGroups >= 1 && O % normGroups == 0', 'normGroups must divide the output channels ({O} channels, {normGroups} groups)']],
     }),
     kernel('conv2dBackwardInput', [
       fields('params', CONV_PARAMS, PARAM_MAX), reads('gy', CONV_Y), reads('w', CONV_W),

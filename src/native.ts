@@ -45,6 +45,11 @@ export interface NativeAddon {
    */
   conv2dForward(params: number[], x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, accumulate?: boolean,
     inCenter?: Float32Array | null, inScale?: Float32Array | null, inShift?: Float32Array | null, inRelu?: boolean): void;
+  /** conv2dForward, then groupNormStats over its output y (an inference plan's fused form). */
+  conv2dForwardNormStats(params: number[], x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,
+    accumulate: boolean, inCenter: Float32Array | null, inScale: Float32Array | null, inShift: Float32Array | null,
+    inRelu: boolean, normGroups: number, gamma: Float32Array | null, beta: Float32Array | null, eps: number,
+    mean: Float32Array, rstd: Float32Array, center: Float32Array, scale: Float32Array, shift: Float32Array): void;
   /** accumulate false: writes gx without reading it (default true: adds to it). */
   conv2dBackwardInput(params: number[], gy: Float32Array, w: Float32Array, gx: Float32Array, accumulate?: boolean): void;
   conv2dBackwardWeight(params: number[], gy: Float32Array, x: Float32Array, gw: Float32Array): void;

@@ -200,6 +200,59 @@ export function foldNormsIntoConvs(
 }
 
 /**
+ * Computes a folded norm's statistics in the convolution that writes its input: a
+ * groupNormStats step (foldNormsIntoConvs's) whose input is the whole output of a
+ * convolution before it, with nothing writing that output in between and nothing touching
+ * the statistics' buffers before the norm's own place, becomes part of that convolution's
+ * call (conv2dForwardNormStats). The convolution computes each image's statistics while the
+ * image is in cache instead of a pass over the whole output later; the values are the same
+ * bit for bit. Run after foldNormsIntoConvs.
+ */
+/** @internal */
+export function statsIntoConvs(steps: readonly CapturedStep[]): { steps: CapturedStep[]; count: number } {
+  const decl = KERNELS.get('conv2dForwardNormStats')!;
+  const out: CapturedStep[] = [...steps];
+  const dropped = new Set<number>();
+  let count = 0;
+  const touches = (k: number, b: ArrayBufferLike, writesOnly: boolean) =>
+    buffers(out[k]).some((u) => u.view.buffer === b && (!writesOnly || u.access !== 'read'));
+  steps.forEach((s, j) => {
+    if (s.name !== 'groupNormStats') return;
+    const x = arg(s, 'x') as Float32Array;
+    if (!isWhole(x)) return;
+    let i = j - 1;
+    while (i >= 0 && !touches(i, x.buffer, true)) i--;
+    if (i < 0 || dropped.has(i)) return;
+    const c = out[i];
+    if (c.name !== 'conv2dForward') return;
+    const y = arg(c, 'y') as Float32Array;
+    if (y.buffer !== x.buffer || !isWhole(y)) return;
+    const [batch, channels, spatial] = ['batch', 'channels', 'spatial'].map((n) => attr(s, n) as number);
+    const [n, o] = ['N', 'O'].map((f) => attr(c, 'params', f) as number);
+    if (n !== batch || o !== channels || n * o * spatial !== x.length) return;
+    // The statistics are written at i instead of j: nothing between may read or write them.
+    const written = ['mean', 'rstd', 'center', 'scale', 'shift'].map((r) => (arg(s, r) as Float32Array).buffer);
+    for (let k = i + 1; k < j; k++) if (written.some((b) => touches(k, b, false))) return;
+    const convArgs = [...c.args];
+    const defaults: unknown[] = [false, null, null, null, false]; // accumulate, inCenter, inScale, inShift, inRelu
+    for (let a = 5; a < 10; a++) if (convArgs[a] === undefined) convArgs[a] = defaults[a - 5];
+    out[i] = {
+      name: decl.name,
+      decl,
+      fn: native.conv2dForwardNormStats as (...a: unknown[]) => unknown,
+      args: [
+        ...convArgs.slice(0, 10),
+        attr(s, 'groups'), arg(s, 'gamma'), arg(s, 'beta'), attr(s, 'eps'),
+        arg(s, 'mean'), arg(s, 'rstd'), arg(s, 'center'), arg(s, 'scale'), arg(s, 'shift'),
+      ],
+    };
+    dropped.add(j);
+    count++;
+  });
+  return { steps: out.filter((_, k) => !dropped.has(k)), count };
+}
+
+/**
  * @internal Gradient pass-through: an add's backward sums its output's
  * gradient g into each input's gradient buffer, which for same-shape inputs is
  * a copy into a buffer just zeroed. When that buffer's first use is the zero

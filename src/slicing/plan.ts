@@ -6,14 +6,15 @@
 // time (cache-resident for slices of a few images), and skips the argument
 // checks, shape arithmetic and tensor objects of the eager path. Residual adds
 // are folded into the convolution before them (fuseResidualAdds), group norms
-// (+ ReLU) into the convolutions after them (foldNormsIntoConvs).
+// (+ ReLU) into the convolutions after them (foldNormsIntoConvs), and their
+// statistics into the convolutions before them (statsIntoConvs).
 import { captureCalls, enterModule, exitModule, type Capture, type CapturedStep } from '../capture.js';
 import { buffers } from '../kernels.js';
 import type { Module } from '../nn/module.js';
 import { Program } from '../program.js';
 import { noGrad, Tensor } from '../tensor.js';
 import { ArenaLayout, bindSteps, placeInArena } from './arena.js';
-import { foldNormsIntoConvs, fuseResidualAdds } from './passes.js';
+import { foldNormsIntoConvs, fuseResidualAdds, statsIntoConvs } from './passes.js';
 
 /**
  * @internal The tensors a plan reads in place (a model's parameters and
@@ -49,6 +50,8 @@ export class InferencePlan {
   readonly fusedAdds: number;
   /** Group norms (+ ReLU) folded into the convolutions that read them. */
   readonly foldedNorms: number;
+  /** Of those, norms whose statistics the convolution writing their input computes. */
+  readonly statsInConvs: number;
   private readonly program: Program;
   private readonly input: Float32Array;
   private readonly output: Float32Array;
@@ -65,10 +68,12 @@ export class InferencePlan {
     output: Float32Array;
     fusedAdds: number;
     foldedNorms: number;
+    statsInConvs: number;
     state: StateSnapshot;
   }) {
     this.fusedAdds = init.fusedAdds;
     this.foldedNorms = init.foldedNorms;
+    this.statsInConvs = init.statsInConvs;
     this.rate = init.rate;
     this.inputShape = init.inputShape;
     this.outputShape = init.outputShape;
@@ -102,14 +107,15 @@ export class InferencePlan {
     if (refused !== null) return refused;
     const fused = fuseResidualAdds(capture.steps, capture.allocated, out.data);
     const folded = foldNormsIntoConvs(fused.steps, capture.allocated, fused.output);
+    const withStats = statsIntoConvs(folded.steps);
     const allocated = new Set([...capture.allocated, ...folded.added.map((m) => m.buffer)]);
-    const { offsets, arenaBytes } = placeInArena(folded.steps, allocated, [fused.output]);
+    const { offsets, arenaBytes } = placeInArena(withStats.steps, allocated, [fused.output]);
     // What the eager pass allocates: every op output, the ones the passes removed included.
     let eagerBytes = 0;
     for (const b of capture.allocated) eagerBytes += b.byteLength;
     const layout = new ArenaLayout(offsets);
     const arena = new ArrayBuffer(arenaBytes);
-    const steps = bindSteps(layout.template(folded.steps), arena);
+    const steps = bindSteps(layout.template(withStats.steps), arena);
     const output = layout.bind(layout.ref(fused.output), arena) as Float32Array;
     const state = new StateSnapshot(InferencePlan.state(model));
     return new InferencePlan({
@@ -123,6 +129,7 @@ export class InferencePlan {
       output,
       fusedAdds: fused.count,
       foldedNorms: folded.count,
+      statsInConvs: withStats.count,
       state,
     });
   }

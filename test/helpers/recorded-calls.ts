@@ -48,7 +48,8 @@ export function recordedCalls(): CapturedStep[] {
     }),
   );
   // What only plans call: a group norm's statistics and map, and a convolution applying it
-  // (the calls foldNormsIntoConvs makes of a group norm and its reader).
+  // (the calls foldNormsIntoConvs makes of a group norm and its reader), and a convolution
+  // computing the statistics of its output (statsIntoConvs).
   calls.push(
     ...recordPass(() => {
       const [n, c, hw] = [2, 4, 36];
@@ -57,6 +58,9 @@ export function recordedCalls(): CapturedStep[] {
       native.groupNormStats(n, c, hw, 2, x, null, null, 1e-5, new Float32Array(n * 2), new Float32Array(n * 2), center, scale, shift);
       const w = ms.randn([3, c, 3, 3], { seed: 8 }).data;
       native.conv2dForward([n, c, 6, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, c], x, w, null, new Float32Array(n * 3 * hw), false, center, scale, shift, true);
+      const y = new Float32Array(n * 3 * hw);
+      const [m3, r3, c3, s3, h3] = [n, n, n * 3, n * 3, n * 3].map((k) => new Float32Array(k));
+      native.conv2dForwardNormStats([n, c, 6, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, c], x, w, null, y, false, center, scale, shift, true, 1, null, null, 1e-5, m3, r3, c3, s3, h3);
     }),
   );
   // A decode step of a transformer with a key/value cache (its keys and values copied in).

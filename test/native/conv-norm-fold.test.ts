@@ -33,6 +33,8 @@ const cases: Case[] = [
   { name: '3x3 on 4x4 at batch 1 (small)', p: [1, 12, 4, 4, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 16], normGroups: 4, path: 'small' },
   { name: '3x3 stride 2, 7x7 -> 4x4 at batch 1 (small)', p: [1, 6, 7, 7, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], normGroups: 3, path: 'small' },
   { name: 'two groups 3x3 on 16x16', p: [2, 8, 16, 16, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2, 4], normGroups: 2, path: 'direct' },
+  // Over 2^20 multiply-adds, so two threads share it; batch 3 splits an image between them.
+  { name: '3x3 on 16x16 at batch 3, two threads (direct, an image split)', p: [3, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 16], normGroups: 4, path: 'direct' },
 ];
 
 for (const c of cases) {
@@ -95,6 +97,47 @@ for (const c of cases) {
   });
 }
 
+// A folded norm's statistics computed by the convolution that writes its input
+// (conv2dForwardNormStats, native/conv.h OutputStats): the same convolution output and the
+// same statistics as conv2dForward then groupNormStats, bit for bit, on every path (the direct
+// tiles compute them image by image; a batch that does not split evenly over the threads
+// leaves an image for the caller), with and without an input map, accumulating or not.
+for (const c of cases) {
+  t.test(`${c.name}: statistics of the output computed by the convolution`, async (t) => {
+    const [N, C, H, W, O, kh, kw, , , , , , , groups, wpg] = c.p;
+    const outH = Math.floor((H + 2 * c.p[9] - kh) / c.p[7]) + 1;
+    const outW = Math.floor((W + 2 * c.p[10] - kw) / c.p[8]) + 1;
+    const spatial = outH * outW;
+    const G = [4, 3, 2, 1].find((g) => O % g === 0)!;
+    const x = randArray(N * C * H * W, 2, 0.3);
+    const w = randArray(O * wpg * kh * kw);
+    const gamma = randArray(O, 1, 1), beta = randArray(O, 0.5);
+    const inMap = [randArray(N * C, 0.2), randArray(N * C, 1, 1), randArray(N * C, 0.3)];
+    const outs = () => [new Float32Array(N * G), new Float32Array(N * G), new Float32Array(N * O), new Float32Array(N * O), new Float32Array(N * O)];
+    for (const threads of [1, 2]) {
+      ms.setNumThreads(threads);
+      for (const mapped of [false, true]) {
+        for (const accumulate of groups === 1 ? [false, true] : [false]) {
+          const [ce, sc, sh] = mapped ? inMap : [null, null, null];
+          const r = randArray(N * O * spatial);
+          const want = accumulate ? Float32Array.from(r) : new Float32Array(N * O * spatial);
+          native.conv2dForward(c.p, x, w, null, want, accumulate, ce, sc, sh, mapped);
+          const ws = outs();
+          native.groupNormStats(N, O, spatial, G, want, gamma, beta, 1e-5, ...(ws as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array]));
+          const got = accumulate ? Float32Array.from(r) : new Float32Array(N * O * spatial).fill(NaN);
+          const gs = outs();
+          native.conv2dForwardNormStats(c.p, x, w, null, got, accumulate, ce, sc, sh, mapped, G, gamma, beta, 1e-5,
+            ...(gs as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array]));
+          const what = `${threads} threads, map ${mapped}, accumulate ${accumulate}`;
+          t.ok(got.every((v, i) => Object.is(v, want[i])), `${what}: the output bit for bit`);
+          t.ok(gs.every((a, k) => a.every((v, i) => Object.is(v, ws[k][i]))), `${what}: mean, rstd, center, scale, shift bit for bit`);
+        }
+      }
+    }
+    ms.setNumThreads(2);
+  });
+}
+
 t.test('the map arguments go together and must cover every (image, channel)', async (t) => {
   const p = [2, 4, 6, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4];
   const x = new Float32Array(2 * 4 * 36), w = new Float32Array(3 * 4 * 9), y = new Float32Array(2 * 3 * 36);
@@ -102,4 +145,9 @@ t.test('the map arguments go together and must cover every (image, channel)', as
   t.throws(() => native.conv2dForward(p, x, w, null, y, false, m, m.slice(), null, true), { name: 'RangeError', message: /^conv2dForward: inCenter, inScale and inShift go together/ });
   t.throws(() => native.conv2dForward(p, x, w, null, y, false, m, new Float32Array(7), m.slice(), true), { name: 'RangeError', message: /^conv2dForward: inScale has 7 elements, needs 8/ });
   t.throws(() => native.groupNormStats(2, 4, 36, 3, x, null, null, 1e-5, new Float32Array(6), new Float32Array(6), m, m.slice(), m.slice()), { message: /^groupNormStats: groups must divide channels/ });
+  const s6 = () => new Float32Array(6);
+  t.throws(() => native.conv2dForwardNormStats(p, x, w, null, y, false, null, null, null, false, 2, null, null, 1e-5, s6(), s6(), s6(), s6(), s6()),
+    { name: 'RangeError', message: /^conv2dForwardNormStats: normGroups must divide the output channels \(3 channels, 2 groups\)/ });
+  t.throws(() => native.conv2dForwardNormStats(p, x, w, null, y, false, null, null, null, false, 3, null, null, 1e-5, s6(), s6(), s6(), s6(), new Float32Array(5)),
+    { name: 'RangeError', message: /^conv2dForwardNormStats: shift has 5 elements, needs 6/ });
 });

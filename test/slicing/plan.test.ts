@@ -42,6 +42,7 @@ t.test('a plan places intermediates in a shared arena smaller than the eager buf
   t.ok(maxDiff(new ms.Tensor(out, [4, 10]), want) < 1e-5, 'the eager result, up to rounding');
   t.equal(plan.fusedAdds, 9, 'every residual add folded into the convolution before it');
   t.equal(plan.foldedNorms, 18, 'every group norm but the last (read by the pooling) folded into the convolutions after it');
+  t.equal(plan.statsInConvs, 18, 'and the statistics of each computed by the convolution writing its input');
   const vgg = ms.InferencePlan.build(ms.models.vgg({ depth: 11, classes: 10 }).eval(), [1, 3, 32, 32]);
   t.equal(typeof vgg !== 'string' && vgg.fusedAdds, 0, 'VGG has no residual adds');
 });
@@ -59,6 +60,7 @@ t.test('group norms folded into the convolutions that read them: the eager resul
       const plan = ms.InferencePlan.build(model, [...shape]);
       if (typeof plan === 'string') throw new Error(plan);
       t.equal(plan.foldedNorms, folds, `${name} at ${rate}: ${folds} norms folded`);
+      t.equal(plan.statsInConvs, folds, `${name} at ${rate}: their statistics computed by the convolutions before them`);
       const x = ms.randn([...shape], { seed: 4 });
       const out = new Float32Array(plan.outputShape.reduce((a, b) => a * b, 1));
       plan.run(x.data, 0, out, 0);
@@ -93,6 +95,33 @@ t.test('group norms folded into the convolutions that read them: the eager resul
   t.equal(plan.fusedAdds, 2, 'both adds folded: conv0 adds into the norm\'s input in place');
   t.equal(plan.foldedNorms, 0, 'so the norm is not folded');
   t.ok(maxDiff(new ms.Tensor(out, [2, 4, 16, 16]), ms.noGrad(() => hazard.forward(xs))) < 1e-5, 'a norm whose input changes before its reader runs: the eager result');
+});
+
+t.test('the statistics of a folded norm move into the convolution only when a convolution wrote its whole input', async (t) => {
+  class TwoNorms extends ms.nn.Module {
+    convA = this.registerModule('convA', new ms.nn.Conv2d(4, 8, 3, { padding: 1, bias: false }));
+    convB = this.registerModule('convB', new ms.nn.Conv2d(8, 4, 3, { padding: 1, bias: false }));
+    convC = this.registerModule('convC', new ms.nn.Conv2d(4, 4, 1, { bias: false }));
+    normA = this.registerModule('normA', new ms.nn.GroupNorm(4, 8));
+    normB = this.registerModule('normB', new ms.nn.GroupNorm(2, 4));
+    forward(input: ms.Tensor): ms.Tensor {
+      // normA reads convA's output: its statistics can be convA's.
+      const h = this.convB.forward(this.normA.forwardRelu(this.convA.forward(input)));
+      // normB reads a sum with the model's input (no convolution wrote it whole): not moved.
+      return this.convC.forward(this.normB.forwardRelu(ms.add(h, input)));
+    }
+  }
+  const model = new TwoNorms().eval();
+  for (const p of model.parameters()) p.data.forEach((_, i, a) => (a[i] = Math.sin(i * 1.7 + a.length)));
+  const plan = ms.InferencePlan.build(model, [3, 4, 12, 12]);
+  if (typeof plan === 'string') throw new Error(plan);
+  t.equal(plan.foldedNorms, 2, 'both norms folded into the convolutions after them');
+  t.equal(plan.statsInConvs, 1, 'one norm\'s statistics computed by the convolution before it');
+  const x = ms.randn([3, 4, 12, 12], { seed: 8 });
+  const out = new Float32Array(3 * 4 * 12 * 12);
+  plan.run(x.data, 0, out, 0);
+  const want = ms.noGrad(() => model.forward(x));
+  t.ok(out.every((v, i) => Object.is(v, want.data[i])), 'the eager result bit for bit');
 });
 
 t.test('plans follow the weights: in-place changes at once, replaced arrays by a rebuild', async (t) => {
