@@ -150,6 +150,40 @@ MS_TGT512 MS_INLINE float hsum512(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
+// hsum512 of N <= 8 vectors at once: the same pairings (v[i] + v[i + 8], then + 4, + 2, + 1),
+// so each sum is bitwise hsum512's, but the vectors share the shuffles and adds of each level
+// (two vectors per register after the first, four after the second). A short dot product's
+// horizontal sums would otherwise cost about as much as its multiply-adds.
+template <int N>
+MS_TGT512 MS_INLINE void hsum512_x(const __m512* v, float* out) {
+  static_assert(N >= 1 && N <= 8, "hsum512_x: 1 to 8 vectors");
+  __m512 h[4];
+  for (int j = 0; j < 4; ++j) {
+    if (2 * j >= N) {
+      h[j] = _mm512_setzero_ps();
+      continue;
+    }
+    const __m512 a = v[2 * j], b = 2 * j + 1 < N ? v[2 * j + 1] : _mm512_setzero_ps();
+    // [a.lo256 | b.lo256] + [a.hi256 | b.hi256]: h = v[i] + v[i + 8] for a, then b.
+    h[j] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+  }
+  // 128-bit lane k of s[m] holds vector 4m + k's v[i] + v[i + 4] terms.
+  __m512 s[2];
+  for (int m = 0; m < 2; ++m)
+    s[m] = _mm512_add_ps(_mm512_shuffle_f32x4(h[2 * m], h[2 * m + 1], 0x88),
+                         _mm512_shuffle_f32x4(h[2 * m], h[2 * m + 1], 0xDD));
+  // Per lane k: [t0, t1] of vector k, then of vector 4 + k.
+  const __m512 t =
+      _mm512_add_ps(_mm512_shuffle_ps(s[0], s[1], 0x44), _mm512_shuffle_ps(s[0], s[1], 0xEE));
+  // Per lane k: t0 + t1 of vector k, of vector 4 + k.
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(t, t, 0x88), _mm512_shuffle_ps(t, t, 0xDD));
+  const __m512 order =
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), r);
+  alignas(64) float all[16];
+  _mm512_store_ps(all, order);
+  for (int j = 0; j < N; ++j) out[j] = all[j];
+}
+
 // R rows against X vectors at once (each load of a row serves every vector); every (vector,
 // row) pair's arithmetic is identical to the R = 1, X = 1 case: two accumulators over steps of
 // 32, a step of 16 into the first, a masked tail into the second.
@@ -190,8 +224,17 @@ MS_TGT512 MS_INLINE void dot_rows(int64_t K, const float* S, int64_t ld, const f
         a1[v][r] = _mm512_fmadd_ps(s1, _mm512_maskz_loadu_ps(m, x[v] + k), a1[v][r]);
     }
   }
-  for (int v = 0; v < X; ++v)
-    for (int r = 0; r < R; ++r) out[v][r] = hsum512(_mm512_add_ps(a0[v][r], a1[v][r]));
+  if constexpr (R * X == 1) {
+    out[0][0] = hsum512(_mm512_add_ps(a0[0][0], a1[0][0]));
+  } else {
+    __m512 acc[8];
+    for (int v = 0; v < X; ++v)
+      for (int r = 0; r < R; ++r) acc[v * R + r] = _mm512_add_ps(a0[v][r], a1[v][r]);
+    float sums[8];
+    hsum512_x<R * X>(acc, sums);
+    for (int v = 0; v < X; ++v)
+      for (int r = 0; r < R; ++r) out[v][r] = sums[v * R + r];
+  }
 }
 
 // y = alpha * v (+ beta * y, fused), the scalar twin of the vector store formula.
