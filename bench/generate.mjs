@@ -5,7 +5,8 @@
 // interleaved within each repetition (this machine's speed drifts).
 //
 //   npm run build:ts && node bench/generate.mjs [--checkpoint runs/train-charlm/charlm.safetensors]
-//        [--tokens 256] [--reps 3] [--draft-tokens 4] [--prompt "ROMEO:"] [--threads 1] [--json]
+//        [--tokens 256] [--reps 3] [--draft-tokens 6] [--draft-min-prob 0.3] [--prompt "ROMEO:"]
+//        [--threads 1] [--json]
 //
 // Without a checkpoint the model is the untrained 4-layer d256 configuration (its speed is the
 // trained one's, but its drafts are rarely kept: speculative decoding needs a trained model).
@@ -17,7 +18,8 @@ const { values } = parseArgs({
     checkpoint: { type: 'string' },
     tokens: { type: 'string', default: '256' },
     reps: { type: 'string', default: '3' },
-    'draft-tokens': { type: 'string', default: '4' },
+    'draft-tokens': { type: 'string', default: '6' },
+    'draft-min-prob': { type: 'string', default: '0.3' },
     prompt: { type: 'string', default: 'ROMEO:' },
     threads: { type: 'string', default: '1' },
     json: { type: 'boolean', default: false },
@@ -31,11 +33,12 @@ const vocab = model.vocabulary ?? null;
 const prompt = vocab ? [...ms.data.textDataset(values.prompt, { vocabulary: vocab }).ids] : [1, 2, 3];
 const maxTokens = Number(values.tokens);
 const draftTokens = Number(values['draft-tokens']);
+const draftMinProbability = Number(values['draft-min-prob']);
 const runs = {
   'rate 1': () => ms.generate(model, prompt, { maxTokens, temperature: 0, rate: 1 }),
   'rate 0.5': () => ms.generate(model, prompt, { maxTokens, temperature: 0, rate: 0.5 }),
   'rate 0.25': () => ms.generate(model, prompt, { maxTokens, temperature: 0, rate: 0.25 }),
-  speculative: () => ms.speculativeGenerate(model, prompt, { maxTokens, temperature: 0, draftRate: 0.25, draftTokens }),
+  speculative: () => ms.speculativeGenerate(model, prompt, { maxTokens, temperature: 0, draftRate: 0.25, draftTokens, draftMinProbability }),
 };
 const best = {};
 const outputs = {};
@@ -52,7 +55,7 @@ for (let rep = 0; rep < Number(values.reps); rep++) {
 const same = outputs.speculative.join() === outputs['rate 1'].join();
 const rows = Object.entries(best).map(([name, b]) => ({ name, ...b, vsRate1: b.tokensPerSecond / best['rate 1'].tokensPerSecond }));
 if (values.json) {
-  console.log(JSON.stringify({ checkpoint: values.checkpoint ?? null, maxTokens, threads: Number(values.threads), draftTokens, speculativeSameTokens: same, rows }));
+  console.log(JSON.stringify({ checkpoint: values.checkpoint ?? null, maxTokens, threads: Number(values.threads), draftTokens, draftMinProbability, speculativeSameTokens: same, rows }));
 } else {
   console.log(`${values.checkpoint ?? 'untrained 4-layer d256 model'}: ${maxTokens} tokens at batch 1, ${values.threads} thread(s), best of ${values.reps}`);
   console.log('decoding        tokens/s   vs rate 1   full passes   drafts kept');

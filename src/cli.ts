@@ -95,8 +95,9 @@ generate flags:
   --temperature X            0 is greedy (default 1)
   --top-k N                  sample among the N most likely tokens
   --rate X                   slice rate to generate at (default 1)
-  --speculative              the --draft-rate slice drafts --draft-tokens tokens (default 0.25, 4)
+  --speculative              the --draft-rate slice drafts up to --draft-tokens tokens (default 0.25, 6)
                              and rate 1 verifies them in one pass: rate 1's output, faster
+  --draft-min-prob P         the draft stops after a token it gave less than P (default 0.3; 0: never)
   --stop TEXT                stop once TEXT has been generated
   --seed N                   (default: a fresh seed each run)
   --json                     print {"text", "tokens", "seconds", "tokensPerSecond", "passes", ...}
@@ -149,6 +150,7 @@ const options = {
   speculative: { type: 'boolean' },
   'draft-rate': { type: 'string' },
   'draft-tokens': { type: 'string' },
+  'draft-min-prob': { type: 'string' },
   stop: { type: 'string' },
   limit: { type: 'string' },
   rates: { type: 'string' },
@@ -551,8 +553,10 @@ async function generateCommand(flags: Flags, json: boolean): Promise<Record<stri
   if (topK !== undefined && topK < 1) throw new UsageError(`--top-k must be at least 1, got ${String(flags['top-k'])}`);
   const draftRate = num(flags, 'draft-rate', 0.25);
   if (!(draftRate > 0 && draftRate <= 1)) throw new UsageError(`--draft-rate must be a slice rate in (0, 1], got ${String(flags['draft-rate'])}`);
-  const draftTokens = num(flags, 'draft-tokens', 4, true);
+  const draftTokens = num(flags, 'draft-tokens', 6, true);
   if (draftTokens < 1) throw new UsageError(`--draft-tokens must be at least 1, got ${String(flags['draft-tokens'])}`);
+  const draftMinProbability = num(flags, 'draft-min-prob', 0.3);
+  if (!(draftMinProbability >= 0 && draftMinProbability <= 1)) throw new UsageError(`--draft-min-prob must be a probability in [0, 1], got ${String(flags['draft-min-prob'])}`);
   const speculative = flags.speculative === true;
   const rate = num(flags, 'rate', 1);
   if (speculative && rate !== 1) throw new UsageError('--speculative generates at rate 1 (the draft runs at --draft-rate); leave out --rate');
@@ -574,7 +578,7 @@ async function generateCommand(flags: Flags, json: boolean): Promise<Record<stri
   if (!json) process.stdout.write(prompt);
   const options = { maxTokens, temperature, topK, seed, stop, rate, onToken: write };
   const started = performance.now();
-  const { tokens, stats } = speculative ? speculativeGenerate(model, ids, { ...options, draftRate, draftTokens }) : generate(model, ids, options);
+  const { tokens, stats } = speculative ? speculativeGenerate(model, ids, { ...options, draftRate, draftTokens, draftMinProbability }) : generate(model, ids, options);
   const seconds = (performance.now() - started) / 1000;
   const text = decodeText(tokens, vocabulary);
   const tokensPerSecond = tokens.length / Math.max(1e-9, seconds);

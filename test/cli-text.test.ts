@@ -52,6 +52,12 @@ t.test('train, eval and generate a character language model from the CLI', async
   const image = await runCli(['generate', '--checkpoint', out, '--prompt', 'to', '--speculative', '--rate', '0.5']);
   t.equal(image.code, 2);
   t.match(image.stderr, /--speculative generates at rate 1/);
+  const unsure = await runCli(['generate', '--checkpoint', out, '--prompt', 'to', '--speculative', '--draft-min-prob', '1.5']);
+  t.equal(unsure.code, 2);
+  t.match(unsure.stderr, /--draft-min-prob must be a probability in \[0, 1\], got 1.5/);
+  const always = await runCli(['generate', '--checkpoint', out, '--prompt', 'to be', '--max-tokens', '30', '--temperature', '0', '--speculative', '--draft-rate', '0.5', '--draft-min-prob', '0', '--draft-tokens', '3', '--json']);
+  t.equal(always.code, 0, always.stderr);
+  t.equal((JSON.parse(always.lines.at(-1)!) as { text: string }).text, a.text, '--draft-min-prob 0 --draft-tokens 3: the same text');
 });
 
 t.test('flags that do not fit a language model are refused before any work', async (t) => {

@@ -168,6 +168,16 @@ class CachedText {
   }
 }
 
+/** The draft's probability of token x: its sampling distribution's, or at temperature 0 its softmax. */
+function draftProbability(logits: ArrayLike<number>, dist: Float64Array, x: number, options: SamplingOptions): number {
+  if ((options.temperature ?? 1) !== 0) return dist[x];
+  let max = -Infinity;
+  for (let j = 0; j < logits.length; j++) max = Math.max(max, logits[j]);
+  let sum = 0;
+  for (let j = 0; j < logits.length; j++) sum += Math.exp(logits[j] - max);
+  return Math.exp(logits[x] - max) / sum;
+}
+
 /** The row of position `at` in logits that end at position `to` - 1. */
 function rowAt(logits: Tensor, vocab: number, to: number, at: number): Float32Array {
   const rows = logits.size / vocab;
@@ -204,20 +214,32 @@ export function generate(model: Transformer, prompt: ArrayLike<number>, options:
 export interface SpeculativeOptions extends GenerateOptions {
   /** Rate of the draft slice (default 0.25). */
   draftRate?: number;
-  /** Tokens the draft proposes per full-rate pass (default 4). */
+  /** Most tokens the draft proposes per full-rate pass (default 6). */
   draftTokens?: number;
+  /**
+   * The draft stops proposing after a token it gave less than this probability (default 0.3):
+   * such a token is seldom kept, and each proposal costs a draft step and a row of the full
+   * pass. The probability is the draft's sampling distribution's, or its softmax at
+   * temperature 0. 0 always proposes draftTokens. The tokens' distribution does not depend on it.
+   */
+  draftMinProbability?: number;
 }
 
 /**
  * Generates as generate() at rate 1 would (the same distribution; at temperature 0 the same
- * tokens), with the draft slice proposing `draftTokens` tokens that one full pass verifies.
+ * tokens), with the draft slice proposing up to `draftTokens` tokens (fewer once it is unsure:
+ * draftMinProbability) that one full pass verifies.
  */
 export function speculativeGenerate(model: Transformer, prompt: ArrayLike<number>, options: SpeculativeOptions): { tokens: number[]; stats: GenerateStats } {
   const op = 'speculativeGenerate';
   checkGenerate(op, model, prompt, options);
   const draftRate = checkRate(op, options.draftRate ?? 0.25);
-  const k = options.draftTokens ?? 4;
+  const k = options.draftTokens ?? 6;
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`${op}: draftTokens must be a positive integer, got ${String(k)}`);
+  const minProbability = options.draftMinProbability ?? 0.3;
+  if (!(typeof minProbability === 'number' && minProbability >= 0 && minProbability <= 1)) {
+    throw new RangeError(`${op}: draftMinProbability must be a number in [0, 1], got ${String(minProbability)}`);
+  }
   if (options.rate !== undefined && options.rate !== 1) throw new RangeError(`${op}: verifies at rate 1; got rate ${String(options.rate)}`);
   const { vocab, context } = model.config;
   const target = new CachedText(model, 1);
@@ -243,9 +265,14 @@ export function speculativeGenerate(model: Transformer, prompt: ArrayLike<number
       for (let i = 0; i < room; i++) {
         const seq = [...text, ...proposals];
         const to = seq.length;
-        const dist = samplingDistribution(rowAt(draft.logits(seq, to - 1, to), vocab, to, to - 1), options);
-        proposals.push(drawFrom(dist, gen));
+        const row = rowAt(draft.logits(seq, to - 1, to), vocab, to, to - 1);
+        const dist = samplingDistribution(row, options);
+        const x = drawFrom(dist, gen);
+        proposals.push(x);
         q.push(dist);
+        // Whether to propose more depends on the draft alone, so every position's token still
+        // follows the full model (the checks below are unchanged).
+        if (minProbability > 0 && draftProbability(row, dist, x, options) < minProbability) break;
       }
       stats.drafted += proposals.length;
       // One full-rate pass gives p after the last token and after each proposal.

@@ -78,10 +78,21 @@ t.test('greedy generation equals argmax of full passes, past the context; specul
   }
   const plain = ms.generate(m, prompt, { maxTokens: 30, temperature: 0 });
   for (const draftTokens of [1, 3, 5]) {
-    const spec = ms.speculativeGenerate(m, prompt, { maxTokens: 30, temperature: 0, draftTokens });
-    t.same(spec.tokens, plain.tokens, `draftTokens ${draftTokens}: the full model's tokens`);
-    t.ok(spec.stats.passes < 30 || spec.stats.accepted === 0, `draftTokens ${draftTokens}: ${spec.stats.passes} full passes, ${spec.stats.accepted} of ${spec.stats.drafted} drafts kept`);
+    for (const draftMinProbability of [0, 0.3, 0.9]) {
+      const spec = ms.speculativeGenerate(m, prompt, { maxTokens: 30, temperature: 0, draftTokens, draftMinProbability });
+      const what = `draftTokens ${draftTokens}, draftMinProbability ${draftMinProbability}`;
+      t.same(spec.tokens, plain.tokens, `${what}: the full model's tokens`);
+      t.ok(spec.stats.passes < 30 || spec.stats.accepted === 0, `${what}: ${spec.stats.passes} full passes, ${spec.stats.accepted} of ${spec.stats.drafted} drafts kept`);
+    }
   }
+  // The draft stops at its first unsure token: with every token unsure (a probability of 1
+  // asked), one proposal per full pass at most; with none (0), up to draftTokens of them.
+  const unsure = ms.speculativeGenerate(m, prompt, { maxTokens: 30, temperature: 0, draftTokens: 4, draftMinProbability: 1 });
+  // (none in a pass at a window's end or before the last token)
+  t.ok(unsure.stats.drafted <= unsure.stats.passes && unsure.stats.drafted >= unsure.stats.passes / 2, `draftMinProbability 1: at most one proposal a pass (${unsure.stats.drafted} in ${unsure.stats.passes})`);
+  t.same(unsure.tokens, plain.tokens, 'and the same tokens');
+  const eager = ms.speculativeGenerate(m, prompt, { maxTokens: 30, temperature: 0, draftTokens: 4, draftMinProbability: 0 });
+  t.ok(eager.stats.drafted > 2 * eager.stats.passes, `draftMinProbability 0: ${eager.stats.drafted} proposals in ${eager.stats.passes} passes`);
   // A draft that is the full model itself is always right.
   const self = ms.speculativeGenerate(m, prompt, { maxTokens: 20, temperature: 0, draftRate: 1, draftTokens: 4 });
   t.equal(self.stats.accepted, self.stats.drafted, 'a full-rate draft: every proposal kept');
@@ -119,7 +130,9 @@ t.test('speculative decoding at temperature 1 follows the full model\'s distribu
   }
   const runs = 3000;
   for (const [name, gen] of [
-    ['speculative (draft 0.25, 2 tokens)', (seed: number) => ms.speculativeGenerate(m, prompt, { maxTokens: 2, draftTokens: 2, seed })],
+    ['speculative (draft 0.25, 2 tokens)', (seed: number) => ms.speculativeGenerate(m, prompt, { maxTokens: 2, draftTokens: 2, draftMinProbability: 0, seed })],
+    // The draft stops after an unlikely first token (about half the time here): either way the pair follows the full model.
+    ['speculative, stopping when unsure', (seed: number) => ms.speculativeGenerate(m, prompt, { maxTokens: 2, draftTokens: 2, draftMinProbability: 0.3, seed })],
     ['plain sampling', (seed: number) => ms.generate(m, prompt, { maxTokens: 2, seed })],
   ] as const) {
     const counts = new Array<number>(16).fill(0);
@@ -148,6 +161,8 @@ t.test('bad options are refused by name', async (t) => {
   t.throws(() => ms.generate(m, [1], { maxTokens: 1, topK: 0 }), /topK must be a positive integer/);
   t.throws(() => ms.generate(m, [1], { maxTokens: 1, rate: 2 }), /rate/);
   t.throws(() => ms.speculativeGenerate(m, [1], { maxTokens: 1, draftTokens: 0 }), /draftTokens must be a positive integer/);
+  t.throws(() => ms.speculativeGenerate(m, [1], { maxTokens: 1, draftMinProbability: 1.5 }), /speculativeGenerate: draftMinProbability must be a number in \[0, 1\], got 1.5/);
+  t.throws(() => ms.speculativeGenerate(m, [1], { maxTokens: 1, draftMinProbability: Number.NaN }), /draftMinProbability must be a number in \[0, 1\], got NaN/);
   t.same(ms.generate(m, [1], { maxTokens: 0 }).tokens, [], 'no tokens asked, none made');
   // Top-k keeps the k most likely tokens only.
   const logits = fullPass(m, [1, 2], 1).subarray(11);
