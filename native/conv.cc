@@ -278,7 +278,12 @@ void conv2d_forward_paths(const ConvShape& s, const float* x, const float* w, co
   if (t != nullptr && (is_depthwise(s) || conv_implicit_forward_runs(s))) {
     thread_local Scratch mappedInput;
     float* xt = mappedInput.get(static_cast<size_t>(s.batch * s.inChannels * inPlane));
-    parallel_run(get_num_threads(), [&](int th, int nt) {
+    // Images are split between threads: no more threads than images (waking an idle pool
+    // worker costs more than a batch-1 map), and one for a small map.
+    const int64_t mapped = s.batch * s.inChannels * inPlane;
+    const int mapThreads =
+        mapped < (1 << 16) ? 1 : static_cast<int>(std::min<int64_t>(get_num_threads(), s.batch));
+    parallel_run(mapThreads, [&](int th, int nt) {
       int64_t lo, hi;
       split_range(s.batch, 1, th, nt, &lo, &hi);
       for (int64_t n = lo; n < hi; ++n)
