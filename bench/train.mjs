@@ -94,6 +94,13 @@ export function runTrainBench({ quick = false, reps = quick ? 2 : 5, rounds = qu
   const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
   const torch = probe.status === 0 ? probe.stdout.trim() : null;
   if (torch === null) log('PyTorch peer: skipped (install Debian python3-torch for /usr/bin/python3)');
+  // Debian's PyTorch does its linear layers through libblas.so.3, the reference BLAS unless an
+  // optimised one is the alternative (a 30x slower charlm step: bench/RESULTS.md); its
+  // convolutions go through oneDNN either way.
+  const blas = spawnSync('/usr/bin/python3', ['-c', "import os; print(os.path.realpath('/usr/lib/x86_64-linux-gnu/libblas.so.3'))"], { encoding: 'utf8' });
+  if (torch !== null && cases.includes('charlm') && /\/blas\/libblas\.so/.test(blas.stdout ?? '')) {
+    log('PyTorch peer: libblas.so.3 is the reference BLAS, so its charlm step is not a fair peer (apt-get install libopenblas0-pthread)');
+  }
   log(`training steps, batch 128 (charlm: 32 x 128 characters), ${threads} threads, best of ${reps} steps after 2 warm-up steps and of ${rounds} rounds (ms); peak RSS of each child (MiB)`);
   log('case                         step                         plan    eager  PyTorch  plan/PT  eager/PT  outside kernels (plan)  RSS plan / eager / PT');
   const rows = [];
