@@ -149,22 +149,23 @@ ms::ConvShape ConvShapeOf(const Call& c) {
           c.outH, c.outW};
 }
 
-void RunConv2dForward(const mb::Conv2dForwardCall& c) {
+// Both forward entry points: the convolution (with its input map, if any), and with st the
+// statistics of its output. An empty output has nothing to compute (nor has groupNormStats).
+template <class Call>
+void ConvForward(const Call& c, const ms::OutputStats* st) {
   if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return;
   const ms::InputTransform t{c.inCenter.data, c.inScale.data, c.inShift.data, c.inRelu};
   ms::conv2d_forward(ConvShapeOf(c), c.x.data, c.w.data, c.bias.data, c.y.data, c.accumulate,
-                     c.inScale.present && c.C > 0 ? &t : nullptr);
+                     c.inScale.present && c.C > 0 ? &t : nullptr, st);
 }
 
+void RunConv2dForward(const mb::Conv2dForwardCall& c) { ConvForward(c, nullptr); }
+
 void RunConv2dForwardNormStats(const mb::Conv2dForwardNormStatsCall& c) {
-  // Nothing to compute, as for groupNormStats over an empty output.
-  if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return;
-  const ms::InputTransform t{c.inCenter.data, c.inScale.data, c.inShift.data, c.inRelu};
   const ms::OutputStats st{c.normGroups, c.gamma.data, c.beta.data,   static_cast<float>(c.eps),
                            c.mean.data,  c.rstd.data,  c.center.data, c.scale.data,
                            c.shift.data};
-  ms::conv2d_forward(ConvShapeOf(c), c.x.data, c.w.data, c.bias.data, c.y.data, c.accumulate,
-                     c.inScale.present && c.C > 0 ? &t : nullptr, &st);
+  ConvForward(c, &st);
 }
 
 // accumulate = false writes gx without reading it.

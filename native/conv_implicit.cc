@@ -381,6 +381,13 @@ int64_t direct_tiles_per_image(const DirectConv& g) {
   return ceil_div(g.outH * row_vectors(g.outW), g.NV);
 }
 
+// The statistics (g.st) of image n of the output.
+void image_stats(const DirectConv& g, int64_t n) {
+  const OutputStats& st = *g.st;
+  group_norm_stats_images(n, n + 1, g.outChannels, g.outH * g.outW, st.groups, g.C, st.gamma,
+                          st.beta, st.eps, st.mean, st.rstd, st.center, st.scale, st.shift);
+}
+
 void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
   const int MR = g.kern->mr;
   const PaddedLayout L = padded_layout(g);
@@ -417,9 +424,7 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
   // it is in this core's cache, when all its tiles were this thread's.
   const auto finish = [&](int64_t n) {
     if (g.st == nullptr || n < 0 || n * perImage < u0 || (n + 1) * perImage > u1) return;
-    group_norm_stats_images(n, n + 1, g.outChannels, plane, g.st->groups, g.C, g.st->gamma,
-                            g.st->beta, g.st->eps, g.st->mean, g.st->rstd, g.st->center,
-                            g.st->scale, g.st->shift);
+    image_stats(g, n);
     g.imageDone[n] = 1;
   };
   for (int64_t u = u0; u < u1; ++u) {
@@ -459,10 +464,7 @@ void run_direct(const DirectConv& g, int64_t batch) {
   if (g.st == nullptr) return;
   // Images split between threads: their statistics now, on this thread.
   for (int64_t n = 0; n < batch; ++n)
-    if (!g.imageDone[n])
-      group_norm_stats_images(n, n + 1, g.outChannels, g.outH * g.outW, g.st->groups, g.C,
-                              g.st->gamma, g.st->beta, g.st->eps, g.st->mean, g.st->rstd,
-                              g.st->center, g.st->scale, g.st->shift);
+    if (!g.imageDone[n]) image_stats(g, n);
 }
 
 // Weight gradient by direct tiles: threads own disjoint MR x NT tiles of gw (all images).

@@ -222,7 +222,7 @@ export function statsIntoConvs(steps: readonly CapturedStep[]): { steps: Capture
     if (!isWhole(x)) return;
     let i = j - 1;
     while (i >= 0 && !touches(i, x.buffer, true)) i--;
-    if (i < 0 || dropped.has(i)) return;
+    if (i < 0) return;
     const c = out[i];
     if (c.name !== 'conv2dForward') return;
     const y = arg(c, 'y') as Float32Array;
@@ -233,19 +233,15 @@ export function statsIntoConvs(steps: readonly CapturedStep[]): { steps: Capture
     // The statistics are written at i instead of j: nothing between may read or write them.
     const written = ['mean', 'rstd', 'center', 'scale', 'shift'].map((r) => (arg(s, r) as Float32Array).buffer);
     for (let k = i + 1; k < j; k++) if (written.some((b) => touches(k, b, false))) return;
-    const convArgs = [...c.args];
-    const defaults: unknown[] = [false, null, null, null, false]; // accumulate, inCenter, inScale, inShift, inRelu
-    for (let a = 5; a < 10; a++) if (convArgs[a] === undefined) convArgs[a] = defaults[a - 5];
-    out[i] = {
-      name: decl.name,
-      decl,
-      fn: native.conv2dForwardNormStats as (...a: unknown[]) => unknown,
-      args: [
-        ...convArgs.slice(0, 10),
-        attr(s, 'groups'), arg(s, 'gamma'), arg(s, 'beta'), attr(s, 'eps'),
-        arg(s, 'mean'), arg(s, 'rstd'), arg(s, 'center'), arg(s, 'scale'), arg(s, 'shift'),
-      ],
-    };
+    // Each argument by its role: the convolution's (a trailing one it left out takes its
+    // declared default, or null), the norm's groups, and the norm's statistics and map.
+    const args = decl.args.map((a) => {
+      if (a.name === 'normGroups') return attr(s, 'groups');
+      if (!c.decl.index.has(a.name)) return arg(s, a.name);
+      const v = arg(c, a.name);
+      return v !== undefined ? v : a.kind === 'attr' ? (a.default ?? null) : null;
+    });
+    out[i] = { name: decl.name, decl, fn: native.conv2dForwardNormStats as (...a: unknown[]) => unknown, args };
     dropped.add(j);
     count++;
   });
