@@ -108,7 +108,8 @@ serve flags:
   --slo-ms X                 (required) latency objective per request, ms
   --host ADDR                interface to listen on (default 127.0.0.1)
   --max-batch N              most inputs per forward pass and per request (default 32)
-  --max-queue N              most inputs waiting; beyond it 503 + Retry-After (default 256)
+  --max-queue N              most inputs waiting; beyond it 503 + Retry-After (default: what
+                             the workers serve in half the SLO at the narrowest rate)
   --max-body-bytes N         largest request body (default: room for max-batch JSON inputs)
   --workers N                predictor worker threads in this process (default: one per core, at most 4)
   --rate X                   serve at this fixed rate in (0, 1] instead of adapting (a request's
@@ -623,7 +624,7 @@ async function serveCommand(flags: Flags, log: (s: string) => void, json: boolea
   const server = await serve(path, { port, host, sloMs, maxBatch, maxQueue, maxBodyBytes, workers, threads, rate, inputShape, drainDelayMs });
   const p = server.latencyProfile.byBatch[1];
   const workerCount = workers ?? defaultWorkers();
-  log(`serving ${path} at ${server.url} (SLO ${sloMs} ms, ${rate === undefined ? 'elastic rate' : `fixed rate ${rate}`}, ${workerCount} worker${workerCount > 1 ? 's' : ''})`);
+  log(`serving ${path} at ${server.url} (SLO ${sloMs} ms, ${rate === undefined ? 'elastic rate' : `fixed rate ${rate}`}, ${workerCount} worker${workerCount > 1 ? 's' : ''}, queue of at most ${server.maxQueue} inputs)`);
   if (p !== undefined) log(`profiled latency at batch 1: ${Object.entries(p).sort(([a], [b]) => Number(b) - Number(a)).map(([r, ms]) => `r=${r} ${ms.toFixed(2)} ms`).join(', ')}`);
   log(`POST /predict${server.generates ? ', POST /generate' : ''}, GET /healthz, GET /readyz, GET /metrics; Ctrl-C (SIGINT) or SIGTERM stops after finishing queued requests`);
   if (json) console.log(JSON.stringify({ url: server.url, pid: process.pid }));

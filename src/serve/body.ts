@@ -50,7 +50,7 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
     };
     const onEnd = () => {
       cleanup();
-      resolve(Buffer.concat(chunks, size));
+      resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)); // one chunk (most bodies): no copy
     };
     const onError = (err: Error) => {
       cleanup();

@@ -16,8 +16,13 @@
 //   population(r)  ms to answer every outstanding input (P, the recent peak of
 //                  queued + running) at r, plus one small pass in progress:
 //                  rounds(P) x latency(r, min(P, maxBatch)) + latency(r, 1)
+//   burst(r)       load(r) with the arrival rate of the last ~burstTimeConstantMs
 //   r fits         predicted(r) <= headroom x SLO, and load(r) <= maxLoad or,
-//                  when the load is closed, population(r) <= headroom x SLO
+//                  when the load is closed, population(r) <= headroom x SLO; and r is
+//                  not overwhelmed: open arrivals in excess of r's capacity by a round
+//                  of full batches over the burst window, with predicted(r) +
+//                  (burst(r) - 1) x downHoldMs (the newest wait after such arrivals for
+//                  the down hold) over headroom x SLO
 // Why the population: the load term guards against arrivals that do not wait
 // for answers (open loop), which grow the queue without bound once they pass
 // capacity. Clients that each wait for their answer (closed loop) arrive as
@@ -30,6 +35,10 @@
 // open load at steady state looks the same, so a rate entered on the
 // population alone is a probe: left again within probeMs, its hold doubles
 // (up to maxUpHoldMs), until the load check alone admits it or a probe holds.
+// Why the burst: the arrival EWMA takes its time constant to see a spike, and
+// meanwhile rate 1's full batches fill the queue (at 5x capacity, 300 inputs a
+// worker during one ResNet-56 batch); the short estimate sees it within tens of
+// milliseconds, and only a gross excess counts, so Poisson noise in it does not.
 // It takes the largest rate that fits (the narrowest when none does), with
 // hysteresis: going down happens at once, going up one trained rate at a time,
 // and only after the next rate has fitted with stricter margins (upHeadroom,
@@ -64,6 +73,11 @@ export interface ControllerOptions {
   probeMs?: number;
   /** Time constant of the arrival-rate EWMA (default 500 ms). */
   arrivalTimeConstantMs?: number;
+  /**
+   * Time constant of a second, faster arrival-rate EWMA (default 100 ms): a rate whose capacity
+   * it exceeds outright (an open burst; see overwhelmed) is left at once.
+   */
+  burstTimeConstantMs?: number;
   /** Time constant (in batches at that rate) of the observed/profiled latency ratio (default 20). */
   slowdownBatches?: number;
   /**
@@ -94,6 +108,15 @@ export interface RateEstimate {
   populationMs: number;
   /** Whether the arrivals look closed (see the top of this file); then populationMs may stand in for the load. */
   closed: boolean;
+  /** Fraction of capacity the arrivals of the last ~burstTimeConstantMs need at this rate. */
+  burstLoad: number;
+  /**
+   * Whether recent arrivals exceed all this rate can serve (burstLoad over 1) by at least a
+   * round of full batches and by enough to make the queue late within downHoldMs, and could not
+   * come from the outstanding inputs alone: an open burst. Such a rate does not fit, and the
+   * rate leaves it without a hold.
+   */
+  overwhelmed: boolean;
   fits: boolean;
 }
 
@@ -117,6 +140,7 @@ export class RateController {
   /** Since when the current rate has failed on its load alone (its queue prediction fitting). */
   private overSince: number | null = null;
   private arrivals = 0; // exponentially decayed count of arrived inputs
+  private burst = 0; // the same with burstTimeConstantMs
   private lastArrival = 0;
   private population = 0; // recent peak of outstanding inputs, decaying
   private lastPopulation = 0;
@@ -138,7 +162,7 @@ export class RateController {
       const v = options[name];
       if (v !== undefined && !(typeof v === 'number' && v > 0 && v <= 1)) throw new RangeError(`${op}: ${name} must be a fraction in (0, 1], got ${String(v)}`);
     }
-    for (const name of ['upHoldMs', 'maxUpHoldMs', 'probeMs', 'arrivalTimeConstantMs', 'slowdownBatches', 'downHoldMs'] as const) {
+    for (const name of ['upHoldMs', 'maxUpHoldMs', 'probeMs', 'arrivalTimeConstantMs', 'burstTimeConstantMs', 'slowdownBatches', 'downHoldMs'] as const) {
       const v = options[name];
       if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw new RangeError(`${op}: ${name} must be a positive number, got ${String(v)}`);
     }
@@ -156,6 +180,7 @@ export class RateController {
       maxUpHoldMs: options.maxUpHoldMs ?? 16 * (options.upHoldMs ?? 1000),
       probeMs: options.probeMs ?? 5 * (options.upHoldMs ?? 1000),
       arrivalTimeConstantMs: options.arrivalTimeConstantMs ?? 500,
+      burstTimeConstantMs: options.burstTimeConstantMs ?? 100,
       slowdownBatches: options.slowdownBatches ?? 20,
       downHoldMs: options.downHoldMs ?? 500,
     };
@@ -183,6 +208,7 @@ export class RateController {
    * answer is seen here, while the batch it will join is still running.
    */
   observeArrival(inputs: number, now: number, outstanding?: number): void {
+    this.burst = this.burstDecayed(now) + inputs;
     this.arrivals = this.decayed(now) + inputs;
     this.lastArrival = now;
     if (outstanding !== undefined) this.observePopulation(outstanding, now);
@@ -191,6 +217,11 @@ export class RateController {
   /** Arrival rate in inputs per second (EWMA with the configured time constant). */
   arrivalRate(now: number): number {
     return (this.decayed(now) / this.opts.arrivalTimeConstantMs) * 1000;
+  }
+
+  /** Arrival rate in inputs per second over the last ~burstTimeConstantMs. */
+  burstRate(now: number): number {
+    return (this.burstDecayed(now) / this.opts.burstTimeConstantMs) * 1000;
   }
 
   /** Records a finished batch, so estimates follow a machine that got slower (or faster) than at start-up. */
@@ -218,7 +249,16 @@ export class RateController {
     const populationMs = rounds(p) * lat(Math.min(p, maxBatch)) + lat(1);
     const closed = this.closedLoad(arrivalsPerMs, now);
     const fitsLoad = load <= maxLoad || (closed && populationMs <= this.opts.headroom * this.sloMs);
-    return { rate, predictedMs, load, populationMs, closed, fits: predictedMs <= headroom * this.sloMs && fitsLoad };
+    const burstPerMs = this.burstRate(now) / 1000;
+    const burstLoad = (burstPerMs * lat(maxBatch)) / (maxBatch * workers);
+    // Open arrivals beyond capacity grow the newest request's wait by (burstLoad - 1) ms a ms:
+    // overwhelmed when, kept up for downHoldMs, they would make the queue late, and when their
+    // excess over the window is at least a full round of batches (a few requests arriving
+    // together are a clump the queue term sees, not a rate).
+    const excessInputs = (burstLoad - 1) * (this.opts.burstTimeConstantMs / lat(maxBatch)) * maxBatch * workers;
+    const overwhelmed =
+      excessInputs >= maxBatch * workers && predictedMs + (burstLoad - 1) * this.opts.downHoldMs > this.opts.headroom * this.sloMs && !this.closedLoad(burstPerMs, now);
+    return { rate, predictedMs, load, populationMs, closed, burstLoad, overwhelmed, fits: predictedMs <= headroom * this.sloMs && fitsLoad && !overwhelmed };
   }
 
   /** Chooses the rate of the batch about to run. */
@@ -234,7 +274,9 @@ export class RateController {
     const best = estimates.find((e) => e.fits)?.rate;
     const floor = this.rates[this.rates.length - 1];
     const here = estimates.find((e) => e.rate === this.current);
-    if (here === undefined || here.fits || here.predictedMs > this.opts.headroom * this.sloMs) this.overSince = null;
+    // The hold is for a load near its bound; an open burst beyond all the rate serves grows the
+    // queue for as long as it lasts: no hold then.
+    if (here === undefined || here.fits || here.overwhelmed || here.predictedMs > this.opts.headroom * this.sloMs) this.overSince = null;
     else if (this.overSince === null) this.overSince = now;
     if ((best === undefined || best < this.current) && this.overSince !== null && now - this.overSince < this.opts.downHoldMs) {
       this.upSince = null;
@@ -301,6 +343,10 @@ export class RateController {
 
   private populationAt(now: number): number {
     return this.population * Math.exp(-Math.max(0, now - this.lastPopulation) / this.opts.arrivalTimeConstantMs);
+  }
+
+  private burstDecayed(now: number): number {
+    return this.burst * Math.exp(-Math.max(0, now - this.lastArrival) / this.opts.burstTimeConstantMs);
   }
 
   private decayed(now: number): number {

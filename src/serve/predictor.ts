@@ -29,6 +29,13 @@ export interface PredictorOptions {
   profile?: { batchSizes?: number[]; inputShape?: readonly number[]; repeats?: number } | false;
   /** Input shape without the batch; by default from the model's config (conv models: 32x32 images). */
   inputShape?: readonly number[];
+  /**
+   * Batch sizes whose inference plans the worker builds at start, at every trained rate (a
+   * plan is otherwise built, at several times a pass's cost, the first time its shape runs).
+   * A batch runs in slices of powers of two, so the powers of two up to the largest batch
+   * cover every size. Profiling builds the plans of the sizes it measures.
+   */
+  warm?: readonly number[];
 }
 
 export interface PredictOptions {
@@ -129,6 +136,8 @@ export class Predictor {
   /** A language model's tokens by id and its context (undefined for other models). */
   readonly vocabulary?: string[];
   readonly context?: number;
+  /** The inference plans the worker built before it was ready (rate|shape), by profiling or `warm`. */
+  readonly plans: readonly string[];
   private readonly worker: Worker;
   private readonly queue: Job[] = [];
   private inFlight: Job | null = null;
@@ -148,6 +157,7 @@ export class Predictor {
     if (ready.accuracy !== undefined) this.accuracy = ready.accuracy;
     if (ready.vocabulary !== undefined) this.vocabulary = ready.vocabulary;
     if (ready.context !== undefined) this.context = ready.context;
+    this.plans = ready.plans;
     worker.on('message', (m: WorkerMessage) => this.onMessage(m));
     worker.on('error', (err) => this.fail(new Error(`Predictor: the worker failed: ${err.message}`)));
     worker.on('exit', (code) => {
@@ -190,6 +200,12 @@ export class Predictor {
       throw new TypeError(`${op}: expected a checkpoint path or a model, got ${modelOrPath === null ? 'null' : typeof modelOrPath}`);
     }
     const init: WorkerInit = { path, profileBatchSizes: batchSizes };
+    if (options.warm !== undefined) {
+      if (!Array.isArray(options.warm) || options.warm.some((b) => !Number.isInteger(b) || b < 1)) {
+        throw new RangeError(`${op}: warm must be positive integer batch sizes, got ${JSON.stringify(options.warm)}`);
+      }
+      init.warmBatchSizes = [...options.warm];
+    }
     const known = modelOrPath instanceof Module ? modelRecord(modelOrPath).latencyProfile : undefined;
     if (options.threads !== undefined) init.threads = options.threads;
     if (inputShape !== undefined) init.inputShape = inputShape;

@@ -17,6 +17,8 @@ export interface WorkerInit {
   profileRepeats?: number;
   /** A profile measured before (kept instead of measuring when no batch sizes are asked). */
   latencyProfile?: LatencyProfile;
+  /** Batch sizes whose inference plans are built at start, at every trained rate. */
+  warmBatchSizes?: number[];
 }
 
 export interface ReadyMessage {
@@ -32,6 +34,8 @@ export interface ReadyMessage {
   /** A language model's tokens by id and context (what POST /generate needs). */
   vocabulary?: string[];
   context?: number;
+  /** The inference plans built before serving (rate|shape keys), by profiling or warming. */
+  plans: string[];
 }
 
 export interface PredictRequest {

@@ -29,7 +29,13 @@ export interface ServeOptions {
   host?: string;
   /** Most inputs per forward pass, and per request (default 32). */
   maxBatch?: number;
-  /** Most inputs waiting; beyond it requests get 503 with Retry-After (default 256). */
+  /**
+   * Most inputs waiting; beyond it requests get 503 with Retry-After. By default what the
+   * workers serve in half the SLO at the narrowest rate they may run (the fixed rate, when
+   * one is set) in full batches, by the latency profile, and at least maxBatch: a request
+   * queued behind more could not be answered in time even at that rate, and one queued
+   * behind fewer is not refused for a bound that has nothing to do with its deadline.
+   */
   maxQueue?: number;
   /** Largest request body (default: room for maxBatch inputs as JSON, at least 64 KiB). */
   maxBodyBytes?: number;
@@ -115,6 +121,8 @@ export interface ServerHandle {
   /** The latency profile the controller uses. */
   latencyProfile: LatencyProfile;
   sloMs: number;
+  /** Most inputs waiting before requests are refused (ServeOptions.maxQueue, or its default). */
+  maxQueue: number;
   /**
    * Turns readiness off and serves on for drainDelayMs, then stops accepting, finishes
    * queued work and stops the workers. Idempotent.
@@ -135,15 +143,26 @@ function positiveInt(op: string, name: string, v: unknown, fallback: number, min
   return v;
 }
 
-/**
- * Serves a model over HTTP: POST /predict, GET /healthz, GET /readyz, GET /metrics.
- * `modelOrPath` is a file written by ms.save or a built-in model.
- */
 /** The default worker count: one per core this process may use (a cgroup CPU limit counted), at most 4. */
 export function defaultWorkers(): number {
   return Math.min(4, usableCores());
 }
 
+/**
+ * The default queue bound: the inputs `workers` serve in half of `sloMs` at `rate` in full
+ * batches of `maxBatch` by the profile (the other half is for the request's own batch and its
+ * trip through HTTP), at least maxBatch.
+ */
+export function defaultMaxQueue(profile: LatencyProfile, rate: number, maxBatch: number, workers: number, sloMs: number): number {
+  const batchMs = estimateLatencyMs(profile, rate, maxBatch);
+  if (batchMs === undefined || !(batchMs > 0)) return Math.max(maxBatch, 256);
+  return Math.max(maxBatch, Math.floor(((sloMs / 2) * workers * maxBatch) / batchMs));
+}
+
+/**
+ * Serves a model over HTTP: POST /predict, GET /healthz, GET /readyz, GET /metrics.
+ * `modelOrPath` is a file written by ms.save or a built-in model.
+ */
 export async function serve(modelOrPath: string | Module, options: ServeOptions): Promise<ServerHandle> {
   const op = 'serve';
   if (options === null || typeof options !== 'object') throw new TypeError(`${op}: options must be an object with sloMs`);
@@ -153,7 +172,7 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
   if (port > 65535) throw new RangeError(`${op}: port must be in [0, 65535], got ${port}`);
   const host = options.host ?? '127.0.0.1';
   const maxBatch = positiveInt(op, 'maxBatch', options.maxBatch, 32);
-  const maxQueue = positiveInt(op, 'maxQueue', options.maxQueue, 256);
+  const givenMaxQueue = positiveInt(op, 'maxQueue', options.maxQueue, 0);
   const workerCount = positiveInt(op, 'workers', options.workers, defaultWorkers());
   const fixedRate = options.rate === undefined ? undefined : checkRate(op, options.rate);
   const shutdownTimeoutMs = positiveInt(op, 'shutdownTimeoutMs', options.shutdownTimeoutMs, 30000, 0);
@@ -165,16 +184,20 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
   const clock = options.clock ?? (() => performance.now());
 
   // The first worker measures the profile the controller plans with; the others only serve.
+  // Every worker builds the inference plans of the batches it will run before it serves: the
+  // profile's sizes are powers of two and maxBatch, which every batch's slices are made of.
+  const batchSizes = profileBatchSizes(maxBatch);
   const first = await Predictor.create(modelOrPath, {
     threads,
     inputShape: options.inputShape,
-    profile: options.latencyProfile ? false : { batchSizes: profileBatchSizes(maxBatch), repeats: options.profileRepeats ?? 3 },
+    profile: options.latencyProfile ? false : { batchSizes, repeats: options.profileRepeats ?? 3 },
+    ...(options.latencyProfile ? { warm: batchSizes } : {}),
   });
   const predictors = [first];
   // From here on a failure (a bad option, a port in use) stops the workers started so far.
   try {
     const rest = await Promise.allSettled(
-      Array.from({ length: workerCount - 1 }, () => Predictor.create(modelOrPath, { threads, inputShape: options.inputShape, profile: false })),
+      Array.from({ length: workerCount - 1 }, () => Predictor.create(modelOrPath, { threads, inputShape: options.inputShape, profile: false, warm: batchSizes })),
     );
     for (const r of rest) if (r.status === 'fulfilled') predictors.push(r.value);
     const failed = rest.find((r) => r.status === 'rejected');
@@ -186,6 +209,7 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
     if (rates.length === 0) {
       throw new RangeError(`${op}: the latency profile has no row for any trained rate (${first.trainedRates.join(', ')})`);
     }
+    const maxQueue = givenMaxQueue > 0 ? givenMaxQueue : defaultMaxQueue(profile, fixedRate ?? rates[rates.length - 1], maxBatch, predictors.length, sloMs);
     const controller = new RateController({
       ...options.controller,
       sloMs,
@@ -300,7 +324,7 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
       trainedRates: first.trainedRates,
       metrics: httpMetrics,
       metricsText: () => registry.render(),
-      health: () => ({ rate: batcher.rate, queue: batcher.queueLength, workers: predictors.length, sloMs }),
+      health: () => ({ rate: batcher.rate, queue: batcher.queueLength, workers: predictors.length, sloMs, maxQueue }),
       clock,
     });
     const address = await front.listen(port, host).catch((err: NodeJS.ErrnoException) => {
@@ -356,6 +380,7 @@ export async function serve(modelOrPath: string | Module, options: ServeOptions)
       port: address.port,
       latencyProfile: profile,
       sloMs,
+      maxQueue,
       close,
       generates: generator !== undefined,
       get ready() {

@@ -7,7 +7,7 @@ import { loadFile } from '../io/model-file.js';
 import { modelRecord } from '../metadata.js';
 import { modelInputShape } from '../nn/input-shape.js';
 import type { Module } from '../nn/module.js';
-import { infer } from '../slicing/infer.js';
+import { cachedPlanKeys, infer } from '../slicing/infer.js';
 import { profileLatency, trainedRatesOf } from '../slicing/select.js';
 import { Tensor } from '../tensor.js';
 import { setNumThreads } from '../threads.js';
@@ -37,6 +37,14 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
         for (const r of Object.keys(byRate)) infer(model, x, { rate: Number(r) });
       }
     }
+    // A plan is built by an eager pass the first time a (rate, slice) shape runs: done here, not
+    // on the first requests of a load spike (several times the replay's cost each).
+    if (init.warmBatchSizes !== undefined && !(model instanceof Transformer)) {
+      for (const b of init.warmBatchSizes) {
+        const x = new Tensor(new Float32Array(b * inputShape.reduce((p, q) => p * q, 1)), [b, ...inputShape]);
+        for (const r of trainedRatesOf(model)) infer(model, x, { rate: r });
+      }
+    }
     const { config } = modelRecord(model);
     classes = config === undefined ? 0 : config.kind === 'transformer' ? config.vocab : config.classes;
   } catch (err) {
@@ -45,7 +53,7 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
   }
   const { preprocess, latencyProfile, accuracy, vocabulary } = modelRecord(model);
   const lm = model instanceof Transformer ? { vocabulary, context: model.config.context } : {};
-  post({ type: 'ready', trainedRates: trainedRatesOf(model), inputShape, classes, preprocess, latencyProfile, accuracy, ...lm });
+  post({ type: 'ready', trainedRates: trainedRatesOf(model), inputShape, classes, preprocess, latencyProfile, accuracy, ...lm, plans: cachedPlanKeys(model) });
 
   port.on('message', (req: PredictRequest | GenerateRequest) => {
     const t0 = performance.now();

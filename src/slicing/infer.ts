@@ -72,6 +72,11 @@ function planFor(model: Module, shape: number[], state: readonly Tensor[], versi
   return plan instanceof InferencePlan ? plan : null;
 }
 
+/** The keys (rate|shape) of the inference plans kept for a model, least recently used first. */
+export function cachedPlanKeys(model: Module): string[] {
+  return [...(plans.get(model)?.byKey.keys() ?? [])];
+}
+
 /** Drops the inference plans kept for a model (they are rebuilt on demand). */
 export function releasePlans(model: Module): void {
   plans.delete(model);

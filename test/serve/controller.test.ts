@@ -202,16 +202,54 @@ t.test('the arrival rate is an EWMA that decays when requests stop', async (t) =
   t.ok(c.arrivalRate(10000) < 1, 'and keeps decaying without arrivals');
   // A high arrival rate alone makes rate 1 unaffordable, even with an empty queue, once it
   // has lasted downHoldMs (500 ms): a load that is over the bound for an instant holds.
+  // latency(1, 32) = 18 ms: 1700 inputs/s is load 0.96, over the bound 0.85, within capacity.
   const empty = { queuedInputs: 1, batchInputs: 1, oldestWaitMs: 0, newestWaitMs: 0 };
-  for (let i = 0; i < 5000; i++) c.observeArrival(3, 10000 + i); // 3000/s
+  for (let i = 0; i < 5000; i++) c.observeArrival(1.7, 10000 + i);
   const held = c.decide(empty, 14999);
-  t.ok(held.estimates[0].load > 0.85, `load at rate 1 = ${held.estimates[0].load.toFixed(2)}`);
+  t.ok(held.estimates[0].load > 0.85 && held.estimates[0].load < 1, `load at rate 1 = ${held.estimates[0].load.toFixed(2)}`);
+  t.notOk(held.estimates[0].overwhelmed, 'within capacity: not overwhelmed');
   t.same([held.rate, held.reason], [1, 'hold'], 'the first decision over the bound holds rate 1');
-  for (let i = 5000; i < 5499; i++) c.observeArrival(3, 10000 + i);
+  for (let i = 5000; i < 5499; i++) c.observeArrival(1.7, 10000 + i);
   t.equal(c.decide(empty, 15498).rate, 1, 'still within 500 ms');
-  c.observeArrival(3, 15499);
+  c.observeArrival(1.7, 15499);
   const d = c.decide(empty, 15499);
   t.same([d.rate, d.reason], [0.5, 'down'], '500 ms later it goes down');
+});
+
+t.test('an open burst beyond capacity lowers the rate at once, tens of milliseconds in', async (t) => {
+  // Calm at 500 inputs/s, then 5000/s (2.8x rate 1's 1778/s) arriving one input at a time.
+  const c = controller();
+  const empty = { queuedInputs: 1, batchInputs: 1, oldestWaitMs: 0, newestWaitMs: 0 };
+  for (let i = 0; i < 5000; i++) c.observeArrival(1, 2 * i, 1);
+  t.equal(c.decide(empty, 9999).rate, 1, 'calm: rate 1');
+  let now = 10000;
+  for (; now < 10050; now += 0.2) c.observeArrival(1, now, 1);
+  const d = c.decide(empty, now);
+  const e1 = d.estimates.find((e) => e.rate === 1)!;
+  t.ok(e1.load < 0.85, `the 500 ms EWMA has not seen it yet (load ${e1.load.toFixed(2)})`);
+  t.ok(e1.overwhelmed && e1.burstLoad > 1.2, `the 100 ms one has (burst load ${e1.burstLoad.toFixed(2)})`);
+  t.same([d.rate, d.reason], [0.5, 'down'], 'down at once, 50 ms into the burst');
+  // A clump of 140 inputs at one instant on the calm load is what the queue term is for: its
+  // excess over rate 1's capacity in the window is less than a batch.
+  const clump = controller();
+  for (let i = 0; i < 5000; i++) clump.observeArrival(1, 2 * i, 1);
+  clump.observeArrival(140, 10000, 141);
+  const ce = clump.decide({ queuedInputs: 140, batchInputs: 32, oldestWaitMs: 0, newestWaitMs: 0 }, 10000).estimates.find((e) => e.rate === 1)!;
+  t.ok(ce.burstLoad > 1 && !ce.overwhelmed, `a clump is not a burst (burst load ${ce.burstLoad.toFixed(2)})`);
+  // 2200/s steady (burst load 1.24: 42 inputs over capacity in the window, late within the
+  // hold if open): from 64 outstanding inputs, which one worker at 18 ms a batch of 32 could
+  // cycle at up to 2222/s, it may be a closed loop and is not a burst; from 8 outstanding
+  // inputs (at most 1667/s) it must be open.
+  const steady = (outstanding: number) => {
+    const k = controller();
+    for (let n = 0; n < 2000; n += 0.5) k.observeArrival(1.1, n, outstanding);
+    const q = { queuedInputs: outstanding / 2, batchInputs: outstanding / 2, oldestWaitMs: 0, newestWaitMs: 0, inFlightInputs: outstanding / 2 };
+    return k.decide(q, 2000).estimates.find((e) => e.rate === 1)!;
+  };
+  const many = steady(64);
+  const few = steady(8);
+  t.ok(many.burstLoad > 1 && !many.overwhelmed, `64 outstanding: not overwhelmed (burst load ${many.burstLoad.toFixed(2)})`);
+  t.ok(few.overwhelmed, `8 outstanding: overwhelmed (burst load ${few.burstLoad.toFixed(2)})`);
 });
 
 t.test('a machine slower than its profile lowers the rate sooner', async (t) => {
@@ -250,7 +288,7 @@ t.test('bad options', async (t) => {
 });
 
 t.test('a load over the bound for less than downHoldMs keeps the rate; a late queue lowers it at once', async (t) => {
-  // latency(1, 32) = 18 ms: 1000 inputs/s is load 0.56, 2000/s is 1.1.
+  // latency(1, 32) = 18 ms: 1000 inputs/s is load 0.56, 1700/s is 0.96, 2000/s is 1.1.
   const c = controller({ arrivalTimeConstantMs: 100 });
   const empty = { queuedInputs: 1, batchInputs: 1, oldestWaitMs: 0, newestWaitMs: 0 };
   let now = 0;
@@ -261,7 +299,7 @@ t.test('a load over the bound for less than downHoldMs keeps the rate; a late qu
   t.equal(c.decide(empty, now).rate, 1, 'steady at load 0.56');
   const seen = new Set<number>();
   for (let k = 0; k < 3; k++) {
-    arrive(2000, 400); // a burst of Poisson arrivals, shorter than downHoldMs
+    arrive(1700, 400); // over the bound (load 0.96), within capacity, shorter than downHoldMs
     seen.add(c.decide(empty, now).rate);
     arrive(1000, 600);
     seen.add(c.decide(empty, now).rate);

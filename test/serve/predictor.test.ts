@@ -198,3 +198,20 @@ t.test('bad input and a closed predictor', async (t) => {
   await Promise.all([late, later]);
   await t.rejects(p.predict(x), { message: /closed/ });
 });
+
+t.test('warm: the worker builds the plans of those batch sizes at every trained rate before it is ready', async (t) => {
+  const path = join(t.testdir(), 'tiny.safetensors');
+  await ms.save(tinyModel(), path);
+  const cold = await Predictor.create(path, { profile: false });
+  t.teardown(() => cold.close());
+  t.same(cold.plans, [], 'no profile, no warm: none');
+  const warm = await Predictor.create(path, { profile: false, warm: [1, 3] });
+  t.teardown(() => warm.close());
+  t.same([...warm.plans].sort(), ['0.25|1x16', '0.25|3x16', '0.5|1x16', '0.5|3x16', '1|1x16', '1|3x16']);
+  const x = ms.randn([3, 16], { seed: 5 });
+  t.same((await warm.predict(x, { rate: 0.5 })).classes, (await cold.predict(x, { rate: 0.5 })).classes, 'and predicts as a cold one');
+  const profiled = await Predictor.create(path, { profile: { batchSizes: [2], repeats: 1 } });
+  t.teardown(() => profiled.close());
+  t.same([...profiled.plans].sort(), ['0.25|2x16', '0.5|2x16', '1|2x16'], 'profiling builds the plans it measures');
+  await t.rejects(Predictor.create(path, { warm: [0] }), { name: 'RangeError', message: /warm must be positive integer batch sizes, got \[0\]/ });
+});

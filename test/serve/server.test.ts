@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import * as ms from '../../src/index.js';
 import { Predictor } from '../../src/serve/predictor.js';
-import { serve, type ServedBatch } from '../../src/serve/server.js';
+import { defaultMaxQueue, serve, type ServedBatch } from '../../src/serve/server.js';
 import { checkExposition } from './exposition.js';
 import { call, postJson, until } from './http.js';
 
@@ -416,10 +416,45 @@ t.test('accuracy delivered: the recorded accuracy at each answer\'s rate, averag
   t.notMatch(await plain.metricsText(), /modelslice_(model_accuracy|accuracy_delivered)/);
 });
 
+t.test('the default queue bound is what the narrowest rate serves in half the SLO, and it refuses past it', async (t) => {
+  const latencyProfile = { byBatch: { 1: { 1: 10, 0.25: 2 }, 8: { 1: 400, 0.25: 40 } } };
+  // Half of 1000 ms at 40 ms a batch of 8: 12.5 batches a worker, so 100 inputs on one, 200 on two.
+  t.equal(defaultMaxQueue(latencyProfile, 0.25, 8, 1, 1000), 100);
+  t.equal(defaultMaxQueue(latencyProfile, 0.25, 8, 2, 1000), 200);
+  t.equal(defaultMaxQueue(latencyProfile, 1, 8, 1, 1000), 10, 'at a fixed rate 1: 1.25 batches');
+  t.equal(defaultMaxQueue(latencyProfile, 1, 8, 1, 100), 8, 'never below one full batch');
+  const elastic = await ms.serve(tinyModel(), { workers: 1, sloMs: 1000, maxBatch: 8, latencyProfile });
+  t.teardown(() => elastic.close());
+  t.equal(elastic.maxQueue, 100, 'elastic: the narrowest trained rate sets it');
+  t.equal(((await call(`${elastic.url}/healthz`)).json() as { maxQueue: number }).maxQueue, 100, '/healthz says it');
+  const fixed = await ms.serve(tinyModel(), { workers: 1, sloMs: 1000, maxBatch: 8, latencyProfile, rate: 1 });
+  t.teardown(() => fixed.close());
+  t.equal(fixed.maxQueue, 10, 'a fixed rate sets it');
+  const given = await ms.serve(tinyModel(), { workers: 1, sloMs: 1000, maxBatch: 8, latencyProfile, maxQueue: 3 });
+  t.teardown(() => given.close());
+  t.equal(given.maxQueue, 3, 'maxQueue wins');
+
+  // The bound holds: a held batch, then the queue filled to exactly 10 inputs, then one more refused.
+  const g = gate();
+  g.close();
+  const held = await ms.serve(tinyModel(), { workers: 1, sloMs: 1000, maxBatch: 8, latencyProfile, rate: 1, beforeBatch: () => g.wait() });
+  t.teardown(() => held.close());
+  const first = postJson(`${held.url}/predict`, { inputs: inputs(1, 1) });
+  t.ok(await until(() => held.metrics().inFlightBatches === 1));
+  const queued = [postJson(`${held.url}/predict`, { inputs: inputs(8, 2) }), postJson(`${held.url}/predict`, { inputs: inputs(2, 3) })];
+  t.ok(await until(() => held.metrics().queuedInputs === 10), 'ten inputs queued');
+  const refused = await postJson(`${held.url}/predict`, { inputs: inputs(1, 4) });
+  t.equal(refused.status, 503);
+  t.match((refused.json() as { error: string }).error, /at most 10\)/);
+  g.open();
+  t.same((await Promise.all([first, ...queued])).map((a) => a.status), [200, 200, 200]);
+});
+
 t.test('bad serve options', async (t) => {
   await t.rejects(serve(tinyModel(), { workers: 1,} as never), { name: 'RangeError', message: /sloMs/ });
   await t.rejects(serve(tinyModel(), null as never), { name: 'TypeError' });
   await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, maxBatch: 0 }), { name: 'RangeError', message: /maxBatch/ });
+  await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, maxQueue: 0 }), { name: 'RangeError', message: /maxQueue must be an integer >= 1/ });
   await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, port: 70000 }), { name: 'RangeError', message: /port/ });
   await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, rate: 2 }), { name: 'RangeError', message: /slice rate/ });
   await t.rejects(serve(tinyModel(), { workers: 1, sloMs: 10, latencyProfile: { byBatch: { 1: { 0.3: 1 } } } }), { name: 'RangeError', message: /no row for any trained rate/ });
