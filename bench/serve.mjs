@@ -62,13 +62,13 @@
 // Both servers get this same profile (ServeOptions.latencyProfile), so the two
 // runs plan with identical numbers and neither re-profiles.
 //
-// The model is a random-weight ResNet-56 on 3x32x32 inputs (`--model resnet20` also
-// works): the rate matters (a pass at r = 0.25 is ~6x cheaper than at r = 1) and a pass
-// is heavy enough that HTTP is not the bottleneck. Requests carry
+// Why ResNet-56: the rate matters (a batch at r = 0.25 is ~7x cheaper than at r = 1) and a
+// pass is heavy enough that HTTP is not the bottleneck. Requests carry
 // `--inputs-per-request` inputs (default 4) as raw little-endian float32
-// (application/octet-stream): the spike offers ~5x what rate 1 can do (about 1300
-// images a second for ResNet-56 here, 3500 for ResNet-20), and one image per request
-// would make HTTP parsing on 2 cores, not the model, the bottleneck.
+// (application/octet-stream): the spike offers 5x what rate 1 can do (about 1100 images
+// a second for ResNet-56 here, 3300 for ResNet-20), and one image per request would make
+// HTTP on 2 cores, not the model, the bottleneck. The load generator is
+// bench/http-client.mjs, which costs half the CPU of node:http's client.
 //
 // The server runs in a child process (`node -e` with ms.serve): client and server
 // then have separate event loops, so the client's timers and response parsing do
