@@ -198,6 +198,16 @@ DirectFn direct_tile_avx512(int mr, int nv) {
                                  &direct_tile<6, 3>, &direct_tile<6, 4>};
     return nv >= 1 && nv <= 4 ? t[nv] : nullptr;
   }
+  if (mr == 4) {
+    static const DirectFn t[] = {nullptr,
+                                 &direct_tile<4, 1>,
+                                 &direct_tile<4, 2>,
+                                 &direct_tile<4, 3>,
+                                 &direct_tile<4, 4>,
+                                 &direct_tile<4, 5>,
+                                 &direct_tile<4, 6>};
+    return nv >= 1 && nv <= 6 ? t[nv] : nullptr;
+  }
   return nullptr;
 }
 

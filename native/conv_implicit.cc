@@ -88,8 +88,10 @@ constexpr int64_t kWeightDepth = 512;
 // on Zen 4 against 4x5, 3x8, 3x7, 6x4, 8x3 (fewer unaligned patch loads beat more gy loads
 // only up to a point); gy is copied to aligned storage first (+5-10% at 16-32 channels).
 constexpr int kWeightTileRows = 4, kWeightTilePatchRows = 6;
+// Most vectors of a forward / backward-input direct tile (the 4 x 6 tile).
+constexpr int kMaxDirectNV = 6;
 
-thread_local Scratch tl_panel_a, tl_panel_b, tl_weight, tl_padded;
+thread_local Scratch tl_panel_a, tl_panel_b, tl_weight, tl_padded, tl_flat;
 thread_local std::vector<Segment> tl_segments;
 
 // The pieces of the fast paths for one instruction set (AVX-512, or AVX2 + FMA with the same
@@ -290,6 +292,8 @@ struct DirectConv {
   const Isa* isa;
   const SgemmKernel* kern;  // only its mr and pack_a (the weight panels' layout)
   int NV;
+  // Vectors over the flattened padded image (flat_applies) instead of along output rows.
+  bool flat;
   int64_t M, channels, K;
   const float* Apack;  // ceil(M / MR) * MR rows x K, one depth block
   const float* src;    // first channel of the group, image 0
@@ -320,6 +324,24 @@ int64_t row_vectors(int64_t outW) { return ceil_div(outW, 16); }
 bool direct_applies(int64_t outW, int64_t padH, int64_t padW, int64_t strideW) {
   return outW > 0 && row_vectors(outW) * 16 * 3 <= outW * 4 && padH >= 0 && padW >= 0 &&
          (strideW == 1 || strideW == 2);
+}
+
+// Vectors of a flat direct pass: 16 consecutive positions of the padded image's rows, output
+// row oh being positions oh * pitch .. oh * pitch + outW - 1 (pitch = the padded width).
+int64_t flat_vectors(int64_t outH, int64_t pitch) { return ceil_div(outH * pitch, 16); }
+
+// Flat direct tiles, for stride-1 maps whose rows are too short for a vector each (7x7, 8x8,
+// 10x10): with output position q = oh * pitch + ow, tap (i, j) reads the padded image at
+// q + i * dilationH * pitch + j * dilationW, so 16 consecutive positions are one contiguous
+// vector at every tap across row ends; the (kw - 1) * dilationW positions past each row's
+// end are computed and dropped. Taken where rows do not apply and at least 70% of the lanes
+// are outputs (7x7: 77%, 8x8: 80%; not 4x4 or 5x5, which the implicit GEMM handles better).
+bool flat_applies(int64_t outH, int64_t outW, int64_t W, int64_t padH, int64_t padW,
+                  int64_t strideH, int64_t strideW) {
+  if (strideH != 1 || strideW != 1 || padH < 0 || padW < 0 || outH <= 0 || outW <= 0) return false;
+  if (direct_applies(outW, padH, padW, strideW)) return false;
+  const int64_t lanes = flat_vectors(outH, W + 2 * padW) * 16;
+  return outH * outW * 10 >= lanes * 7;
 }
 
 // How a zero-padded image is laid out for the direct tiles. Horizontal stride 1: rows of
@@ -377,8 +399,71 @@ void vector_place(const D& g, const PaddedLayout& L, int64_t i, int64_t* vecOff,
   *mask = static_cast<uint16_t>(len == 16 ? 0xffffu : (1u << len) - 1u);
 }
 
-int64_t direct_tiles_per_image(const DirectConv& g) {
-  return ceil_div(g.outH * row_vectors(g.outW), g.NV);
+// The padded layout of a direct pass: padded_layout's, or for a flat pass rows of exactly the
+// padded width, each channel's plane long enough for the last vector to read all 16 lanes at
+// every tap without leaving it.
+PaddedLayout direct_layout(const DirectConv& g) {
+  PaddedLayout L = padded_layout(g);
+  if (!g.flat) return L;
+  L.pitch = g.W + 2 * g.padW;
+  const int64_t reach = (g.kh - 1) * g.dilationH * L.pitch + (g.kw - 1) * g.dilationW;
+  L.plane = std::max(L.rows * L.pitch, flat_vectors(g.outH, L.pitch) * 16 + reach);
+  return L;
+}
+
+int64_t direct_vectors(const DirectConv& g) {
+  return g.flat ? flat_vectors(g.outH, g.W + 2 * g.padW) : g.outH * row_vectors(g.outW);
+}
+
+int64_t direct_tiles_per_image(const DirectConv& g) { return ceil_div(direct_vectors(g), g.NV); }
+
+// One flat tile: vectors v0 .. v0 + nv - 1 of image n for every row block into T (plain sums),
+// then each output they cover to C as the row tiles store it: + bias, or added to C.
+void flat_tile(const DirectConv& g, const PaddedLayout& L, conv::DirectArgs a, conv::DirectFn fn,
+               int64_t n, int64_t v0, int nv, float* T, int64_t ldT) {
+  const int MR = g.kern->mr;
+  const int64_t positions = g.outH * L.pitch, plane = g.outH * g.outW;
+  int64_t vecOff[kMaxDirectNV], cOff[kMaxDirectNV];
+  uint16_t mask[kMaxDirectNV];
+  for (int v = 0; v < nv; ++v) {
+    const int64_t q = (v0 + v) * 16;
+    vecOff[v] = q;
+    cOff[v] = v * 16;
+    const int64_t len = std::min<int64_t>(16, positions - q);
+    mask[v] = static_cast<uint16_t>(len >= 16 ? 0xffffu : (1u << len) - 1u);
+  }
+  a.vecOff = vecOff;
+  a.cOff = cOff;
+  a.mask = mask;
+  a.ldc = ldT;
+  a.accumulate = false;
+  a.bias = nullptr;
+  for (int64_t ir = 0; ir < g.M; ir += MR) {
+    a.Ap = g.Apack + ir * g.K;
+    a.C = T + ir * ldT;
+    a.mr = static_cast<int>(std::min<int64_t>(MR, g.M - ir));
+    fn(a);
+  }
+  const int64_t q0 = v0 * 16, q1 = std::min<int64_t>(positions, (v0 + nv) * 16);
+  for (int64_t r = 0; r < g.M; ++r) {
+    const float* t = T + r * ldT - q0;
+    float* c = g.C + n * g.cImageStride + r * plane;
+    const float b = g.bias != nullptr && !g.accumulate ? g.bias[r] : 0.0f;
+    // Output row oh's positions in [q0, q1): its columns lo .. hi - 1.
+    for (int64_t oh = q0 / L.pitch; oh * L.pitch < q1; ++oh) {
+      const int64_t rowStart = oh * L.pitch;
+      const int64_t lo = std::max<int64_t>(q0 - rowStart, 0);
+      const int64_t hi = std::min<int64_t>(std::min<int64_t>(q1 - rowStart, g.outW), g.outW);
+      float* dst = c + oh * g.outW;
+      const float* src = t + rowStart;
+      if (g.accumulate)
+        for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = dst[ow] + src[ow];
+      else if (g.bias != nullptr)
+        for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow] + b;
+      else
+        for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow];
+    }
+  }
 }
 
 // The statistics (g.st) of image n of the output.
@@ -390,9 +475,14 @@ void image_stats(const DirectConv& g, int64_t n) {
 
 void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
   const int MR = g.kern->mr;
-  const PaddedLayout L = padded_layout(g);
+  const PaddedLayout L = direct_layout(g);
   const int64_t padded = L.plane;
-  const int64_t plane = g.outH * g.outW, vectors = g.outH * row_vectors(g.outW);
+  const int64_t plane = g.outH * g.outW, vectors = direct_vectors(g);
+  // A flat tile's vectors go to a tile of M rows x NV vectors first (ldT apart), then their
+  // outputs to C row by row.
+  const int64_t ldT = int64_t{kMaxDirectNV} * 16;
+  float* flatTile =
+      g.flat ? tl_flat.get(static_cast<size_t>(ceil_div(g.M, MR) * MR * ldT)) : nullptr;
   const int64_t perImage = direct_tiles_per_image(g);
   float* xp = tl_padded.get(static_cast<size_t>(g.channels * padded));
   std::memset(xp, 0, sizeof(float) * g.channels * padded);  // borders stay zero
@@ -406,8 +496,8 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
   }
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j) tapOffp[i * g.kw + j] = tap_offset(g, L, i, j);
-  int64_t vecOff[4], cOff[4];
-  uint16_t mask[4];
+  int64_t vecOff[kMaxDirectNV], cOff[kMaxDirectNV];
+  uint16_t mask[kMaxDirectNV];
   conv::DirectArgs a{};
   a.channels = g.channels;
   a.taps = taps;
@@ -436,8 +526,12 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
     }
     const int64_t v0 = tile * g.NV;
     const int nv = static_cast<int>(std::min<int64_t>(g.NV, vectors - v0));
-    for (int v = 0; v < nv; ++v) vector_place(g, L, v0 + v, &vecOff[v], &cOff[v], &mask[v]);
     const conv::DirectFn fn = g.isa->direct_tile(MR, nv);
+    if (g.flat) {
+      flat_tile(g, L, a, fn, n, v0, nv, flatTile, ldT);
+      continue;
+    }
+    for (int v = 0; v < nv; ++v) vector_place(g, L, v0 + v, &vecOff[v], &cOff[v], &mask[v]);
     for (int64_t ir = 0; ir < g.M; ir += MR) {
       a.Ap = g.Apack + ir * g.K;
       a.C = g.C + n * g.cImageStride + ir * plane;
@@ -546,25 +640,31 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   }
 }
 
-// Vectors per direct tile: AVX-512 8 x 3 or 6 x 4 (see direct_kernel); AVX2 6 x 1 (twelve
-// ymm accumulators).
+// Vectors per direct tile: AVX-512 8 x 3, 6 x 4 or 4 x 6 (see direct_kernel); AVX2 6 x 1
+// (twelve ymm accumulators).
 int direct_nv(const Isa& isa, const SgemmKernel& kern) {
   if (!isa.avx512) return 1;
-  return kern.mr == 8 ? 3 : 4;
+  return kern.mr == 8 ? 3 : kern.mr == 6 ? 4 : kMaxDirectNV;
 }
 
 // The kernel whose weight panels (pack_a layout, MR rows) the direct tiles read. AVX-512:
-// 8 rows x 3 vectors (the 8x48 kernel's layout) or 6 x 4 (the 6x64 kernel's); pick the one
-// computing the fewest padding rows and vectors (ties: 8 x 3, measured faster). A lone vector
-// at the end of an image runs at well under half speed, so e.g. 16x16 outputs (16 vectors)
-// prefer 6 x 4. AVX2: the 6 x 16 kernel's panels.
+// 8 rows x 3 vectors (the 8x48 kernel's layout), 6 x 4 (the 6x64 kernel's) or 4 x 6 (the 4x64
+// kernel's panels; the tile's 6 vectors are its own); pick the one computing the fewest
+// padding rows and vectors (ties: 8 x 3, measured faster, then 6 x 4). A lone vector at the
+// end of an image runs at well under half speed, so e.g. 16x16 outputs (16 vectors) prefer
+// 6 x 4; 4 channels (a sliced 16) waste a third of 6 x 4 and none of 4 x 6. AVX2: the 6 x 16
+// kernel's panels.
 const SgemmKernel* direct_kernel(const Isa& isa, int64_t M, int64_t vectors) {
   if (!isa.avx512) return &gemm::kernel_avx2();
   static const SgemmKernel k48 = gemm::avx512_variant(8, 3);
+  static const SgemmKernel k4 = gemm::avx512_variant(4, 4);
   const SgemmKernel& k64 = gemm::kernel_avx512();
   const double w8 = double(ceil_div(M, 8) * 8) * double(ceil_div(vectors, 3) * 3);
   const double w6 = double(ceil_div(M, 6) * 6) * double(ceil_div(vectors, 4) * 4);
-  return w8 <= w6 ? &k48 : &k64;
+  const double w4 =
+      double(ceil_div(M, 4) * 4) * double(ceil_div(vectors, kMaxDirectNV) * kMaxDirectNV);
+  if (w8 <= w6 && w8 <= w4) return &k48;
+  return w6 <= w4 ? &k64 : &k4;
 }
 
 // ---- backward-weight --------------------------------------------------------------------
@@ -703,13 +803,17 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
   if (!kern) return false;
   const int64_t K = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
-  const bool direct = direct_applies(s.outW, s.padH, s.padW, s.strideW);
+  const bool flat = flat_applies(s.outH, s.outW, s.inW, s.padH, s.padW, s.strideH, s.strideW);
+  const bool direct = flat || direct_applies(s.outW, s.padH, s.padW, s.strideW);
   if (t != nullptr && !direct) return false;
   if (direct) {
     for (int64_t g = 0; g < s.groups; ++g) {
       DirectConv d{};
       d.isa = fast_isa();
-      d.kern = direct_kernel(*d.isa, og, s.outH * row_vectors(s.outW));
+      d.flat = flat;
+      d.kern = direct_kernel(
+          *d.isa, og,
+          flat ? flat_vectors(s.outH, s.inW + 2 * s.padW) : s.outH * row_vectors(s.outW));
       d.NV = direct_nv(*d.isa, *d.kern);
       d.M = og;
       d.channels = cg;
@@ -736,7 +840,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       }
       run_direct(d, s.batch);
     }
-    note_conv_path(ConvPass::kForward, "direct");
+    note_conv_path(ConvPass::kForward, flat ? "flat" : "direct");
     return true;
   }
   if (s.strideW != 1) return false;
@@ -778,10 +882,13 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
           At[c * K + o * taps + t] = wg[o * ldw + c * taps + (taps - 1 - t)];
     const int64_t padH = s.dilationH * (s.kh - 1) - s.padH,
                   padW = s.dilationW * (s.kw - 1) - s.padW;
-    if (direct_applies(s.inW, padH, padW, 1)) {
+    const bool flat = flat_applies(s.inH, s.inW, s.outW, padH, padW, 1, 1);
+    if (flat || direct_applies(s.inW, padH, padW, 1)) {
       DirectConv d{};
       d.isa = fast_isa();
-      d.kern = direct_kernel(*d.isa, cg, s.inH * row_vectors(s.inW));
+      d.flat = flat;
+      d.kern = direct_kernel(
+          *d.isa, cg, flat ? flat_vectors(s.inH, s.outW + 2 * padW) : s.inH * row_vectors(s.inW));
       d.NV = direct_nv(*d.isa, *d.kern);
       d.M = cg;
       d.channels = og;
@@ -797,7 +904,7 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
       d.bias = nullptr;
       d.accumulate = accumulate;
       run_direct(d, s.batch);
-      note_conv_path(ConvPass::kBackwardInput, "direct");
+      note_conv_path(ConvPass::kBackwardInput, flat ? "flat" : "direct");
       continue;
     }
     note_conv_path(ConvPass::kBackwardInput, "implicit");

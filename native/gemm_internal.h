@@ -67,7 +67,7 @@ const SgemmKernel& kernel_generic();
 const SgemmKernel& kernel_avx2();
 const SgemmKernel& kernel_avx512();
 // Tuning hook (benchmark only): the AVX-512 kernel with another register tile
-// (mr, nv) in {(14,2), (12,2), (6,4), (8,3)}; unknown pairs return the default.
+// (mr, nv) in {(14,2), (12,2), (6,4), (8,3), (4,4)}; unknown pairs return the default.
 SgemmKernel avx512_variant(int mr, int nv);
 #endif
 

@@ -377,6 +377,8 @@ SgemmKernel avx512_variant(int mr, int nv) {
       return make_avx512<6, 4>(d.kc, d.mc, d.nc);
     case 83:
       return make_avx512<8, 3>(d.kc, 8 * 21, d.nc);
+    case 44:
+      return make_avx512<4, 4>(d.kc, 4 * 12, d.nc);
     default:
       return d;
   }

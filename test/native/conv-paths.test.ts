@@ -19,7 +19,7 @@ import { native } from '../../src/native.js';
 // [N, C, H, W, O, kh, kw, sH, sW, pH, pW, dH, dW, groups, weightInPerGroup]
 type Params = [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
 
-type Path = 'direct' | 'implicit' | 'im2col' | 'small';
+type Path = 'direct' | 'flat' | 'implicit' | 'im2col' | 'small';
 
 interface Case {
   name: string;
@@ -116,27 +116,30 @@ const cases: Case[] = [
   { name: 'direct: 5x5, partial pixel tiles (6 vectors per image)', p: [3, 3, 3, 32, 24, 5, 5, 1, 1, 2, 2, 1, 1, 1, 3], outFull: 24, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'direct: 9x9 kernel (81 taps)', p: [2, 2, 16, 16, 7, 9, 9, 1, 1, 4, 4, 1, 1, 1, 2], outFull: 7, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'direct: 24 filters, 5 vectors per image', p: [3, 4, 5, 16, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4], outFull: 32, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: 4 of 6 filters (the 4 x 6 tile), 28x28, bias', p: [2, 4, 28, 28, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4], outFull: 6, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: 3 of 5 filters (4 x 6 tile, rows beyond 3), 30x30', p: [3, 7, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 9], outFull: 5, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'direct: 1x1 kernel with padding 1', p: [2, 33, 4, 30, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 40], outFull: 20, bias: true, paths: ['direct', 'implicit', 'direct'] },
   // Implicit GEMM (other widths), including a depth of two blocks and panels across images.
-  { name: 'implicit: 70 channels (two depth blocks), 9x9 images', p: [3, 70, 9, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 12, bias: true, paths: ['implicit', 'implicit', 'implicit'] },
-  { name: 'implicit: 20x7, no padding, 16 filters', p: [3, 6, 7, 20, 16, 3, 3, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 16, bias: true, paths: ['implicit', 'implicit', 'im2col'] },
-  { name: 'implicit: padding wider than the kernel', p: [2, 3, 6, 16, 5, 3, 3, 1, 1, 3, 3, 1, 1, 1, 3], outFull: 5, bias: false, paths: ['implicit', 'implicit', 'im2col'] },
-  { name: 'implicit: 1x1 kernel with padding 1, 7x7', p: [3, 33, 7, 7, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 33], outFull: 17, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
+  { name: 'flat: 70 channels, 9x9 images', p: [3, 70, 9, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 12, bias: true, paths: ['flat', 'flat', 'implicit'] },
+  { name: 'implicit: 70 channels (two depth blocks), 5x5 images (flat vectors would waste half)', p: [3, 70, 5, 5, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 12, bias: true, paths: ['implicit', 'implicit', 'implicit'] },
+  { name: 'flat: 20x7, no padding, 16 filters', p: [3, 6, 7, 20, 16, 3, 3, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 16, bias: true, paths: ['flat', 'flat', 'im2col'] },
+  { name: 'flat: padding wider than the kernel', p: [2, 3, 6, 16, 5, 3, 3, 1, 1, 3, 3, 1, 1, 1, 3], outFull: 5, bias: false, paths: ['flat', 'implicit', 'im2col'] },
+  { name: 'flat: 1x1 kernel with padding 1, 7x7', p: [3, 33, 7, 7, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 33], outFull: 17, bias: false, paths: ['flat', 'implicit', 'implicit'] },
   { name: 'direct: 16x16 images (6 x 4 tiles), 64 filters', p: [2, 8, 16, 16, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 64, bias: true, paths: ['direct', 'direct', 'direct'] },
   { name: 'implicit: vertical stride 2, dilation 2, groups 3', p: [2, 6, 11, 13, 9, 3, 3, 2, 1, 2, 1, 2, 2, 3, 2], outFull: 9, bias: true, paths: ['implicit', 'im2col', 'implicit'] },
   // Weight gradient with several pixel chunks per image.
-  { name: 'implicit: 10x60 images (600 pixels: two weight-gradient chunks)', p: [2, 3, 60, 10, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
+  { name: 'flat: 10x60 images (600 pixels: two weight-gradient chunks)', p: [2, 3, 60, 10, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['flat', 'flat', 'implicit'] },
   // Rows that are not a multiple of 16 wide: the last vector of a row is masked.
   { name: 'direct, ragged rows: 28x28 (16 + 12 lanes), prefixes of 20 filters', p: [2, 6, 28, 28, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 20, bias: true, paths: ['direct', 'direct', 'direct'] },
   { name: 'direct, ragged rows: 14x14 (one 14-lane vector per row), 32 filters', p: [3, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 16], outFull: 32, bias: false, paths: ['direct', 'direct', 'direct'] },
-  { name: 'direct, ragged rows: 15 wide, 5x5 dilation 2, 2 groups (input rows of 23: implicit)', p: [2, 4, 9, 23, 6, 5, 5, 1, 1, 2, 0, 1, 2, 2, 2], outFull: 6, bias: true, paths: ['direct', 'implicit', 'direct'] },
+  { name: 'direct, ragged rows: 15 wide, 5x5 dilation 2, 2 groups (input rows of 23: flat)', p: [2, 4, 9, 23, 6, 5, 5, 1, 1, 2, 0, 1, 2, 2, 2], outFull: 6, bias: true, paths: ['direct', 'flat', 'direct'] },
   { name: 'direct, ragged rows: vertical stride 2, 30 wide', p: [2, 3, 11, 30, 5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 3], outFull: 5, bias: false, paths: ['direct', 'im2col', 'direct'] },
   // Horizontal stride 2: the padded image's rows split into even and odd columns.
   { name: 'direct, stride 2: 28x28 -> 14x14, 3x3', p: [2, 16, 28, 28, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 16], outFull: 32, bias: true, paths: ['direct', 'im2col', 'direct'] },
   { name: 'direct, stride 2: 1x1, 31 wide -> 16', p: [2, 5, 9, 31, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1, 5], outFull: 9, bias: false, paths: ['direct', 'im2col', 'direct'] },
   { name: 'direct, stride 2: odd padding, 3x5 taps, dilation 2 across', p: [2, 3, 10, 33, 4, 3, 5, 2, 2, 1, 3, 1, 2, 1, 3], outFull: 4, bias: true, paths: ['direct', 'im2col', 'direct'] },
   { name: 'stride 2 to 7x7 stays on im2col', p: [2, 8, 14, 14, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
-  { name: '7x7 images stay on the implicit paths (a 16-lane vector would waste 9)', p: [2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['implicit', 'implicit', 'implicit'] },
+  { name: '7x7 images take the flat tiles (a 16-lane vector per row would waste 9)', p: [2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['flat', 'flat', 'implicit'] },
   { name: 'direct: 14x14, batch 7: the weight gradient sums passes of 4 and 3 images', p: [7, 5, 14, 14, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5], outFull: 10, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'im2col weight gradient, images side by side: 7x7 outputs, batch 23 (passes of 21 and 2), 2 groups', p: [23, 6, 13, 13, 10, 3, 3, 2, 2, 1, 1, 1, 1, 2, 6], outFull: 10, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
   // Few output pixels (native/conv_small.cc): weight rows in place times gathered patches.
@@ -144,7 +147,7 @@ const cases: Case[] = [
   { name: 'small: 4x4, 13 of 16 filters (row tail), 70 of 72 channels (K tail), bias', p: [1, 70, 4, 4, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 16, bias: true, paths: ['small', 'implicit', 'implicit'] },
   { name: 'small: stride 2, 7x7 -> 4x4, dilation 2 across, 2 groups', p: [1, 6, 7, 7, 10, 3, 3, 2, 2, 1, 2, 1, 2, 2, 4], outFull: 10, bias: false, paths: ['small', 'im2col', 'im2col'] },
   { name: 'small: 5 images of one pixel (5x5 kernel, no padding; a patch tile of 1)', p: [5, 6, 5, 5, 9, 5, 5, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 9, bias: true, paths: ['small', 'implicit', 'implicit'] },
-  { name: 'small: 8x8 at batch 2 with 1 MiB of weight (128 pixels)', p: [2, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, 128], outFull: 256, bias: false, paths: ['small', 'implicit', 'implicit'] },
+  { name: 'small: 8x8 at batch 2 with 1 MiB of weight (128 pixels)', p: [2, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, 128], outFull: 256, bias: false, paths: ['small', 'flat', 'implicit'] },
   { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['direct', 'direct', 'direct'] },
 ];
 
