@@ -38,7 +38,7 @@ struct DirectArgs {
 
 using DirectFn = void (*)(const DirectArgs&);
 
-// The tile kernel for (MR, NV) in {8} x {1..3}, {6} x {1..4} or {4} x {1..6}; null otherwise.
+// The tile kernel for (MR, NV) in {8} x {1..3}, {6} x {1..4} or {4} x {1..5}; null otherwise.
 DirectFn direct_tile_avx512(int mr, int nv);
 // AVX2 (conv_avx2.cc, each 16-pixel vector as two 8-lane halves): (MR, NV) = (6, 1) only.
 DirectFn direct_tile_avx2(int mr, int nv);

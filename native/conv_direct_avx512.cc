@@ -204,9 +204,8 @@ DirectFn direct_tile_avx512(int mr, int nv) {
                                  &direct_tile<4, 2>,
                                  &direct_tile<4, 3>,
                                  &direct_tile<4, 4>,
-                                 &direct_tile<4, 5>,
-                                 &direct_tile<4, 6>};
-    return nv >= 1 && nv <= 6 ? t[nv] : nullptr;
+                                 &direct_tile<4, 5>};
+    return nv >= 1 && nv <= 5 ? t[nv] : nullptr;
   }
   return nullptr;
 }

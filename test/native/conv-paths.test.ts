@@ -116,8 +116,8 @@ const cases: Case[] = [
   { name: 'direct: 5x5, partial pixel tiles (6 vectors per image)', p: [3, 3, 3, 32, 24, 5, 5, 1, 1, 2, 2, 1, 1, 1, 3], outFull: 24, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'direct: 9x9 kernel (81 taps)', p: [2, 2, 16, 16, 7, 9, 9, 1, 1, 4, 4, 1, 1, 1, 2], outFull: 7, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'direct: 24 filters, 5 vectors per image', p: [3, 4, 5, 16, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4], outFull: 32, bias: true, paths: ['direct', 'direct', 'direct'] },
-  { name: 'direct: 4 of 6 filters (the 4 x 6 tile), 28x28, bias', p: [2, 4, 28, 28, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4], outFull: 6, bias: true, paths: ['direct', 'direct', 'direct'] },
-  { name: 'direct: 3 of 5 filters (4 x 6 tile, rows beyond 3), 30x30', p: [3, 7, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 9], outFull: 5, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: 4 of 6 filters (the 4 x 5 tile), 28x28, bias', p: [2, 4, 28, 28, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4], outFull: 6, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'direct: 3 of 5 filters (4 x 5 tile, rows beyond 3), 30x30', p: [3, 7, 30, 30, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 9], outFull: 5, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'direct: 1x1 kernel with padding 1', p: [2, 33, 4, 30, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 40], outFull: 20, bias: true, paths: ['direct', 'implicit', 'direct'] },
   // Implicit GEMM (other widths), including a depth of two blocks and panels across images.
   { name: 'flat: 70 channels, 9x9 images', p: [3, 70, 9, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 12, bias: true, paths: ['flat', 'flat', 'implicit'] },
