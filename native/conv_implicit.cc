@@ -418,10 +418,12 @@ int64_t direct_vectors(const DirectConv& g) {
 
 int64_t direct_tiles_per_image(const DirectConv& g) { return ceil_div(direct_vectors(g), g.NV); }
 
-// Whether flat tiles beat the implicit GEMM for M output channels: always on AVX-512; on AVX2
-// (one 16-pixel vector a tile) up to 32 (CIFAR 8x8 at batch 64: 32 channels 0.63 -> 0.55 ms,
-// 16 0.24 -> 0.16; 64 1.84 -> 1.95, so not there).
-bool flat_pays(const Isa& isa, int64_t M) { return isa.avx512 || M <= 32; }
+// Whether flat tiles beat the implicit GEMM for M output channels, whose patch packing weighs
+// less the more rows share it. AVX-512: up to 64 (8x8 3x3 at batch 64, M -> M channels: 32
+// 0.63 -> 0.50 ms, 64 even, 128 4.4-4.9 -> 5.1, 256 16.1 -> 19.5; VGG-13's 256-channel 8x8
+// layers 17.0 -> 19.8). AVX2 (one 16-pixel vector a tile): up to 32 (32: 0.63 -> 0.55, 16: 0.24
+// -> 0.16, 64: 1.84 -> 1.95).
+bool flat_pays(const Isa& isa, int64_t M) { return M <= (isa.avx512 ? 64 : 32); }
 
 // One flat tile: vectors v0 .. v0 + nv - 1 of image n for every row block into T (plain sums),
 // then each output they cover to C as the row tiles store it: + bias, or added to C.
