@@ -1,7 +1,7 @@
 // Fast convolution paths (see conv_implicit.h for the contract), on AVX-512 and on AVX2 +
 // FMA: both use the geometry below (16-pixel vectors with prefix masks); the AVX2 pieces
 // (conv_avx2.cc) hold a vector as two 8-lane halves, in 6 x 1 direct tiles, 4 x 3
-// weight-gradient tiles and the 6 x 16 sgemm kernel. Three routes:
+// weight-gradient tiles and the 6 x 16 sgemm kernel. Four routes:
 //
 // Direct tiles (output rows of 12 pixels or more that 16-pixel vectors cover with at most
 // a quarter of their lanes wasted, the last vector of a row masked: the 3x3 / 1x1 layers
@@ -17,6 +17,11 @@
 // Backward-weight uses a dot-product tile: 4 output channels x 6 patch rows, each a
 // 16-lane partial sum over one image's pixels (gy rows x shifted padded-image rows),
 // reduced and added to gw; threads own disjoint tiles and walk the images in order.
+//
+// Flat direct tiles (stride-1 maps whose rows are too short for a vector each, such as 7x7 and
+// 8x8, up to 64 output channels, 32 on AVX2): the same tiles over the flattened padded image,
+// output position q = oh * pitch + ow, so 16 consecutive positions are one vector at every tap
+// across row ends; the positions past a row's end are computed into a small tile and dropped.
 //
 // Implicit GEMM (other stride-1 rows). Forward: y[n, o, p] = sum_k W[o, k] patch(k, (n, p)),
 //   a GEMM with M = output channels, K = input channels * kh * kw, N = batch * output pixels,
