@@ -326,7 +326,7 @@ int64_t row_vectors(int64_t outW) { return ceil_div(outW, 16); }
 
 // Direct tiles apply with non-negative padding and horizontal stride 1 or 2 when the
 // rows' vectors waste at most a quarter of their lanes: widths 12-16, 24-32, 36-48, ...
-// (28x28 and 14x14 images, not 7x7 or 8x8, which the implicit GEMM handles better).
+// (28x28 and 14x14 images; 7x7 and 8x8 take the flat tiles below).
 bool direct_applies(int64_t outW, int64_t padH, int64_t padW, int64_t strideW) {
   return outW > 0 && row_vectors(outW) * 16 * 3 <= outW * 4 && padH >= 0 && padW >= 0 &&
          (strideW == 1 || strideW == 2);
