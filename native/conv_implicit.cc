@@ -408,17 +408,19 @@ void vector_place(const D& g, const PaddedLayout& L, int64_t i, int64_t* vecOff,
 // The padded layout of a direct pass: padded_layout's, or for a flat pass rows of exactly the
 // padded width, each channel's plane long enough for the last vector to read all 16 lanes at
 // every tap without leaving it.
+int64_t flat_pitch(const DirectConv& g) { return g.W + 2 * g.padW; }
+
 PaddedLayout direct_layout(const DirectConv& g) {
   PaddedLayout L = padded_layout(g);
   if (!g.flat) return L;
-  L.pitch = g.W + 2 * g.padW;
+  L.pitch = flat_pitch(g);
   const int64_t reach = (g.kh - 1) * g.dilationH * L.pitch + (g.kw - 1) * g.dilationW;
   L.plane = std::max(L.rows * L.pitch, flat_vectors(g.outH, L.pitch) * 16 + reach);
   return L;
 }
 
 int64_t direct_vectors(const DirectConv& g) {
-  return g.flat ? flat_vectors(g.outH, g.W + 2 * g.padW) : g.outH * row_vectors(g.outW);
+  return g.flat ? flat_vectors(g.outH, flat_pitch(g)) : g.outH * row_vectors(g.outW);
 }
 
 int64_t direct_tiles_per_image(const DirectConv& g) { return ceil_div(direct_vectors(g), g.NV); }
@@ -430,11 +432,24 @@ int64_t direct_tiles_per_image(const DirectConv& g) { return ceil_div(direct_vec
 // -> 0.16, 64: 1.84 -> 1.95).
 bool flat_pays(const Isa& isa, int64_t M) { return M <= (isa.avx512 ? 64 : 32); }
 
+// The tile `fn` (its vectors placed in a) for every block of MR output rows: row r of the
+// block at C + r * a.ldc, with bias[r] when bias is not null.
+void row_blocks(const DirectConv& g, conv::DirectArgs& a, conv::DirectFn fn, float* C,
+                const float* bias) {
+  const int MR = g.kern->mr;
+  for (int64_t ir = 0; ir < g.M; ir += MR) {
+    a.Ap = g.Apack + ir * g.K;
+    a.C = C + ir * a.ldc;
+    a.mr = static_cast<int>(std::min<int64_t>(MR, g.M - ir));
+    a.bias = bias ? bias + ir : nullptr;
+    fn(a);
+  }
+}
+
 // One flat tile: vectors v0 .. v0 + nv - 1 of image n for every row block into T (plain sums),
 // then each output they cover to C as the row tiles store it: + bias, or added to C.
 void flat_tile(const DirectConv& g, const PaddedLayout& L, conv::DirectArgs a, conv::DirectFn fn,
                int64_t n, int64_t v0, int nv, float* T, int64_t ldT) {
-  const int MR = g.kern->mr;
   const int64_t positions = g.outH * L.pitch, plane = g.outH * g.outW;
   int64_t vecOff[kMaxDirectNV], cOff[kMaxDirectNV];
   uint16_t mask[kMaxDirectNV];
@@ -450,13 +465,7 @@ void flat_tile(const DirectConv& g, const PaddedLayout& L, conv::DirectArgs a, c
   a.mask = mask;
   a.ldc = ldT;
   a.accumulate = false;
-  a.bias = nullptr;
-  for (int64_t ir = 0; ir < g.M; ir += MR) {
-    a.Ap = g.Apack + ir * g.K;
-    a.C = T + ir * ldT;
-    a.mr = static_cast<int>(std::min<int64_t>(MR, g.M - ir));
-    fn(a);
-  }
+  row_blocks(g, a, fn, T, nullptr);
   const int64_t q0 = v0 * 16, q1 = std::min<int64_t>(positions, (v0 + nv) * 16);
   for (int64_t r = 0; r < g.M; ++r) {
     const float* t = T + r * ldT - q0;
@@ -466,7 +475,7 @@ void flat_tile(const DirectConv& g, const PaddedLayout& L, conv::DirectArgs a, c
     for (int64_t oh = q0 / L.pitch; oh * L.pitch < q1; ++oh) {
       const int64_t rowStart = oh * L.pitch;
       const int64_t lo = std::max<int64_t>(q0 - rowStart, 0);
-      const int64_t hi = std::min<int64_t>(std::min<int64_t>(q1 - rowStart, g.outW), g.outW);
+      const int64_t hi = std::min<int64_t>(q1 - rowStart, g.outW);
       float* dst = c + oh * g.outW;
       const float* src = t + rowStart;
       if (g.accumulate)
@@ -545,13 +554,7 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
       continue;
     }
     for (int v = 0; v < nv; ++v) vector_place(g, L, v0 + v, &vecOff[v], &cOff[v], &mask[v]);
-    for (int64_t ir = 0; ir < g.M; ir += MR) {
-      a.Ap = g.Apack + ir * g.K;
-      a.C = g.C + n * g.cImageStride + ir * plane;
-      a.mr = static_cast<int>(std::min<int64_t>(MR, g.M - ir));
-      a.bias = g.bias ? g.bias + ir : nullptr;
-      fn(a);
-    }
+    row_blocks(g, a, fn, g.C + n * g.cImageStride, g.bias);
   }
   finish(current);
 }
@@ -825,9 +828,8 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       DirectConv d{};
       d.isa = fast_isa();
       d.flat = flat;
-      d.kern = direct_kernel(
-          *d.isa, og,
-          flat ? flat_vectors(s.outH, s.inW + 2 * s.padW) : s.outH * row_vectors(s.outW));
+      set_window(d, forward_window(s));
+      d.kern = direct_kernel(*d.isa, og, direct_vectors(d));
       d.NV = direct_nv(*d.isa, *d.kern);
       d.M = og;
       d.channels = cg;
@@ -835,7 +837,6 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       d.Apack = pack_weight_rows(*d.kern, og, K, K, w + g * og * ldw, ldw);
       d.src = x + g * cg * inPlane;
       d.srcImageStride = s.inChannels * inPlane;
-      set_window(d, forward_window(s));
       d.C = y + g * og * plane;
       d.cImageStride = s.outChannels * plane;
       d.bias = bias ? bias + g * og : nullptr;  // null when accumulating (conv2d_forward)
@@ -902,8 +903,10 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
       DirectConv d{};
       d.isa = fast_isa();
       d.flat = flat;
-      d.kern = direct_kernel(
-          *d.isa, cg, flat ? flat_vectors(s.inH, s.outW + 2 * padW) : s.inH * row_vectors(s.inW));
+      // The input gradient is a stride-1 convolution of gy with the flipped weight.
+      set_window(d, Window{s.outH, s.outW, padH, padW, 1, 1, s.dilationH, s.dilationW, s.kh, s.kw,
+                           s.inH, s.inW});
+      d.kern = direct_kernel(*d.isa, cg, direct_vectors(d));
       d.NV = direct_nv(*d.isa, *d.kern);
       d.M = cg;
       d.channels = og;
@@ -911,9 +914,6 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
       d.Apack = pack_weight_rows(*d.kern, cg, K, K, At, K);
       d.src = gy + g * og * plane;
       d.srcImageStride = s.outChannels * plane;
-      // The input gradient is a stride-1 convolution of gy with the flipped weight.
-      set_window(d, Window{s.outH, s.outW, padH, padW, 1, 1, s.dilationH, s.dilationW, s.kh, s.kw,
-                           s.inH, s.inW});
       d.C = gx + g * cg * inPlane;
       d.cImageStride = s.inChannels * inPlane;
       d.bias = nullptr;
