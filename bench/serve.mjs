@@ -1078,7 +1078,7 @@ for (const w of workerCounts) {
     try {
       // A trace arrival brings its requests at one instant: size the queue by what the narrowest
       // rate drains within the SLO (unless --max-queue says otherwise), not by a spike's worth.
-      plan.maxQueue = maxQueue ?? Math.max(256, Math.ceil((capacity(rates[rates.length - 1]) * sloMs) / 1000));
+      plan.maxQueue = maxQueue ?? Math.ceil((capacity(rates[rates.length - 1]) * sloMs) / 1000);
       err(`bench:serve: trace window ${traceWindow} s from ${plan.from.toFixed(0)} s, ${plan.perArrival.toFixed(2)} requests per arrival (${plan.arrivals.length} requests with the warm-up), SLO ${sloMs} ms, max queue ${plan.maxQueue} inputs`);
       const fixed = await runLoad('fixed', { ...common, sloMs, maxQueue: plan.maxQueue, rate: 1 }, plan);
       const elastic = await runLoad('elastic', { ...common, sloMs, maxQueue: plan.maxQueue }, plan);

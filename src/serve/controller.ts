@@ -208,7 +208,7 @@ export class RateController {
    * answer is seen here, while the batch it will join is still running.
    */
   observeArrival(inputs: number, now: number, outstanding?: number): void {
-    this.burst = this.burstDecayed(now) + inputs;
+    this.burst = this.decayed(now, this.burst, this.opts.burstTimeConstantMs) + inputs;
     this.arrivals = this.decayed(now) + inputs;
     this.lastArrival = now;
     if (outstanding !== undefined) this.observePopulation(outstanding, now);
@@ -221,7 +221,7 @@ export class RateController {
 
   /** Arrival rate in inputs per second over the last ~burstTimeConstantMs. */
   burstRate(now: number): number {
-    return (this.burstDecayed(now) / this.opts.burstTimeConstantMs) * 1000;
+    return (this.decayed(now, this.burst, this.opts.burstTimeConstantMs) / this.opts.burstTimeConstantMs) * 1000;
   }
 
   /** Records a finished batch, so estimates follow a machine that got slower (or faster) than at start-up. */
@@ -345,12 +345,8 @@ export class RateController {
     return this.population * Math.exp(-Math.max(0, now - this.lastPopulation) / this.opts.arrivalTimeConstantMs);
   }
 
-  private burstDecayed(now: number): number {
-    return this.burst * Math.exp(-Math.max(0, now - this.lastArrival) / this.opts.burstTimeConstantMs);
-  }
-
-  private decayed(now: number): number {
-    const dt = Math.max(0, now - this.lastArrival);
-    return this.arrivals * Math.exp(-dt / this.opts.arrivalTimeConstantMs);
+  /** `count` (last updated at lastArrival) decayed to `now` with time constant tauMs. */
+  private decayed(now: number, count = this.arrivals, tauMs = this.opts.arrivalTimeConstantMs): number {
+    return count * Math.exp(-Math.max(0, now - this.lastArrival) / tauMs);
   }
 }

@@ -211,6 +211,10 @@ export class Predictor {
     if (inputShape !== undefined) init.inputShape = inputShape;
     if (profile && profile.repeats !== undefined) init.profileRepeats = profile.repeats;
     if (known !== undefined) init.latencyProfile = known;
+    // A profile measured before stands in for profiling, and so do the plans of its sizes.
+    if (known !== undefined && batchSizes.length === 0 && init.warmBatchSizes === undefined) {
+      init.warmBatchSizes = Object.keys(known.byBatch).map(Number);
+    }
     // Workers inherit the process's Node flags (loaders stay useful), but some are
     // refused in workers: `node --input-type=module -e ...` would fail to start them.
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type') && a !== '-e' && a !== '--eval');

@@ -9,7 +9,7 @@ import { modelInputShape } from '../nn/input-shape.js';
 import type { Module } from '../nn/module.js';
 import { cachedPlanKeys, infer } from '../slicing/infer.js';
 import { profileLatency, trainedRatesOf } from '../slicing/select.js';
-import { Tensor } from '../tensor.js';
+import { shapeSize, Tensor } from '../tensor.js';
 import { setNumThreads } from '../threads.js';
 import { generate } from '../generate/generate.js';
 import { Transformer } from '../models/transformer.js';
@@ -29,19 +29,12 @@ async function start(port: NonNullable<typeof parentPort>, init: WorkerInit): Pr
       profileLatency(model, { inputShape, batchSizes: init.profileBatchSizes, repeats: init.profileRepeats });
     } else if (init.latencyProfile !== undefined) {
       modelRecord(model).latencyProfile = init.latencyProfile;
-      // Build the inference plans of every profiled (rate, batch size) now, as
-      // profiling would have: building one costs an eager pass, which would
-      // otherwise land on the first requests of each size (say, a load spike).
-      for (const [b, byRate] of Object.entries(init.latencyProfile.byBatch)) {
-        const x = new Tensor(new Float32Array(Number(b) * inputShape.reduce((p, q) => p * q, 1)), [Number(b), ...inputShape]);
-        for (const r of Object.keys(byRate)) infer(model, x, { rate: Number(r) });
-      }
     }
     // A plan is built by an eager pass the first time a (rate, slice) shape runs: done here, not
     // on the first requests of a load spike (several times the replay's cost each).
     if (init.warmBatchSizes !== undefined && !(model instanceof Transformer)) {
       for (const b of init.warmBatchSizes) {
-        const x = new Tensor(new Float32Array(b * inputShape.reduce((p, q) => p * q, 1)), [b, ...inputShape]);
+        const x = new Tensor(new Float32Array(b * shapeSize(inputShape)), [b, ...inputShape]);
         for (const r of trainedRatesOf(model)) infer(model, x, { rate: r });
       }
     }

@@ -213,5 +213,12 @@ t.test('warm: the worker builds the plans of those batch sizes at every trained 
   const profiled = await Predictor.create(path, { profile: { batchSizes: [2], repeats: 1 } });
   t.teardown(() => profiled.close());
   t.same([...profiled.plans].sort(), ['0.25|2x16', '0.5|2x16', '1|2x16'], 'profiling builds the plans it measures');
+  // A model that carries a profile is not profiled again: the plans of the profile's sizes are built instead.
+  const carried = tinyModel();
+  const r = { 1: 1, 0.5: 0.5, 0.25: 0.3 };
+  ms.modelRecord(carried).latencyProfile = { byBatch: { 1: r, 4: r } };
+  const known = await Predictor.create(carried);
+  t.teardown(() => known.close());
+  t.same([...known.plans].sort(), ['0.25|1x16', '0.25|4x16', '0.5|1x16', '0.5|4x16', '1|1x16', '1|4x16'], 'a carried profile warms its sizes');
   await t.rejects(Predictor.create(path, { warm: [0] }), { name: 'RangeError', message: /warm must be positive integer batch sizes, got \[0\]/ });
 });
