@@ -154,8 +154,12 @@ MS_TGT256 void weight_tile(const WeightArgs& d) {
       }
     }
   }
-  for (int r = 0; r < d.mr; ++r)
-    for (int t = 0; t < d.nt; ++t) d.gw[r * d.ldw + t] += hsum(acc[r][t]);
+  // Compile-time indices keep acc in registers (see the AVX-512 tile).
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t)
+      if (r < d.mr && t < d.nt) d.gw[r * d.ldw + t] += hsum(acc[r][t]);
 }
 
 // One channel's input map (conv.h, InputTransform) in group norm's order and rounding:
