@@ -600,18 +600,37 @@ int64_t weight_image_group(int64_t vectors, int64_t batch) {
   return std::max<int64_t>(1, std::min<int64_t>({batch, 16, 64 / std::max<int64_t>(1, vectors)}));
 }
 
+// An unpadded 1x1 window with horizontal stride 1 reads each output vector's pixels where
+// they are (the tile's loads are masked to the row), so the image needs no padded copy.
+bool weight_reads_in_place(const DirectWeight& g) {
+  return g.kh == 1 && g.kw == 1 && g.padH == 0 && g.padW == 0 && g.strideW == 1;
+}
+
 void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
-  const PaddedLayout L = padded_layout(g);
+  const bool xInPlace = weight_reads_in_place(g);
+  PaddedLayout L = padded_layout(g);
+  if (xInPlace) {
+    L.pitch = g.W;
+    L.plane = g.H * g.W;
+  }
   const int64_t padded = L.plane;
   const int64_t plane = g.outH * g.outW, vectors = g.outH * row_vectors(g.outW), taps = g.kh * g.kw;
   const int64_t tBlocks = ceil_div(g.N, g.NT);
   const int64_t group = weight_image_group(vectors, g.batch);
-  // The thread's rows of gy, copied per image into 64-byte aligned storage.
+  // The thread's rows of gy.
   const int64_t r0 = (u0 / tBlocks) * g.MR, r1 = std::min(g.M, ((u1 - 1) / tBlocks + 1) * g.MR);
-  const int64_t xImage = g.channels * padded, gyImage = (r1 - r0) * plane;
-  float* xp = tl_padded.get(static_cast<size_t>(group * xImage));
-  std::memset(xp, 0, sizeof(float) * group * xImage);  // borders stay zero
-  float* gyc = tl_panel_b.get(static_cast<size_t>(group * gyImage));
+  const int64_t xImage = xInPlace ? g.srcImageStride : g.channels * padded;
+  // gy rows are copied into 64-byte aligned storage when many tiles read them (+5-10% at
+  // 16-32 channels, 3x3); read by a few (1x1 with few input channels: 16->64 at 32x32, one
+  // thread, 64 -> 77-85 GFLOP/s in place), the copy costs more than the aligned loads save.
+  const bool gyInPlace = tBlocks < 8;
+  const int64_t gyImage = gyInPlace ? g.gyImageStride : (r1 - r0) * plane;
+  float* xp = nullptr;
+  if (!xInPlace) {
+    xp = tl_padded.get(static_cast<size_t>(group * xImage));
+    std::memset(xp, 0, sizeof(float) * group * xImage);  // borders stay zero
+  }
+  float* gyc = gyInPlace ? nullptr : tl_panel_b.get(static_cast<size_t>(group * gyImage));
   // Vector v of image i of a pass: offsets into that image's copies.
   std::vector<int64_t> vecOff(static_cast<size_t>(group * vectors)),
       gyOff(static_cast<size_t>(group * vectors)), rowOff(static_cast<size_t>(g.N));
@@ -633,20 +652,21 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   a.gyOff = gyOff.data();
   a.mask = mask.data();
   a.plane = plane;
-  a.xp = xp;
   a.ldw = g.ldw;
   for (int64_t n0 = 0; n0 < g.batch; n0 += group) {
     const int64_t images = std::min(group, g.batch - n0);
     for (int64_t i = 0; i < images; ++i) {
-      std::memcpy(gyc + i * gyImage, g.gy + (n0 + i) * g.gyImageStride + r0 * plane,
-                  sizeof(float) * gyImage);
-      pad_copy(g, L, g.src + (n0 + i) * g.srcImageStride, xp + i * xImage);
+      if (!gyInPlace)
+        std::memcpy(gyc + i * gyImage, g.gy + (n0 + i) * g.gyImageStride + r0 * plane,
+                    sizeof(float) * gyImage);
+      if (!xInPlace) pad_copy(g, L, g.src + (n0 + i) * g.srcImageStride, xp + i * xImage);
     }
+    a.xp = xInPlace ? g.src + n0 * g.srcImageStride : xp;
     a.vectors = images * vectors;
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t ob = u / tBlocks, tb = u % tBlocks;
       const int64_t o0 = ob * g.MR, k0 = tb * g.NT;
-      a.gy = gyc + (o0 - r0) * plane;
+      a.gy = gyInPlace ? g.gy + n0 * g.gyImageStride + o0 * plane : gyc + (o0 - r0) * plane;
       a.rowOff = rowOff.data() + k0;
       a.mr = static_cast<int>(std::min<int64_t>(g.MR, g.M - o0));
       a.nt = static_cast<int>(std::min<int64_t>(g.NT, g.N - k0));

@@ -151,6 +151,12 @@ const cases: Case[] = [
   { name: 'small: stride 2, 7x7 -> 4x4, dilation 2 across, 2 groups', p: [1, 6, 7, 7, 10, 3, 3, 2, 2, 1, 2, 1, 2, 2, 4], outFull: 10, bias: false, paths: ['small', 'im2col', 'im2col'] },
   { name: 'small: 5 images of one pixel (5x5 kernel, no padding; a patch tile of 1)', p: [5, 6, 5, 5, 9, 5, 5, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 9, bias: true, paths: ['small', 'implicit', 'implicit'] },
   { name: 'small: 8x8 at batch 2 with 1 MiB of weight (128 pixels)', p: [2, 128, 8, 8, 256, 3, 3, 1, 1, 1, 1, 1, 1, 1, 128], outFull: 256, bias: false, paths: ['small', 'implicit', 'implicit'] },
+  // Unpadded 1x1 weight gradients read the image in place (no padded copy), and gy in place
+  // when few tiles read it (5 input channels: one column of tiles) or copied (64: eleven).
+  // (AVX2 keeps plain 1x1 layers on the per-image GEMMs.)
+  { name: 'direct: unpadded 1x1, 64x13, 5 -> 32 of 36 (weight gradient reads x and gy in place)', p: [16, 5, 64, 13, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 36, bias: false, paths: ['direct', 'direct', 'direct'], avx2Paths: ['pointwise', 'pointwise', 'pointwise'] },
+  { name: 'direct: unpadded 1x1, 28x28, 64 -> 24 (weight gradient reads x in place, copies gy)', p: [2, 64, 28, 28, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, 64], outFull: 24, bias: true, paths: ['direct', 'direct', 'direct'], avx2Paths: ['pointwise', 'pointwise', 'pointwise'] },
+  { name: 'direct: 1 channel, 28x28 (the MNIST stem: gy read in place on AVX2 too)', p: [3, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1], outFull: 16, bias: true, paths: ['direct', 'direct', 'direct'] },
   { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['direct', 'direct', 'direct'] },
 ];
 
