@@ -309,6 +309,8 @@ struct DirectConv {
   int64_t cImageStride;  // C(r, (n, p)) = C[n * cImageStride + r * outH * outW + p]
   const float* bias;
   bool accumulate;
+  // Parts the output rows' MR blocks are split into, each part a unit of its own (run_direct).
+  int64_t rowParts;
   // Applied to the input as it is copied (conv.h), or null: map n * tImageStride + tChannel0 + c
   // for channel c of image n.
   const InputTransform* t;
@@ -432,12 +434,19 @@ int64_t direct_tiles_per_image(const DirectConv& g) { return ceil_div(direct_vec
 // -> 0.16, 64: 1.84 -> 1.95).
 bool flat_pays(const Isa& isa, int64_t M) { return M <= (isa.avx512 ? 64 : 32); }
 
-// The tile `fn` (its vectors placed in a) for every block of MR output rows: row r of the
-// block at C + r * a.ldc, with bias[r] when bias is not null.
-void row_blocks(const DirectConv& g, conv::DirectArgs& a, conv::DirectFn fn, float* C,
-                const float* bias) {
+// Output rows [r0, r1) of row part `part` (whole MR blocks, the last part to M).
+void part_rows(const DirectConv& g, int64_t part, int64_t* r0, int64_t* r1) {
+  const int64_t MR = g.kern->mr, blocks = ceil_div(g.M, MR);
+  *r0 = std::min(g.M, blocks * part / g.rowParts * MR);
+  *r1 = std::min(g.M, blocks * (part + 1) / g.rowParts * MR);
+}
+
+// The tile `fn` (its vectors placed in a) for every block of MR output rows in [r0, r1): row r
+// of the block at C + r * a.ldc, with bias[r] when bias is not null.
+void row_blocks(const DirectConv& g, int64_t r0, int64_t r1, conv::DirectArgs& a, conv::DirectFn fn,
+                float* C, const float* bias) {
   const int MR = g.kern->mr;
-  for (int64_t ir = 0; ir < g.M; ir += MR) {
+  for (int64_t ir = r0; ir < r1; ir += MR) {
     a.Ap = g.Apack + ir * g.K;
     a.C = C + ir * a.ldc;
     a.mr = static_cast<int>(std::min<int64_t>(MR, g.M - ir));
@@ -446,10 +455,12 @@ void row_blocks(const DirectConv& g, conv::DirectArgs& a, conv::DirectFn fn, flo
   }
 }
 
-// One flat tile: vectors v0 .. v0 + nv - 1 of image n for every row block into T (plain sums),
-// then each output they cover to C as the row tiles store it: + bias, or added to C.
-void flat_tile(const DirectConv& g, const PaddedLayout& L, conv::DirectArgs a, conv::DirectFn fn,
-               int64_t n, int64_t v0, int nv, float* T, int64_t ldT) {
+// One flat tile: vectors v0 .. v0 + nv - 1 of image n for the row blocks in [r0, r1) into T
+// (plain sums), then each output they cover to C as the row tiles store it: + bias, or added
+// to C.
+void flat_tile(const DirectConv& g, const PaddedLayout& L, int64_t r0, int64_t r1,
+               conv::DirectArgs a, conv::DirectFn fn, int64_t n, int64_t v0, int nv, float* T,
+               int64_t ldT) {
   const int64_t positions = g.outH * L.pitch, plane = g.outH * g.outW;
   int64_t vecOff[kMaxDirectNV], cOff[kMaxDirectNV];
   uint16_t mask[kMaxDirectNV];
@@ -465,9 +476,9 @@ void flat_tile(const DirectConv& g, const PaddedLayout& L, conv::DirectArgs a, c
   a.mask = mask;
   a.ldc = ldT;
   a.accumulate = false;
-  row_blocks(g, a, fn, T, nullptr);
+  row_blocks(g, r0, r1, a, fn, T, nullptr);
   const int64_t q0 = v0 * 16, q1 = std::min<int64_t>(positions, (v0 + nv) * 16);
-  for (int64_t r = 0; r < g.M; ++r) {
+  for (int64_t r = r0; r < r1; ++r) {
     const float* t = T + r * ldT - q0;
     float* c = g.C + n * g.cImageStride + r * plane;
     const float b = g.bias != nullptr && !g.accumulate ? g.bias[r] : 0.0f;
@@ -505,7 +516,7 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
   const int64_t ldT = int64_t{kMaxDirectNV} * 16;
   float* flatTile =
       g.flat ? tl_flat.get(static_cast<size_t>(ceil_div(g.M, MR) * MR * ldT)) : nullptr;
-  const int64_t perImage = direct_tiles_per_image(g);
+  const int64_t perImage = direct_tiles_per_image(g) * g.rowParts;
   float* xp = tl_padded.get(static_cast<size_t>(g.channels * padded));
   std::memset(xp, 0, sizeof(float) * g.channels * padded);  // borders stay zero
   const int64_t taps = g.kh * g.kw;
@@ -540,7 +551,11 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
     g.imageDone[n] = 1;
   };
   for (int64_t u = u0; u < u1; ++u) {
-    const int64_t n = u / perImage, tile = u % perImage;
+    // An image's units: its row parts, each over all its vector tiles.
+    const int64_t n = u / perImage, part = (u % perImage) / (perImage / g.rowParts),
+                  tile = u % (perImage / g.rowParts);
+    int64_t r0, r1;
+    part_rows(g, part, &r0, &r1);
     if (n != current) {
       finish(current);
       current = n;
@@ -550,19 +565,24 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
     const int nv = static_cast<int>(std::min<int64_t>(g.NV, vectors - v0));
     const conv::DirectFn fn = g.isa->direct_tile(MR, nv);
     if (g.flat) {
-      flat_tile(g, L, a, fn, n, v0, nv, flatTile, ldT);
+      flat_tile(g, L, r0, r1, a, fn, n, v0, nv, flatTile, ldT);
       continue;
     }
     for (int v = 0; v < nv; ++v) vector_place(g, L, v0 + v, &vecOff[v], &cOff[v], &mask[v]);
-    row_blocks(g, a, fn, g.C + n * g.cImageStride, g.bias);
+    row_blocks(g, r0, r1, a, fn, g.C + n * g.cImageStride, g.bias);
   }
   finish(current);
 }
 
-void run_direct(const DirectConv& g, int64_t batch) {
-  const int64_t perImage = direct_tiles_per_image(g);
+void run_direct(const DirectConv& direct, int64_t batch) {
+  DirectConv g = direct;
+  const int64_t tiles = batch * direct_tiles_per_image(g), rowBlocks = ceil_div(g.M, g.kern->mr);
+  const int nt = threads_for(double(g.M) * g.K * batch * g.outH * g.outW, tiles * rowBlocks);
+  // Too few vector tiles to keep the threads even (a small image at batch 1: one tile for an
+  // 8x8 map) also split the output rows, one part a thread; no output's arithmetic changes.
+  g.rowParts = tiles < 4 * nt ? std::min<int64_t>(rowBlocks, nt) : 1;
+  const int64_t perImage = direct_tiles_per_image(g) * g.rowParts;
   const int64_t units = batch * perImage;
-  const int nt = threads_for(double(g.M) * g.K * batch * g.outH * g.outW, units);
   // With statistics to compute and whole images for every thread, split at image boundaries
   // (no image is then left for the caller to finish).
   const int64_t align = g.st != nullptr && batch % nt == 0 ? perImage : 1;

@@ -36,6 +36,8 @@ const cases: Case[] = [
   { name: 'two groups 3x3 on 16x16', p: [2, 8, 16, 16, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2, 4], normGroups: 2, path: 'direct' },
   // Over 2^20 multiply-adds, so two threads share it; batch 3 splits an image between them.
   { name: '3x3 on 16x16 at batch 3, two threads (direct, an image split)', p: [3, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 16], normGroups: 4, path: 'direct' },
+  // One image of one tile: its output rows split between the threads, its statistics after.
+  { name: '3x3 on 8x8 at batch 1, two threads (flat, rows split)', p: [1, 64, 8, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 64], normGroups: 8, path: 'flat', avx2Path: 'implicit' },
 ];
 
 for (const c of cases) {

@@ -30,6 +30,8 @@ interface Case {
   paths: [Path, Path, Path];
   /** Where AVX2 differs (flat tiles up to 32 output channels there, 64 on AVX-512). */
   avx2Paths?: [Path, Path, Path];
+  /** Without the fast paths, where not im2col (a plain 1x1 is one GEMM per image). */
+  plainPaths?: [Path, Path, Path];
 }
 
 const fastPaths = ['avx512', 'avx2'].includes(ms.kernelInfo().gemm);
@@ -154,9 +156,12 @@ const cases: Case[] = [
   // Unpadded 1x1 weight gradients read the image in place (no padded copy), and gy in place
   // when few tiles read it (5 input channels: one column of tiles) or copied (64: eleven).
   // (AVX2 keeps plain 1x1 layers on the per-image GEMMs.)
-  { name: 'direct: unpadded 1x1, 64x13, 5 -> 32 of 36 (weight gradient reads x and gy in place)', p: [16, 5, 64, 13, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 36, bias: false, paths: ['direct', 'direct', 'direct'], avx2Paths: ['pointwise', 'pointwise', 'pointwise'] },
-  { name: 'direct: unpadded 1x1, 28x28, 64 -> 24 (weight gradient reads x in place, copies gy)', p: [2, 64, 28, 28, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, 64], outFull: 24, bias: true, paths: ['direct', 'direct', 'direct'], avx2Paths: ['pointwise', 'pointwise', 'pointwise'] },
+  { name: 'direct: unpadded 1x1, 64x13, 5 -> 32 of 36 (weight gradient reads x and gy in place)', p: [16, 5, 64, 13, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 36, bias: false, paths: ['direct', 'direct', 'direct'], avx2Paths: ['pointwise', 'pointwise', 'pointwise'], plainPaths: ['pointwise', 'pointwise', 'pointwise'] },
+  { name: 'direct: unpadded 1x1, 28x28, 64 -> 24 (weight gradient reads x in place, copies gy)', p: [2, 64, 28, 28, 24, 1, 1, 1, 1, 0, 0, 1, 1, 1, 64], outFull: 24, bias: true, paths: ['direct', 'direct', 'direct'], avx2Paths: ['pointwise', 'pointwise', 'pointwise'], plainPaths: ['pointwise', 'pointwise', 'pointwise'] },
   { name: 'direct: 1 channel, 28x28 (the MNIST stem: gy read in place on AVX2 too)', p: [3, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1], outFull: 16, bias: true, paths: ['direct', 'direct', 'direct'] },
+  // At batch 1 a few vector tiles also split their output rows between the threads.
+  { name: 'direct: batch 1, 32 -> 30 of 32, 16x16 (rows split between threads)', p: [1, 32, 16, 16, 30, 3, 3, 1, 1, 1, 1, 1, 1, 1, 32], outFull: 32, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'flat: batch 1, 64 -> 45, 8x8 (rows split between threads)', p: [1, 64, 8, 8, 45, 3, 3, 1, 1, 1, 1, 1, 1, 1, 64], outFull: 48, bias: true, paths: ['flat', 'flat', 'implicit'], avx2Paths: ['implicit', 'implicit', 'implicit'] },
   { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['direct', 'direct', 'direct'] },
 ];
 
@@ -207,7 +212,7 @@ for (const c of cases) {
     const g = geometry(c.p);
     seed = 12345;
     const r = run(c);
-    const want = fastPaths ? (ms.kernelInfo().gemm === 'avx2' ? (c.avx2Paths ?? c.paths) : c.paths) : (['im2col', 'im2col', 'im2col'] as const);
+    const want = fastPaths ? (ms.kernelInfo().gemm === 'avx2' ? (c.avx2Paths ?? c.paths) : c.paths) : (c.plainPaths ?? (['im2col', 'im2col', 'im2col'] as const));
     tt.same(r.taken, want, `paths taken (forward, input gradient, weight gradient) on ${fastPaths ? ms.kernelInfo().gemm : `${ms.kernelInfo().gemm}, without the fast paths`}`);
     const x = r.x as Float32Array, w = r.w as Float32Array, bias = r.bias as Float32Array | null, gy = r.gy as Float32Array;
     const refY = new Acc(new Float64Array(r.y.length).map((_, i) => (bias ? bias[Math.floor(i / (g.oh * g.ow)) % g.o] : 0)));
