@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu.h"
 #include "parallel.h"
 
 namespace modelslice {
@@ -36,7 +37,79 @@ inline int64_t window_work(const PoolShape& s) {
 
 }  // namespace
 
+namespace {
+
+// The window's running maximum m after tap v, as the general loop below takes it: v when it is
+// larger, or when it is NaN and m is not yet (the first NaN wins, as in PyTorch). Branch-free,
+// so the loops over a row vectorise.
+MS_INLINE bool takes(float m, float v) { return v > m || (v != v && m == m); }
+MS_INLINE float take_max(float m, float v) { return takes(m, v) ? v : m; }
+
+// 2x2 windows, stride 2, no padding: VGG's pools.
+bool plain_2x2(const PoolShape& s) {
+  return s.kh == 2 && s.kw == 2 && s.strideH == 2 && s.strideW == 2 && s.padH == 0 && s.padW == 0 &&
+         s.outH == s.inH / 2 && s.outW == s.inW / 2;
+}
+
+// The four taps of each window in the general loop's order, so every output is the same value,
+// bit for bit (with the same NaN), row by row.
+bool max_pool_2x2(const PoolShape& s, const float* x, float* y) {
+  if (!plain_2x2(s)) return false;
+  for_planes(s.planes, s.planes * s.outH * s.outW * 4, [&](int64_t p) {
+    run_isa([&]() MS_INLINE_LAMBDA {
+      const float* xp = x + p * s.inH * s.inW;
+      float* yp = y + p * s.outH * s.outW;
+      for (int64_t oh = 0; oh < s.outH; ++oh) {
+        const float* r0 = xp + 2 * oh * s.inW;
+        const float* r1 = r0 + s.inW;
+        float* out = yp + oh * s.outW;
+        for (int64_t ow = 0; ow < s.outW; ++ow) {
+          const float top = take_max(r0[2 * ow], r0[2 * ow + 1]);
+          const float bottom = take_max(r1[2 * ow], r1[2 * ow + 1]);
+          out[ow] = take_max(top, bottom);
+        }
+      }
+    });
+  });
+  return true;
+}
+
+// The backward of max_pool_2x2: gy to each window's first maximum (the general loop's), the
+// other three taps of gx left as they are.
+bool max_pool_2x2_backward(const PoolShape& s, const float* x, const float* gy, float* gx) {
+  if (!plain_2x2(s)) return false;
+  for_planes(s.planes, s.planes * s.outH * s.outW * 4, [&](int64_t p) {
+    run_isa([&]() MS_INLINE_LAMBDA {
+      const float* xp = x + p * s.inH * s.inW;
+      float* gp = gx + p * s.inH * s.inW;
+      const float* g = gy + p * s.outH * s.outW;
+      for (int64_t oh = 0; oh < s.outH; ++oh) {
+        const float* r0 = xp + 2 * oh * s.inW;
+        const float* r1 = r0 + s.inW;
+        float* g0 = gp + 2 * oh * s.inW;
+        float* g1 = g0 + s.inW;
+        const float* go = g + oh * s.outW;
+        for (int64_t ow = 0; ow < s.outW; ++ow) {
+          const float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+          const bool takeB = takes(a, b), takeD = takes(c, d);
+          const float top = takeB ? b : a, bottom = takeD ? d : c;
+          const bool takeBottom = takes(top, bottom);
+          const float v = go[ow];
+          g0[2 * ow] = !takeBottom && !takeB ? g0[2 * ow] + v : g0[2 * ow];
+          g0[2 * ow + 1] = !takeBottom && takeB ? g0[2 * ow + 1] + v : g0[2 * ow + 1];
+          g1[2 * ow] = takeBottom && !takeD ? g1[2 * ow] + v : g1[2 * ow];
+          g1[2 * ow + 1] = takeBottom && takeD ? g1[2 * ow + 1] + v : g1[2 * ow + 1];
+        }
+      }
+    });
+  });
+  return true;
+}
+
+}  // namespace
+
 void max_pool_forward(const PoolShape& s, const float* x, float* y) {
+  if (max_pool_2x2(s, x, y)) return;
   for_planes(s.planes, window_work(s), [&](int64_t p) {
     const float* xp = x + p * s.inH * s.inW;
     float* yp = y + p * s.outH * s.outW;
@@ -60,6 +133,7 @@ void max_pool_forward(const PoolShape& s, const float* x, float* y) {
 }
 
 void max_pool_backward(const PoolShape& s, const float* x, const float* gy, float* gx) {
+  if (max_pool_2x2_backward(s, x, gy, gx)) return;
   for_planes(s.planes, window_work(s), [&](int64_t p) {
     const float* xp = x + p * s.inH * s.inW;
     const float* gp = gy + p * s.outH * s.outW;

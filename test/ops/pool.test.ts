@@ -177,6 +177,49 @@ t.test('max pooling: ties go to the first maximum; NaN propagates', async (t) =>
   t.ok(Number.isNaN(ms.maxPool2d(n, 2).item()), 'NaN in a window gives NaN');
 });
 
+t.test('max pooling 2x2 / 2 (its own vectorised path): ties, NaN, signed zeros and -inf, threads 1 and 2', async (t) => {
+  // The general loop's rule, tap by tap in row-major order: a later tap wins when it is larger,
+  // or when it is NaN and the maximum so far is not.
+  const takes = (m: number, v: number): boolean => v > m || (Number.isNaN(v) && !Number.isNaN(m));
+  const values = [-Infinity, -1, -0, 0, 1, 2, NaN];
+  const gen = new ms.Generator(7);
+  for (const shape of [[2, 3, 7, 9], [4, 64, 16, 16]] as [number, number, number, number][]) {
+    const [n, c, h, w] = shape;
+    const data = Float32Array.from({ length: size(shape) }, () => values[gen.int(values.length)]);
+    const oh = Math.floor(h / 2), ow = Math.floor(w / 2);
+    const want = new Float32Array(n * c * oh * ow);
+    const gy = Float32Array.from(want, (_, i) => (i % 13) + 1);
+    const wantGrad = new Float32Array(data.length);
+    for (let p = 0; p < n * c; p++)
+      for (let i = 0; i < oh; i++)
+        for (let j = 0; j < ow; j++) {
+          let arg = -1;
+          for (const [di, dj] of [[0, 0], [0, 1], [1, 0], [1, 1]]) {
+            const k = p * h * w + (2 * i + di) * w + 2 * j + dj;
+            if (arg < 0 || takes(data[arg], data[k])) arg = k;
+          }
+          const o = (p * oh + i) * ow + j;
+          want[o] = data[arg];
+          wantGrad[arg] += gy[o];
+        }
+    for (const threads of [1, 2]) {
+      const before = ms.getNumThreads();
+      ms.setNumThreads(threads);
+      try {
+        const x = ms.tensor(data, shape, { requiresGrad: true });
+        const y = ms.maxPool2d(x, 2);
+        y.backward(ms.tensor(gy, y.shape));
+        const bad = Array.from(y.data).findIndex((v, i) => !Object.is(v, want[i]));
+        t.equal(bad, -1, `[${shape}], ${threads} thread(s): every window's first maximum (NaN, -0 vs 0)${bad < 0 ? '' : `: [${bad}] ${y.data[bad]} vs ${want[bad]}`}`);
+        const badG = Array.from(x.grad!.data).findIndex((v, i) => !Object.is(v, wantGrad[i]));
+        t.equal(badG, -1, `[${shape}], ${threads} thread(s): the gradient to that tap only`);
+      } finally {
+        ms.setNumThreads(before);
+      }
+    }
+  }
+});
+
 t.test('globalAvgPool2d: values and gradients', async (t) => {
   const gen = rng(203);
   const q = quiet(t);
