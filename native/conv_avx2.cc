@@ -213,13 +213,16 @@ MS_TGT256 void pad_copy_avx2(const float* src, int64_t channels, int64_t H, int6
 }
 
 MS_TGT256 void pad_copy_halves_avx2(const float* src, int64_t channels, int64_t H, int64_t W,
-                                    int64_t half, int64_t padH, int64_t padW, int64_t padded,
-                                    float* dst, const InputTransform* t, int64_t tBase) {
+                                    const HalvesPlace& at, int64_t padH, int64_t padW,
+                                    int64_t padded, float* dst, const InputTransform* t,
+                                    int64_t tBase) {
+  const int64_t half = at.odd;
   for (int64_t c = 0; c < channels; ++c) {
     const LaneMap m = lane_map(t, tBase + c);
     const float* s = src + c * H * W;
     for (int64_t ih = 0; ih < H; ++ih, s += W) {
-      float* d = dst + c * padded + (ih + padH) * 2 * half;
+      const int64_t pr = ih + padH;
+      float* d = dst + c * padded + (pr / 2) * at.rowPair + (pr % 2) * at.oddRow;
       // 16 columns at a time: the 8 even ones and the 8 odd ones, each to its half (lanes
       // past the row are mapped too, and not stored).
       for (int64_t c0 = 0; c0 < W; c0 += 16) {

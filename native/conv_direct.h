@@ -53,14 +53,23 @@ void pad_copy_avx2(const float* src, int64_t channels, int64_t H, int64_t W, int
                    int64_t padH, int64_t padW, int64_t padded, float* dst,
                    const InputTransform* t = nullptr, int64_t tBase = 0);
 
-// The same into the halves layout of horizontal stride 2: row ih's padded column pc
-// (= iw + padW) lands at dst[c * padded + (ih + padH) * 2 * half + (pc % 2) * half + pc / 2].
-void pad_copy_halves_avx512(const float* src, int64_t channels, int64_t H, int64_t W, int64_t half,
-                            int64_t padH, int64_t padW, int64_t padded, float* dst,
-                            const InputTransform* t = nullptr, int64_t tBase = 0);
-void pad_copy_halves_avx2(const float* src, int64_t channels, int64_t H, int64_t W, int64_t half,
-                          int64_t padH, int64_t padW, int64_t padded, float* dst,
-                          const InputTransform* t = nullptr, int64_t tBase = 0);
+// Where pad_copy_halves puts a padded row's even and odd columns: padded row pr starts at
+// (pr / 2) * rowPair + (pr % 2) * oddRow, its odd columns `odd` after its even ones. The
+// halves layout of horizontal stride 2 (rows of 2 * half): {half, 2 * half, 4 * half}; a flat
+// stride-2 pass's four phase planes of `phase` values and rows of `pitch`: {phase, 2 * phase,
+// pitch}.
+struct HalvesPlace {
+  int64_t odd, oddRow, rowPair;
+};
+
+// The same split into even and odd columns: row ih's padded column pc (= iw + padW) of channel c
+// lands at dst[c * padded + row(ih + padH) + (pc % 2) * odd + pc / 2].
+void pad_copy_halves_avx512(const float* src, int64_t channels, int64_t H, int64_t W,
+                            const HalvesPlace& at, int64_t padH, int64_t padW, int64_t padded,
+                            float* dst, const InputTransform* t = nullptr, int64_t tBase = 0);
+void pad_copy_halves_avx2(const float* src, int64_t channels, int64_t H, int64_t W,
+                          const HalvesPlace& at, int64_t padH, int64_t padW, int64_t padded,
+                          float* dst, const InputTransform* t = nullptr, int64_t tBase = 0);
 
 // Weight gradient over one padded image: for r < mr, t < nt,
 //   gw[r * ldw + t] += sum over v < vectors, lanes l set in mask[v] of

@@ -164,8 +164,10 @@ MS_TGT512 void pad_copy_avx512(const float* src, int64_t channels, int64_t H, in
 }
 
 MS_TGT512 void pad_copy_halves_avx512(const float* src, int64_t channels, int64_t H, int64_t W,
-                                      int64_t half, int64_t padH, int64_t padW, int64_t padded,
-                                      float* dst, const InputTransform* t, int64_t tBase) {
+                                      const HalvesPlace& at, int64_t padH, int64_t padW,
+                                      int64_t padded, float* dst, const InputTransform* t,
+                                      int64_t tBase) {
+  const int64_t half = at.odd;
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   const auto lanes = [](int64_t n) {
@@ -175,7 +177,8 @@ MS_TGT512 void pad_copy_halves_avx512(const float* src, int64_t channels, int64_
     const LaneMap m = lane_map(t, tBase + c);
     const float* s = src + c * H * W;
     for (int64_t ih = 0; ih < H; ++ih, s += W) {
-      float* d = dst + c * padded + (ih + padH) * 2 * half;
+      const int64_t pr = ih + padH;
+      float* d = dst + c * padded + (pr / 2) * at.rowPair + (pr % 2) * at.oddRow;
       // 32 columns at a time: the 16 even ones and the 16 odd ones, each to its half (lanes
       // past the row are mapped too, and not stored).
       for (int64_t c0 = 0; c0 < W; c0 += 32) {

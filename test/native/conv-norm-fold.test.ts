@@ -27,6 +27,7 @@ const cases: Case[] = [
   { name: '3x3 stride 2 (direct, halves)', p: [2, 6, 30, 30, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], normGroups: 3, path: 'direct' },
   { name: '1x1 on 32x32 (direct)', p: [4, 32, 32, 32, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1, 40], normGroups: 4, path: 'direct', avx2Path: 'pointwise' },
   { name: '3x3 on 8x8 (flat)', p: [4, 16, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 20], normGroups: 4, path: 'flat' },
+  { name: '3x3 stride 2, 16x16 -> 8x8 (flat over the four phase planes)', p: [4, 16, 16, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 20], normGroups: 4, path: 'flat' },
   { name: '3x3 on 5x5 (implicit)', p: [4, 16, 5, 5, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 20], normGroups: 4, path: 'implicit' },
   { name: 'small 1x1 (pointwise)', p: [2, 4, 5, 5, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1, 4], normGroups: 2, path: 'pointwise' },
   { name: '3x3 stride 3 (im2col)', p: [2, 5, 11, 11, 4, 3, 3, 3, 3, 1, 1, 1, 1, 1, 5], normGroups: 5, path: 'im2col' },

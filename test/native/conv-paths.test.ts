@@ -142,11 +142,16 @@ const cases: Case[] = [
   { name: 'direct, stride 2: 28x28 -> 14x14, 3x3', p: [2, 16, 28, 28, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 16], outFull: 32, bias: true, paths: ['direct', 'im2col', 'direct'] },
   { name: 'direct, stride 2: 1x1, 31 wide -> 16', p: [2, 5, 9, 31, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1, 5], outFull: 9, bias: false, paths: ['direct', 'im2col', 'direct'] },
   { name: 'direct, stride 2: odd padding, 3x5 taps, dilation 2 across', p: [2, 3, 10, 33, 4, 3, 5, 2, 2, 1, 3, 1, 2, 1, 3], outFull: 4, bias: true, paths: ['direct', 'im2col', 'direct'] },
-  { name: 'stride 2 to 7x7 stays on im2col', p: [2, 8, 14, 14, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
+  // Stride 2 to short rows: the forward pass over the padded image's four phase planes.
+  { name: 'flat, stride 2: 14x14 -> 7x7', p: [2, 8, 14, 14, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['flat', 'im2col', 'im2col'] },
+  { name: 'flat, stride 2: 15x15 -> 8x8 (odd padded size), 21 of 24 filters, bias', p: [3, 5, 15, 15, 21, 3, 3, 2, 2, 1, 1, 1, 1, 1, 5], outFull: 24, bias: true, paths: ['flat', 'im2col', 'im2col'] },
+  { name: 'flat, stride 2: 15x14 -> 6x6, no padding, 5x4 kernel', p: [2, 4, 15, 14, 6, 5, 4, 2, 2, 0, 0, 1, 1, 1, 4], outFull: 6, bias: false, paths: ['flat', 'im2col', 'im2col'] },
+  { name: 'flat, stride 2: dilation 2 (every tap in phase 0), padding 2, 2 groups', p: [2, 8, 14, 14, 6, 3, 3, 2, 2, 2, 2, 2, 2, 2, 4], outFull: 6, bias: true, paths: ['flat', 'im2col', 'im2col'] },
+  { name: 'stride 2, 1x1 to 7x7 stays on im2col (one tap: the phase copy costs more)', p: [2, 8, 14, 14, 8, 1, 1, 2, 2, 0, 0, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
   { name: 'flat: 48 filters on 7x7 (AVX2: flat only up to 32)', p: [2, 8, 7, 7, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 50, bias: true, paths: ['flat', 'flat', 'implicit'], avx2Paths: ['implicit', 'flat', 'implicit'] },
   { name: '7x7 images take the flat tiles (a 16-lane vector per row would waste 9)', p: [2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['flat', 'flat', 'implicit'] },
   { name: 'direct: 14x14, batch 7: the weight gradient sums passes of 4 and 3 images', p: [7, 5, 14, 14, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5], outFull: 10, bias: false, paths: ['direct', 'direct', 'direct'] },
-  { name: 'im2col weight gradient, images side by side: 7x7 outputs, batch 23 (passes of 21 and 2), 2 groups', p: [23, 6, 13, 13, 10, 3, 3, 2, 2, 1, 1, 1, 1, 2, 6], outFull: 10, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
+  { name: 'im2col weight gradient, images side by side: 7x7 outputs, batch 23 (passes of 21 and 2), 2 groups', p: [23, 6, 13, 13, 10, 3, 3, 2, 2, 1, 1, 1, 1, 2, 6], outFull: 10, bias: false, paths: ['flat', 'im2col', 'im2col'] },
   // Few output pixels (native/conv_small.cc): weight rows in place times gathered patches.
   { name: 'small: 2x2 at batch 1, 500 of 512 filters, 509 of 512 channels (the weight stream)', p: [1, 509, 2, 2, 500, 3, 3, 1, 1, 1, 1, 1, 1, 1, 512], outFull: 512, bias: true, paths: ['small', 'implicit', 'implicit'] },
   { name: 'small: 4x4, 13 of 16 filters (row tail), 70 of 72 channels (K tail), bias', p: [1, 70, 4, 4, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 16, bias: true, paths: ['small', 'implicit', 'implicit'] },
