@@ -26,6 +26,12 @@ MS_TGT256 MS_INLINE __m256i lanes8(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), idx);
 }
 
+// The lanes whose bits are set in `bits` (lane l: bit l), as a maskload mask.
+MS_TGT256 MS_INLINE __m256i lane_bits8(unsigned bits) {
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), bit), bit);
+}
+
 // How many leading lanes a 16-bit prefix mask (0xffff, or (1 << len) - 1) sets.
 inline int prefix_len(uint16_t mask) { return __builtin_popcount(mask); }
 
@@ -139,10 +145,12 @@ MS_TGT256 void weight_tile(const WeightArgs& d) {
       }
       continue;
     }
-    // A row's last vector may hang over its end: those lanes are not read (zeros).
-    const int len = prefix_len(d.mask[v]);
-    for (int h = 0; h < len; h += 8) {
-      const __m256i m = lanes8(len - h);
+    // A row's last vector may hang over its end (a flat pass's vectors over row ends): those
+    // lanes are not read (zeros); a half without lanes is skipped.
+    for (int h = 0; h < 16; h += 8) {
+      const unsigned bits = (d.mask[v] >> h) & 0xffu;
+      if (bits == 0) continue;
+      const __m256i m = lane_bits8(bits);
       __m256 b[NT];
 #pragma GCC unroll 8
       for (int t = 0; t < NT; ++t) b[t] = _mm256_maskload_ps(offset_ptr(x[t], xo + h), m);

@@ -93,6 +93,12 @@ constexpr int64_t kWeightDepth = 512;
 // on Zen 4 against 4x5, 3x8, 3x7, 6x4, 8x3 (fewer unaligned patch loads beat more gy loads
 // only up to a point); gy is copied to aligned storage first (+5-10% at 16-32 channels).
 constexpr int kWeightTileRows = 4, kWeightTilePatchRows = 6;
+// Patch rows (input channels x taps) up to which the weight gradient of a flat pass beats the
+// implicit GEMM (stride 1) and im2col (stride 2); one thread, batch 64, before / flat: 8x8 3x3
+// 16 -> 16 channels 0.43 / 0.21 ms, 32 1.04 / 0.78, 64 2.9 / 3.1 (7x7 at batch 128: 5.4 / 5.2),
+// 128 8.7 / 12.8; 1x1 64 -> 256 2.5 / 1.5, 256 -> 64 1.8 / 1.4; stride 2 to 7x7 and 8x8, 32 -> 64
+// 1.7 / 1.6, 64 -> 64 4.4 / 3.7, 128 -> 128 13.1 / 17.1.
+constexpr int64_t kFlatWeightRows = 576;
 // Most vectors of a forward / backward-input direct tile (the 4 x 5 tile; 4 x 6, 31 of the 32
 // zmm registers, spilled and ran at half speed).
 constexpr int kMaxDirectNV = 5;
@@ -431,9 +437,13 @@ void vector_place(const D& g, const PaddedLayout& L, int64_t i, int64_t* vecOff,
 // The padded layout of a direct pass: padded_layout's, or for a flat pass rows of exactly the
 // padded width (stride 2: phase planes of half of it), each channel's plane (phase plane) long
 // enough for the last vector to read all 16 lanes at every tap without leaving it.
-int64_t flat_pitch(const DirectConv& g) { return flat_pitch(g.W, g.padW, g.strideW); }
+template <typename D>
+int64_t flat_pitch(const D& g) {
+  return flat_pitch(g.W, g.padW, g.strideW);
+}
 
-PaddedLayout direct_layout(const DirectConv& g) {
+template <typename D>
+PaddedLayout direct_layout(const D& g) {
   PaddedLayout L = padded_layout(g);
   if (!g.flat) return L;
   L.pitch = flat_pitch(g);
@@ -630,6 +640,8 @@ void run_direct(const DirectConv& direct, int64_t batch) {
 struct DirectWeight {
   const Isa* isa;
   int MR, NT;
+  // Vectors over the flattened padded image (flat_applies), as the forward pass's flat tiles.
+  bool flat;
   int64_t M, N, channels;  // output channels, patch rows, input channels
   const float* gy;
   int64_t gyImageStride;
@@ -656,14 +668,18 @@ bool weight_reads_in_place(const DirectWeight& g) {
 }
 
 void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
-  const bool xInPlace = weight_reads_in_place(g);
-  PaddedLayout L = padded_layout(g);
+  const bool xInPlace = !g.flat && weight_reads_in_place(g);
+  PaddedLayout L = direct_layout(g);
   if (xInPlace) {
     L.pitch = g.W;
     L.plane = g.H * g.W;
   }
   const int64_t padded = L.plane;
-  const int64_t plane = g.outH * g.outW, vectors = g.outH * row_vectors(g.outW), taps = g.kh * g.kw;
+  const int64_t plane = g.outH * g.outW, taps = g.kh * g.kw;
+  const int64_t vectors = g.flat ? flat_vectors(g.outH, L.pitch) : g.outH * row_vectors(g.outW);
+  // A flat pass copies gy's rows to the flat positions (output row oh at oh * pitch), whose
+  // lanes past a row's end the vectors' masks leave out.
+  const int64_t gyPlane = g.flat ? vectors * 16 : plane;
   const int64_t tBlocks = ceil_div(g.N, g.NT);
   const int64_t group = weight_image_group(vectors, g.batch);
   // The thread's rows of gy.
@@ -672,8 +688,8 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   // gy rows are copied into 64-byte aligned storage when many tiles read them (+5-10% at
   // 16-32 channels, 3x3); read by a few (1x1 with few input channels: 16->64 at 32x32, one
   // thread, 64 -> 77-85 GFLOP/s in place), the copy costs more than the aligned loads save.
-  const bool gyInPlace = tBlocks < 8;
-  const int64_t gyImage = gyInPlace ? g.gyImageStride : (r1 - r0) * plane;
+  const bool gyInPlace = !g.flat && tBlocks < 8;
+  const int64_t gyImage = gyInPlace ? g.gyImageStride : (r1 - r0) * gyPlane;
   float* xp = nullptr;
   if (!xInPlace) {
     xp = tl_padded.get(static_cast<size_t>(group * xImage));
@@ -684,7 +700,18 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   std::vector<int64_t> vecOff(static_cast<size_t>(group * vectors)),
       gyOff(static_cast<size_t>(group * vectors)), rowOff(static_cast<size_t>(g.N));
   std::vector<uint16_t> mask(static_cast<size_t>(group * vectors));
-  for (int64_t v = 0; v < vectors; ++v) vector_place(g, L, v, &vecOff[v], &gyOff[v], &mask[v]);
+  for (int64_t v = 0; v < vectors; ++v) {
+    if (!g.flat) {
+      vector_place(g, L, v, &vecOff[v], &gyOff[v], &mask[v]);
+      continue;
+    }
+    vecOff[v] = gyOff[v] = v * 16;
+    mask[v] = 0;
+    for (int64_t l = 0; l < 16; ++l) {
+      const int64_t q = v * 16 + l;
+      if (q < g.outH * L.pitch && q % L.pitch < g.outW) mask[v] |= static_cast<uint16_t>(1u << l);
+    }
+  }
   for (int64_t i = 1; i < group; ++i)
     for (int64_t v = 0; v < vectors; ++v) {
       vecOff[i * vectors + v] = i * xImage + vecOff[v];
@@ -700,14 +727,20 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   a.vecOff = vecOff.data();
   a.gyOff = gyOff.data();
   a.mask = mask.data();
-  a.plane = plane;
+  a.plane = gyPlane;
   a.ldw = g.ldw;
   for (int64_t n0 = 0; n0 < g.batch; n0 += group) {
     const int64_t images = std::min(group, g.batch - n0);
     for (int64_t i = 0; i < images; ++i) {
-      if (!gyInPlace)
-        std::memcpy(gyc + i * gyImage, g.gy + (n0 + i) * g.gyImageStride + r0 * plane,
-                    sizeof(float) * gyImage);
+      const float* gyn = g.gy + (n0 + i) * g.gyImageStride + r0 * plane;
+      if (g.flat) {
+        for (int64_t r = 0; r < r1 - r0; ++r)
+          for (int64_t oh = 0; oh < g.outH; ++oh)
+            std::memcpy(gyc + i * gyImage + r * gyPlane + oh * L.pitch,
+                        gyn + r * plane + oh * g.outW, sizeof(float) * g.outW);
+      } else if (!gyInPlace) {
+        std::memcpy(gyc + i * gyImage, gyn, sizeof(float) * gyImage);
+      }
       if (!xInPlace) pad_copy(g, L, g.src + (n0 + i) * g.srcImageStride, xp + i * xImage);
     }
     a.xp = xInPlace ? g.src + n0 * g.srcImageStride : xp;
@@ -715,7 +748,7 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t ob = u / tBlocks, tb = u % tBlocks;
       const int64_t o0 = ob * g.MR, k0 = tb * g.NT;
-      a.gy = gyInPlace ? g.gy + n0 * g.gyImageStride + o0 * plane : gyc + (o0 - r0) * plane;
+      a.gy = gyInPlace ? g.gy + n0 * g.gyImageStride + o0 * plane : gyc + (o0 - r0) * gyPlane;
       a.rowOff = rowOff.data() + k0;
       a.mr = static_cast<int>(std::min<int64_t>(g.MR, g.M - o0));
       a.nt = static_cast<int>(std::min<int64_t>(g.NT, g.N - k0));
@@ -1025,10 +1058,14 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
   if (!kern) return false;
   const int64_t N = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
-  if (direct_applies(s.outW, s.padH, s.padW, s.strideW)) {
+  const bool flat = !direct_applies(s.outW, s.padH, s.padW, s.strideW) &&
+                    flat_applies(s.outH, s.outW, s.inW, s.padH, s.padW, s.strideH, s.strideW) &&
+                    (s.strideW == 1 || s.kh * s.kw > 1) && N <= kFlatWeightRows;
+  if (flat || direct_applies(s.outW, s.padH, s.padW, s.strideW)) {
     for (int64_t g = 0; g < s.groups; ++g) {
       DirectWeight d{};
       d.isa = fast_isa();
+      d.flat = flat;
       d.MR = d.isa->weightRows;
       d.NT = d.isa->weightPatchRows;
       d.M = og;
@@ -1050,7 +1087,7 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
         if (lo < hi) direct_weight_tiles(d, lo, hi);
       });
     }
-    note_conv_path(ConvPass::kBackwardWeight, "direct");
+    note_conv_path(ConvPass::kBackwardWeight, flat ? "flat" : "direct");
     return true;
   }
   if (s.strideW != 1) return false;

@@ -126,13 +126,13 @@ const cases: Case[] = [
   // Implicit GEMM (other widths), including a depth of two blocks and panels across images.
   { name: 'flat: 70 channels, 9x9 images (backward-input: 70 rows, implicit)', p: [3, 70, 9, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 12, bias: true, paths: ['flat', 'implicit', 'implicit'] },
   { name: 'implicit: 70 channels (two depth blocks), 5x5 images (flat vectors would waste half)', p: [3, 70, 5, 5, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 12, bias: true, paths: ['implicit', 'implicit', 'implicit'] },
-  { name: 'flat: 20x7, no padding, 16 filters', p: [3, 6, 7, 20, 16, 3, 3, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 16, bias: true, paths: ['flat', 'flat', 'im2col'] },
-  { name: 'flat: padding wider than the kernel', p: [2, 3, 6, 16, 5, 3, 3, 1, 1, 3, 3, 1, 1, 1, 3], outFull: 5, bias: false, paths: ['flat', 'implicit', 'im2col'] },
-  { name: 'flat: 1x1 kernel with padding 1, 7x7', p: [3, 33, 7, 7, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 33], outFull: 17, bias: false, paths: ['flat', 'implicit', 'implicit'] },
+  { name: 'flat: 20x7, no padding, 16 filters', p: [3, 6, 7, 20, 16, 3, 3, 1, 1, 0, 0, 1, 1, 1, 6], outFull: 16, bias: true, paths: ['flat', 'flat', 'flat'] },
+  { name: 'flat: padding wider than the kernel', p: [2, 3, 6, 16, 5, 3, 3, 1, 1, 3, 3, 1, 1, 1, 3], outFull: 5, bias: false, paths: ['flat', 'implicit', 'flat'] },
+  { name: 'flat: 1x1 kernel with padding 1, 7x7', p: [3, 33, 7, 7, 17, 1, 1, 1, 1, 1, 1, 1, 1, 1, 33], outFull: 17, bias: false, paths: ['flat', 'implicit', 'flat'] },
   { name: 'direct: 16x16 images (6 x 4 tiles), 64 filters', p: [2, 8, 16, 16, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 64, bias: true, paths: ['direct', 'direct', 'direct'] },
   { name: 'implicit: vertical stride 2, dilation 2, groups 3', p: [2, 6, 11, 13, 9, 3, 3, 2, 1, 2, 1, 2, 2, 3, 2], outFull: 9, bias: true, paths: ['implicit', 'im2col', 'implicit'] },
   // Weight gradient with several pixel chunks per image.
-  { name: 'flat: 10x60 images (600 pixels: two weight-gradient chunks)', p: [2, 3, 60, 10, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['flat', 'flat', 'implicit'] },
+  { name: 'flat: 10x60 images (600 pixels: two chunks of the implicit weight gradient, 594 patch rows)', p: [2, 66, 60, 10, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 66], outFull: 8, bias: false, paths: ['flat', 'implicit', 'implicit'] },
   // Rows that are not a multiple of 16 wide: the last vector of a row is masked.
   { name: 'direct, ragged rows: 28x28 (16 + 12 lanes), prefixes of 20 filters', p: [2, 6, 28, 28, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 20, bias: true, paths: ['direct', 'direct', 'direct'] },
   { name: 'direct, ragged rows: 14x14 (one 14-lane vector per row), 32 filters', p: [3, 16, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 16], outFull: 32, bias: false, paths: ['direct', 'direct', 'direct'] },
@@ -143,15 +143,15 @@ const cases: Case[] = [
   { name: 'direct, stride 2: 1x1, 31 wide -> 16', p: [2, 5, 9, 31, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1, 5], outFull: 9, bias: false, paths: ['direct', 'im2col', 'direct'] },
   { name: 'direct, stride 2: odd padding, 3x5 taps, dilation 2 across', p: [2, 3, 10, 33, 4, 3, 5, 2, 2, 1, 3, 1, 2, 1, 3], outFull: 4, bias: true, paths: ['direct', 'im2col', 'direct'] },
   // Stride 2 to short rows: the forward pass over the padded image's four phase planes.
-  { name: 'flat, stride 2: 14x14 -> 7x7', p: [2, 8, 14, 14, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['flat', 'im2col', 'im2col'] },
-  { name: 'flat, stride 2: 15x15 -> 8x8 (odd padded size), 21 of 24 filters, bias', p: [3, 5, 15, 15, 21, 3, 3, 2, 2, 1, 1, 1, 1, 1, 5], outFull: 24, bias: true, paths: ['flat', 'im2col', 'im2col'] },
-  { name: 'flat, stride 2: 15x14 -> 6x6, no padding, 5x4 kernel', p: [2, 4, 15, 14, 6, 5, 4, 2, 2, 0, 0, 1, 1, 1, 4], outFull: 6, bias: false, paths: ['flat', 'im2col', 'im2col'] },
-  { name: 'flat, stride 2: dilation 2 (every tap in phase 0), padding 2, 2 groups', p: [2, 8, 14, 14, 6, 3, 3, 2, 2, 2, 2, 2, 2, 2, 4], outFull: 6, bias: true, paths: ['flat', 'im2col', 'im2col'] },
+  { name: 'flat, stride 2: 14x14 -> 7x7', p: [2, 8, 14, 14, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['flat', 'im2col', 'flat'] },
+  { name: 'flat, stride 2: 15x15 -> 8x8 (odd padded size), 21 of 24 filters, bias', p: [3, 5, 15, 15, 21, 3, 3, 2, 2, 1, 1, 1, 1, 1, 5], outFull: 24, bias: true, paths: ['flat', 'im2col', 'flat'] },
+  { name: 'flat, stride 2: 15x14 -> 6x6, no padding, 5x4 kernel', p: [2, 4, 15, 14, 6, 5, 4, 2, 2, 0, 0, 1, 1, 1, 4], outFull: 6, bias: false, paths: ['flat', 'im2col', 'flat'] },
+  { name: 'flat, stride 2: dilation 2 (every tap in phase 0), padding 2, 2 groups', p: [2, 8, 14, 14, 6, 3, 3, 2, 2, 2, 2, 2, 2, 2, 4], outFull: 6, bias: true, paths: ['flat', 'im2col', 'flat'] },
   { name: 'stride 2, 1x1 to 7x7 stays on im2col (one tap: the phase copy costs more)', p: [2, 8, 14, 14, 8, 1, 1, 2, 2, 0, 0, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
-  { name: 'flat: 48 filters on 7x7 (AVX2: flat only up to 32)', p: [2, 8, 7, 7, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 50, bias: true, paths: ['flat', 'flat', 'implicit'], avx2Paths: ['implicit', 'flat', 'implicit'] },
-  { name: '7x7 images take the flat tiles (a 16-lane vector per row would waste 9)', p: [2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['flat', 'flat', 'implicit'] },
+  { name: 'flat: 48 filters on 7x7 (AVX2: flat only up to 32)', p: [2, 8, 7, 7, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 50, bias: true, paths: ['flat', 'flat', 'flat'], avx2Paths: ['implicit', 'flat', 'flat'] },
+  { name: '7x7 images take the flat tiles (a 16-lane vector per row would waste 9)', p: [2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['flat', 'flat', 'flat'] },
   { name: 'direct: 14x14, batch 7: the weight gradient sums passes of 4 and 3 images', p: [7, 5, 14, 14, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5], outFull: 10, bias: false, paths: ['direct', 'direct', 'direct'] },
-  { name: 'im2col weight gradient, images side by side: 7x7 outputs, batch 23 (passes of 21 and 2), 2 groups', p: [23, 6, 13, 13, 10, 3, 3, 2, 2, 1, 1, 1, 1, 2, 6], outFull: 10, bias: false, paths: ['flat', 'im2col', 'im2col'] },
+  { name: 'im2col weight gradient, images side by side: 7x7 outputs, batch 23 (passes of 21 and 2), 2 groups of 65 channels (585 patch rows: not flat)', p: [23, 130, 13, 13, 10, 3, 3, 2, 2, 1, 1, 1, 1, 2, 65], outFull: 10, bias: false, paths: ['flat', 'im2col', 'im2col'] },
   // Few output pixels (native/conv_small.cc): weight rows in place times gathered patches.
   { name: 'small: 2x2 at batch 1, 500 of 512 filters, 509 of 512 channels (the weight stream)', p: [1, 509, 2, 2, 500, 3, 3, 1, 1, 1, 1, 1, 1, 1, 512], outFull: 512, bias: true, paths: ['small', 'implicit', 'implicit'] },
   { name: 'small: 4x4, 13 of 16 filters (row tail), 70 of 72 channels (K tail), bias', p: [1, 70, 4, 4, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 72], outFull: 16, bias: true, paths: ['small', 'implicit', 'implicit'] },
@@ -166,7 +166,7 @@ const cases: Case[] = [
   { name: 'direct: 1 channel, 28x28 (the MNIST stem: gy read in place on AVX2 too)', p: [3, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1], outFull: 16, bias: true, paths: ['direct', 'direct', 'direct'] },
   // At batch 1 a few vector tiles also split their output rows between the threads.
   { name: 'direct: batch 1, 32 -> 30 of 32, 16x16 (rows split between threads)', p: [1, 32, 16, 16, 30, 3, 3, 1, 1, 1, 1, 1, 1, 1, 32], outFull: 32, bias: true, paths: ['direct', 'direct', 'direct'] },
-  { name: 'flat: batch 1, 64 -> 45, 8x8 (rows split between threads)', p: [1, 64, 8, 8, 45, 3, 3, 1, 1, 1, 1, 1, 1, 1, 64], outFull: 48, bias: true, paths: ['flat', 'flat', 'implicit'], avx2Paths: ['implicit', 'implicit', 'implicit'] },
+  { name: 'flat: batch 1, 64 -> 45, 8x8 (rows split between threads)', p: [1, 64, 8, 8, 45, 3, 3, 1, 1, 1, 1, 1, 1, 1, 64], outFull: 48, bias: true, paths: ['flat', 'flat', 'flat'], avx2Paths: ['implicit', 'implicit', 'flat'] },
   { name: 'direct: 32x20 images, weight gradient over 640 pixels', p: [2, 3, 20, 32, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3], outFull: 8, bias: false, paths: ['direct', 'direct', 'direct'] },
 ];
 
