@@ -159,7 +159,12 @@ void ConvForward(const Call& c, const ms::OutputStats* st) {
                      c.inScale.present && c.C > 0 ? &t : nullptr, st);
 }
 
-void RunConv2dForward(const mb::Conv2dForwardCall& c) { ConvForward(c, nullptr); }
+void RunConv2dForward(const mb::Conv2dForwardCall& c) {
+  if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return;
+  const ms::InputTransform t{c.inCenter.data, c.inScale.data, c.inShift.data, c.inRelu};
+  ms::conv2d_forward(ConvShapeOf(c), c.x.data, c.w.data, c.bias.data, c.y.data, c.accumulate,
+                     c.inScale.present && c.C > 0 ? &t : nullptr, nullptr, c.residual.data);
+}
 
 void RunConv2dForwardNormStats(const mb::Conv2dForwardNormStatsCall& c) {
   const ms::OutputStats st{c.normGroups, c.gamma.data, c.beta.data,   static_cast<float>(c.eps),

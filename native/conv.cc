@@ -7,6 +7,7 @@
 
 #include "conv_implicit.h"
 #include "conv_small.h"
+#include "cpu.h"
 #include "gemm.h"
 #include "norm.h"
 #include "parallel.h"
@@ -250,15 +251,30 @@ void apply_input_transform(const InputTransform& t, int64_t inChannels, int64_t 
 namespace {
 void conv2d_forward_paths(const ConvShape& s, const float* x, const float* w, const float* bias,
                           float* y, bool accumulate, const InputTransform* t, const OutputStats* st,
-                          bool* statsDone);
+                          bool* statsDone, const float* residual, bool* residualDone);
 }  // namespace
 
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                    bool accumulate, const InputTransform* t, const OutputStats* st) {
+                    bool accumulate, const InputTransform* t, const OutputStats* st,
+                    const float* residual) {
   if (accumulate && (s.groups != 1 || bias != nullptr))
     throw std::invalid_argument("conv2dForward: accumulate needs groups 1 and no bias");
-  bool statsDone = false;
-  conv2d_forward_paths(s, x, w, bias, y, accumulate, t, st, &statsDone);
+  if (accumulate && residual != nullptr)
+    throw std::invalid_argument("conv2dForward: a residual needs accumulate false");
+  bool statsDone = false, residualDone = false;
+  // With a residual the statistics are of the sum: computed after it.
+  conv2d_forward_paths(s, x, w, bias, y, accumulate, t, residual ? nullptr : st, &statsDone,
+                       residual, &residualDone);
+  if (residual != nullptr && !residualDone) {
+    const int64_t total = s.batch * s.outChannels * s.outH * s.outW;
+    parallel_run(total < (1 << 16) ? 1 : get_num_threads(), [&](int th, int nt) {
+      int64_t lo, hi;
+      split_range(total, 1024, th, nt, &lo, &hi);
+      run_isa([&]() MS_INLINE_LAMBDA {
+        for (int64_t i = lo; i < hi; ++i) y[i] = y[i] + residual[i];
+      });
+    });
+  }
   if (st != nullptr && !statsDone)
     group_norm_stats(s.batch, s.outChannels, s.outH * s.outW, st->groups, y, st->gamma, st->beta,
                      st->eps, st->mean, st->rstd, st->center, st->scale, st->shift);
@@ -267,14 +283,16 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
 namespace {
 void conv2d_forward_paths(const ConvShape& s, const float* x, const float* w, const float* bias,
                           float* y, bool accumulate, const InputTransform* t, const OutputStats* st,
-                          bool* statsDone) {
+                          bool* statsDone, const float* residual, bool* residualDone) {
   const int64_t inPlane = s.inH * s.inW;
   if (conv_small_forward(s, x, w, bias, y, accumulate, t)) return;
   // With a map: the direct tiles apply it as they copy each image into their padded buffer,
   // and the im2col and 1x1 loops below map each image into scratch while it is in cache.
   // The depthwise and implicit-GEMM paths read the input in place: for them the whole batch
   // is mapped first (the memory traffic of an unfused norm, no more).
-  if (t != nullptr && conv_implicit_forward(s, x, w, bias, y, accumulate, t, st, statsDone)) return;
+  if (t != nullptr &&
+      conv_implicit_forward(s, x, w, bias, y, accumulate, t, st, statsDone, residual, residualDone))
+    return;
   if (t != nullptr && (is_depthwise(s) || conv_implicit_forward_runs(s))) {
     thread_local Scratch mappedInput;
     float* xt = mappedInput.get(static_cast<size_t>(s.batch * s.inChannels * inPlane));
@@ -290,7 +308,8 @@ void conv2d_forward_paths(const ConvShape& s, const float* x, const float* w, co
         apply_input_transform(*t, s.inChannels, n, 0, s.inChannels, inPlane,
                               x + n * s.inChannels * inPlane, xt + n * s.inChannels * inPlane);
     });
-    conv2d_forward_paths(s, xt, w, bias, y, accumulate, nullptr, st, statsDone);
+    conv2d_forward_paths(s, xt, w, bias, y, accumulate, nullptr, st, statsDone, residual,
+                         residualDone);
     return;
   }
   if (is_depthwise(s)) {
@@ -298,7 +317,8 @@ void conv2d_forward_paths(const ConvShape& s, const float* x, const float* w, co
     depthwise_forward(s, x, w, bias, y);
     return;
   }
-  if (t == nullptr && conv_implicit_forward(s, x, w, bias, y, accumulate, nullptr, st, statsDone))
+  if (t == nullptr && conv_implicit_forward(s, x, w, bias, y, accumulate, nullptr, st, statsDone,
+                                            residual, residualDone))
     return;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const int64_t k = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;

@@ -58,9 +58,12 @@ struct OutputStats {
 // inference plan folds a residual add into the convolution before it).
 // With t, the convolution reads t applied to x (see InputTransform); with st, it also
 // computes st's statistics of y (after the accumulation, when accumulating).
+// With residual (laid out as y, not overlapping it; accumulate false), y = (conv(x, w) + bias)
+// + residual, bit for bit as the convolution followed by the add: a training plan folds a
+// residual block's add into its last convolution (the direct tiles add as they store).
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
                     bool accumulate = false, const InputTransform* t = nullptr,
-                    const OutputStats* st = nullptr);
+                    const OutputStats* st = nullptr, const float* residual = nullptr);
 
 // dst = t applied to `channels` channels of `plane` values of image n, starting at channel c0.
 void apply_input_transform(const InputTransform& t, int64_t inChannels, int64_t n, int64_t c0,

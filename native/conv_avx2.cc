@@ -97,6 +97,11 @@ MS_TGT256 void direct_tile(const DirectArgs& d) {
         lo = _mm256_add_ps(lo, bv);
         hi = _mm256_add_ps(hi, bv);
       }
+      if (d.R) {
+        const float* res = d.R + r * d.ldc + d.cOff[v];
+        lo = _mm256_add_ps(lo, _mm256_maskload_ps(res, m0));
+        hi = _mm256_add_ps(hi, _mm256_maskload_ps(offset_ptr(res, 8), m1));
+      }
       if (len == 16) {
         _mm256_storeu_ps(q, lo);
         _mm256_storeu_ps(q + 8, hi);

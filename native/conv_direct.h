@@ -7,7 +7,8 @@
 // no im2col, no per-tap masks. A row whose width is not a multiple of 16 ends in a
 // vector whose lanes past the row are computed (from the zero padding, which is wide
 // enough) and not stored. A tile is MR channels produced x NV such vectors:
-//   C[r * ldc + cOff[v] + l] (=, +=, or = ... + bias[r]) for the lanes l set in mask[v]
+//   C[r * ldc + cOff[v] + l] (=, +=, or = ... + bias[r], then + R[...]) for the lanes l set in
+//   mask[v]
 //     sum over c < channels, t < taps of Ap[(c * taps + t) * MR + r]
 //                                       * src[c * chanStride + tapOff[t] + vecOff[v] + l]
 // Ap is an MR-row panel of the packed weight (gemm pack_a layout, rows beyond mr zero);
@@ -34,6 +35,8 @@ struct DirectArgs {
   int mr;
   const float* bias;  // per row, or null (ignored when accumulating)
   bool accumulate;
+  // Added to each stored value after the bias, or null: laid out as C (R[r * ldc + cOff[v] + l]).
+  const float* R;
 };
 
 using DirectFn = void (*)(const DirectArgs&);

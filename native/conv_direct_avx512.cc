@@ -67,6 +67,7 @@ MS_TGT512 void direct_tile(const DirectArgs& d) {
         out = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], q), out);
       else if (d.bias)
         out = _mm512_add_ps(out, bv);
+      if (d.R) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m[v], d.R + r * d.ldc + d.cOff[v]));
       _mm512_mask_storeu_ps(q, m[v], out);
     }
   }

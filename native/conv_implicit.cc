@@ -315,6 +315,8 @@ struct DirectConv {
   int64_t cImageStride;  // C(r, (n, p)) = C[n * cImageStride + r * outH * outW + p]
   const float* bias;
   bool accumulate;
+  // Added to every output after the bias (laid out as C), or null: a residual add folded in.
+  const float* residual;
   // Parts the output rows' MR blocks are split into, each part a unit of its own (run_direct).
   int64_t rowParts;
   // Applied to the input as it is copied (conv.h), or null: map n * tImageStride + tChannel0 + c
@@ -481,13 +483,15 @@ void part_rows(const DirectConv& g, int64_t part, int64_t* r0, int64_t* r1) {
 }
 
 // The tile `fn` (its vectors placed in a) for every block of MR output rows in [r0, r1): row r
-// of the block at C + r * a.ldc, with bias[r] when bias is not null.
+// of the block at C + r * a.ldc, with bias[r] when bias is not null, then R's value (laid out
+// as C) when R is not null.
 void row_blocks(const DirectConv& g, int64_t r0, int64_t r1, conv::DirectArgs& a, conv::DirectFn fn,
-                float* C, const float* bias) {
+                float* C, const float* bias, const float* R) {
   const int MR = g.kern->mr;
   for (int64_t ir = r0; ir < r1; ir += MR) {
     a.Ap = g.Apack + ir * g.K;
     a.C = C + ir * a.ldc;
+    a.R = R ? R + ir * a.ldc : nullptr;
     a.mr = static_cast<int>(std::min<int64_t>(MR, g.M - ir));
     a.bias = bias ? bias + ir : nullptr;
     fn(a);
@@ -515,11 +519,12 @@ void flat_tile(const DirectConv& g, const PaddedLayout& L, int64_t r0, int64_t r
   a.mask = mask;
   a.ldc = ldT;
   a.accumulate = false;
-  row_blocks(g, r0, r1, a, fn, T, nullptr);
+  row_blocks(g, r0, r1, a, fn, T, nullptr, nullptr);
   const int64_t q0 = v0 * 16, q1 = std::min<int64_t>(positions, (v0 + nv) * 16);
   for (int64_t r = r0; r < r1; ++r) {
     const float* t = T + r * ldT - q0;
     float* c = g.C + n * g.cImageStride + r * plane;
+    const float* res = g.residual ? g.residual + n * g.cImageStride + r * plane : nullptr;
     const float b = g.bias != nullptr && !g.accumulate ? g.bias[r] : 0.0f;
     // Output row oh's positions in [q0, q1): its columns lo .. hi - 1.
     for (int64_t oh = q0 / L.pitch; oh * L.pitch < q1; ++oh) {
@@ -534,6 +539,10 @@ void flat_tile(const DirectConv& g, const PaddedLayout& L, int64_t r0, int64_t r
         for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow] + b;
       else
         for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow];
+      if (res != nullptr) {
+        const float* rr = res + oh * g.outW;
+        for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = dst[ow] + rr[ow];
+      }
     }
   }
 }
@@ -608,7 +617,8 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
       continue;
     }
     for (int v = 0; v < nv; ++v) vector_place(g, L, v0 + v, &vecOff[v], &cOff[v], &mask[v]);
-    row_blocks(g, r0, r1, a, fn, g.C + n * g.cImageStride, g.bias);
+    row_blocks(g, r0, r1, a, fn, g.C + n * g.cImageStride, g.bias,
+               g.residual ? g.residual + n * g.cImageStride : nullptr);
   }
   finish(current);
 }
@@ -922,7 +932,8 @@ bool conv_implicit_forward_runs(const ConvShape& s) {
 
 bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
                            float* y, bool accumulate, const InputTransform* t,
-                           const OutputStats* st, bool* statsDone) {
+                           const OutputStats* st, bool* statsDone, const float* residual,
+                           bool* residualDone) {
   if (!fast_applies(s)) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const SgemmKernel* kern = conv_kernel(og, s.batch * s.outH * s.outW);
@@ -950,6 +961,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       d.cImageStride = s.outChannels * plane;
       d.bias = bias ? bias + g * og : nullptr;  // null when accumulating (conv2d_forward)
       d.accumulate = accumulate;
+      d.residual = residual ? residual + g * og * plane : nullptr;
       d.t = t;
       d.tImageStride = s.inChannels;
       d.tChannel0 = g * cg;
@@ -964,6 +976,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       }
       run_direct(d, s.batch);
     }
+    if (residual != nullptr) *residualDone = true;
     note_conv_path(ConvPass::kForward, flat ? "flat" : "direct");
     return true;
   }
@@ -1130,7 +1143,7 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
 
 bool conv_implicit_forward_runs(const ConvShape&) { return false; }
 bool conv_implicit_forward(const ConvShape&, const float*, const float*, const float*, float*, bool,
-                           const InputTransform*, const OutputStats*, bool*) {
+                           const InputTransform*, const OutputStats*, bool*, const float*, bool*) {
   return false;
 }
 bool conv_implicit_backward_input(const ConvShape&, const float*, const float*, float*, bool) {

@@ -16,10 +16,13 @@ namespace modelslice {
 // With t, only the direct tiles run (they apply t while copying each image into its padded
 // buffer); elsewhere it returns false and the caller applies t itself.
 // With st (conv.h), the direct tiles of an ungrouped convolution compute its statistics
-// image by image and set *statsDone; otherwise the caller computes them.
+// image by image and set *statsDone; otherwise the caller computes them. With residual
+// (laid out as y), the direct tiles add it to every output as they store it and set
+// *residualDone; otherwise the caller adds it.
 bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, const float* bias,
                            float* y, bool accumulate = false, const InputTransform* t = nullptr,
-                           const OutputStats* st = nullptr, bool* statsDone = nullptr);
+                           const OutputStats* st = nullptr, bool* statsDone = nullptr,
+                           const float* residual = nullptr, bool* residualDone = nullptr);
 // Whether conv_implicit_forward (without a map) would run this shape.
 bool conv_implicit_forward_runs(const ConvShape& s);
 bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx,

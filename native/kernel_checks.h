@@ -518,7 +518,7 @@ inline LayerNormBackwardCall BindLayerNormBackward(const ArgList& info) {
   return c;
 }
 
-// conv2dForward(params, x, w, bias, y, accumulate, inCenter, inScale, inShift, inRelu)
+// conv2dForward(params, x, w, bias, y, accumulate, inCenter, inScale, inShift, inRelu, residual)
 struct Conv2dForwardCall {
   int64_t N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup;
   Span x;
@@ -530,6 +530,7 @@ struct Conv2dForwardCall {
   Span inScale;
   Span inShift;
   bool inRelu;
+  Span residual;
   int64_t outH;
   int64_t outW;
 };
@@ -565,6 +566,7 @@ inline Conv2dForwardCall BindConv2dForward(const ArgList& info) {
   c.inScale = args.OptionalFloats(7, "inScale");
   c.inShift = args.OptionalFloats(8, "inShift");
   c.inRelu = args.OptionalBool(9, "inRelu", false);
+  c.residual = args.OptionalFloats(10, "residual");
   c.outH = Args::ConvOut(c.H, c.kh, c.strideH, c.padH, c.dilationH);
   c.outW = Args::ConvOut(c.W, c.kw, c.strideW, c.padW, c.dilationW);
   if (!((((((((c.kh >= 1) && (c.kw >= 1)) && (c.strideH >= 1)) && (c.strideW >= 1)) && (c.dilationH >= 1)) && (c.dilationW >= 1)) && (c.groups >= 1)) && (c.weightInPerGroup >= 1))) args.Fail("kernel, stride, dilation and groups must be >= 1");
@@ -573,6 +575,7 @@ inline Conv2dForwardCall BindConv2dForward(const ArgList& info) {
   if (!((c.outH >= 0) && (c.outW >= 0))) args.Fail("kernel larger than the padded input");
   if (!(!(c.accumulate) || ((c.groups == 1) && !(c.bias.present)))) args.Fail("accumulate needs groups 1 and no bias");
   if (!((c.inCenter.present == c.inScale.present) && (c.inScale.present == c.inShift.present))) args.Fail("inCenter, inScale and inShift go together");
+  if (!(!(c.accumulate) || !(c.residual.present))) args.Fail("a residual needs accumulate false");
   args.Disjoint({
       args.Fits(c.x, "x", 0, args.Mul(args.Mul(c.N, c.C), args.Mul(c.H, c.W)), false),
       args.Fits(c.w, "w", 0, ((c.O == 0) ? 0 : args.Add(args.Mul(args.Sub(c.O, 1), args.Mul(args.Mul(c.weightInPerGroup, c.kh), c.kw)), args.Mul(args.Mul(args.Div(c.C, c.groups), c.kh), c.kw))), false),
@@ -581,6 +584,7 @@ inline Conv2dForwardCall BindConv2dForward(const ArgList& info) {
       args.Fits(c.inCenter, "inCenter", 0, args.Mul(c.N, c.C), false),
       args.Fits(c.inScale, "inScale", 0, args.Mul(c.N, c.C), false),
       args.Fits(c.inShift, "inShift", 0, args.Mul(c.N, c.C), false),
+      args.Fits(c.residual, "residual", 0, args.Mul(args.Mul(c.N, c.O), args.Mul(c.outH, c.outW)), false),
   });
   return c;
 }

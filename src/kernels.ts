@@ -238,7 +238,12 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       reads('mean', 'rows'), reads('rstd', 'rows'), accumulates('gx', 'rows * dim', { optional: true }),
       accumulates('ggamma', 'dim', { optional: true }), accumulates('gbeta', 'dim', { optional: true }),
     ]),
-    kernel('conv2dForward', CONV_FORWARD_ARGS, CONV_FORWARD),
+    // With residual (laid out as y): y = conv + bias + residual, bit for bit as the convolution
+    // and then the add (a training plan's residual block, residualIntoConvs).
+    kernel('conv2dForward', [...CONV_FORWARD_ARGS, reads('residual', CONV_Y, { optional: true })], {
+      ...CONV_FORWARD,
+      checks: [...CONV_FORWARD.checks!, ['!accumulate || !has(residual)', 'a residual needs accumulate false']],
+    }),
     // The same convolution, then the statistics of the group norm that reads its output next
     // (groupNormStats's outputs over y, after any accumulation): an inference plan's fused
     // form, which computes each image's while the image is in cache (conv.h, OutputStats).

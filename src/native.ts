@@ -44,7 +44,8 @@ export interface NativeAddon {
    * reads (x - inCenter) * inScale + inShift, then ReLU with inRelu: a folded group norm.
    */
   conv2dForward(params: number[], x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, accumulate?: boolean,
-    inCenter?: Float32Array | null, inScale?: Float32Array | null, inShift?: Float32Array | null, inRelu?: boolean): void;
+    inCenter?: Float32Array | null, inScale?: Float32Array | null, inShift?: Float32Array | null, inRelu?: boolean,
+    residual?: Float32Array | null): void;
   /** conv2dForward, then groupNormStats over its output y (an inference plan's fused form). */
   conv2dForwardNormStats(params: number[], x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array,
     accumulate: boolean, inCenter: Float32Array | null, inScale: Float32Array | null, inShift: Float32Array | null,

@@ -114,6 +114,64 @@ export function fuseResidualAdds(
 }
 
 /**
+ * Folds `add(conv(x), r)` into the convolution as its residual when only the add reads the
+ * convolution's output: the convolution writes the add's output, y = conv(x) + r, as it
+ * stores (conv2dForward's residual), and neither the convolution's own output nor the add's
+ * pass over three tensors is left. Unlike fuseResidualAdds it keeps r, which a training step's
+ * backward pass still reads (a pre-activation block's input feeds its first norm). The sum is
+ * the same bit for bit: the convolution's value, then the one add. r must not be written
+ * between the two steps, since the convolution now reads it first.
+ */
+/** @internal */
+export function residualIntoConvs(
+  steps: readonly CapturedStep[],
+  allocated: ReadonlySet<ArrayBufferLike>,
+): { steps: CapturedStep[]; count: number } {
+  const uses = bufferUses(steps);
+  const out: CapturedStep[] = [...steps];
+  const dropped = new Set<number>();
+  let count = 0;
+  const writes = (k: number, b: ArrayBufferLike) => buffers(out[k]).some((u) => u.view.buffer === b && u.access !== 'read');
+  steps.forEach((s, j) => {
+    if (s.name !== 'binary' || attr(s, 'op') !== 0) return;
+    const [a, b, o] = [arg(s, 'a'), arg(s, 'b'), arg(s, 'out')] as Float32Array[];
+    const shape = arg(s, 'shape') as number[];
+    const flat = String(contiguousStrides(shape));
+    if (String(arg(s, 'aStrides')) !== flat || String(arg(s, 'bStrides')) !== flat) return;
+    if (a.length !== o.length || b.length !== o.length || !allocated.has(o.buffer) || !isWhole(o)) return;
+    if ((uses.get(o.buffer) ?? [])[0] !== j) return;
+    for (const [y, r] of [
+      [a, b],
+      [b, a],
+    ]) {
+      if (!allocated.has(y.buffer) || !isWhole(y) || y.buffer === r.buffer || y.buffer === o.buffer) continue;
+      const yUses = uses.get(y.buffer) ?? [];
+      if (yUses.length !== 2 || yUses[1] !== j) continue;
+      const i = yUses[0];
+      const conv = out[i];
+      if (conv.name !== 'conv2dForward' || arg(conv, 'y') !== y) continue;
+      if ((arg(conv, 'accumulate') ?? false) !== false || (arg(conv, 'residual') ?? null) !== null) continue;
+      if (r.buffer === o.buffer) continue;
+      let between = false;
+      for (let k = i + 1; k < j && !between; k++) between = writes(k, r.buffer);
+      if (between) continue;
+      // Every argument by its role: the convolution's, those it left out at their defaults.
+      const args = conv.decl.args.map((d, k) => {
+        if (d.name === 'y') return o;
+        if (d.name === 'residual') return r;
+        const v = conv.args[k];
+        return v !== undefined ? v : d.kind === 'attr' ? (d.default ?? null) : null;
+      });
+      out[i] = { ...conv, args };
+      dropped.add(j);
+      count++;
+      break;
+    }
+  });
+  return { steps: out.filter((_, k) => !dropped.has(k)), count };
+}
+
+/**
  * Folds a group norm (+ ReLU) into the convolutions that read its output, when
  * only convolutions read it (a pre-activation block's norm feeds its next
  * convolution, and in a stage's first block the projection shortcut too): the

@@ -19,7 +19,7 @@ import { native } from '../../src/native.js';
 // [N, C, H, W, O, kh, kw, sH, sW, pH, pW, dH, dW, groups, weightInPerGroup]
 type Params = [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
 
-type Path = 'direct' | 'flat' | 'implicit' | 'im2col' | 'small';
+type Path = 'direct' | 'flat' | 'implicit' | 'im2col' | 'small' | 'pointwise';
 
 interface Case {
   name: string;
@@ -188,6 +188,17 @@ function run(c: Case): { y: Float32Array; gx: Float32Array; gw: Float32Array; ta
   return { y, gx, gw, x, w, bias, gy, gx0, gw0, taken: [p.forward, p.backwardInput, p.backwardWeight] };
 }
 
+/** conv2dForward with a residual r equals the convolution then `y + r`, bit for bit (y written, NaN there unread). */
+function residualLikeAdd(p: Params, x: Float32Array, w: Float32Array, bias: Float32Array | null, size: number): boolean {
+  const r = randArray(size);
+  const plain = new Float32Array(size);
+  native.conv2dForward(p, x, w, bias, plain);
+  const want = plain.map((v, i) => Math.fround(v + r[i]));
+  const got = new Float32Array(size).fill(NaN);
+  native.conv2dForward(p, x, w, bias, got, false, null, null, null, false, r);
+  return Buffer.compare(Buffer.from(want.buffer), Buffer.from(got.buffer)) === 0;
+}
+
 /** conv2dBackwardInput(accumulate false) into NaN equals accumulating into zeros, bitwise. */
 function writesLikeZeroed(p: Params, gy: Float32Array, w: Float32Array, size: number): boolean {
   const zeroed = new Float32Array(size);
@@ -197,7 +208,7 @@ function writesLikeZeroed(p: Params, gy: Float32Array, w: Float32Array, size: nu
   return Buffer.compare(Buffer.from(zeroed.buffer), Buffer.from(written.buffer)) === 0;
 }
 
-t.test('backward input with accumulate false on the pointwise, im2col and depthwise paths', async (tt) => {
+t.test('backward input with accumulate false, and forward with a residual, on the pointwise, im2col and depthwise paths', async (tt) => {
   const shapes: [string, Params][] = [
     ['pointwise 1x1', [2, 8, 5, 6, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1, 8]],
     ['im2col, stride 2 (pixels no window covers)', [2, 5, 9, 9, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1, 5]],
@@ -209,7 +220,15 @@ t.test('backward input with accumulate false on the pointwise, im2col and depthw
     const gy = randArray(g.n * g.o * g.oh * g.ow);
     const w = randArray(g.o * g.ipg * g.kh * g.kw);
     tt.ok(writesLikeZeroed(p, gy, w, g.n * g.c * g.h * g.w), `${name}: the sum into zeros, bit for bit`);
+    const x = randArray(g.n * g.c * g.h * g.w);
+    tt.ok(residualLikeAdd(p, x, w, randArray(g.o), gy.length), `${name}: forward with a residual (and a bias) as the convolution, then the add`);
   }
+  // A residual with accumulate, or overlapping y, is refused before anything runs.
+  const p: Params = [2, 8, 5, 6, 12, 1, 1, 1, 1, 0, 0, 1, 1, 1, 8];
+  const x = randArray(2 * 8 * 30), w = randArray(12 * 8), y = new Float32Array(2 * 12 * 30);
+  tt.throws(() => native.conv2dForward(p, x, w, null, y, true, null, null, null, false, new Float32Array(y.length)), /residual needs accumulate false/);
+  tt.throws(() => native.conv2dForward(p, x, w, null, y, false, null, null, null, false, y), /overlap/);
+  tt.throws(() => native.conv2dForward(p, x, w, null, y, false, null, null, null, false, new Float32Array(5)), /residual/);
 });
 
 for (const c of cases) {
@@ -247,6 +266,7 @@ for (const c of cases) {
     tt.equal(changed, 0, `${outside} weight-gradient entries outside the prefix untouched`);
     // accumulate false writes gx without reading it: NaN there must not show.
     tt.ok(writesLikeZeroed(c.p, gy, w, x.length), 'backward input with accumulate false: the sum into zeros, bit for bit');
+    tt.ok(residualLikeAdd(c.p, x, w, bias, gy.length), 'forward with a residual: the convolution, then the add, bit for bit');
     // Thread-count independence.
     const before = ms.getNumThreads();
     try {
