@@ -18,10 +18,13 @@
 // 16-lane partial sum over one image's pixels (gy rows x shifted padded-image rows),
 // reduced and added to gw; threads own disjoint tiles and walk the images in order.
 //
-// Flat direct tiles (stride-1 maps whose rows are too short for a vector each, such as 7x7 and
-// 8x8, up to 64 output channels, 32 on AVX2): the same tiles over the flattened padded image,
-// output position q = oh * pitch + ow, so 16 consecutive positions are one vector at every tap
+// Flat direct tiles (maps whose rows are too short for a vector each, such as 7x7 and 8x8, up
+// to 64 output channels, 32 on AVX2): the same tiles over the flattened padded image, output
+// position q = oh * pitch + ow, so 16 consecutive positions are one vector at every tap
 // across row ends; the positions past a row's end are computed into a small tile and dropped.
+// Stride 2 reads the padded image's four phase planes (even / odd rows x columns), where the
+// same holds. The weight gradient runs its dot-product tile over the same flat positions (up
+// to 576 patch rows), gy copied to them and each vector's mask its outputs.
 //
 // Implicit GEMM (other stride-1 rows). Forward: y[n, o, p] = sum_k W[o, k] patch(k, (n, p)),
 //   a GEMM with M = output channels, K = input channels * kh * kw, N = batch * output pixels,
@@ -30,13 +33,14 @@
 //   (conv_pack_avx512.cc, zero where the window leaves the image); tiles inside one image
 //   are stored straight into y, tiles spanning two images through a stack tile.
 //   Backward-input (stride 1) is the same GEMM on gy with the flipped, transposed weight.
-//   Backward-weight (only for output rows under 16 pixels, where it beats im2col):
+//   Backward-weight (output rows under 16 pixels that neither the direct nor the flat tiles
+//   take, where it beats im2col):
 //   gw[o, k] += sum over (n, p) of gy[n, o, p] patch(k, (n, p)), depth = the batch's
 //   pixels in chunks of at most kWeightDepth pixels of one image, always in one order;
 //   threads own disjoint MR x NR tiles of gw.
 //
-// Everything else (horizontal stride > 2, stride 2 outside the direct tiles, backward-input
-// with stride > 1, neither AVX-512 nor AVX2, degenerate shapes) returns false and
+// Everything else (horizontal stride > 2, stride 2 outside the direct and flat tiles,
+// backward-input with stride > 1, neither AVX-512 nor AVX2, degenerate shapes) returns false and
 // conv.cc uses per-image im2col + sgemm. Every output element gets the same arithmetic
 // whatever thread computes it (depth blocks and summation orders depend only on the
 // shape), so results do not depend on the thread count.
