@@ -139,7 +139,16 @@ const cases: Case[] = [
   { name: 'direct, ragged rows: 15 wide, 5x5 dilation 2, 2 groups (input rows of 23: flat)', p: [2, 4, 9, 23, 6, 5, 5, 1, 1, 2, 0, 1, 2, 2, 2], outFull: 6, bias: true, paths: ['direct', 'flat', 'direct'] },
   { name: 'direct, ragged rows: vertical stride 2, 30 wide', p: [2, 3, 11, 30, 5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 3], outFull: 5, bias: false, paths: ['direct', 'im2col', 'direct'] },
   // Horizontal stride 2: the padded image's rows split into even and odd columns.
-  { name: 'direct, stride 2: 28x28 -> 14x14, 3x3', p: [2, 16, 28, 28, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 16], outFull: 32, bias: true, paths: ['direct', 'im2col', 'direct'] },
+  { name: 'direct, stride 2: 28x28 -> 14x14, 3x3', p: [2, 16, 28, 28, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 16], outFull: 32, bias: true, paths: ['direct', 'direct', 'direct'] },
+  // The stride-2 input gradient by phases: gx's even / odd rows and columns each a stride-1
+  // convolution of gy with part of the kernel, on the direct tiles, then interleaved.
+  { name: 'phases: 27x29 -> 14x15 (phases of 14 and 15 rows and columns), 7 of 9 filters', p: [2, 5, 27, 29, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 5], outFull: 9, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'phases: 5x5 kernel, padding 2 (3 and 2 taps a side)', p: [2, 4, 28, 28, 6, 5, 5, 2, 2, 2, 2, 1, 1, 1, 4], outFull: 6, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'phases: 4x4 kernel (an even kernel: two taps in every phase)', p: [2, 3, 30, 30, 5, 4, 4, 2, 2, 1, 1, 1, 1, 1, 3], outFull: 5, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'phases: no padding, and padding 0 x 1', p: [2, 6, 29, 30, 4, 3, 3, 2, 2, 0, 1, 1, 1, 1, 6], outFull: 4, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'phases: 2 groups', p: [2, 8, 28, 28, 6, 3, 3, 2, 2, 1, 1, 1, 1, 2, 4], outFull: 6, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'phases: batch 1, 32 channels (two threads)', p: [1, 32, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 32], outFull: 32, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'phases: 1x1 stays on im2col', p: [2, 8, 28, 28, 6, 1, 1, 2, 2, 0, 0, 1, 1, 1, 8], outFull: 6, bias: false, paths: ['direct', 'im2col', 'direct'] },
   { name: 'direct, stride 2: 1x1, 31 wide -> 16', p: [2, 5, 9, 31, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1, 5], outFull: 9, bias: false, paths: ['direct', 'im2col', 'direct'] },
   { name: 'direct, stride 2: odd padding, 3x5 taps, dilation 2 across', p: [2, 3, 10, 33, 4, 3, 5, 2, 2, 1, 3, 1, 2, 1, 3], outFull: 4, bias: true, paths: ['direct', 'im2col', 'direct'] },
   // Stride 2 to short rows: the forward pass over the padded image's four phase planes.
