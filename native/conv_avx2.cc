@@ -97,11 +97,6 @@ MS_TGT256 void direct_tile(const DirectArgs& d) {
         lo = _mm256_add_ps(lo, bv);
         hi = _mm256_add_ps(hi, bv);
       }
-      if (d.R) {
-        const float* res = d.R + r * d.ldc + d.cOff[v];
-        lo = _mm256_add_ps(lo, _mm256_maskload_ps(res, m0));
-        hi = _mm256_add_ps(hi, _mm256_maskload_ps(offset_ptr(res, 8), m1));
-      }
       if (len == 16) {
         _mm256_storeu_ps(q, lo);
         _mm256_storeu_ps(q + 8, hi);
@@ -109,6 +104,24 @@ MS_TGT256 void direct_tile(const DirectArgs& d) {
         _mm256_maskstore_ps(q, m0, lo);
         if (len > 8) _mm256_maskstore_ps(q + 8, m1, hi);
       }
+    }
+  }
+  // A residual, added to the stored values (still in cache) in a pass of its own: inside the
+  // loop above it made GCC give up registers to the fma loop (ResNet-164 at batch 64 capped
+  // at AVX2: 228 -> 275 ms).
+  if (d.R == nullptr) return;
+  for (int v = 0; v < NV; ++v) {
+    const int len = prefix_len(d.mask[v]);
+    const __m256i m0 = lanes8(len), m1 = lanes8(len - 8);
+    for (int r = 0; r < d.mr && r < MR; ++r) {
+      float* q = d.C + r * d.ldc + d.cOff[v];
+      const float* res = d.R + r * d.ldc + d.cOff[v];
+      _mm256_maskstore_ps(q, m0,
+                          _mm256_add_ps(_mm256_maskload_ps(q, m0), _mm256_maskload_ps(res, m0)));
+      if (len > 8)
+        _mm256_maskstore_ps(q + 8, m1,
+                            _mm256_add_ps(_mm256_maskload_ps(q + 8, m1),
+                                          _mm256_maskload_ps(offset_ptr(res, 8), m1)));
     }
   }
 }
