@@ -1012,6 +1012,27 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
 
 namespace {
 
+// A direct pass of an input gradient: gy of group g as the image, the flipped, transposed
+// weight At (cg rows of K) packed for the tiles, over `win`; the caller sets where it writes.
+DirectConv input_gradient_pass(const ConvShape& s, int64_t g, const Window& win, bool flat,
+                               const float* At, int64_t K, const float* gy) {
+  const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
+  const int64_t plane = s.outH * s.outW;
+  DirectConv d{};
+  d.isa = fast_isa();
+  d.flat = flat;
+  set_window(d, win);
+  d.kern = direct_kernel(*d.isa, cg, direct_vectors(d));
+  d.NV = direct_nv(*d.isa, *d.kern);
+  d.M = cg;
+  d.channels = og;
+  d.K = K;
+  d.Apack = pack_weight_rows(*d.kern, cg, K, K, At, K);
+  d.src = gy + g * og * plane;
+  d.srcImageStride = s.outChannels * plane;
+  return d;
+}
+
 // Stride-2 input gradient by phases. gx's pixels (ih, iw) with (ih + padH) % 2 == a and
 // (iw + padW) % 2 == b take only the taps i = a + 2u, j = b + 2v, each at gy (ph - u, pw - v)
 // where ih = 2 ph + a - padH: a stride-1 convolution of gy with that sub-kernel, flipped and
@@ -1072,7 +1093,7 @@ bool backward_input_phases(const ConvShape& s, const float* gy, const float* w, 
   for (int64_t k = 0; k < 4; ++k)
     if (!phase_of(s, k / 2, k % 2, &phases[k])) return false;
   const int64_t taps = s.kh * s.kw, ldw = s.weightInPerGroup * taps;
-  const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
+  const int64_t inPlane = s.inH * s.inW;
   // Per image the phases one after another, each its cg planes of PH x PW (at[k] * cg on).
   int64_t at[4], perPlane = 0;
   for (int64_t k = 0; k < 4; ++k) {
@@ -1095,17 +1116,9 @@ bool backward_input_phases(const ConvShape& s, const float* gy, const float* w, 
               At[c * K + o * sub + u * P.V + v] =
                   wg[o * ldw + c * taps + (P.a + 2 * (P.U - 1 - u)) * s.kw +
                      (P.b + 2 * (P.V - 1 - v))];
-      DirectConv d{};
-      d.isa = fast_isa();
-      set_window(d, Window{s.outH, s.outW, P.padH, P.padW, 1, 1, 1, 1, P.U, P.V, P.PH, P.PW});
-      d.kern = direct_kernel(*d.isa, cg, direct_vectors(d));
-      d.NV = direct_nv(*d.isa, *d.kern);
-      d.M = cg;
-      d.channels = og;
-      d.K = K;
-      d.Apack = pack_weight_rows(*d.kern, cg, K, K, At, K);
-      d.src = gy + g * og * plane;
-      d.srcImageStride = s.outChannels * plane;
+      DirectConv d = input_gradient_pass(
+          s, g, Window{s.outH, s.outW, P.padH, P.padW, 1, 1, 1, 1, P.U, P.V, P.PH, P.PW}, false, At,
+          K, gy);
       // Image n's planes of phase k at buf + n * cg * perPlane + at[k] * cg, channel by channel.
       d.C = buf + at[k] * cg;
       d.cImageStride = cg * perPlane;
@@ -1173,20 +1186,11 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
     const bool flat =
         flat_applies(s.inH, s.inW, s.outW, padH, padW, 1, 1) && flat_pays(*fast_isa(), cg);
     if (flat || direct_applies(s.inW, padH, padW, 1)) {
-      DirectConv d{};
-      d.isa = fast_isa();
-      d.flat = flat;
       // The input gradient is a stride-1 convolution of gy with the flipped weight.
-      set_window(d, Window{s.outH, s.outW, padH, padW, 1, 1, s.dilationH, s.dilationW, s.kh, s.kw,
-                           s.inH, s.inW});
-      d.kern = direct_kernel(*d.isa, cg, direct_vectors(d));
-      d.NV = direct_nv(*d.isa, *d.kern);
-      d.M = cg;
-      d.channels = og;
-      d.K = K;
-      d.Apack = pack_weight_rows(*d.kern, cg, K, K, At, K);
-      d.src = gy + g * og * plane;
-      d.srcImageStride = s.outChannels * plane;
+      DirectConv d = input_gradient_pass(s, g,
+                                         Window{s.outH, s.outW, padH, padW, 1, 1, s.dilationH,
+                                                s.dilationW, s.kh, s.kw, s.inH, s.inW},
+                                         flat, At, K, gy);
       d.C = gx + g * cg * inPlane;
       d.cImageStride = s.inChannels * inPlane;
       d.bias = nullptr;
