@@ -144,14 +144,13 @@ export function residualIntoConvs(
       [a, b],
       [b, a],
     ]) {
-      if (!allocated.has(y.buffer) || !isWhole(y) || y.buffer === r.buffer || y.buffer === o.buffer) continue;
+      if (!allocated.has(y.buffer) || !isWhole(y) || y.buffer === r.buffer || y.buffer === o.buffer || r.buffer === o.buffer) continue;
       const yUses = uses.get(y.buffer) ?? [];
       if (yUses.length !== 2 || yUses[1] !== j) continue;
       const i = yUses[0];
       const conv = out[i];
       if (conv.name !== 'conv2dForward' || arg(conv, 'y') !== y) continue;
       if ((arg(conv, 'accumulate') ?? false) !== false || (arg(conv, 'residual') ?? null) !== null) continue;
-      if (r.buffer === o.buffer) continue;
       let between = false;
       for (let k = i + 1; k < j && !between; k++) between = writes(k, r.buffer);
       if (between) continue;
