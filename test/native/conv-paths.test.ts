@@ -148,6 +148,7 @@ const cases: Case[] = [
   { name: 'phases: no padding, and padding 0 x 1', p: [2, 6, 29, 30, 4, 3, 3, 2, 2, 0, 1, 1, 1, 1, 6], outFull: 4, bias: true, paths: ['direct', 'direct', 'direct'] },
   { name: 'phases: 2 groups', p: [2, 8, 28, 28, 6, 3, 3, 2, 2, 1, 1, 1, 1, 2, 4], outFull: 6, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'phases: batch 1, 32 channels (two threads)', p: [1, 32, 32, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 32], outFull: 32, bias: false, paths: ['direct', 'direct', 'direct'] },
+  { name: 'phases: 1x3 kernel (no tap reaches the odd rows: written as zeros, or left when adding)', p: [2, 5, 28, 28, 6, 1, 3, 2, 2, 0, 1, 1, 1, 1, 5], outFull: 6, bias: false, paths: ['direct', 'direct', 'direct'] },
   { name: 'phases: 1x1 stays on im2col', p: [2, 8, 28, 28, 6, 1, 1, 2, 2, 0, 0, 1, 1, 1, 8], outFull: 6, bias: false, paths: ['direct', 'im2col', 'direct'] },
   { name: 'direct, stride 2: 1x1, 31 wide -> 16', p: [2, 5, 9, 31, 7, 1, 1, 2, 2, 0, 0, 1, 1, 1, 5], outFull: 9, bias: false, paths: ['direct', 'im2col', 'direct'] },
   { name: 'direct, stride 2: odd padding, 3x5 taps, dilation 2 across', p: [2, 3, 10, 33, 4, 3, 5, 2, 2, 1, 3, 1, 2, 1, 3], outFull: 4, bias: true, paths: ['direct', 'im2col', 'direct'] },
