@@ -446,18 +446,10 @@ void vector_place(const D& g, const PaddedLayout& L, int64_t i, int64_t* vecOff,
 // padded width (stride 2: phase planes of half of it), each channel's plane (phase plane) long
 // enough for the last vector to read all 16 lanes at every tap without leaving it.
 template <typename D>
-int64_t flat_pitch(const D& g) {
-  // At least the columns the window reaches (beyond padW on the right, for a phase of a
-  // stride-2 input gradient): a row's last output must not read the next row.
-  const int64_t pitch = flat_pitch(g.W, g.padW, g.strideW);
-  return g.strideW == 1 ? std::max(pitch, g.outW + (g.kw - 1) * g.dilationW) : pitch;
-}
-
-template <typename D>
 PaddedLayout direct_layout(const D& g) {
   PaddedLayout L = padded_layout(g);
   if (!g.flat) return L;
-  L.pitch = flat_pitch(g);
+  L.pitch = flat_pitch(g.W, g.padW, g.strideW);
   const int64_t vectorEnd = flat_vectors(g.outH, L.pitch) * 16;
   if (g.strideW == 2) {
     L.half = L.pitch;
@@ -472,7 +464,8 @@ PaddedLayout direct_layout(const D& g) {
 }
 
 int64_t direct_vectors(const DirectConv& g) {
-  return g.flat ? flat_vectors(g.outH, flat_pitch(g)) : g.outH * row_vectors(g.outW);
+  return g.flat ? flat_vectors(g.outH, flat_pitch(g.W, g.padW, g.strideW))
+                : g.outH * row_vectors(g.outW);
 }
 
 int64_t direct_tiles_per_image(const DirectConv& g) { return ceil_div(direct_vectors(g), g.NV); }
@@ -924,12 +917,17 @@ bool fast_applies(const ConvShape& s) {
 
 bool implicit_applies(const ConvShape& s) { return fast_applies(s) && s.strideW == 1; }
 
-// Whether the forward pass takes flat tiles. Stride 2 not for 1x1 kernels, where copying the
-// four phases costs more than the one tap saves (14x14 -> 7x7, 32 -> 64 channels, one thread:
-// 0.22 ms through im2col, 0.45 flat).
-bool flat_forward(const ConvShape& s) {
+// Whether flat tiles apply to the shape's forward window. Stride 2 not for 1x1 kernels, where
+// copying the four phases costs more than the one tap saves (14x14 -> 7x7, 32 -> 64 channels,
+// one thread: 0.22 ms through im2col, 0.45 flat).
+bool flat_window(const ConvShape& s) {
   return flat_applies(s.outH, s.outW, s.inW, s.padH, s.padW, s.strideH, s.strideW) &&
-         flat_pays(*fast_isa(), s.outChannels / s.groups) && (s.strideW == 1 || s.kh * s.kw > 1);
+         (s.strideW == 1 || s.kh * s.kw > 1);
+}
+
+// Whether the forward pass takes flat tiles.
+bool flat_forward(const ConvShape& s) {
+  return flat_window(s) && flat_pays(*fast_isa(), s.outChannels / s.groups);
 }
 
 }  // namespace
@@ -1098,7 +1096,7 @@ bool backward_input_phases(const ConvShape& s, const float* gy, const float* w, 
   int64_t at[4], perPlane = 0;
   for (int64_t k = 0; k < 4; ++k) {
     at[k] = perPlane;
-    perPlane += phases[k].PH * phases[k].PW;
+    if (!phases[k].empty()) perPlane += phases[k].PH * phases[k].PW;
   }
   float* buf = tl_phase.get(static_cast<size_t>(s.batch * cg * perPlane));
   for (int64_t g = 0; g < s.groups; ++g) {
@@ -1226,9 +1224,7 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
   if (!kern) return false;
   const int64_t N = cg * s.kh * s.kw, ldw = s.weightInPerGroup * s.kh * s.kw;
   const int64_t inPlane = s.inH * s.inW, plane = s.outH * s.outW;
-  const bool flat = !direct_applies(s.outW, s.padH, s.padW, s.strideW) &&
-                    flat_applies(s.outH, s.outW, s.inW, s.padH, s.padW, s.strideH, s.strideW) &&
-                    (s.strideW == 1 || s.kh * s.kw > 1) && N <= kFlatWeightRows;
+  const bool flat = flat_window(s) && N <= kFlatWeightRows;
   if (flat || direct_applies(s.outW, s.padH, s.padW, s.strideW)) {
     for (int64_t g = 0; g < s.groups; ++g) {
       DirectWeight d{};
