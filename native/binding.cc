@@ -150,27 +150,23 @@ ms::ConvShape ConvShapeOf(const Call& c) {
 }
 
 // Both forward entry points: the convolution (with its input map, if any), and with st the
-// statistics of its output. An empty output has nothing to compute (nor has groupNormStats).
+// statistics of its output or with residual the sum. An empty output has nothing to compute
+// (nor has groupNormStats).
 template <class Call>
-void ConvForward(const Call& c, const ms::OutputStats* st) {
+void ConvForward(const Call& c, const ms::OutputStats* st, const float* residual) {
   if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return;
   const ms::InputTransform t{c.inCenter.data, c.inScale.data, c.inShift.data, c.inRelu};
   ms::conv2d_forward(ConvShapeOf(c), c.x.data, c.w.data, c.bias.data, c.y.data, c.accumulate,
-                     c.inScale.present && c.C > 0 ? &t : nullptr, st);
+                     c.inScale.present && c.C > 0 ? &t : nullptr, st, residual);
 }
 
-void RunConv2dForward(const mb::Conv2dForwardCall& c) {
-  if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return;
-  const ms::InputTransform t{c.inCenter.data, c.inScale.data, c.inShift.data, c.inRelu};
-  ms::conv2d_forward(ConvShapeOf(c), c.x.data, c.w.data, c.bias.data, c.y.data, c.accumulate,
-                     c.inScale.present && c.C > 0 ? &t : nullptr, nullptr, c.residual.data);
-}
+void RunConv2dForward(const mb::Conv2dForwardCall& c) { ConvForward(c, nullptr, c.residual.data); }
 
 void RunConv2dForwardNormStats(const mb::Conv2dForwardNormStatsCall& c) {
   const ms::OutputStats st{c.normGroups, c.gamma.data, c.beta.data,   static_cast<float>(c.eps),
                            c.mean.data,  c.rstd.data,  c.center.data, c.scale.data,
                            c.shift.data};
-  ConvForward(c, &st);
+  ConvForward(c, &st, nullptr);
 }
 
 // accumulate = false writes gx without reading it.

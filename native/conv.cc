@@ -7,7 +7,7 @@
 
 #include "conv_implicit.h"
 #include "conv_small.h"
-#include "cpu.h"
+#include "elementwise.h"
 #include "gemm.h"
 #include "norm.h"
 #include "parallel.h"
@@ -265,16 +265,9 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   // With a residual the statistics are of the sum: computed after it.
   conv2d_forward_paths(s, x, w, bias, y, accumulate, t, residual ? nullptr : st, &statsDone,
                        residual, &residualDone);
-  if (residual != nullptr && !residualDone) {
-    const int64_t total = s.batch * s.outChannels * s.outH * s.outW;
-    parallel_run(total < (1 << 16) ? 1 : get_num_threads(), [&](int th, int nt) {
-      int64_t lo, hi;
-      split_range(total, 1024, th, nt, &lo, &hi);
-      run_isa([&]() MS_INLINE_LAMBDA {
-        for (int64_t i = lo; i < hi; ++i) y[i] = y[i] + residual[i];
-      });
-    });
-  }
+  // y + 1 * residual: the add's value, bit for bit (no fma contraction in this build).
+  if (residual != nullptr && !residualDone)
+    axpy(s.batch * s.outChannels * s.outH * s.outW, 1.0f, residual, y);
   if (st != nullptr && !statsDone)
     group_norm_stats(s.batch, s.outChannels, s.outH * s.outW, st->groups, y, st->gamma, st->beta,
                      st->eps, st->mean, st->rstd, st->center, st->scale, st->shift);
