@@ -358,11 +358,19 @@ export function attr(call: KernelCall, name: string, field?: string): unknown {
   return (call.args[i] as readonly unknown[])[f];
 }
 
-/** The same call with some arguments replaced by name. */
+/** The argument called `name`, or what the kernel takes when a call leaves it out (trailing optional arguments): its declared default, else null. */
+export function argOrDefault(call: KernelCall, name: string): unknown {
+  const i = indexOf(call, name);
+  const v = call.args[i];
+  if (v !== undefined) return v;
+  const d = call.decl.args[i];
+  return d.kind === 'attr' ? (d.default ?? null) : null;
+}
+
+/** The same call with some arguments replaced by name (every argument written out, left-out ones at their defaults). */
 export function withArgs(call: KernelCall, changes: Readonly<Record<string, unknown>>): unknown[] {
-  const args = [...call.args];
-  for (const [name, value] of Object.entries(changes)) args[indexOf(call, name)] = value;
-  return args;
+  for (const name of Object.keys(changes)) indexOf(call, name);
+  return call.decl.args.map((d) => (Object.hasOwn(changes, d.name) ? changes[d.name] : argOrDefault(call, d.name)));
 }
 
 function attributes(call: KernelCall): Attrs {

@@ -3,7 +3,7 @@
 // argument of every call a forward and backward pass records has the kind its
 // declaration says, so plan passes can read calls by role.
 import t from 'tap';
-import { arg, attr, buffers, KERNELS, withArgs } from '../src/kernels.js';
+import { arg, argOrDefault, attr, buffers, KERNELS, withArgs } from '../src/kernels.js';
 import { js } from '../src/js-kernels.js';
 import { native } from '../src/native.js';
 import { recordedCalls, recordPass } from './helpers/recorded-calls.js';
@@ -70,6 +70,17 @@ t.test('roles: arguments by name, access decided by attributes, calls rewritten 
   conv.fn(...folded.args);
   conv.fn(...folded.args);
   t.ok(y.every((v) => v === 6), 'and the kernel does accumulate: 2 written, then 2 added twice');
+  // The call left out its trailing arguments: a replacement past them writes them all out.
+  t.equal(conv.args.length, 5, 'the op passed 5 of the declaration\'s arguments');
+  const withResidual = withArgs(conv, { residual: x });
+  t.same(
+    withResidual.slice(5),
+    [false, null, null, null, false, x],
+    'withArgs: left-out arguments at their defaults (accumulate false, no map, inRelu false), then the residual',
+  );
+  t.equal(argOrDefault(conv, 'accumulate'), false, 'argOrDefault: a left-out flag is its default');
+  t.equal(argOrDefault(conv, 'inScale'), null, 'argOrDefault: a left-out buffer is null');
+  t.throws(() => withArgs(conv, { out: y }), /kernel conv2dForward has no argument 'out'/);
   const [gemm] = recordPass(() => native.gemm(false, false, 1, 1, 1, 1, x, 0, 1, x, 0, 1, 1, y, 0, 1));
   t.equal(buffers(gemm).find((b) => b.name === 'C')!.access, 'accumulate', 'gemm with beta 1 accumulates into C');
   const [gemm0] = recordPass(() => native.gemm(false, false, 1, 1, 1, 1, x, 0, 1, x, 0, 1, 0, y, 0, 1));

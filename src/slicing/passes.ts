@@ -2,7 +2,7 @@
 // by kernel and role (kernels.ts), never by argument position. Each keeps what
 // the pass computes, up to rounding where it says so.
 import type { CapturedStep } from '../capture.js';
-import { arg, attr, buffers, KERNELS, withArgs } from '../kernels.js';
+import { arg, argOrDefault, attr, buffers, KERNELS, withArgs } from '../kernels.js';
 import { native } from '../native.js';
 
 const isWhole = (v: ArrayBufferView) => v.byteOffset === 0 && v.byteLength === v.buffer.byteLength;
@@ -154,14 +154,7 @@ export function residualIntoConvs(
       let between = false;
       for (let k = i + 1; k < j && !between; k++) between = writes(k, r.buffer);
       if (between) continue;
-      // Every argument by its role: the convolution's, those it left out at their defaults.
-      const args = conv.decl.args.map((d, k) => {
-        if (d.name === 'y') return o;
-        if (d.name === 'residual') return r;
-        const v = conv.args[k];
-        return v !== undefined ? v : d.kind === 'attr' ? (d.default ?? null) : null;
-      });
-      out[i] = { ...conv, args };
+      out[i] = { ...conv, args: withArgs(conv, { y: o, residual: r }) };
       dropped.add(j);
       count++;
       break;
@@ -294,9 +287,7 @@ export function statsIntoConvs(steps: readonly CapturedStep[]): { steps: Capture
     // declared default, or null), the norm's groups, and the norm's statistics and map.
     const args = decl.args.map((a) => {
       if (a.name === 'normGroups') return attr(s, 'groups');
-      if (!c.decl.index.has(a.name)) return arg(s, a.name);
-      const v = arg(c, a.name);
-      return v !== undefined ? v : a.kind === 'attr' ? (a.default ?? null) : null;
+      return c.decl.index.has(a.name) ? argOrDefault(c, a.name) : arg(s, a.name);
     });
     out[i] = { name: decl.name, decl, fn: native.conv2dForwardNormStats as (...a: unknown[]) => unknown, args };
     dropped.add(j);
