@@ -178,7 +178,9 @@ void RunConv2dBackwardInput(const mb::Conv2dBackwardInputCall& c) {
 
 void RunConv2dBackwardWeight(const mb::Conv2dBackwardWeightCall& c) {
   if (c.N == 0 || c.O == 0 || c.outH == 0 || c.outW == 0) return;
-  ms::conv2d_backward_weight(ConvShapeOf(c), c.gy.data, c.x.data, c.gw.data);
+  const ms::InputTransform t{c.inCenter.data, c.inScale.data, c.inShift.data, c.inRelu};
+  ms::conv2d_backward_weight(ConvShapeOf(c), c.gy.data, c.x.data, c.gw.data,
+                             c.inScale.present && c.C > 0 ? &t : nullptr);
 }
 
 void RunConv2dBackwardBias(const mb::Conv2dBackwardBiasCall& c) {
@@ -231,9 +233,11 @@ void RunGroupNormStats(const mb::GroupNormStatsCall& c) {
 // gxAccumulate = false writes gx without reading it.
 void RunGroupNormBackward(const mb::GroupNormBackwardCall& c) {
   if (c.batch == 0 || c.channels == 0 || c.spatial == 0) return;
+  const ms::ReluMap map{c.reluCenter.data, c.reluScale.data, c.reluShift.data};
   ms::group_norm_backward(c.batch, c.channels, c.spatial, c.groups, c.x.data, c.gy.data,
                           c.gamma.data, c.mean.data, c.rstd.data, c.gx.data, c.ggamma.data,
-                          c.gbeta.data, c.reluOut.data, c.gxAccumulate);
+                          c.gbeta.data, c.reluOut.data, c.gxAccumulate,
+                          c.reluScale.present ? &map : nullptr);
 }
 
 void RunChannelMoments(const mb::ChannelMomentsCall& c) {

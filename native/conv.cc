@@ -252,6 +252,26 @@ namespace {
 void conv2d_forward_paths(const ConvShape& s, const float* x, const float* w, const float* bias,
                           float* y, bool accumulate, const InputTransform* t, const OutputStats* st,
                           bool* statsDone, const float* residual, bool* residualDone);
+
+// The whole batch's input with t applied, in thread-local scratch, for the paths that read the
+// input in place (the memory traffic of an unfused norm, no more). Images are split between
+// threads: no more threads than images (waking an idle pool worker costs more than a batch-1
+// map), and one for a small map.
+const float* mapped_batch(const ConvShape& s, const float* x, const InputTransform& t) {
+  thread_local Scratch mappedInput;
+  const int64_t inPlane = s.inH * s.inW, mapped = s.batch * s.inChannels * inPlane;
+  float* xt = mappedInput.get(static_cast<size_t>(mapped));
+  const int mapThreads =
+      mapped < (1 << 16) ? 1 : static_cast<int>(std::min<int64_t>(get_num_threads(), s.batch));
+  parallel_run(mapThreads, [&](int th, int nt) {
+    int64_t lo, hi;
+    split_range(s.batch, 1, th, nt, &lo, &hi);
+    for (int64_t n = lo; n < hi; ++n)
+      apply_input_transform(t, s.inChannels, n, 0, s.inChannels, inPlane,
+                            x + n * s.inChannels * inPlane, xt + n * s.inChannels * inPlane);
+  });
+  return xt;
+}
 }  // namespace
 
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
@@ -287,22 +307,8 @@ void conv2d_forward_paths(const ConvShape& s, const float* x, const float* w, co
       conv_implicit_forward(s, x, w, bias, y, accumulate, t, st, statsDone, residual, residualDone))
     return;
   if (t != nullptr && (is_depthwise(s) || conv_implicit_forward_runs(s))) {
-    thread_local Scratch mappedInput;
-    float* xt = mappedInput.get(static_cast<size_t>(s.batch * s.inChannels * inPlane));
-    // Images are split between threads: no more threads than images (waking an idle pool
-    // worker costs more than a batch-1 map), and one for a small map.
-    const int64_t mapped = s.batch * s.inChannels * inPlane;
-    const int mapThreads =
-        mapped < (1 << 16) ? 1 : static_cast<int>(std::min<int64_t>(get_num_threads(), s.batch));
-    parallel_run(mapThreads, [&](int th, int nt) {
-      int64_t lo, hi;
-      split_range(s.batch, 1, th, nt, &lo, &hi);
-      for (int64_t n = lo; n < hi; ++n)
-        apply_input_transform(*t, s.inChannels, n, 0, s.inChannels, inPlane,
-                              x + n * s.inChannels * inPlane, xt + n * s.inChannels * inPlane);
-    });
-    conv2d_forward_paths(s, xt, w, bias, y, accumulate, nullptr, st, statsDone, residual,
-                         residualDone);
+    conv2d_forward_paths(s, mapped_batch(s, x, *t), w, bias, y, accumulate, nullptr, st, statsDone,
+                         residual, residualDone);
     return;
   }
   if (is_depthwise(s)) {
@@ -387,7 +393,15 @@ void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, 
   });
 }
 
-void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw) {
+void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw,
+                            const InputTransform* t) {
+  // With a map: the direct and flat tiles apply it as they copy each image; the other paths
+  // get the whole batch mapped first.
+  if (t != nullptr) {
+    if (!is_depthwise(s) && conv_implicit_backward_weight(s, gy, x, gw, t)) return;
+    conv2d_backward_weight(s, gy, mapped_batch(s, x, *t), gw, nullptr);
+    return;
+  }
   if (is_depthwise(s)) {
     note_conv_path(ConvPass::kBackwardWeight, "depthwise");
     depthwise_backward_weight(s, gy, x, gw);

@@ -74,8 +74,10 @@ void apply_input_transform(const InputTransform& t, int64_t inChannels, int64_t 
 void conv2d_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx,
                            bool accumulate = true);
 
-// gw[prefix] += correlation of gy with x (the rest of gw is untouched).
-void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw);
+// gw[prefix] += correlation of gy with x (the rest of gw is untouched). With t, of gy with t
+// applied to x (the forward pass's input map): the same sums as over the mapped input.
+void conv2d_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw,
+                            const InputTransform* t = nullptr);
 
 // gb[:outChannels] += sums of gy over batch and space.
 void conv2d_backward_bias(const ConvShape& s, const float* gy, float* gb);

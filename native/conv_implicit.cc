@@ -660,6 +660,11 @@ struct DirectWeight {
   const float* src;
   int64_t srcImageStride, H, W, padH, padW, strideH, strideW, dilationH, dilationW, kh, kw, outH,
       outW;
+  // Applied to the input as it is copied, or null (as DirectConv's). With a map, units run
+  // through the patch-row blocks first (unit u is rows u % oBlocks, patch rows u / oBlocks),
+  // so a thread's units read a slice of the channels and it maps only those.
+  const InputTransform* t;
+  int64_t tImageStride, tChannel0;
   int64_t batch;
   float* gw;
   int64_t ldw;
@@ -680,9 +685,12 @@ bool weight_reads_in_place(const DirectWeight& g) {
 }
 
 void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
-  const bool xInPlace = !g.flat && weight_reads_in_place(g);
+  // An unpadded 1x1 window keeps the image's own layout; with a map the image is mapped into
+  // a copy of that layout (the same vectors, so the same sums as without the map).
+  const bool unpadded = !g.flat && weight_reads_in_place(g);
+  const bool xInPlace = unpadded && g.t == nullptr;
   PaddedLayout L = direct_layout(g);
-  if (xInPlace) {
+  if (unpadded) {
     L.pitch = g.W;
     L.plane = g.H * g.W;
   }
@@ -692,10 +700,25 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   // A flat pass copies gy's rows to the flat positions (output row oh at oh * pitch), whose
   // lanes past a row's end the vectors' masks leave out.
   const int64_t gyPlane = g.flat ? vectors * 16 : plane;
-  const int64_t tBlocks = ceil_div(g.N, g.NT);
+  const int64_t tBlocks = ceil_div(g.N, g.NT), oBlocks = ceil_div(g.M, g.MR);
   const int64_t group = weight_image_group(vectors, g.batch);
-  // The thread's rows of gy.
-  const int64_t r0 = (u0 / tBlocks) * g.MR, r1 = std::min(g.M, ((u1 - 1) / tBlocks + 1) * g.MR);
+  // Unit u's blocks of gw rows and of patch rows (see DirectWeight::t).
+  const bool patchMajor = g.t != nullptr || (!xInPlace && !g.flat);
+  const auto rowBlock = [&](int64_t u) { return patchMajor ? u % oBlocks : u / tBlocks; };
+  const auto patchBlock = [&](int64_t u) { return patchMajor ? u / oBlocks : u % tBlocks; };
+  // The thread's rows of gy, and the input channels its patch rows read.
+  int64_t r0 = 0, r1 = g.M, c0 = 0, c1 = g.channels;
+  if (!patchMajor) {
+    r0 = rowBlock(u0) * g.MR;
+    r1 = std::min(g.M, (rowBlock(u1 - 1) + 1) * g.MR);
+  } else {
+    if (u1 - u0 < oBlocks && rowBlock(u0) <= rowBlock(u1 - 1)) {
+      r0 = rowBlock(u0) * g.MR;
+      r1 = std::min(g.M, (rowBlock(u1 - 1) + 1) * g.MR);
+    }
+    c0 = patchBlock(u0) * g.NT / taps;
+    c1 = ceil_div(std::min(g.N, (patchBlock(u1 - 1) + 1) * g.NT), taps);
+  }
   const int64_t xImage = xInPlace ? g.srcImageStride : g.channels * padded;
   // gy rows are copied into 64-byte aligned storage when many tiles read them (+5-10% at
   // 16-32 channels, 3x3); read by a few (1x1 with few input channels: 16->64 at 32x32, one
@@ -753,13 +776,17 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
       } else if (!gyInPlace) {
         std::memcpy(gyc + i * gyImage, gyn, sizeof(float) * gyImage);
       }
-      if (!xInPlace) pad_copy(g, L, g.src + (n0 + i) * g.srcImageStride, xp + i * xImage);
+      if (!xInPlace) {
+        DirectWeight slice = g;
+        slice.channels = c1 - c0;
+        pad_copy(slice, L, g.src + (n0 + i) * g.srcImageStride + c0 * g.H * g.W,
+                 xp + i * xImage + c0 * padded, g.t, (n0 + i) * g.tImageStride + g.tChannel0 + c0);
+      }
     }
     a.xp = xInPlace ? g.src + n0 * g.srcImageStride : xp;
     a.vectors = images * vectors;
     for (int64_t u = u0; u < u1; ++u) {
-      const int64_t ob = u / tBlocks, tb = u % tBlocks;
-      const int64_t o0 = ob * g.MR, k0 = tb * g.NT;
+      const int64_t o0 = rowBlock(u) * g.MR, k0 = patchBlock(u) * g.NT;
       a.gy = gyInPlace ? g.gy + n0 * g.gyImageStride + o0 * plane : gyc + (o0 - r0) * gyPlane;
       a.rowOff = rowOff.data() + k0;
       a.mr = static_cast<int>(std::min<int64_t>(g.MR, g.M - o0));
@@ -1217,7 +1244,8 @@ bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const flo
   return true;
 }
 
-bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw) {
+bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw,
+                                   const InputTransform* t) {
   if (!fast_applies(s)) return false;
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
   const SgemmKernel* kern = conv_kernel(og);
@@ -1239,6 +1267,9 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
       d.gyImageStride = s.outChannels * plane;
       d.src = x + g * cg * inPlane;
       d.srcImageStride = s.inChannels * inPlane;
+      d.t = t;
+      d.tImageStride = s.inChannels;
+      d.tChannel0 = g * cg;
       set_window(d, forward_window(s));
       d.batch = s.batch;
       d.gw = gw + g * og * ldw;
@@ -1254,7 +1285,7 @@ bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const fl
     note_conv_path(ConvPass::kBackwardWeight, flat ? "flat" : "direct");
     return true;
   }
-  if (s.strideW != 1) return false;
+  if (s.strideW != 1 || t != nullptr) return false;
   // The transposed patch packing below costs more than the per-image im2col GEMMs once
   // output rows are 16 pixels or longer (measured at 14x14: 55 vs 74 GFLOP/s at 64
   // channels); it wins on narrow images (8x8: 56 vs 48).
@@ -1300,7 +1331,8 @@ bool conv_implicit_forward(const ConvShape&, const float*, const float*, const f
 bool conv_implicit_backward_input(const ConvShape&, const float*, const float*, float*, bool) {
   return false;
 }
-bool conv_implicit_backward_weight(const ConvShape&, const float*, const float*, float*) {
+bool conv_implicit_backward_weight(const ConvShape&, const float*, const float*, float*,
+                                   const InputTransform*) {
   return false;
 }
 

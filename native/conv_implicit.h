@@ -27,6 +27,9 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
 bool conv_implicit_forward_runs(const ConvShape& s);
 bool conv_implicit_backward_input(const ConvShape& s, const float* gy, const float* w, float* gx,
                                   bool accumulate);
-bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw);
+// With t, only the direct and flat tiles run (they apply t as they copy each image); elsewhere
+// it returns false and the caller applies t itself.
+bool conv_implicit_backward_weight(const ConvShape& s, const float* gy, const float* x, float* gw,
+                                   const InputTransform* t = nullptr);
 
 }  // namespace modelslice

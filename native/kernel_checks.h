@@ -733,12 +733,16 @@ inline Conv2dBackwardInputCall BindConv2dBackwardInput(const ArgList& info) {
   return c;
 }
 
-// conv2dBackwardWeight(params, gy, x, gw)
+// conv2dBackwardWeight(params, gy, x, gw, inCenter, inScale, inShift, inRelu)
 struct Conv2dBackwardWeightCall {
   int64_t N, C, H, W, O, kh, kw, strideH, strideW, padH, padW, dilationH, dilationW, groups, weightInPerGroup;
   Span gy;
   Span x;
   Span gw;
+  Span inCenter;
+  Span inScale;
+  Span inShift;
+  bool inRelu;
   int64_t outH;
   int64_t outW;
 };
@@ -768,16 +772,24 @@ inline Conv2dBackwardWeightCall BindConv2dBackwardWeight(const ArgList& info) {
   c.gy = args.Floats(1, "gy");
   c.x = args.Floats(2, "x");
   c.gw = args.Floats(3, "gw");
+  c.inCenter = args.OptionalFloats(4, "inCenter");
+  c.inScale = args.OptionalFloats(5, "inScale");
+  c.inShift = args.OptionalFloats(6, "inShift");
+  c.inRelu = args.OptionalBool(7, "inRelu", false);
   c.outH = Args::ConvOut(c.H, c.kh, c.strideH, c.padH, c.dilationH);
   c.outW = Args::ConvOut(c.W, c.kw, c.strideW, c.padW, c.dilationW);
   if (!((((((((c.kh >= 1) && (c.kw >= 1)) && (c.strideH >= 1)) && (c.strideW >= 1)) && (c.dilationH >= 1)) && (c.dilationW >= 1)) && (c.groups >= 1)) && (c.weightInPerGroup >= 1))) args.Fail("kernel, stride, dilation and groups must be >= 1");
   if (!((args.Mod(c.C, c.groups) == 0) && (args.Mod(c.O, c.groups) == 0))) args.Fail("channels must be divisible by groups (" + std::to_string(c.C) + " in, " + std::to_string(c.O) + " out, " + std::to_string(c.groups) + " groups)");
   if (!(args.Div(c.C, c.groups) <= c.weightInPerGroup)) args.Fail("more input channels per group (" + std::to_string(c.C) + " / " + std::to_string(c.groups) + ") than the weight has (" + std::to_string(c.weightInPerGroup) + ")");
   if (!((c.outH >= 0) && (c.outW >= 0))) args.Fail("kernel larger than the padded input");
+  if (!((c.inCenter.present == c.inScale.present) && (c.inScale.present == c.inShift.present))) args.Fail("inCenter, inScale and inShift go together");
   args.Disjoint({
       args.Fits(c.gy, "gy", 0, args.Mul(args.Mul(c.N, c.O), args.Mul(c.outH, c.outW)), false),
       args.Fits(c.x, "x", 0, args.Mul(args.Mul(c.N, c.C), args.Mul(c.H, c.W)), false),
       args.Fits(c.gw, "gw", 0, ((c.O == 0) ? 0 : args.Add(args.Mul(args.Sub(c.O, 1), args.Mul(args.Mul(c.weightInPerGroup, c.kh), c.kw)), args.Mul(args.Mul(args.Div(c.C, c.groups), c.kh), c.kw))), true),
+      args.Fits(c.inCenter, "inCenter", 0, args.Mul(c.N, c.C), false),
+      args.Fits(c.inScale, "inScale", 0, args.Mul(c.N, c.C), false),
+      args.Fits(c.inShift, "inShift", 0, args.Mul(c.N, c.C), false),
   });
   return c;
 }
@@ -1049,7 +1061,7 @@ inline GroupNormStatsCall BindGroupNormStats(const ArgList& info) {
   return c;
 }
 
-// groupNormBackward(batch, channels, spatial, groups, x, gy, gamma, mean, rstd, gx, ggamma, gbeta, reluOut, gxAccumulate)
+// groupNormBackward(batch, channels, spatial, groups, x, gy, gamma, mean, rstd, gx, ggamma, gbeta, reluOut, gxAccumulate, reluCenter, reluScale, reluShift)
 struct GroupNormBackwardCall {
   int64_t batch;
   int64_t channels;
@@ -1065,6 +1077,9 @@ struct GroupNormBackwardCall {
   Span gbeta;
   Span reluOut;
   bool gxAccumulate;
+  Span reluCenter;
+  Span reluScale;
+  Span reluShift;
 };
 
 inline GroupNormBackwardCall BindGroupNormBackward(const ArgList& info) {
@@ -1084,7 +1099,12 @@ inline GroupNormBackwardCall BindGroupNormBackward(const ArgList& info) {
   c.gbeta = args.OptionalFloats(11, "gbeta");
   c.reluOut = args.OptionalFloats(12, "reluOut");
   c.gxAccumulate = args.OptionalBool(13, "gxAccumulate", true);
+  c.reluCenter = args.OptionalFloats(14, "reluCenter");
+  c.reluScale = args.OptionalFloats(15, "reluScale");
+  c.reluShift = args.OptionalFloats(16, "reluShift");
   if (!((c.groups >= 1) && (args.Mod(c.channels, c.groups) == 0))) args.Fail("groups must divide channels (" + std::to_string(c.channels) + " channels, " + std::to_string(c.groups) + " groups)");
+  if (!((c.reluCenter.present == c.reluScale.present) && (c.reluScale.present == c.reluShift.present))) args.Fail("reluCenter, reluScale and reluShift go together");
+  if (!(!(c.reluOut.present) || !(c.reluCenter.present))) args.Fail("the ReLU mask comes from reluOut or from the map, not both");
   args.Disjoint({
       args.Fits(c.x, "x", 0, args.Mul(args.Mul(c.batch, c.channels), c.spatial), false),
       args.Fits(c.gy, "gy", 0, args.Mul(args.Mul(c.batch, c.channels), c.spatial), false),
@@ -1095,6 +1115,9 @@ inline GroupNormBackwardCall BindGroupNormBackward(const ArgList& info) {
       args.Fits(c.ggamma, "ggamma", 0, c.channels, true),
       args.Fits(c.gbeta, "gbeta", 0, c.channels, true),
       args.Fits(c.reluOut, "reluOut", 0, args.Mul(args.Mul(c.batch, c.channels), c.spatial), false),
+      args.Fits(c.reluCenter, "reluCenter", 0, args.Mul(c.batch, c.channels), false),
+      args.Fits(c.reluScale, "reluScale", 0, args.Mul(c.batch, c.channels), false),
+      args.Fits(c.reluShift, "reluShift", 0, args.Mul(c.batch, c.channels), false),
   });
   return c;
 }

@@ -128,23 +128,47 @@ void group_norm_stats_images(int64_t n0, int64_t n1, int64_t channels, int64_t s
 
 namespace {
 
-// Gradient accessors: plain, or masked by a fused ReLU's output.
+// Gradient accessors, one (image, channel) row of spatial values at a time: row(nc, off, x)
+// is image-channel nc's (n * channels + c), at offset off, whose input row is x. Plain, or
+// masked by a fused ReLU's output, given (relu_out) or recomputed from x through the norm's
+// map into a row of thread-local scratch (mapped).
 struct PlainGrad {
   const float* g;
+  MS_INLINE PlainGrad row(int64_t, int64_t off, const float*, int64_t) const { return {g + off}; }
   MS_INLINE float at(int64_t i) const { return g[i]; }
-  MS_INLINE double sum(int64_t off, int64_t n) const { return sum_of(g + off, n); }
-  MS_INLINE double dot_dev(int64_t off, const float* x, int64_t n, float mu) const {
-    return sum_prod_dev(g + off, x, n, mu);
+  MS_INLINE double sum(int64_t n) const { return sum_of(g, n); }
+  MS_INLINE double dot_dev(const float* x, int64_t n, float mu) const {
+    return sum_prod_dev(g, x, n, mu);
   }
 };
 
 struct MaskedGrad {
   const float* g;
   const float* y;
+  MS_INLINE MaskedGrad row(int64_t, int64_t off, const float*, int64_t) const {
+    return {g + off, y + off};
+  }
   MS_INLINE float at(int64_t i) const { return relu_mask(g, y, i); }
-  MS_INLINE double sum(int64_t off, int64_t n) const { return sum_of_masked(g + off, y + off, n); }
-  MS_INLINE double dot_dev(int64_t off, const float* x, int64_t n, float mu) const {
-    return sum_prod_dev_masked(g + off, y + off, x, n, mu);
+  MS_INLINE double sum(int64_t n) const { return sum_of_masked(g, y, n); }
+  MS_INLINE double dot_dev(const float* x, int64_t n, float mu) const {
+    return sum_prod_dev_masked(g, y, x, n, mu);
+  }
+};
+
+struct MappedGrad {
+  const float* g;
+  ReluMap map;
+  // The row's ReLU output, in group_norm_forward's rounding (its relu branch).
+  MS_INLINE MaskedGrad row(int64_t nc, int64_t off, const float* x, int64_t spatial) const {
+    thread_local std::vector<float> out;
+    if (out.size() < static_cast<size_t>(spatial)) out.resize(static_cast<size_t>(spatial));
+    float* y = out.data();
+    const float center = map.center[nc], scale = map.scale[nc], shift = map.shift[nc];
+    for (int64_t i = 0; i < spatial; ++i) {
+      const float v = (x[i] - center) * scale + shift;
+      y[i] = v <= 0.0f ? 0.0f : v;
+    }
+    return {g + off, y};
   }
 };
 
@@ -173,7 +197,8 @@ void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, 
         for (int64_t c = 0; c < cpg; ++c) {
           const double gm = gamma ? gamma[g * cpg + c] : 1.0;
           const int64_t off = base + c * spatial;
-          const double s = gy.sum(off, spatial), d = gy.dot_dev(off, x + off, spatial, mu);
+          const auto row = gy.row(n * channels + g * cpg + c, off, x + off, spatial);
+          const double s = row.sum(spatial), d = row.dot_dev(x + off, spatial, mu);
           sdx += gm * s;
           sdxx += gm * r * d;
           if (affine) {
@@ -192,12 +217,13 @@ void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, 
           const int64_t off = base + c * spatial;
           const float* xc = x + off;
           float* oc = gx + off;
+          const auto row = gy.row(n * channels + g * cpg + c, off, xc, spatial);
           if (gx_accumulate)
             for (int64_t i = 0; i < spatial; ++i)
-              oc[i] += rf * (gy.at(off + i) * gm - mdxf - (xc[i] - mu) * slope);
+              oc[i] += rf * (row.at(i) * gm - mdxf - (xc[i] - mu) * slope);
           else
             for (int64_t i = 0; i < spatial; ++i)
-              oc[i] = rf * (gy.at(off + i) * gm - mdxf - (xc[i] - mu) * slope);
+              oc[i] = rf * (row.at(i) * gm - mdxf - (xc[i] - mu) * slope);
         }
       });
     });
@@ -209,10 +235,14 @@ void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, 
         double sg = 0, sb = 0;
         for (int64_t n = 0; n < batch; ++n) {
           const int64_t off = (n * channels + c) * spatial;
-          const double d = gx ? dsum[2 * (n * channels + c) + 1]
-                              : gy.dot_dev(off, x + off, spatial, mean[n * groups + g]);
-          sg += rstd[n * groups + g] * d;
-          sb += gx ? dsum[2 * (n * channels + c)] : gy.sum(off, spatial);
+          if (gx) {
+            sg += rstd[n * groups + g] * dsum[2 * (n * channels + c) + 1];
+            sb += dsum[2 * (n * channels + c)];
+            continue;
+          }
+          const auto row = gy.row(n * channels + c, off, x + off, spatial);
+          sg += rstd[n * groups + g] * row.dot_dev(x + off, spatial, mean[n * groups + g]);
+          sb += row.sum(spatial);
         }
         if (ggamma) ggamma[c] += static_cast<float>(sg);
         if (gbeta) gbeta[c] += static_cast<float>(sb);
@@ -226,8 +256,11 @@ void group_norm_backward_impl(int64_t batch, int64_t channels, int64_t spatial, 
 void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
                          const float* x, const float* gy, const float* gamma, const float* mean,
                          const float* rstd, float* gx, float* ggamma, float* gbeta,
-                         const float* relu_out, bool gx_accumulate) {
-  if (relu_out)
+                         const float* relu_out, bool gx_accumulate, const ReluMap* relu_map) {
+  if (relu_map && !relu_out)
+    group_norm_backward_impl(batch, channels, spatial, groups, x, MappedGrad{gy, *relu_map}, gamma,
+                             mean, rstd, gx, ggamma, gbeta, gx_accumulate);
+  else if (relu_out)
     group_norm_backward_impl(batch, channels, spatial, groups, x, MaskedGrad{gy, relu_out}, gamma,
                              mean, rstd, gx, ggamma, gbeta, gx_accumulate);
   else

@@ -26,12 +26,23 @@ void group_norm_stats_images(int64_t n0, int64_t n1, int64_t channels, int64_t s
                              float eps, float* mean, float* rstd, float* center, float* scale,
                              float* shift);
 
+// The map of a folded group norm + ReLU (group_norm_stats's center, scale, shift): its
+// output is max((x - center) * scale + shift, 0) per (image, channel), never written.
+struct ReluMap {
+  const float* center;
+  const float* scale;
+  const float* shift;
+};
+
 // gx += dL/dx; ggamma, gbeta (nullable) += their gradients. With relu_out (the output
-// of a fused groupNorm + ReLU) the incoming gradient is masked by relu_out > 0.
+// of a fused groupNorm + ReLU) the incoming gradient is masked by relu_out > 0. With
+// relu_map instead, by that output recomputed from x channel by channel, bit for bit the
+// same mask: a training plan that folds the norm into its convolutions keeps no output.
 void group_norm_backward(int64_t batch, int64_t channels, int64_t spatial, int64_t groups,
                          const float* x, const float* gy, const float* gamma, const float* mean,
                          const float* rstd, float* gx, float* ggamma, float* gbeta,
-                         const float* relu_out = nullptr, bool gx_accumulate = true);
+                         const float* relu_out = nullptr, bool gx_accumulate = true,
+                         const ReluMap* relu_map = nullptr);
 
 // Per-channel mean and biased variance over batch and space.
 void channel_moments(int64_t batch, int64_t channels, int64_t spatial, const float* x, float* mean,

@@ -260,7 +260,12 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       buffer('gx', (a) => (a.accumulate === false ? 'write' : 'accumulate'), CONV_X),
       flag('accumulate', true),
     ], CONV),
-    kernel('conv2dBackwardWeight', [fields('params', CONV_PARAMS, PARAM_MAX), reads('gy', CONV_Y), reads('x', CONV_X), accumulates('gw', CONV_W)], CONV),
+    // With inCenter / inScale / inShift (and inRelu), x is read through the map, as in
+    // conv2dForward: the weight gradient of a convolution a training plan folded a norm into.
+    kernel('conv2dBackwardWeight', [
+      fields('params', CONV_PARAMS, PARAM_MAX), reads('gy', CONV_Y), reads('x', CONV_X), accumulates('gw', CONV_W),
+      ...CONV_FORWARD_ARGS.slice(-4),
+    ], { ...CONV, checks: [...CONV.checks!, CONV_FORWARD.checks![CONV_FORWARD.checks!.length - 1]] }),
     kernel('conv2dBackwardBias', [fields('params', CONV_PARAMS, PARAM_MAX), reads('gy', CONV_Y), accumulates('gb', 'O')], CONV),
     kernel('poolForward', [int('kind', 1), fields('params', POOL_PARAMS, PARAM_MAX), reads('x', 'planes * (H * W)'), writes('y', 'planes * (outH * outW)')], POOL),
     kernel('poolBackward', [
@@ -288,7 +293,18 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
       buffer('gx', (a) => (a.gxAccumulate === false ? 'write' : 'accumulate'), NORM_TOTAL, { optional: true }),
       accumulates('ggamma', 'channels', { optional: true }), accumulates('gbeta', 'channels', { optional: true }),
       reads('reluOut', NORM_TOTAL, { optional: true }), flag('gxAccumulate', true),
-    ], { checks: [GROUPS_DIVIDE] }),
+      // A fused ReLU's mask recomputed from x through the norm's map (groupNormStats's center,
+      // scale, shift) instead of read from reluOut: a norm a training plan folded into its
+      // convolutions, whose output was never written.
+      reads('reluCenter', 'batch * channels', { optional: true }), reads('reluScale', 'batch * channels', { optional: true }),
+      reads('reluShift', 'batch * channels', { optional: true }),
+    ], {
+      checks: [
+        GROUPS_DIVIDE,
+        ['has(reluCenter) == has(reluScale) && has(reluScale) == has(reluShift)', 'reluCenter, reluScale and reluShift go together'],
+        ['!has(reluOut) || !has(reluCenter)', 'the ReLU mask comes from reluOut or from the map, not both'],
+      ],
+    }),
     kernel('channelMoments', [...NORM_SIZES, reads('x', NORM_TOTAL), writes('mean', 'channels'), writes('variance', 'channels')],
       { checks: [['batch * spatial >= 1', 'no values per channel']] }),
     kernel('channelAffine', [

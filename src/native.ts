@@ -53,7 +53,9 @@ export interface NativeAddon {
     mean: Float32Array, rstd: Float32Array, center: Float32Array, scale: Float32Array, shift: Float32Array): void;
   /** accumulate false: writes gx without reading it (default true: adds to it). */
   conv2dBackwardInput(params: number[], gy: Float32Array, w: Float32Array, gx: Float32Array, accumulate?: boolean): void;
-  conv2dBackwardWeight(params: number[], gy: Float32Array, x: Float32Array, gw: Float32Array): void;
+  /** With inCenter/inScale/inShift (and inRelu), x is read through the map as in conv2dForward. */
+  conv2dBackwardWeight(params: number[], gy: Float32Array, x: Float32Array, gw: Float32Array,
+    inCenter?: Float32Array | null, inScale?: Float32Array | null, inShift?: Float32Array | null, inRelu?: boolean): void;
   conv2dBackwardBias(params: number[], gy: Float32Array, gb: Float32Array): void;
   /** kind 0 = max, 1 = average; params: [planes, H, W, kh, kw, strideH, strideW, padH, padW] */
   poolForward(kind: 0 | 1, params: number[], x: Float32Array, y: Float32Array): void;
@@ -70,7 +72,8 @@ export interface NativeAddon {
   groupNormBackward(batch: number, channels: number, spatial: number, groups: number, x: Float32Array,
     gy: Float32Array, gamma: Float32Array | null, mean: Float32Array, rstd: Float32Array,
     gx: Float32Array | null, ggamma: Float32Array | null, gbeta: Float32Array | null,
-    reluOut?: Float32Array | null, gxAccumulate?: boolean): void;
+    reluOut?: Float32Array | null, gxAccumulate?: boolean,
+    reluCenter?: Float32Array | null, reluScale?: Float32Array | null, reluShift?: Float32Array | null): void;
   channelMoments(batch: number, channels: number, spatial: number, x: Float32Array, mean: Float32Array,
     variance: Float32Array): void;
   channelAffine(batch: number, channels: number, spatial: number, x: Float32Array, scale: Float32Array,

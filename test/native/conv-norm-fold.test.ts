@@ -155,3 +155,71 @@ t.test('the map arguments go together and must cover every (image, channel)', as
   t.throws(() => native.conv2dForwardNormStats(p, x, w, null, y, false, null, null, null, false, 3, null, null, 1e-5, s6(), s6(), s6(), s6(), new Float32Array(5)),
     { name: 'RangeError', message: /^conv2dForwardNormStats: shift has 5 elements, needs 6/ });
 });
+
+// The training form (a training plan's foldNormsForTraining): the weight gradient of a
+// convolution reading a folded norm, conv2dBackwardWeight through the map, equals the weight
+// gradient over groupNormForward's output bit for bit, on the path the unfolded gradient takes
+// (an unpadded 1x1, read in place without a map, is mapped into a copy of its own layout), into
+// a gw that already holds values; and the norm's backward pass with the ReLU mask recomputed
+// through the map (reluCenter / reluScale / reluShift) equals it with the mask read from the
+// norm's output (reluOut), for gx written, gx added to, and the parameters' gradients alone.
+for (const c of cases) {
+  t.test(`${c.name}: weight gradient and norm backward through the map`, async (t) => {
+    const [N, C, H, W, O, kh, kw, , , , , , , , wpg] = c.p;
+    const outH = Math.floor((H + 2 * c.p[9] - kh) / c.p[7]) + 1;
+    const outW = Math.floor((W + 2 * c.p[10] - kw) / c.p[8]) + 1;
+    const spatial = H * W;
+    const G = c.normGroups;
+    const x = randArray(N * C * spatial, 3, 0.7);
+    const gamma = randArray(C, 1, 1), beta = randArray(C, 0.5);
+    const gy = randArray(N * O * outH * outW);
+    const gw0 = randArray(O * wpg * kh * kw);
+    for (const relu of [true, false]) {
+      const y = new Float32Array(N * C * spatial);
+      const mean = new Float32Array(N * G), rstd = new Float32Array(N * G);
+      native.groupNormForward(N, C, spatial, G, x, gamma, beta, 1e-5, y, mean, rstd, relu);
+      const [center, scale, shift] = [0, 1, 2].map(() => new Float32Array(N * C));
+      native.groupNormStats(N, C, spatial, G, x, gamma, beta, 1e-5, mean.slice(), rstd.slice(), center, scale, shift);
+      for (const threads of [1, 2]) {
+        ms.setNumThreads(threads);
+        const want = Float32Array.from(gw0);
+        native.conv2dBackwardWeight(c.p, gy, y, want);
+        const unfusedPath = native.convPaths().backwardWeight;
+        const got = Float32Array.from(gw0);
+        native.conv2dBackwardWeight(c.p, gy, x, got, center, scale, shift, relu);
+        t.equal(native.convPaths().backwardWeight, unfusedPath, `relu ${relu}, ${threads} threads: the weight gradient ran ${unfusedPath}, as unfolded`);
+        t.ok(got.every((v, i) => Object.is(v, want[i])), `relu ${relu}, ${threads} threads: the weight gradient bit for bit`);
+      }
+      ms.setNumThreads(2);
+      if (!relu) continue;
+      // The norm's backward pass: the gradient of its output (what the convolutions' input
+      // gradients summed), masked by the ReLU.
+      const gOut = randArray(N * C * spatial);
+      const gx0 = randArray(N * C * spatial);
+      for (const mode of ['add', 'write', 'no gx'] as const) {
+        const run = (masked: 'out' | 'map') => {
+          const gx = mode === 'no gx' ? null : Float32Array.from(gx0);
+          const gg = randArray(C, 0, 0.25), gb = randArray(C, 0, -0.5);
+          const [ro, ce, sc, sh] = masked === 'out' ? [y, null, null, null] : [null, center, scale, shift];
+          native.groupNormBackward(N, C, spatial, G, x, gOut, gamma, mean, rstd, gx, gg, gb, ro, mode !== 'write', ce, sc, sh);
+          return [gx ?? new Float32Array(0), gg, gb];
+        };
+        const [want, got] = [run('out'), run('map')];
+        t.ok(got.every((a, k) => a.every((v, i) => Object.is(v, want[k][i]))), `norm backward, ${mode}: gx, ggamma and gbeta bit for bit`);
+      }
+    }
+  });
+}
+
+t.test('the weight gradient map and the norm backward mask are checked', async (t) => {
+  const p = [2, 4, 6, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 4];
+  const x = new Float32Array(2 * 4 * 36), gy = new Float32Array(2 * 3 * 36), gw = new Float32Array(3 * 4 * 9);
+  const m = () => new Float32Array(8);
+  t.throws(() => native.conv2dBackwardWeight(p, gy, x, gw, m(), null, m(), true), { name: 'RangeError', message: /^conv2dBackwardWeight: inCenter, inScale and inShift go together/ });
+  t.throws(() => native.conv2dBackwardWeight(p, gy, x, gw, m(), m(), new Float32Array(7), true), { name: 'RangeError', message: /^conv2dBackwardWeight: inShift has 7 elements, needs 8/ });
+  const s = () => new Float32Array(4);
+  t.throws(() => native.groupNormBackward(2, 4, 36, 2, x, x, null, s(), s(), null, null, null, null, true, m(), m(), null),
+    { name: 'RangeError', message: /^groupNormBackward: reluCenter, reluScale and reluShift go together/ });
+  t.throws(() => native.groupNormBackward(2, 4, 36, 2, x, x, null, s(), s(), null, null, null, x, true, m(), m(), m()),
+    { name: 'RangeError', message: /^groupNormBackward: the ReLU mask comes from reluOut or from the map, not both/ });
+});
