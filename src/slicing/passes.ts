@@ -250,6 +250,86 @@ export function foldNormsIntoConvs(
 }
 
 /**
+ * The training form of foldNormsIntoConvs: a group norm (+ fused ReLU) whose output only
+ * convolutions read, in the forward pass (conv2dForward) and in their weight gradients
+ * (conv2dBackwardWeight), and the norm's own backward pass for its ReLU mask
+ * (groupNormBackward's reluOut). The norm computes its statistics and map only
+ * (groupNormStats); each convolution and weight gradient reads the norm's input through
+ * the map, and the backward pass recomputes the mask from the input through the map
+ * (reluCenter / reluScale / reluShift). The normalized activation is never written: a
+ * write and a read saved per norm in every step, and its memory in the arena. The values
+ * are the same bit for bit (the map rounds as the norm does, and each kernel sums in the
+ * same order). The norm's input must hold its values until the last of those reads it,
+ * which in a training step is the norm's backward pass.
+ */
+/** @internal */
+export function foldNormsForTraining(
+  steps: readonly CapturedStep[],
+  allocated: ReadonlySet<ArrayBufferLike>,
+  outputs: readonly ArrayBufferView[],
+): { steps: CapturedStep[]; count: number; added: Float32Array[] } {
+  const uses = bufferUses(steps);
+  const outs = new Set(outputs.map((o) => o.buffer));
+  const out: CapturedStep[] = [...steps];
+  const added: Float32Array[] = [];
+  const stats = KERNELS.get('groupNormStats')!;
+  let count = 0;
+  steps.forEach((s, i) => {
+    if (s.name !== 'groupNormForward') return;
+    const x = arg(s, 'x') as Float32Array;
+    const y = arg(s, 'y') as Float32Array;
+    if (!allocated.has(y.buffer) || !isWhole(y) || outs.has(y.buffer) || y.buffer === x.buffer) return;
+    const readers = (uses.get(y.buffer) ?? []).filter((k) => k !== i);
+    if (readers.length === 0 || readers.some((k) => k < i)) return;
+    const relu = attr(s, 'relu') === true;
+    const [batch, channels, spatial] = ['batch', 'channels', 'spatial'].map((n) => attr(s, n) as number);
+    let convs = 0;
+    const fits = readers.every((k) => {
+      const c = out[k];
+      // y only in the role named, and nowhere else in the call.
+      const onlyAs = (role: string) => arg(c, role) === y && buffers(c).every((b) => b.view.buffer !== y.buffer || b.name === role);
+      if (c.name === 'groupNormBackward') {
+        return relu && onlyAs('reluOut') && arg(c, 'x') === x && arg(c, 'mean') === arg(s, 'mean') && arg(c, 'rstd') === arg(s, 'rstd');
+      }
+      if (c.name !== 'conv2dForward' && c.name !== 'conv2dBackwardWeight') return false;
+      if (!onlyAs('x') || (arg(c, 'inScale') ?? null) !== null) return false;
+      const [n, ch, h, w] = ['N', 'C', 'H', 'W'].map((f) => attr(c, 'params', f) as number);
+      if (n !== batch || ch !== channels || h * w !== spatial) return false;
+      if (c.name === 'conv2dForward') convs++;
+      return true;
+    });
+    if (!fits || convs === 0) return;
+    // The norm's input, and its statistics, must hold their values until the last reader.
+    const last = readers[readers.length - 1];
+    const kept = [x, arg(s, 'mean'), arg(s, 'rstd')].map((v) => (v as Float32Array).buffer);
+    for (let k = i + 1; k <= last; k++) {
+      if (buffers(out[k]).some((b) => b.access !== 'read' && kept.includes(b.view.buffer))) return;
+    }
+    const map = () => {
+      const m = new Float32Array(batch * channels);
+      added.push(m);
+      return m;
+    };
+    const [center, scale, shift] = [map(), map(), map()];
+    out[i] = {
+      name: stats.name,
+      decl: stats,
+      fn: native.groupNormStats as (...a: unknown[]) => unknown,
+      args: [batch, channels, spatial, attr(s, 'groups'), x, arg(s, 'gamma'), arg(s, 'beta'), attr(s, 'eps'), arg(s, 'mean'), arg(s, 'rstd'), center, scale, shift],
+    };
+    for (const k of readers) {
+      const c = out[k];
+      out[k] =
+        c.name === 'groupNormBackward'
+          ? { ...c, args: withArgs(c, { reluOut: null, reluCenter: center, reluScale: scale, reluShift: shift }) }
+          : { ...c, args: withArgs(c, { x, inCenter: center, inScale: scale, inShift: shift, inRelu: relu }) };
+    }
+    count++;
+  });
+  return { steps: out, count, added };
+}
+
+/**
  * Computes a folded norm's statistics in the convolution that writes its input: a
  * groupNormStats step (foldNormsIntoConvs's) whose input is the whole output of a
  * convolution before it, with nothing writing that output in between and nothing touching

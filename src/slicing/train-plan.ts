@@ -19,7 +19,7 @@ import { captureCalls } from '../capture.js';
 import type { Module } from '../nn/module.js';
 import { Tensor } from '../tensor.js';
 import { ArenaLayout, bindSteps, placeInArena } from './arena.js';
-import { aliasGradientSums, overwriteFirstWrites, residualIntoConvs } from './passes.js';
+import { aliasGradientSums, foldNormsForTraining, overwriteFirstWrites, residualIntoConvs } from './passes.js';
 import { InferencePlan, readsMadeTensor, StateSnapshot, withModuleLabels } from './plan.js';
 import type { CapturedStep } from '../capture.js';
 import { correctRows, runStep, stepResults, stepSettings, type RateLoss, type SlicedStepOptions, type StepPlan } from './step.js';
@@ -58,8 +58,12 @@ export class TrainingPlan {
   readonly eagerBytes: number;
   /** Kernel calls per replay. */
   readonly calls: number;
-  /** What the plan passes changed: residual adds folded into their convolutions, add gradients passed through, fills replaced by overwriting first writes. */
-  readonly passes: { residualAdds: number; aliasedSums: number; overwrites: number };
+  /**
+   * What the plan passes changed: residual adds folded into their convolutions, group norms
+   * folded into the convolutions that read them (forward and weight gradient), add gradients
+   * passed through, fills replaced by overwriting first writes.
+   */
+  readonly passes: { residualAdds: number; foldedNorms: number; aliasedSums: number; overwrites: number };
   private readonly template: CapturedStep[];
   private bound: CapturedStep[] | null = null;
   private boundOut: { share: Float32Array; logits: Float32Array; rows: number; cols: number; labels: Int32Array }[][] = [];
@@ -84,7 +88,7 @@ export class TrainingPlan {
     grads: [Tensor, Tensor][];
     state: StateSnapshot;
     arena: SharedArena;
-    passes: { residualAdds: number; aliasedSums: number; overwrites: number };
+    passes: { residualAdds: number; foldedNorms: number; aliasedSums: number; overwrites: number };
   }) {
     this.passes = init.passes;
     this.rates = init.rates;
@@ -135,10 +139,15 @@ export class TrainingPlan {
     const outViews = passes.flat().flatMap((p) => [p.share.data, p.logits.data]);
     if (outViews.some((v) => !capture.allocated.has(v.buffer))) return eager('a loss or logits tensor was not written by a kernel');
     const residual = residualIntoConvs(capture.steps, capture.allocated);
-    const aliased = aliasGradientSums(residual.steps, capture.allocated, outViews);
+    const folded = foldNormsForTraining(residual.steps, capture.allocated, outViews);
+    const aliased = aliasGradientSums(folded.steps, capture.allocated, outViews);
     const overwritten = overwriteFirstWrites(aliased.steps);
     const steps = overwritten.steps;
-    const { offsets, arenaBytes, eagerBytes } = placeInArena(steps, capture.allocated, outViews);
+    const allocated = new Set([...capture.allocated, ...folded.added.map((m) => m.buffer)]);
+    const { offsets, arenaBytes } = placeInArena(steps, allocated, outViews);
+    // What the eager step allocates: every op output, the ones the passes removed included.
+    let eagerBytes = 0;
+    for (const b of capture.allocated) eagerBytes += b.byteLength;
     const layout = new ArenaLayout(offsets);
     const outputs = passes.map((chunks) =>
       chunks.map((p) => ({
@@ -157,7 +166,7 @@ export class TrainingPlan {
       arenaBytes,
       eagerBytes,
       template: layout.template(steps),
-      passes: { residualAdds: residual.count, aliasedSums: aliased.count, overwrites: overwritten.count },
+      passes: { residualAdds: residual.count, foldedNorms: folded.count, aliasedSums: aliased.count, overwrites: overwritten.count },
       input,
       labels: labelsIn,
       outputs,

@@ -158,7 +158,7 @@ t.test('plans stay bounded, follow the structure, and are refused for what they 
   releaseTrainingPlans(model);
 });
 
-t.test('plan passes: residual adds fold into convolutions, add gradients pass through, first writes overwrite, the arena reuses space', async (t) => {
+t.test('plan passes: residual adds fold into convolutions, norms into the convolutions reading them, add gradients pass through, first writes overwrite, the arena reuses space', async (t) => {
   ms.manualSeed(6);
   const model = ms.models.resnet({ depth: 14, classes: 3, inputShape: [3, 8, 8] }).train();
   const twin = ms.models.resnet({ depth: 14, classes: 3, inputShape: [3, 8, 8] }).train();
@@ -168,6 +168,7 @@ t.test('plan passes: residual adds fold into convolutions, add gradients pass th
   const { plan } = TrainingPlan.build(model, x, y, stepSettings('test', model, 4, [1, 0.5], {}));
   if (typeof plan === 'string') throw new Error(plan);
   t.equal(plan.passes.residualAdds, 2 * 6, `${plan.passes.residualAdds}: each of the 6 residual adds at both rates is folded into the convolution before it`);
+  t.equal(plan.passes.foldedNorms, 2 * 12, `${plan.passes.foldedNorms}: both norms of each of the 6 blocks at both rates fold into the convolutions reading them`);
   t.equal(plan.passes.aliasedSums, 2 * 6 * 2, `${plan.passes.aliasedSums}: both sums of each of the 6 residual adds at both rates are gone`);
   t.ok(plan.passes.overwrites >= 2 * 12, `${plan.passes.overwrites} fills replaced by overwriting first writes`);
   t.ok(plan.arenaBytes < 0.7 * plan.eagerBytes, `arena ${plan.arenaBytes} bytes for ${plan.eagerBytes} of intermediates`);
