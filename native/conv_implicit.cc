@@ -311,8 +311,12 @@ struct DirectConv {
   // Vectors over the flattened padded image (flat_applies) instead of along output rows.
   bool flat;
   int64_t M, channels, K;
-  const float* Apack;  // ceil(M / MR) * MR rows x K, one depth block
-  const float* src;    // first channel of the group, image 0
+  // ceil(M / MR) * MR rows x K, one depth block; or null, and each thread packs the rows its
+  // units use from weights (ldw apart) into its own scratch (direct_units).
+  const float* Apack;
+  const float* weights;
+  int64_t ldw;
+  const float* src;  // first channel of the group, image 0
   int64_t srcImageStride, H, W, padH, padW, strideH, strideW, dilationH, dilationW, kh, kw;
   int64_t outH, outW;
   float* C;
@@ -556,7 +560,69 @@ void image_stats(const DirectConv& g, int64_t n) {
                           st.beta, st.eps, st.mean, st.rstd, st.center, st.scale, st.shift);
 }
 
-void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
+// Copies into xp the input rows of image n that units [a, b) of the image read (all of them
+// unless the units cover part of its vector tiles: a batch-1 image split between threads).
+// The rows another thread wrote last are then mostly left in its cache: at batch 1 each
+// thread's output rows are the next layer's input rows of that thread but for the window's
+// halo (64 -> 64 3x3 on 8x8, a chain of 18 layers, two threads: 40 -> 31 us a layer).
+void copy_rows_read(const DirectConv& g, const PaddedLayout& L, int64_t n, int64_t a, int64_t b,
+                    float* xp) {
+  const float* src = g.src + n * g.srcImageStride;
+  const int64_t tBase = n * g.tImageStride + g.tChannel0;
+  const int64_t vectors = direct_vectors(g), tiles = direct_tiles_per_image(g);
+  // The tiles of the units: one part's span, or all tiles when they reach into two parts.
+  int64_t t0 = 0, t1 = tiles;
+  if (a / tiles == (b - 1) / tiles) {
+    t0 = a % tiles;
+    t1 = (b - 1) % tiles + 1;
+  }
+  const int64_t v0 = t0 * g.NV, v1 = std::min(vectors, t1 * g.NV);
+  if ((v0 == 0 && v1 == vectors) || L.strideW != 1 || L.phase > 0) {
+    pad_copy(g, L, src, xp, g.t, tBase);
+    return;
+  }
+  // Padded rows [p0, p1] the vectors' windows reach.
+  int64_t p0, p1;
+  const int64_t reachRows = (g.kh - 1) * g.dilationH;
+  if (g.flat) {
+    const int64_t reach = reachRows * L.pitch + (g.kw - 1) * g.dilationW;
+    p0 = v0 * 16 / L.pitch;
+    p1 = (v1 * 16 - 1 + reach) / L.pitch;
+  } else {
+    const int64_t rv = row_vectors(g.outW);
+    p0 = v0 / rv * g.strideH;
+    p1 = (v1 - 1) / rv * g.strideH + reachRows;
+  }
+  const int64_t ih0 = std::max<int64_t>(0, p0 - g.padH), ih1 = std::min(g.H, p1 + 1 - g.padH);
+  if (ih0 >= ih1) return;
+  for (int64_t c = 0; c < g.channels; ++c)
+    g.isa->pad_copy(src + c * g.H * g.W + ih0 * g.W, 1, ih1 - ih0, g.W, L.pitch, g.padH, g.padW,
+                    L.plane, xp + c * L.plane + ih0 * L.pitch, g.t, tBase + c);
+}
+
+// The weight panels of the output rows units [u0, u1) use, packed by this thread into its
+// scratch (at their places in the whole packing): at batch 1, where threads split the rows,
+// each packs its half in parallel instead of the caller packing all of them while the other
+// threads wait (64 -> 64 3x3 on 8x8: 147 KB of weights a layer).
+const float* pack_own_rows(const DirectConv& g, int64_t u0, int64_t u1) {
+  const int64_t MR = g.kern->mr, Mp = ceil_div(g.M, MR) * MR;
+  const int64_t perImage = direct_tiles_per_image(g) * g.rowParts, perPart = perImage / g.rowParts;
+  int64_t p0 = 0, p1 = g.rowParts - 1;
+  if (u1 - u0 < perImage && u0 / perImage == (u1 - 1) / perImage) {
+    p0 = (u0 % perImage) / perPart;
+    p1 = ((u1 - 1) % perImage) / perPart;
+  }
+  int64_t r0, r1, unused;
+  part_rows(g, p0, &r0, &unused);
+  part_rows(g, p1, &unused, &r1);
+  float* Ap = tl_panel_a.get(static_cast<size_t>(Mp * g.K));
+  if (r1 > r0) g.kern->pack_a(g.weights + r0 * g.ldw, g.ldw, true, r1 - r0, g.K, Ap + r0 * g.K);
+  return Ap;
+}
+
+void direct_units(const DirectConv& shared, int64_t u0, int64_t u1) {
+  DirectConv g = shared;
+  if (g.Apack == nullptr) g.Apack = pack_own_rows(g, u0, u1);
   const int MR = g.kern->mr;
   const PaddedLayout L = direct_layout(g);
   const int64_t padded = L.plane;
@@ -609,7 +675,8 @@ void direct_units(const DirectConv& g, int64_t u0, int64_t u1) {
     if (n != current) {
       finish(current);
       current = n;
-      pad_copy(g, L, g.src + n * g.srcImageStride, xp, g.t, n * g.tImageStride + g.tChannel0);
+      copy_rows_read(g, L, n, u - n * perImage, std::min(u1, (n + 1) * perImage) - n * perImage,
+                     xp);
     }
     const int64_t v0 = tile * g.NV;
     const int nv = static_cast<int>(std::min<int64_t>(g.NV, vectors - v0));
@@ -988,7 +1055,8 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       d.M = og;
       d.channels = cg;
       d.K = K;
-      d.Apack = pack_weight_rows(*d.kern, og, K, K, w + g * og * ldw, ldw);
+      d.weights = w + g * og * ldw;  // packed by each thread (direct_units)
+      d.ldw = ldw;
       d.src = x + g * cg * inPlane;
       d.srcImageStride = s.inChannels * inPlane;
       d.C = y + g * og * plane;
