@@ -339,10 +339,14 @@ struct DirectConv {
   const InputTransform* t;
   int64_t tImageStride, tChannel0;
   // Statistics of the output to compute image by image (conv.h), or null: each thread does
-  // the images whose tiles all fell to it and marks them in imageDone.
+  // the images whose tiles all fell to it and marks them in imageDone. When the row parts
+  // are whole norm groups (statsByPart), also the parts of an image whose tiles all fell to it,
+  // marked in partDone (image n's part p at n * rowParts + p).
   const OutputStats* st;
   int64_t outChannels;
   char* imageDone;
+  bool statsByPart;
+  char* partDone;
 };
 
 // Vectors of 16 pixels covering one output row (the last one masked when the row is not a
@@ -627,6 +631,17 @@ const float* pack_own_rows(const DirectConv& g, int64_t u0, int64_t u1) {
   return Ap;
 }
 
+// The statistics of the norm groups in row part `part` of image n.
+void part_stats(const DirectConv& g, int64_t n, int64_t part) {
+  const OutputStats& st = *g.st;
+  const int64_t perGroup = g.outChannels / st.groups;
+  int64_t r0, r1;
+  part_rows(g, part, &r0, &r1);
+  group_norm_stats_groups(n, r0 / perGroup, r1 / perGroup, g.outChannels, g.outH * g.outW,
+                          st.groups, g.C, st.gamma, st.beta, st.eps, st.mean, st.rstd, st.center,
+                          st.scale, st.shift);
+}
+
 void direct_units(const DirectConv& shared, int64_t u0, int64_t u1) {
   DirectConv g = shared;
   if (g.Apack == nullptr) g.Apack = pack_own_rows(g, u0, u1);
@@ -668,10 +683,22 @@ void direct_units(const DirectConv& shared, int64_t u0, int64_t u1) {
   int64_t current = -1;
   // An image's output is final once its last tile is written: its statistics then, while
   // it is in this core's cache, when all its tiles were this thread's.
+  const int64_t perPart = perImage / g.rowParts;
   const auto finish = [&](int64_t n) {
-    if (g.st == nullptr || n < 0 || n * perImage < u0 || (n + 1) * perImage > u1) return;
-    image_stats(g, n);
-    g.imageDone[n] = 1;
+    if (g.st == nullptr || n < 0) return;
+    if (n * perImage >= u0 && (n + 1) * perImage <= u1) {
+      image_stats(g, n);
+      g.imageDone[n] = 1;
+      return;
+    }
+    if (!g.statsByPart) return;
+    // The parts of image n all of whose tiles were this thread's.
+    for (int64_t part = 0; part < g.rowParts; ++part) {
+      const int64_t first = n * perImage + part * perPart;
+      if (first < u0 || first + perPart > u1) continue;
+      part_stats(g, n, part);
+      g.partDone[n * g.rowParts + part] = 1;
+    }
   };
   for (int64_t u = u0; u < u1; ++u) {
     // An image's units: its row parts, each over all its vector tiles.
@@ -705,21 +732,46 @@ void run_direct(const DirectConv& direct, int64_t batch) {
   const int nt = threads_for(double(g.M) * g.K * batch * g.outH * g.outW, tiles * rowBlocks);
   // Too few vector tiles to keep the threads even (a small image at batch 1: one tile for an
   // 8x8 map) also split the output rows, one part a thread; no output's arithmetic changes.
-  g.rowParts = tiles < 4 * nt ? std::min<int64_t>(rowBlocks, nt) : 1;
+  // With statistics and an image split between the threads, the rows are split too when the
+  // parts are whole norm groups: each thread then computes its groups' statistics while they
+  // are in its cache, instead of the caller reading the whole output afterwards (16 -> 16 on
+  // 32x32 at batch 1, a chain of 18 layers: 26.0 -> 22.4 us a layer).
+  const int64_t MR = g.kern->mr, parts = std::min<int64_t>(rowBlocks, nt);
+  const auto groupAligned = [&](int64_t k) {
+    if (g.st == nullptr || g.outChannels != g.M || g.M % g.st->groups != 0) return false;
+    const int64_t perGroup = g.M / g.st->groups;
+    for (int64_t p = 1; p < k; ++p)
+      if (std::min(g.M, rowBlocks * p / k * MR) % perGroup != 0) return false;
+    return true;
+  };
+  g.rowParts = tiles < 4 * nt || (batch % nt != 0 && parts > 1 && groupAligned(parts)) ? parts : 1;
+  g.statsByPart = g.rowParts > 1 && groupAligned(g.rowParts);
+  std::vector<char> partDone(g.statsByPart ? static_cast<size_t>(batch * g.rowParts) : 0, 0);
+  g.partDone = partDone.data();
   const int64_t perImage = direct_tiles_per_image(g) * g.rowParts;
   const int64_t units = batch * perImage;
   // With statistics to compute and whole images for every thread, split at image boundaries
-  // (no image is then left for the caller to finish).
-  const int64_t align = g.st != nullptr && batch % nt == 0 ? perImage : 1;
+  // (no image is then left for the caller to finish); with statistics by parts, at parts.
+  const int64_t align = g.st != nullptr && batch % nt == 0 ? perImage
+                        : g.statsByPart                    ? perImage / g.rowParts
+                                                           : 1;
   parallel_run(nt, [&](int t, int n) {
     int64_t lo, hi;
     split_range(units, align, t, n, &lo, &hi);
     if (lo < hi) direct_units(g, lo, hi);
   });
   if (g.st == nullptr) return;
-  // Images split between threads: their statistics now, on this thread.
-  for (int64_t n = 0; n < batch; ++n)
-    if (!g.imageDone[n]) image_stats(g, n);
+  // Images split between threads: their statistics now, on this thread (by parts when the
+  // threads did some of them).
+  for (int64_t n = 0; n < batch; ++n) {
+    if (g.imageDone[n]) continue;
+    if (!g.statsByPart) {
+      image_stats(g, n);
+      continue;
+    }
+    for (int64_t part = 0; part < g.rowParts; ++part)
+      if (!g.partDone[n * g.rowParts + part]) part_stats(g, n, part);
+  }
 }
 
 // Weight gradient by direct tiles: threads own disjoint MR x NT tiles of gw (all images).

@@ -126,6 +126,14 @@ void group_norm_stats_images(int64_t n0, int64_t n1, int64_t channels, int64_t s
                     center, scale, shift);
 }
 
+void group_norm_stats_groups(int64_t n, int64_t g0, int64_t g1, int64_t channels, int64_t spatial,
+                             int64_t groups, const float* x, const float* gamma, const float* beta,
+                             float eps, float* mean, float* rstd, float* center, float* scale,
+                             float* shift) {
+  stats_of_groups(n, g0, g1, channels, spatial, groups, x, gamma, beta, eps, mean, rstd, center,
+                  scale, shift);
+}
+
 namespace {
 
 // Gradient accessors, one (image, channel) row of spatial values at a time: row(nc, off, x)

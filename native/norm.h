@@ -34,6 +34,14 @@ struct ReluMap {
   const float* shift;
 };
 
+// group_norm_stats for groups [g0, g1) of image n only, on the calling thread: what a thread of
+// a convolution computes for the output channels it wrote (conv.h, OutputStats). The same
+// values as group_norm_stats.
+void group_norm_stats_groups(int64_t n, int64_t g0, int64_t g1, int64_t channels, int64_t spatial,
+                             int64_t groups, const float* x, const float* gamma, const float* beta,
+                             float eps, float* mean, float* rstd, float* center, float* scale,
+                             float* shift);
+
 // gx += dL/dx; ggamma, gbeta (nullable) += their gradients. With relu_out (the output
 // of a fused groupNorm + ReLU) the incoming gradient is masked by relu_out > 0. With
 // relu_map instead, by that output recomputed from x channel by channel, bit for bit the
