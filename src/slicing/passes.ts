@@ -163,6 +163,34 @@ export function residualIntoConvs(
   return { steps: out.filter((_, k) => !dropped.has(k)), count };
 }
 
+/** Whether a step in [from, to] writes any of the buffers. */
+function writesAnyOf(steps: readonly CapturedStep[], from: number, to: number, bufs: readonly ArrayBufferLike[]): boolean {
+  for (let k = from; k <= to; k++) {
+    if (buffers(steps[k]).some((b) => b.access !== 'read' && bufs.includes(b.view.buffer))) return true;
+  }
+  return false;
+}
+
+/**
+ * Replaces the groupNormForward step at i by groupNormStats (the same statistics, and the
+ * per-(image, channel) map instead of the output) and returns the map's new buffers (center,
+ * scale, shift), also pushed to `added`.
+ */
+function foldedNormMap(steps: CapturedStep[], i: number, added: Float32Array[]): [Float32Array, Float32Array, Float32Array] {
+  const s = steps[i];
+  const [batch, channels, spatial] = ['batch', 'channels', 'spatial'].map((n) => attr(s, n) as number);
+  const map = [0, 1, 2].map(() => new Float32Array(batch * channels)) as [Float32Array, Float32Array, Float32Array];
+  added.push(...map);
+  const stats = KERNELS.get('groupNormStats')!;
+  steps[i] = {
+    name: stats.name,
+    decl: stats,
+    fn: native.groupNormStats as (...a: unknown[]) => unknown,
+    args: [batch, channels, spatial, attr(s, 'groups'), arg(s, 'x'), arg(s, 'gamma'), arg(s, 'beta'), attr(s, 'eps'), arg(s, 'mean'), arg(s, 'rstd'), ...map],
+  };
+  return map;
+}
+
 /**
  * Folds a group norm (+ ReLU) into the convolutions that read its output, when
  * only convolutions read it (a pre-activation block's norm feeds its next
@@ -186,7 +214,6 @@ export function foldNormsIntoConvs(
   const uses = bufferUses(steps);
   const out: CapturedStep[] = [...steps];
   const added: Float32Array[] = [];
-  const stats = KERNELS.get('groupNormStats')!;
   let count = 0;
   const dropped = new Set<number>();
   // The steps reading buffer b (whole, allocated, not the output) after step i, when there are some.
@@ -223,22 +250,8 @@ export function foldNormsIntoConvs(
     });
     if (!convs) return;
     // The norm's input must hold its values until the last convolution has read them.
-    const last = readers[readers.length - 1];
-    for (let k = i + 1; k <= last; k++) {
-      if (buffers(out[k]).some((b) => b.access !== 'read' && b.view.buffer === x.buffer)) return;
-    }
-    const map = () => {
-      const m = new Float32Array(batch * channels);
-      added.push(m);
-      return m;
-    };
-    const [center, scale, shift] = [map(), map(), map()];
-    out[i] = {
-      name: stats.name,
-      decl: stats,
-      fn: native.groupNormStats as (...a: unknown[]) => unknown,
-      args: [batch, channels, spatial, attr(s, 'groups'), x, arg(s, 'gamma'), arg(s, 'beta'), attr(s, 'eps'), arg(s, 'mean'), arg(s, 'rstd'), center, scale, shift],
-    };
+    if (writesAnyOf(out, i + 1, readers[readers.length - 1], [x.buffer])) return;
+    const [center, scale, shift] = foldedNormMap(out, i, added);
     if (reluStep >= 0) dropped.add(reluStep);
     for (const k of readers) {
       const c = out[k];
@@ -272,7 +285,6 @@ export function foldNormsForTraining(
   const outs = new Set(outputs.map((o) => o.buffer));
   const out: CapturedStep[] = [...steps];
   const added: Float32Array[] = [];
-  const stats = KERNELS.get('groupNormStats')!;
   let count = 0;
   steps.forEach((s, i) => {
     if (s.name !== 'groupNormForward') return;
@@ -300,23 +312,9 @@ export function foldNormsForTraining(
     });
     if (!fits || convs === 0) return;
     // The norm's input, and its statistics, must hold their values until the last reader.
-    const last = readers[readers.length - 1];
     const kept = [x, arg(s, 'mean'), arg(s, 'rstd')].map((v) => (v as Float32Array).buffer);
-    for (let k = i + 1; k <= last; k++) {
-      if (buffers(out[k]).some((b) => b.access !== 'read' && kept.includes(b.view.buffer))) return;
-    }
-    const map = () => {
-      const m = new Float32Array(batch * channels);
-      added.push(m);
-      return m;
-    };
-    const [center, scale, shift] = [map(), map(), map()];
-    out[i] = {
-      name: stats.name,
-      decl: stats,
-      fn: native.groupNormStats as (...a: unknown[]) => unknown,
-      args: [batch, channels, spatial, attr(s, 'groups'), x, arg(s, 'gamma'), arg(s, 'beta'), attr(s, 'eps'), arg(s, 'mean'), arg(s, 'rstd'), center, scale, shift],
-    };
+    if (writesAnyOf(out, i + 1, readers[readers.length - 1], kept)) return;
+    const [center, scale, shift] = foldedNormMap(out, i, added);
     for (const k of readers) {
       const c = out[k];
       out[k] =
