@@ -830,7 +830,7 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
   // always), units run through the patch-row blocks first (unit u is rows u % oBlocks, patch
   // rows u / oBlocks), so a thread's units read a slice of the channels and it copies only
   // those: both threads copied every channel before (64 -> 32 1x1 stride 2 on 32x32, batch
-  // 128: 3.1 -> 2.1 ms). Not for flat passes, whose gy copies then grow instead.
+  // 128: 3.1 -> 2.1 ms). Not for flat passes without a map, whose gy copies would grow.
   const bool patchMajor = g.t != nullptr || (!xInPlace && !g.flat);
   const auto rowBlock = [&](int64_t u) { return patchMajor ? u % oBlocks : u / tBlocks; };
   const auto patchBlock = [&](int64_t u) { return patchMajor ? u / oBlocks : u % tBlocks; };
