@@ -248,22 +248,28 @@ void column_panels(const ColumnGemm& g, int64_t panel0, int64_t panel1) {
   }
 }
 
+// Rows [r0, r1) (r0 a multiple of MR) of pack_weight_rows's packing, at their places in Ap.
+void pack_weight_range(const SgemmKernel& kern, int64_t M, int64_t K, int64_t kcb, const float* A,
+                       int64_t lda, int64_t r0, int64_t r1, float* Ap) {
+  const int64_t Mp = ceil_div(M, kern.mr) * kern.mr;
+  for (int64_t pc = 0; r0 < r1 && pc < K; pc += kcb) {
+    const int64_t kc = std::min(kcb, K - pc);
+    kern.pack_a(A + r0 * lda + pc, lda, true, r1 - r0, kc, Ap + Mp * pc + r0 * kc);
+  }
+}
+
 // Packs the row-major M x K matrix A (leading dimension lda) into MR-row panels, one set
 // per depth block of kcb; returns the buffer (the calling thread's scratch). A large matrix
 // is packed by all the threads, each a range of panels: packed by the caller alone, a 512 x
 // 4608 weight (9 MB) kept the other threads waiting about 1 ms a call.
 const float* pack_weight_rows(const SgemmKernel& kern, int64_t M, int64_t K, int64_t kcb,
                               const float* A, int64_t lda) {
-  const int64_t MR = kern.mr, Mp = ceil_div(M, MR) * MR;
-  float* Ap = tl_panel_a.get(static_cast<size_t>(Mp * K));
+  const int64_t MR = kern.mr;
+  float* Ap = tl_panel_a.get(static_cast<size_t>(ceil_div(M, MR) * MR * K));
   parallel_run(M * K < (int64_t{1} << 17) ? 1 : get_num_threads(), [&](int t, int nt) {
     int64_t r0, r1;
     split_range(M, MR, t, nt, &r0, &r1);
-    if (r0 >= r1) return;
-    for (int64_t pc = 0; pc < K; pc += kcb) {
-      const int64_t kc = std::min(kcb, K - pc);
-      kern.pack_a(A + r0 * lda + pc, lda, true, r1 - r0, kc, Ap + Mp * pc + r0 * kc);
-    }
+    pack_weight_range(kern, M, K, kcb, A, lda, r0, r1, Ap);
   });
   return Ap;
 }
@@ -492,11 +498,17 @@ int64_t direct_tiles_per_image(const DirectConv& g) { return ceil_div(direct_vec
 // -> 0.16, 64: 1.84 -> 1.95).
 bool flat_pays(const Isa& isa, int64_t M) { return M <= (isa.avx512 ? 64 : 32); }
 
-// Output rows [r0, r1) of row part `part` (whole MR blocks, the last part to M).
+// Rows [r0, r1) of part `part` of M rows split into `parts` parts of whole MR blocks (the last
+// part to M).
+void row_part(int64_t M, int64_t MR, int64_t parts, int64_t part, int64_t* r0, int64_t* r1) {
+  const int64_t blocks = ceil_div(M, MR);
+  *r0 = std::min(M, blocks * part / parts * MR);
+  *r1 = std::min(M, blocks * (part + 1) / parts * MR);
+}
+
+// Output rows [r0, r1) of row part `part` of a direct pass.
 void part_rows(const DirectConv& g, int64_t part, int64_t* r0, int64_t* r1) {
-  const int64_t MR = g.kern->mr, blocks = ceil_div(g.M, MR);
-  *r0 = std::min(g.M, blocks * part / g.rowParts * MR);
-  *r1 = std::min(g.M, blocks * (part + 1) / g.rowParts * MR);
+  row_part(g.M, g.kern->mr, g.rowParts, part, r0, r1);
 }
 
 // The tile `fn` (its vectors placed in a) for every block of MR output rows in [r0, r1): row r
@@ -571,46 +583,6 @@ void image_stats(const DirectConv& g, int64_t n) {
                           st.beta, st.eps, st.mean, st.rstd, st.center, st.scale, st.shift);
 }
 
-// Copies into xp the input rows of image n that units [a, b) of the image read (all of them
-// unless the units cover part of its vector tiles: a batch-1 image split between threads).
-// The rows another thread wrote last are then mostly left in its cache: at batch 1 each
-// thread's output rows are the next layer's input rows of that thread but for the window's
-// halo (16 -> 16 3x3 on 32x32, a chain of 18 layers, two threads: 26.8 -> 25.5 us a layer).
-void copy_rows_read(const DirectConv& g, const PaddedLayout& L, int64_t n, int64_t a, int64_t b,
-                    float* xp) {
-  const float* src = g.src + n * g.srcImageStride;
-  const int64_t tBase = n * g.tImageStride + g.tChannel0;
-  const int64_t vectors = direct_vectors(g), tiles = direct_tiles_per_image(g);
-  // The tiles of the units: one part's span, or all tiles when they reach into two parts.
-  int64_t t0 = 0, t1 = tiles;
-  if (a / tiles == (b - 1) / tiles) {
-    t0 = a % tiles;
-    t1 = (b - 1) % tiles + 1;
-  }
-  const int64_t v0 = t0 * g.NV, v1 = std::min(vectors, t1 * g.NV);
-  if ((v0 == 0 && v1 == vectors) || L.strideW != 1 || L.phase > 0) {
-    pad_copy(g, L, src, xp, g.t, tBase);
-    return;
-  }
-  // Padded rows [p0, p1] the vectors' windows reach.
-  int64_t p0, p1;
-  const int64_t reachRows = (g.kh - 1) * g.dilationH;
-  if (g.flat) {
-    const int64_t reach = reachRows * L.pitch + (g.kw - 1) * g.dilationW;
-    p0 = v0 * 16 / L.pitch;
-    p1 = (v1 * 16 - 1 + reach) / L.pitch;
-  } else {
-    const int64_t rv = row_vectors(g.outW);
-    p0 = v0 / rv * g.strideH;
-    p1 = (v1 - 1) / rv * g.strideH + reachRows;
-  }
-  const int64_t ih0 = std::max<int64_t>(0, p0 - g.padH), ih1 = std::min(g.H, p1 + 1 - g.padH);
-  if (ih0 >= ih1) return;
-  for (int64_t c = 0; c < g.channels; ++c)
-    g.isa->pad_copy(src + c * g.H * g.W + ih0 * g.W, 1, ih1 - ih0, g.W, L.pitch, g.padH, g.padW,
-                    L.plane, xp + c * L.plane + ih0 * L.pitch, g.t, tBase + c);
-}
-
 // The weight panels of the output rows units [u0, u1) use, packed by this thread into its
 // scratch (at their places in the whole packing): at batch 1, where threads split the rows,
 // each packs its half in parallel instead of the caller packing all of them while the other
@@ -627,7 +599,7 @@ const float* pack_own_rows(const DirectConv& g, int64_t u0, int64_t u1) {
   part_rows(g, p0, &r0, &unused);
   part_rows(g, p1, &unused, &r1);
   float* Ap = tl_panel_a.get(static_cast<size_t>(Mp * g.K));
-  if (r1 > r0) g.kern->pack_a(g.weights + r0 * g.ldw, g.ldw, true, r1 - r0, g.K, Ap + r0 * g.K);
+  pack_weight_range(*g.kern, g.M, g.K, g.K, g.weights, g.ldw, r0, r1, Ap);
   return Ap;
 }
 
@@ -709,8 +681,7 @@ void direct_units(const DirectConv& shared, int64_t u0, int64_t u1) {
     if (n != current) {
       finish(current);
       current = n;
-      copy_rows_read(g, L, n, u - n * perImage, std::min(u1, (n + 1) * perImage) - n * perImage,
-                     xp);
+      pad_copy(g, L, g.src + n * g.srcImageStride, xp, g.t, n * g.tImageStride + g.tChannel0);
     }
     const int64_t v0 = tile * g.NV;
     const int nv = static_cast<int>(std::min<int64_t>(g.NV, vectors - v0));
@@ -739,9 +710,11 @@ void run_direct(const DirectConv& direct, int64_t batch) {
   const int64_t MR = g.kern->mr, parts = std::min<int64_t>(rowBlocks, nt);
   const auto groupAligned = [&](int64_t k) {
     if (g.st == nullptr || g.outChannels != g.M || g.M % g.st->groups != 0) return false;
-    const int64_t perGroup = g.M / g.st->groups;
-    for (int64_t p = 1; p < k; ++p)
-      if (std::min(g.M, rowBlocks * p / k * MR) % perGroup != 0) return false;
+    for (int64_t p = 1; p < k; ++p) {
+      int64_t r0, r1;
+      row_part(g.M, MR, k, p, &r0, &r1);
+      if (r0 % (g.M / g.st->groups) != 0) return false;
+    }
     return true;
   };
   g.rowParts = tiles < 4 * nt || (batch % nt != 0 && parts > 1 && groupAligned(parts)) ? parts : 1;
@@ -848,6 +821,8 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
     c1 = ceil_div(std::min(g.N, (patchBlock(u1 - 1) + 1) * g.NT), taps);
   }
   const int64_t xImage = xInPlace ? g.srcImageStride : g.channels * padded;
+  DirectWeight slice = g;  // the channels [c0, c1) the copies hold
+  slice.channels = c1 - c0;
   // gy rows are copied into 64-byte aligned storage when many tiles read them (+5-10% at
   // 16-32 channels, 3x3); read by a few (1x1 with few input channels: 16->64 at 32x32, one
   // thread, 64 -> 77-85 GFLOP/s in place), the copy costs more than the aligned loads save.
@@ -904,12 +879,9 @@ void direct_weight_tiles(const DirectWeight& g, int64_t u0, int64_t u1) {
       } else if (!gyInPlace) {
         std::memcpy(gyc + i * gyImage, gyn, sizeof(float) * gyImage);
       }
-      if (!xInPlace) {
-        DirectWeight slice = g;
-        slice.channels = c1 - c0;
+      if (!xInPlace)
         pad_copy(slice, L, g.src + (n0 + i) * g.srcImageStride + c0 * g.H * g.W,
                  xp + i * xImage + c0 * padded, g.t, (n0 + i) * g.tImageStride + g.tChannel0 + c0);
-      }
     }
     a.xp = xInPlace ? g.src + n0 * g.srcImageStride : xp;
     a.vectors = images * vectors;

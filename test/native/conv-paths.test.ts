@@ -158,10 +158,9 @@ const cases: Case[] = [
   { name: 'flat, stride 2: 15x14 -> 6x6, no padding, 5x4 kernel', p: [2, 4, 15, 14, 6, 5, 4, 2, 2, 0, 0, 1, 1, 1, 4], outFull: 6, bias: false, paths: ['flat', 'im2col', 'flat'] },
   { name: 'flat, stride 2: dilation 2 (every tap in phase 0), padding 2, 2 groups', p: [2, 8, 14, 14, 6, 3, 3, 2, 2, 2, 2, 2, 2, 2, 4], outFull: 6, bias: true, paths: ['flat', 'im2col', 'flat'] },
   { name: 'stride 2, 1x1 to 7x7 stays on im2col (one tap: the phase copy costs more)', p: [2, 8, 14, 14, 8, 1, 1, 2, 2, 0, 0, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['im2col', 'im2col', 'im2col'] },
-  // Batch 1 with more vector tiles than the threads need: they split the image's vectors, and
-  // each copies only the input rows its vectors' windows read.
-  { name: 'direct: batch 1, 40x32, 16 of 20 channels (threads split the rows; each copies the rows it reads)', p: [1, 16, 40, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 20], outFull: 16, bias: true, paths: ['direct', 'direct', 'direct'] },
-  { name: 'flat: batch 1, 48x8 (threads split the flat vectors; each copies the rows it reads)', p: [1, 32, 48, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 32], outFull: 32, bias: false, paths: ['flat', 'flat', 'flat'] },
+  // Batch 1 with more vector tiles than the threads need: the threads split the image's vectors.
+  { name: 'direct: batch 1, 40x32, 16 of 20 channels (the threads split the vectors)', p: [1, 16, 40, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 20], outFull: 16, bias: true, paths: ['direct', 'direct', 'direct'] },
+  { name: 'flat: batch 1, 48x8 (the threads split the flat vectors)', p: [1, 32, 48, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 32], outFull: 32, bias: false, paths: ['flat', 'flat', 'flat'] },
   { name: 'flat: 48 filters on 7x7 (AVX2: flat only up to 32)', p: [2, 8, 7, 7, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 50, bias: true, paths: ['flat', 'flat', 'flat'], avx2Paths: ['implicit', 'flat', 'flat'] },
   { name: '7x7 images take the flat tiles (a 16-lane vector per row would waste 9)', p: [2, 8, 7, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 8], outFull: 8, bias: false, paths: ['flat', 'flat', 'flat'] },
   { name: 'direct: 14x14, batch 7: the weight gradient sums passes of 4 and 3 images', p: [7, 5, 14, 14, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 5], outFull: 10, bias: false, paths: ['direct', 'direct', 'direct'] },
