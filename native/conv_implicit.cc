@@ -324,11 +324,11 @@ struct DirectConv {
   // Vectors over the flattened padded image (flat_applies) instead of along output rows.
   bool flat;
   int64_t M, channels, K;
-  // ceil(M / MR) * MR rows x K, one depth block; or null, and each thread packs the rows its
-  // units use from weights (ldw apart) into its own scratch (direct_units).
-  const float* Apack;
+  // The M x K weights (ldw apart). Each thread packs the MR-row panels its units use into its
+  // own scratch (direct_units sets Apack: ceil(M / MR) * MR rows x K, one depth block).
   const float* weights;
   int64_t ldw;
+  const float* Apack;
   const float* src;  // first channel of the group, image 0
   int64_t srcImageStride, H, W, padH, padW, strideH, strideW, dilationH, dilationW, kh, kw;
   int64_t outH, outW;
@@ -616,7 +616,7 @@ void part_stats(const DirectConv& g, int64_t n, int64_t part) {
 
 void direct_units(const DirectConv& shared, int64_t u0, int64_t u1) {
   DirectConv g = shared;
-  if (g.Apack == nullptr) g.Apack = pack_own_rows(g, u0, u1);
+  g.Apack = pack_own_rows(g, u0, u1);
   const int MR = g.kern->mr;
   const PaddedLayout L = direct_layout(g);
   const int64_t padded = L.plane;
@@ -1088,7 +1088,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
       d.M = og;
       d.channels = cg;
       d.K = K;
-      d.weights = w + g * og * ldw;  // packed by each thread (direct_units)
+      d.weights = w + g * og * ldw;
       d.ldw = ldw;
       d.src = x + g * cg * inPlane;
       d.srcImageStride = s.inChannels * inPlane;
@@ -1139,7 +1139,7 @@ bool conv_implicit_forward(const ConvShape& s, const float* x, const float* w, c
 namespace {
 
 // A direct pass of an input gradient: gy of group g as the image, the flipped, transposed
-// weight At (cg rows of K) packed for the tiles, over `win`; the caller sets where it writes.
+// weight At (cg rows of K) as its weights, over `win`; the caller sets where it writes.
 DirectConv input_gradient_pass(const ConvShape& s, int64_t g, const Window& win, bool flat,
                                const float* At, int64_t K, const float* gy) {
   const int64_t cg = s.inChannels / s.groups, og = s.outChannels / s.groups;
@@ -1153,7 +1153,8 @@ DirectConv input_gradient_pass(const ConvShape& s, int64_t g, const Window& win,
   d.M = cg;
   d.channels = og;
   d.K = K;
-  d.Apack = pack_weight_rows(*d.kern, cg, K, K, At, K);
+  d.weights = At;
+  d.ldw = K;
   d.src = gy + g * og * plane;
   d.srcImageStride = s.outChannels * plane;
   return d;
