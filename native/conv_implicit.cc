@@ -576,12 +576,14 @@ void flat_tile(const DirectConv& g, const PaddedLayout& L, int64_t r0, int64_t r
   }
 }
 
-// The statistics (g.st) of image n of the output.
-void image_stats(const DirectConv& g, int64_t n) {
+// The statistics (g.st) of norm groups [g0, g1) of image n of the output.
+void groups_stats(const DirectConv& g, int64_t n, int64_t g0, int64_t g1) {
   const OutputStats& st = *g.st;
-  group_norm_stats_images(n, n + 1, g.outChannels, g.outH * g.outW, st.groups, g.C, st.gamma,
+  group_norm_stats_groups(n, g0, g1, g.outChannels, g.outH * g.outW, st.groups, g.C, st.gamma,
                           st.beta, st.eps, st.mean, st.rstd, st.center, st.scale, st.shift);
 }
+
+void image_stats(const DirectConv& g, int64_t n) { groups_stats(g, n, 0, g.st->groups); }
 
 // The weight panels of the output rows units [u0, u1) use, packed by this thread into its
 // scratch (at their places in the whole packing): at batch 1, where threads split the rows,
@@ -605,13 +607,10 @@ const float* pack_own_rows(const DirectConv& g, int64_t u0, int64_t u1) {
 
 // The statistics of the norm groups in row part `part` of image n.
 void part_stats(const DirectConv& g, int64_t n, int64_t part) {
-  const OutputStats& st = *g.st;
-  const int64_t perGroup = g.outChannels / st.groups;
+  const int64_t perGroup = g.outChannels / g.st->groups;
   int64_t r0, r1;
   part_rows(g, part, &r0, &r1);
-  group_norm_stats_groups(n, r0 / perGroup, r1 / perGroup, g.outChannels, g.outH * g.outW,
-                          st.groups, g.C, st.gamma, st.beta, st.eps, st.mean, st.rstd, st.center,
-                          st.scale, st.shift);
+  groups_stats(g, n, r0 / perGroup, r1 / perGroup);
 }
 
 void direct_units(const DirectConv& shared, int64_t u0, int64_t u1) {

@@ -117,15 +117,6 @@ void group_norm_stats(int64_t batch, int64_t channels, int64_t spatial, int64_t 
   });
 }
 
-void group_norm_stats_images(int64_t n0, int64_t n1, int64_t channels, int64_t spatial,
-                             int64_t groups, const float* x, const float* gamma, const float* beta,
-                             float eps, float* mean, float* rstd, float* center, float* scale,
-                             float* shift) {
-  for (int64_t n = n0; n < n1; ++n)
-    stats_of_groups(n, 0, groups, channels, spatial, groups, x, gamma, beta, eps, mean, rstd,
-                    center, scale, shift);
-}
-
 void group_norm_stats_groups(int64_t n, int64_t g0, int64_t g1, int64_t channels, int64_t spatial,
                              int64_t groups, const float* x, const float* gamma, const float* beta,
                              float eps, float* mean, float* rstd, float* center, float* scale,

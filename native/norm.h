@@ -18,10 +18,11 @@ void group_norm_stats(int64_t batch, int64_t channels, int64_t spatial, int64_t 
                       const float* x, const float* gamma, const float* beta, float eps, float* mean,
                       float* rstd, float* center, float* scale, float* shift);
 
-// group_norm_stats for images [n0, n1) only, on the calling thread (x, mean, ... are the
-// whole batch's): what a convolution computes for each image of its output while the image
-// is in its cache (conv.h, OutputStats). The same values as group_norm_stats.
-void group_norm_stats_images(int64_t n0, int64_t n1, int64_t channels, int64_t spatial,
+// group_norm_stats for groups [g0, g1) of image n only, on the calling thread (x, mean, ...
+// are the whole batch's): what a convolution's thread computes for an image, or the norm
+// groups of it, that it wrote, while they are in its cache (conv.h, OutputStats). The same
+// values as group_norm_stats.
+void group_norm_stats_groups(int64_t n, int64_t g0, int64_t g1, int64_t channels, int64_t spatial,
                              int64_t groups, const float* x, const float* gamma, const float* beta,
                              float eps, float* mean, float* rstd, float* center, float* scale,
                              float* shift);
@@ -33,14 +34,6 @@ struct ReluMap {
   const float* scale;
   const float* shift;
 };
-
-// group_norm_stats for groups [g0, g1) of image n only, on the calling thread: what a thread of
-// a convolution computes for the output channels it wrote (conv.h, OutputStats). The same
-// values as group_norm_stats.
-void group_norm_stats_groups(int64_t n, int64_t g0, int64_t g1, int64_t channels, int64_t spatial,
-                             int64_t groups, const float* x, const float* gamma, const float* beta,
-                             float eps, float* mean, float* rstd, float* center, float* scale,
-                             float* shift);
 
 // gx += dL/dx; ggamma, gbeta (nullable) += their gradients. With relu_out (the output
 // of a fused groupNorm + ReLU) the incoming gradient is masked by relu_out > 0. With

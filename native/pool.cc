@@ -122,9 +122,8 @@ void max_pool_forward(const PoolShape& s, const float* x, float* y) {
           for (int64_t j = tap_begin(w0); j < tap_end(w0, s.kw, s.inW); ++j) {
             const int64_t iw = w0 + j;
             const float v = xp[ih * s.inW + iw];
-            // NaN wins, as in PyTorch.
-            if (v > m || std::isnan(v)) m = v;
-            if (std::isnan(m)) break;
+            if (takes(m, v)) m = v;
+            if (m != m) break;  // the first NaN wins, as in PyTorch
           }
         }
         yp[oh * s.outW + ow] = m;
@@ -148,7 +147,7 @@ void max_pool_backward(const PoolShape& s, const float* x, const float* gy, floa
           for (int64_t j = tap_begin(w0); j < tap_end(w0, s.kw, s.inW); ++j) {
             const int64_t iw = w0 + j;
             const float v = xp[ih * s.inW + iw];
-            if (arg < 0 || v > m || (std::isnan(v) && !std::isnan(m))) {
+            if (arg < 0 || takes(m, v)) {
               m = v;
               arg = ih * s.inW + iw;
             }
