@@ -141,22 +141,22 @@ const CONV_Y = 'N * O * (outH * outW)';
 // Filters are weightInPerGroup wide (a sliced call reads a prefix of each).
 const CONV_W = 'O == 0 ? 0 : (O - 1) * (weightInPerGroup * kh * kw) + C / groups * kh * kw';
 
+// A group norm (+ ReLU) folded in: the convolution reads (x - inCenter) * inScale + inShift
+// (then ReLU with inRelu), one map per (image, channel). See groupNormStats.
+const INPUT_MAP_ARGS: ArgDecl[] = [
+  reads('inCenter', 'N * C', { optional: true }), reads('inScale', 'N * C', { optional: true }),
+  reads('inShift', 'N * C', { optional: true }), flag('inRelu', false),
+];
+const INPUT_MAP_TOGETHER: [string, string] = ['has(inCenter) == has(inScale) && has(inScale) == has(inShift)', 'inCenter, inScale and inShift go together'];
 const CONV_FORWARD_ARGS: ArgDecl[] = [
   fields('params', CONV_PARAMS, PARAM_MAX), reads('x', CONV_X), reads('w', CONV_W), reads('bias', 'O', { optional: true }),
   buffer('y', (a) => (a.accumulate === true ? 'accumulate' : 'write'), CONV_Y),
   flag('accumulate', false),
-  // A group norm (+ ReLU) folded in: the convolution reads (x - inCenter) * inScale + inShift
-  // (then ReLU with inRelu), one map per (image, channel). See groupNormStats.
-  reads('inCenter', 'N * C', { optional: true }), reads('inScale', 'N * C', { optional: true }),
-  reads('inShift', 'N * C', { optional: true }), flag('inRelu', false),
+  ...INPUT_MAP_ARGS,
 ];
 const CONV_FORWARD: KernelExtras = {
   ...CONV,
-  checks: [
-    ...CONV.checks!,
-    ['!accumulate || (groups == 1 && !has(bias))', 'accumulate needs groups 1 and no bias'],
-    ['has(inCenter) == has(inScale) && has(inScale) == has(inShift)', 'inCenter, inScale and inShift go together'],
-  ],
+  checks: [...CONV.checks!, ['!accumulate || (groups == 1 && !has(bias))', 'accumulate needs groups 1 and no bias'], INPUT_MAP_TOGETHER],
 };
 
 const POOL_PARAMS = ['planes', 'H', 'W', 'kh', 'kw', 'strideH', 'strideW', 'padH', 'padW'];
@@ -263,9 +263,8 @@ export const KERNELS: ReadonlyMap<string, KernelDecl> = new Map(
     // With inCenter / inScale / inShift (and inRelu), x is read through the map, as in
     // conv2dForward: the weight gradient of a convolution a training plan folded a norm into.
     kernel('conv2dBackwardWeight', [
-      fields('params', CONV_PARAMS, PARAM_MAX), reads('gy', CONV_Y), reads('x', CONV_X), accumulates('gw', CONV_W),
-      ...CONV_FORWARD_ARGS.slice(-4),
-    ], { ...CONV, checks: [...CONV.checks!, CONV_FORWARD.checks![CONV_FORWARD.checks!.length - 1]] }),
+      fields('params', CONV_PARAMS, PARAM_MAX), reads('gy', CONV_Y), reads('x', CONV_X), accumulates('gw', CONV_W), ...INPUT_MAP_ARGS,
+    ], { ...CONV, checks: [...CONV.checks!, INPUT_MAP_TOGETHER] }),
     kernel('conv2dBackwardBias', [fields('params', CONV_PARAMS, PARAM_MAX), reads('gy', CONV_Y), accumulates('gb', 'O')], CONV),
     kernel('poolForward', [int('kind', 1), fields('params', POOL_PARAMS, PARAM_MAX), reads('x', 'planes * (H * W)'), writes('y', 'planes * (outH * outW)')], POOL),
     kernel('poolBackward', [
