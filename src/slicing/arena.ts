@@ -8,6 +8,13 @@ import { buffers } from '../kernels.js';
 // Arena offsets are aligned to a cache line.
 const ALIGN = 64;
 
+/** @internal What an eager pass allocates: every op output of the capture, those the plan passes removed included. */
+export function allocatedBytes(allocated: ReadonlySet<ArrayBufferLike>): number {
+  let bytes = 0;
+  for (const b of allocated) bytes += b.byteLength;
+  return bytes;
+}
+
 /**
  * @internal Arena offsets for the buffers allocated during a pass (a linear
  * scan over their lifetimes in steps; `outputs` live to the end): at each step
@@ -19,7 +26,7 @@ export function placeInArena(
   steps: readonly CapturedStep[],
   allocated: ReadonlySet<ArrayBufferLike>,
   outputs: readonly ArrayBufferView[],
-): { offsets: Map<ArrayBufferLike, number>; arenaBytes: number; eagerBytes: number } {
+): { offsets: Map<ArrayBufferLike, number>; arenaBytes: number } {
   const first = new Map<ArrayBufferLike, number>();
   const last = new Map<ArrayBufferLike, number>();
   const note = (v: unknown, i: number) => {
@@ -73,16 +80,14 @@ export function placeInArena(
   const offsets = new Map<ArrayBufferLike, number>();
   const rounded = (buf: ArrayBufferLike) => Math.ceil(buf.byteLength / ALIGN) * ALIGN;
   let arenaBytes = 0;
-  let eagerBytes = 0;
   for (let i = 0; i <= end; i++) {
     for (const buf of byFirst.get(i) ?? []) {
       offsets.set(buf, place(rounded(buf)));
-      eagerBytes += buf.byteLength;
       arenaBytes = Math.max(arenaBytes, top);
     }
     for (const buf of byLast.get(i) ?? []) release(offsets.get(buf)!, rounded(buf));
   }
-  return { offsets, arenaBytes, eagerBytes };
+  return { offsets, arenaBytes };
 }
 
 type ViewCtor = new (b: ArrayBuffer, offset: number, length: number) => ArrayBufferView;

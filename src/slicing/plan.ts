@@ -13,7 +13,7 @@ import { buffers } from '../kernels.js';
 import type { Module } from '../nn/module.js';
 import { Program } from '../program.js';
 import { noGrad, Tensor } from '../tensor.js';
-import { ArenaLayout, bindSteps, placeInArena } from './arena.js';
+import { allocatedBytes, ArenaLayout, bindSteps, placeInArena } from './arena.js';
 import { foldNormsIntoConvs, fuseResidualAdds, statsIntoConvs } from './passes.js';
 
 /**
@@ -110,9 +110,7 @@ export class InferencePlan {
     const withStats = statsIntoConvs(folded.steps);
     const allocated = new Set([...capture.allocated, ...folded.added.map((m) => m.buffer)]);
     const { offsets, arenaBytes } = placeInArena(withStats.steps, allocated, [fused.output]);
-    // What the eager pass allocates: every op output, the ones the passes removed included.
-    let eagerBytes = 0;
-    for (const b of capture.allocated) eagerBytes += b.byteLength;
+    const eagerBytes = allocatedBytes(capture.allocated);
     const layout = new ArenaLayout(offsets);
     const arena = new ArrayBuffer(arenaBytes);
     const steps = bindSteps(layout.template(withStats.steps), arena);

@@ -18,7 +18,7 @@
 import { captureCalls } from '../capture.js';
 import type { Module } from '../nn/module.js';
 import { Tensor } from '../tensor.js';
-import { ArenaLayout, bindSteps, placeInArena } from './arena.js';
+import { allocatedBytes, ArenaLayout, bindSteps, placeInArena } from './arena.js';
 import { aliasGradientSums, foldNormsForTraining, overwriteFirstWrites, residualIntoConvs } from './passes.js';
 import { InferencePlan, readsMadeTensor, StateSnapshot, withModuleLabels } from './plan.js';
 import type { CapturedStep } from '../capture.js';
@@ -145,9 +145,7 @@ export class TrainingPlan {
     const steps = overwritten.steps;
     const allocated = new Set([...capture.allocated, ...folded.added.map((m) => m.buffer)]);
     const { offsets, arenaBytes } = placeInArena(steps, allocated, outViews);
-    // What the eager step allocates: every op output, the ones the passes removed included.
-    let eagerBytes = 0;
-    for (const b of capture.allocated) eagerBytes += b.byteLength;
+    const eagerBytes = allocatedBytes(capture.allocated);
     const layout = new ArenaLayout(offsets);
     const outputs = passes.map((chunks) =>
       chunks.map((p) => ({
